@@ -1,0 +1,45 @@
+# Two commands matter: `make demo` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test lint unit integration e2e stack-up stack-down stack-status contracts
+
+$(INSTALLED): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(PY) tools/demo.py
+
+test: $(INSTALLED) lint
+	tools/stack up
+	$(PY) -m pytest tests
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check services examples tests tools
+	$(VENV)/bin/mypy
+
+unit: $(INSTALLED)
+	$(PY) -m pytest tests/unit
+
+integration: $(INSTALLED)
+	$(PY) -m pytest tests/integration
+
+e2e: $(INSTALLED)
+	$(PY) -m pytest tests/e2e
+
+contracts: $(INSTALLED)
+	$(PY) tools/generate_contracts.py
+
+stack-up:
+	tools/stack up
+
+stack-down:
+	tools/stack down
+
+stack-status:
+	tools/stack status

@@ -1,0 +1,159 @@
+"""Avro single-object encoding of envelopes, on fastavro.
+
+Wire format (Avro spec, "single-object encoding"): ``C3 01`` + the 8-byte little-endian
+CRC-64-AVRO fingerprint of the writer schema's parsing canonical form + the Avro body.
+Every message names its own schema without a schema registry service; readers resolve the
+writer schema found by fingerprint (current contracts/ or contracts/history/) to the current
+reader schema, which is what makes backward-compatible evolution work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import io
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from tasksaga.adapters.avro_schemas import NAMESPACE
+from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope
+
+MAGIC = b"\xc3\x01"
+HEADER_LENGTH = len(MAGIC) + 8
+DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[3] / "contracts"
+
+
+class DecodeError(ValueError):
+    """The bytes are not a message this service can read; the reason says why."""
+
+
+@dataclass(frozen=True)
+class _Schema:
+    name: str
+    parsed: Any
+    fingerprint: bytes
+
+
+def _load(path: Path) -> _Schema:
+    raw = json.loads(path.read_text())
+    parsed = parse_schema(raw, _write_hint=False)
+    canonical = to_parsing_canonical_form(parsed)
+    return _Schema(
+        name=raw["name"], parsed=parse_schema(raw),
+        fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
+    )
+
+
+class AvroCodec:
+    def __init__(self, contracts_dir: Path = DEFAULT_CONTRACTS_DIR) -> None:
+        if not (contracts_dir / "task_event.avsc").exists():
+            raise FileNotFoundError(
+                f"no Avro contracts in {contracts_dir}; set TASKSAGA_CONTRACTS_DIR to the "
+                "repository's contracts/ folder"
+            )
+        self._current: dict[str, _Schema] = {}
+        self._writers: dict[bytes, _Schema] = {}
+        for path in sorted(contracts_dir.glob("*.avsc")):
+            schema = _load(path)
+            self._current[schema.name] = schema
+            self._writers[schema.fingerprint] = schema
+        for path in sorted((contracts_dir / "history").glob("*.avsc")):
+            schema = _load(path)
+            self._writers.setdefault(schema.fingerprint, schema)
+        self._payload_types: dict[str, type[Any]] = {}
+        self._schema_of_payload: dict[type[Any], str] = {}
+        for message_name, payload_types in MESSAGE_SCHEMAS:
+            for payload_type in payload_types:
+                self._payload_types[f"{NAMESPACE}.{payload_type.__name__}"] = payload_type
+                self._schema_of_payload[payload_type] = message_name
+
+    def schema_name_of(self, envelope: Envelope) -> str:
+        return self._schema_of_payload[type(envelope.payload)]
+
+    def encode(self, envelope: Envelope) -> bytes:
+        schema = self._current[self.schema_name_of(envelope)]
+        record = {f.name: getattr(envelope, f.name) for f in dataclasses.fields(envelope)}
+        payload = envelope.payload
+        record["payload"] = (f"{NAMESPACE}.{type(payload).__name__}", _to_record(payload))
+        buffer = io.BytesIO()
+        buffer.write(MAGIC)
+        buffer.write(schema.fingerprint)
+        schemaless_writer(buffer, schema.parsed, record)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes | None) -> Envelope:
+        if data is None or len(data) < HEADER_LENGTH or data[:2] != MAGIC:
+            raise DecodeError("not Avro single-object encoded (missing C3 01 header)")
+        writer = self._writers.get(data[2:HEADER_LENGTH])
+        if writer is None:
+            raise DecodeError(
+                f"unknown schema fingerprint {data[2:HEADER_LENGTH].hex()}: the writer used a "
+                "schema that is not in contracts/ (add it to contracts/history/)"
+            )
+        reader = self._current.get(writer.name)
+        if reader is None:
+            raise DecodeError(f"schema {writer.name} is no longer read by this service")
+        try:
+            record = schemaless_reader(
+                io.BytesIO(data[HEADER_LENGTH:]), writer.parsed, reader.parsed,
+                return_record_name=True,
+            )
+        except Exception as error:  # fastavro raises many types for corrupt bodies
+            raise DecodeError(f"corrupt Avro body for {writer.name}: {error}") from error
+        assert isinstance(record, dict)
+        name, body = record.pop("payload")
+        payload_type = self._payload_types.get(name)
+        if payload_type is None:
+            raise DecodeError(f"payload type {name} has no Python class here")
+        return Envelope(payload=_from_record(payload_type, body), **record)
+
+
+def _to_record(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_record(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_to_record(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_record(v) for k, v in value.items()}
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _from_record(cls: type[Any], body: dict[str, Any]) -> Any:
+    hints = _hints(cls)
+    return cls(**{name: _convert(hints[name], value) for name, value in body.items()})
+
+
+def _convert(annotation: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    args = typing.get_args(annotation)
+    if type(None) in args:
+        (annotation,) = [a for a in args if a is not type(None)]
+        args = typing.get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return annotation(value)
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return _from_record(annotation, value)
+    if typing.get_origin(annotation) is list and isinstance(args[0], type) \
+            and dataclasses.is_dataclass(args[0]):
+        item_type: type[Any] = args[0]
+        return [_from_record(item_type, v) for v in value]
+    return value

@@ -1,0 +1,221 @@
+"""Kafka producer and an at-least-once consumer loop with a dead-letter topic.
+
+The consumer stores an offset only after its message was handled (or dead-lettered), so a
+crash re-delivers; handlers are idempotent by their inbox record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from tasksaga.adapters import telemetry
+from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
+from tasksaga.adapters.wire import DeadLetter, Envelope
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class Unprocessable(Exception):
+    """The message is well-formed but can never be handled; it goes to the dead-letter topic."""
+
+
+def _infrastructure_error(error: BaseException) -> bool:
+    # Import lazily: the bus must not require the Postgres driver to be importable.
+    import psycopg
+
+    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError | KafkaException)
+
+
+def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        # Durability: every in-sync replica has it, and retries never duplicate or reorder.
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 2,
+        "compression.type": "lz4",
+    }
+
+
+class KafkaProducer:
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self._producer = Producer(producer_config(bootstrap, client_id))
+        self._errors: list[str] = []
+
+    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=list(headers),
+                    on_delivery=self._on_delivery,
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.1)  # local queue full: let deliveries drain
+
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._errors.append(str(error))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until every produced record is acknowledged; raise if any was refused."""
+        remaining = self._producer.flush(timeout)
+        errors, self._errors = self._errors, []
+        if remaining or errors:
+            raise KafkaException(
+                KafkaError(KafkaError._MSG_TIMED_OUT if remaining else KafkaError._FAIL,
+                           f"{remaining} records unacknowledged; errors: {errors[:3]}")
+            )
+
+    def send_envelope(
+        self, codec: AvroCodec, topic: str, envelope: Envelope, flush: bool = True
+    ) -> None:
+        self.produce(
+            topic, envelope.task_id.encode(), codec.encode(envelope), telemetry.inject_headers()
+        )
+        if flush:
+            self.flush()
+
+
+@dataclass
+class ConsumerSettings:
+    bootstrap: str
+    group_id: str
+    topics: list[str]
+    dead_letter_topic: str
+    client_id: str = "tasksaga"
+    group_instance_id: str | None = None
+    auto_offset_reset: str = "earliest"
+    max_poll_interval_ms: int = 600_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Envelope], None]
+
+
+class ConsumerLoop:
+    """Polls, decodes, handles, stores the offset. Runs until ``stop`` is set."""
+
+    MAX_HANDLER_FAILURES = 5
+
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        codec: AvroCodec,
+        handler: Handler,
+        dead_letters: KafkaProducer,
+        stop: threading.Event,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self._codec = codec
+        self._handler = handler
+        self._dead_letters = dead_letters
+        self._stop = stop
+        self._now_ms = now_ms
+        config: dict[str, Any] = {
+            "bootstrap.servers": settings.bootstrap,
+            "group.id": settings.group_id,
+            "client.id": settings.client_id,
+            "enable.auto.commit": True,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": settings.auto_offset_reset,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "max.poll.interval.ms": settings.max_poll_interval_ms,
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            **settings.extra,
+        }
+        if settings.group_instance_id:
+            config["group.instance.id"] = settings.group_instance_id
+        self.consumer = Consumer(config)
+
+    def run(self) -> None:
+        self.consumer.subscribe(self.settings.topics)
+        try:
+            while not self._stop.is_set():
+                message = self.consumer.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    self._on_error(error)
+                    continue
+                self.process(message)
+        finally:
+            self.consumer.close()
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        log.warning("consumer error: %s", error)
+
+    def process(self, message: Message) -> None:
+        try:
+            envelope = self._codec.decode(message.value())
+        except DecodeError as error:
+            self.dead_letter(message, str(error))
+            return
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                with telemetry.consume_span(self.settings.group_id, message, envelope):
+                    self._handler(envelope)
+                break
+            except Unprocessable as error:
+                self.dead_letter(message, str(error))
+                break
+            except Exception as error:
+                failures += 1
+                if not _infrastructure_error(error) and failures >= self.MAX_HANDLER_FAILURES:
+                    log.exception("handler failed %d times; dead-lettering", failures)
+                    self.dead_letter(message, f"handler failed: {type(error).__name__}: {error}")
+                    break
+                log.warning("handler failed (%s), retrying: %s", type(error).__name__, error)
+                time.sleep(min(0.2 * 2**failures, 5.0))
+        else:
+            return  # stopping: leave the offset unstored so the message is redelivered
+        self.store_offset(message)
+
+    def store_offset(self, message: Message) -> None:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        self.consumer.store_offsets(offsets=[TopicPartition(topic, partition, offset + 1)])
+
+    def dead_letter(self, message: Message, reason: str) -> None:
+        log.error("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(),
+                  message.offset(), reason)
+        letter = DeadLetter(
+            source_topic=message.topic() or "",
+            source_partition=message.partition() or 0,
+            source_offset=message.offset() or 0,
+            consumer_group=self.settings.group_id,
+            reason=reason,
+            key=message.key(),
+            value=message.value(),
+            failed_at_ms=self._now_ms(),
+        )
+        key = message.key()
+        envelope = Envelope(
+            payload=letter,
+            message_id=f"dlq:{message.topic()}:{message.partition()}:{message.offset()}",
+            task_id=key.decode("utf-8", "replace") if key else "",
+            correlation_id="",
+            causation_id=None,
+            occurred_at_ms=letter.failed_at_ms,
+        )
+        self._dead_letters.produce(
+            self.settings.dead_letter_topic, key, self._codec.encode(envelope)
+        )
+        self._dead_letters.flush()
+        self.store_offset(message)

@@ -1,0 +1,173 @@
+"""The Postgres event store: append with expected version, inbox, outbox and timers in one
+transaction per processed message."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool
+
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.wire import Envelope
+from tasksaga.core import messages as msg
+from tasksaga.core.state import TaskState, evolve
+
+OUTBOX_CHANNEL = "tasksaga_outbox"
+EVENTS_CHANNEL = "tasksaga_events"
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the stream first (a concurrent or zombie owner)."""
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+class StoreTransaction:
+    def __init__(self, conn: psycopg.Connection, codec: AvroCodec) -> None:
+        self._conn = conn
+        self._codec = codec
+
+    def claim_message(self, consumer: str, message_id: str) -> bool:
+        """Record the message as processed; False when it already was (a redelivery)."""
+        cursor = self._conn.execute(
+            "INSERT INTO processed_messages (consumer, message_id) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (consumer, message_id),
+        )
+        return cursor.rowcount == 1
+
+    def load_events(self, task_id: str) -> list[Envelope]:
+        rows = self._conn.execute(
+            "SELECT payload FROM events WHERE stream_id = %s ORDER BY version", (task_id,)
+        ).fetchall()
+        return [self._codec.decode(bytes(row[0])) for row in rows]
+
+    def load_state(self, task_id: str) -> TaskState:
+        state = TaskState()
+        for envelope in self.load_events(task_id):
+            state = evolve(state, envelope.payload)
+        return state
+
+    def append(self, task_id: str, expected_version: int, envelopes: Sequence[Envelope]) -> None:
+        rows = []
+        for offset, envelope in enumerate(envelopes, start=1):
+            if envelope.version != expected_version + offset:
+                raise ValueError("event versions must follow the expected version without gaps")
+            rows.append((
+                task_id, envelope.version, type(envelope.payload).__name__,
+                envelope.message_id, self._codec.encode(envelope),
+            ))
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO events (stream_id, version, event_type, message_id, payload)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    rows,
+                )
+        except errors.UniqueViolation as error:
+            if error.diag.constraint_name in ("events_stream_version", "events_message_id_key"):
+                raise ConcurrencyConflict(
+                    f"stream {task_id} moved past version {expected_version}"
+                ) from error
+            raise
+        if rows:
+            self._conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
+
+    def enqueue(self, records: Sequence[OutboxRecord]) -> None:
+        if not records:
+            return
+        with self._conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO outbox (topic, key, value, headers) VALUES (%s, %s, %s, %s)",
+                [
+                    (r.topic, r.key, r.value,
+                     json.dumps([[k, v.decode("latin-1")] for k, v in r.headers]))
+                    for r in records
+                ],
+            )
+        self._conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+
+    def schedule(self, timers: Sequence[msg.ScheduleTimer]) -> None:
+        if not timers:
+            return
+        with self._conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO timers (task_id, kind, step, attempt, fire_at_ms)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (task_id, kind, step, attempt)"
+                " DO UPDATE SET fire_at_ms = EXCLUDED.fire_at_ms",
+                [
+                    (t.timer.task_id, t.timer.kind.value, t.timer.step, t.timer.attempt,
+                     t.fire_at_ms)
+                    for t in timers
+                ],
+            )
+
+    def delete_timer(self, timer: msg.TimerFired) -> None:
+        self._conn.execute(
+            "DELETE FROM timers WHERE task_id = %s AND kind = %s AND step = %s AND attempt = %s",
+            (timer.task_id, timer.kind.value, timer.step, timer.attempt),
+        )
+
+    def claim_due_timers(self, now_ms: int, limit: int) -> list[msg.TimerFired]:
+        """Due timers locked by this transaction; other orchestrators skip them."""
+        rows = self._conn.execute(
+            "SELECT task_id, kind, step, attempt FROM timers WHERE fire_at_ms <= %s"
+            " ORDER BY fire_at_ms LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now_ms, limit),
+        ).fetchall()
+        return [msg.TimerFired(r[0], msg.TimerKind(r[1]), r[2], r[3]) for r in rows]
+
+    def extend_step_timeout(self, task_id: str, step: str, attempt: int, fire_at_ms: int) -> None:
+        self._conn.execute(
+            "UPDATE timers SET fire_at_ms = GREATEST(fire_at_ms, %s)"
+            " WHERE task_id = %s AND kind = %s AND step = %s AND attempt = %s",
+            (fire_at_ms, task_id, msg.TimerKind.STEP_TIMEOUT.value, step, attempt),
+        )
+
+    def record_progress(
+        self, task_id: str, step: str, attempt: int, progress: float | None, message: str | None
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO step_progress (task_id, step, attempt, progress, message)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (task_id, step) DO UPDATE SET"
+            " attempt = EXCLUDED.attempt, progress = EXCLUDED.progress,"
+            " message = EXCLUDED.message, reported_at = now()",
+            (task_id, step, attempt, progress, message),
+        )
+
+
+class PostgresEventStore:
+    def __init__(self, pool: ConnectionPool, codec: AvroCodec) -> None:
+        self._pool = pool
+        self._codec = codec
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield StoreTransaction(conn, self._codec)
+
+    def next_timer_due_ms(self) -> int | None:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT min(fire_at_ms) FROM timers").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+
+def open_pool(database_url: str, max_size: int = 8, name: str = "tasksaga") -> ConnectionPool:
+    pool = ConnectionPool(
+        database_url, min_size=1, max_size=max_size, open=False, name=name,
+        kwargs={"application_name": name},
+    )
+    pool.open(wait=True, timeout=30)
+    return pool

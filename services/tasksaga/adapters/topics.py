@@ -1,0 +1,51 @@
+"""Creates the topics the services use (idempotent)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from tasksaga.adapters.wire import Topics
+
+
+def all_topic_names(topics: Topics, queues: Iterable[str]) -> list[str]:
+    return [
+        topics.task_commands, topics.task_events, topics.step_results, topics.dead_letter,
+        topics.webhook_deliveries, topics.step_cancellations,
+        *(topics.step_commands(q) for q in sorted(set(queues))),
+    ]
+
+
+def ensure_topics(
+    bootstrap: str, names: Iterable[str], partitions: int = 6, replication: int = 1
+) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wanted = [NewTopic(n, num_partitions=partitions, replication_factor=replication)
+              for n in names]
+    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
+        try:
+            future.result(timeout=60)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"could not create topic {name}: {error}") from error
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Create tasksaga's Kafka topics.")
+    parser.add_argument("--bootstrap", default=os.environ.get("TASKSAGA_KAFKA_BOOTSTRAP"))
+    parser.add_argument("--prefix", default=os.environ.get("TASKSAGA_TOPIC_PREFIX", "tasksaga"))
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("queues", nargs="*", help="step queues to create command topics for")
+    args = parser.parse_args()
+    if not args.bootstrap:
+        print("set TASKSAGA_KAFKA_BOOTSTRAP or pass --bootstrap", file=sys.stderr)
+        return 2
+    names = all_topic_names(Topics(args.prefix), args.queues)
+    ensure_topics(args.bootstrap, names, args.partitions)
+    print("\n".join(names))
+    return 0

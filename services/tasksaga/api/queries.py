@@ -1,0 +1,115 @@
+"""Reads of the projections for status, audit and cancel checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from tasksaga.core.definition import TaskDefinition
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task_id: str
+    task_type: str
+    status: str
+    version: int
+    request_json: str
+    response_json: str | None
+    end_reason: str | None
+    submitted_at: datetime
+    updated_at: datetime
+
+
+class ProjectionQueries:
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def task(self, task_id: str) -> TaskRow | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT task_id, task_type, status, version, request_json, response_json,"
+                " end_reason, submitted_at, updated_at FROM task_status WHERE task_id = %s",
+                (task_id,),
+            ).fetchone()
+        return None if row is None else TaskRow(*row)
+
+    def status_document(self, row: TaskRow, definition: TaskDefinition | None) -> dict[str, Any]:
+        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            steps = {
+                r["step"]: r for r in cur.execute(
+                    "SELECT step, status, attempt, compensation_attempt, data_json, error_type,"
+                    " error_message, completion_rank, updated_at FROM step_records"
+                    " WHERE task_id = %s", (row.task_id,))
+            }
+            progress = {
+                r["step"]: r for r in cur.execute(
+                    "SELECT step, attempt, progress, message, reported_at FROM step_progress"
+                    " WHERE task_id = %s", (row.task_id,))
+            }
+            conditions = cur.execute(
+                "SELECT step, description, function, result, context_summary, evaluated_at"
+                " FROM condition_snapshots WHERE task_id = %s ORDER BY evaluated_at",
+                (row.task_id,)).fetchall()
+            deliveries = cur.execute(
+                "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
+                " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at",
+                (row.task_id,)).fetchall()
+        order = [s.name for s in definition.steps] if definition else sorted(steps)
+        return {
+            "task_id": row.task_id,
+            "task_type": row.task_type,
+            "status": row.status,
+            "version": row.version,
+            "submitted_at": row.submitted_at.isoformat(),
+            "updated_at": row.updated_at.isoformat(),
+            "request": json.loads(row.request_json),
+            "response": json.loads(row.response_json) if row.response_json else None,
+            "end_reason": row.end_reason,
+            "steps": [_step_document(name, steps.get(name), progress.get(name)) for name in order],
+            "conditions": [_jsonable(c) for c in conditions],
+            "notifications": [_jsonable(d) for d in deliveries],
+        }
+
+    def audit(self, task_id: str) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "SELECT version, event_type, step, summary, occurred_at FROM audit_entries"
+                " WHERE task_id = %s ORDER BY version", (task_id,)).fetchall()
+        return [_jsonable(r) for r in rows]
+
+    def ready(self) -> bool:
+        with self._pool.connection() as conn:
+            conn.execute("SELECT 1 FROM task_status LIMIT 1")
+        return True
+
+
+def _step_document(
+    name: str, record: dict[str, Any] | None, progress: dict[str, Any] | None
+) -> dict[str, Any]:
+    if record is None:
+        return {"step": name, "status": "Pending", "attempt": 0}
+    document = {
+        "step": name,
+        "status": record["status"],
+        "attempt": record["attempt"],
+        "compensation_attempt": record["compensation_attempt"],
+        "data": json.loads(record["data_json"]) if record["data_json"] else None,
+        "error_type": record["error_type"],
+        "error_message": record["error_message"],
+        "completion_rank": record["completion_rank"],
+        "updated_at": record["updated_at"].isoformat(),
+    }
+    if progress is not None and progress["attempt"] == record["attempt"]:
+        document["progress"] = progress["progress"]
+        document["progress_message"] = progress["message"]
+    return document
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}

@@ -1,0 +1,55 @@
+"""Typed settings shared by every service, read once from TASKSAGA_* environment variables.
+
+Each service extends ``CommonSettings`` with its own fields; a missing or insecure value stops
+the service at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tasksaga.adapters.avro_codec import DEFAULT_CONTRACTS_DIR
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKSAGA_", extra="ignore")
+
+    kafka_bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port]")
+    database_url: str = Field(description="postgresql://user:password@host:port/db")
+    topic_prefix: str = "tasksaga"
+    topic_partitions: int = 6
+    task_modules: list[str] = Field(
+        default=["tasksaga_examples.zip_archive"],
+        description="importable modules whose TaskDefinitions this service knows",
+    )
+    contracts_dir: Path = DEFAULT_CONTRACTS_DIR
+    log_level: str = "INFO"
+    otel_console: bool = False
+
+    @field_validator("task_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str) and not value.startswith("["):
+            return [m.strip() for m in value.split(",") if m.strip()]
+        return value
+
+
+class ObjectStoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKSAGA_S3_", extra="ignore")
+
+    endpoint: str = Field(description="host:port of the S3 (MinIO) server")
+    access_key: str
+    secret_key: str
+    secure: bool = False
+    region: str = "us-east-1"
+
+
+def configure_logging(level: str, service: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
+    )

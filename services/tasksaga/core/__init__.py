@@ -1,0 +1,29 @@
+"""The pure core: task declarations, the TaskInstance aggregate (evolve, decide), retry rules.
+
+Nothing in this package performs I/O; tests/unit/test_core_is_pure.py enforces it.
+"""
+
+from tasksaga.core.context import SagaContext, StepContext
+from tasksaga.core.definition import (
+    Placement,
+    StepCondition,
+    TaskDefinition,
+    UploadedFile,
+    UploadStepData,
+)
+from tasksaga.core.errors import NonRetryableError, StepCancelled
+from tasksaga.core.retry import Backoff, RetryPolicy
+
+__all__ = [
+    "Backoff",
+    "NonRetryableError",
+    "Placement",
+    "RetryPolicy",
+    "SagaContext",
+    "StepCancelled",
+    "StepCondition",
+    "StepContext",
+    "TaskDefinition",
+    "UploadStepData",
+    "UploadedFile",
+]

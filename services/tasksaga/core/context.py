@@ -1,0 +1,86 @@
+"""What user code sees: typed request and typed data of earlier steps.
+
+``SagaContext`` is pure (conditions and the response builder run in the orchestrator's decide);
+``StepContext`` adds what a handler on a worker needs: object storage, an idempotency key,
+cancellation and heartbeats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from tasksaga.core.ports import CancellationSignal, ObjectStore
+
+if TYPE_CHECKING:
+    from tasksaga.core.definition import TaskDefinition
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+DataT = TypeVar("DataT", bound=BaseModel)
+
+
+class StepDataMissing(LookupError):
+    """Asked for the data of a step that has not completed (or has no data type)."""
+
+
+@dataclass(frozen=True)
+class SagaContext(Generic[RequestT]):
+    task_id: str
+    definition: TaskDefinition
+    request: RequestT
+    step_data_json: Mapping[str, str]
+
+    def data(self, data_type: type[DataT]) -> DataT:
+        """The data of the completed step whose declared data type is ``data_type``."""
+        step = self.definition.step_for_data_type(data_type)
+        return self.data_of(step.name, data_type)
+
+    def data_of(self, step_name: str, data_type: type[DataT]) -> DataT:
+        raw = self.step_data_json.get(step_name)
+        if raw is None:
+            raise StepDataMissing(
+                f"step {step_name!r} of task {self.definition.name!r} has no data yet: "
+                "read only the data of steps ordered before the current one"
+            )
+        return data_type.model_validate_json(raw)
+
+    def has_data(self, step_name: str) -> bool:
+        return step_name in self.step_data_json
+
+
+def _no_heartbeat(progress: float | None, message: str | None) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class StepContext(SagaContext[RequestT]):
+    step: str = ""
+    attempt: int = 1
+    idempotency_key: str = ""
+    objects: ObjectStore | None = None
+    cancelled: CancellationSignal | None = None
+    heartbeat: Callable[[float | None, str | None], None] = field(default=_no_heartbeat)
+
+    @property
+    def store(self) -> ObjectStore:
+        if self.objects is None:
+            raise RuntimeError("this worker was started without object storage")
+        return self.objects
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled is not None and self.cancelled.is_set()
+
+
+def dump_model(model: BaseModel | None) -> str:
+    return "{}" if model is None else model.model_dump_json()
+
+
+def parse_json_object(raw: str) -> dict[str, Any]:
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object")
+    return value

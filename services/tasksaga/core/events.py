@@ -1,0 +1,191 @@
+"""Events of the TaskInstance aggregate: the facts written to its append-only stream.
+
+Each class maps one-to-one onto an Avro record of the same name in contracts/task_event.avsc.
+Times are epoch milliseconds given by the caller's clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskSubmitted:
+    task_id: str
+    task_type: str
+    request_json: str
+    callback_url: str | None
+    idempotency_key: str | None
+    submitted_at_ms: int
+    deadline_ms: int | None
+
+
+@dataclass(frozen=True)
+class StepDispatched:
+    step: str
+    attempt: int
+    queue: str
+    dispatched_at_ms: int
+    timeout_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepCompleted:
+    step: str
+    attempt: int
+    data_json: str
+    completed_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepFailed:
+    """An attempt failed. ``will_retry`` says whether a retry follows."""
+
+    step: str
+    attempt: int
+    error_type: str
+    error_message: str
+    will_retry: bool
+    failed_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepRetryScheduled:
+    step: str
+    next_attempt: int
+    fire_at_ms: int
+
+
+@dataclass(frozen=True)
+class ConditionEvaluated:
+    """The condition snapshot: why a step ran or was skipped."""
+
+    step: str
+    description: str
+    function: str
+    result: bool
+    context_summary: str
+    evaluated_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepSkipped:
+    step: str
+    reason: str
+    skipped_at_ms: int
+
+
+@dataclass(frozen=True)
+class CancellationRequested:
+    reason: str
+    requested_at_ms: int
+
+
+@dataclass(frozen=True)
+class CompensationStarted:
+    reason: str
+    started_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepCompensationDispatched:
+    step: str
+    attempt: int
+    dispatched_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepCompensated:
+    step: str
+    attempt: int
+    compensated_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepCompensationFailed:
+    step: str
+    attempt: int
+    error_type: str
+    error_message: str
+    will_retry: bool
+    failed_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepCompensationRetryScheduled:
+    step: str
+    next_attempt: int
+    fire_at_ms: int
+
+
+@dataclass(frozen=True)
+class TaskCompleted:
+    response_json: str
+    completed_at_ms: int
+
+
+@dataclass(frozen=True)
+class TaskFailed:
+    """Ended after a failure, every completed step compensated."""
+
+    reason: str
+    failed_at_ms: int
+
+
+@dataclass(frozen=True)
+class TaskCancelled:
+    """Ended after cancellation (or the task's timeout), every completed step compensated."""
+
+    reason: str
+    cancelled_at_ms: int
+
+
+@dataclass(frozen=True)
+class TaskCompensationFailed:
+    """A compensation failed for good: needs an operator. Never dropped silently."""
+
+    step: str
+    error_type: str
+    error_message: str
+    failed_at_ms: int
+
+
+TaskEvent = (
+    TaskSubmitted
+    | StepDispatched
+    | StepCompleted
+    | StepFailed
+    | StepRetryScheduled
+    | ConditionEvaluated
+    | StepSkipped
+    | CancellationRequested
+    | CompensationStarted
+    | StepCompensationDispatched
+    | StepCompensated
+    | StepCompensationFailed
+    | StepCompensationRetryScheduled
+    | TaskCompleted
+    | TaskFailed
+    | TaskCancelled
+    | TaskCompensationFailed
+)
+
+EVENT_TYPES: tuple[type[TaskEvent], ...] = (
+    TaskSubmitted,
+    StepDispatched,
+    StepCompleted,
+    StepFailed,
+    StepRetryScheduled,
+    ConditionEvaluated,
+    StepSkipped,
+    CancellationRequested,
+    CompensationStarted,
+    StepCompensationDispatched,
+    StepCompensated,
+    StepCompensationFailed,
+    StepCompensationRetryScheduled,
+    TaskCompleted,
+    TaskFailed,
+    TaskCancelled,
+    TaskCompensationFailed,
+)

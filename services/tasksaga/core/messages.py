@@ -1,0 +1,144 @@
+"""Messages that reach the aggregate (commands, step results, timers) and commands it sends.
+
+Each class maps one-to-one onto an Avro record of the same name in contracts/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# -- task commands (api -> orchestrator) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiStepResult:
+    """An API-placed step already done at submission (a file upload)."""
+
+    step: str
+    data_json: str
+
+
+@dataclass(frozen=True)
+class SubmitTask:
+    task_id: str
+    task_type: str
+    request_json: str
+    callback_url: str | None
+    idempotency_key: str | None
+    submitted_at_ms: int
+    api_steps: list[ApiStepResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CancelTask:
+    task_id: str
+    reason: str
+    requested_at_ms: int
+
+
+# -- step results (worker -> orchestrator) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepSucceeded:
+    task_id: str
+    step: str
+    attempt: int
+    data_json: str
+
+
+@dataclass(frozen=True)
+class StepAttemptFailed:
+    task_id: str
+    step: str
+    attempt: int
+    error_type: str
+    error_message: str
+    retryable: bool
+
+
+@dataclass(frozen=True)
+class CompensationSucceeded:
+    task_id: str
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class CompensationAttemptFailed:
+    task_id: str
+    step: str
+    attempt: int
+    error_type: str
+    error_message: str
+
+
+# -- timers (orchestrator -> itself, durable in Postgres) ---------------------------------------
+
+
+class TimerKind(StrEnum):
+    STEP_RETRY = "step_retry"
+    STEP_TIMEOUT = "step_timeout"
+    COMPENSATION_RETRY = "compensation_retry"
+    COMPENSATION_TIMEOUT = "compensation_timeout"
+    TASK_TIMEOUT = "task_timeout"
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    task_id: str
+    kind: TimerKind
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ScheduleTimer:
+    """Asks the shell to deliver ``TimerFired`` at ``fire_at_ms`` (durably)."""
+
+    fire_at_ms: int
+    timer: TimerFired
+
+
+# -- step commands (orchestrator -> worker) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecuteStep:
+    task_id: str
+    task_type: str
+    step: str
+    attempt: int
+    queue: str
+    request_json: str
+    step_data: dict[str, str]
+    idempotency_key: str
+    timeout_at_ms: int
+
+
+@dataclass(frozen=True)
+class CompensateStep:
+    task_id: str
+    task_type: str
+    step: str
+    attempt: int
+    queue: str
+    request_json: str
+    step_data: dict[str, str]
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class CancelStep:
+    task_id: str
+    step: str
+    attempt: int
+    queue: str
+    reason: str
+
+
+TaskCommand = SubmitTask | CancelTask
+StepResult = StepSucceeded | StepAttemptFailed | CompensationSucceeded | CompensationAttemptFailed
+Inbound = TaskCommand | StepResult | TimerFired
+StepCommand = ExecuteStep | CompensateStep | CancelStep

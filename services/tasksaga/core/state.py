@@ -1,0 +1,174 @@
+"""State of one TaskInstance and the fold that builds it from its events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from tasksaga.core import events as ev
+
+
+class TaskStatus(StrEnum):
+    NEW = "New"
+    RUNNING = "Running"
+    COMPENSATING = "Compensating"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    COMPENSATION_FAILED = "CompensationFailed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_compensating_or_after(self) -> bool:
+        return self not in (TaskStatus.NEW, TaskStatus.RUNNING)
+
+
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.COMPENSATION_FAILED}
+)
+
+
+class StepStatus(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRY_SCHEDULED = "RetryScheduled"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    COMPENSATING = "Compensating"
+    COMPENSATION_RETRY_SCHEDULED = "CompensationRetryScheduled"
+    COMPENSATED = "Compensated"
+    COMPENSATION_FAILED = "CompensationFailed"
+
+
+@dataclass(frozen=True)
+class StepState:
+    name: str
+    status: StepStatus = StepStatus.PENDING
+    attempt: int = 0
+    data_json: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    compensation_attempt: int = 0
+
+
+@dataclass(frozen=True)
+class TaskState:
+    task_id: str = ""
+    task_type: str = ""
+    status: TaskStatus = TaskStatus.NEW
+    version: int = 0
+    request_json: str = "{}"
+    callback_url: str | None = None
+    submitted_at_ms: int = 0
+    deadline_ms: int | None = None
+    steps: dict[str, StepState] = field(default_factory=dict)
+    completion_order: tuple[str, ...] = ()
+    ending: str | None = None  # "failed" or "cancelled": the terminal state after compensation
+    end_reason: str | None = None
+    response_json: str | None = None
+
+    def step(self, name: str) -> StepState:
+        return self.steps.get(name) or StepState(name=name)
+
+    def steps_in(self, *statuses: StepStatus) -> list[StepState]:
+        return [s for s in self.steps.values() if s.status in statuses]
+
+    def step_data(self) -> dict[str, str]:
+        return {
+            name: s.data_json
+            for name, s in self.steps.items()
+            if s.data_json is not None and name in self.completion_order
+        }
+
+
+def _with_step(state: TaskState, name: str, **changes: object) -> TaskState:
+    steps = dict(state.steps)
+    steps[name] = replace(state.step(name), **changes)  # type: ignore[arg-type]
+    return replace(state, steps=steps)
+
+
+def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
+    """Apply one event. Pure and total: it never raises for events decide() produced."""
+    state = replace(state, version=state.version + 1)
+    match event:
+        case ev.TaskSubmitted():
+            return replace(
+                state,
+                task_id=event.task_id,
+                task_type=event.task_type,
+                status=TaskStatus.RUNNING,
+                request_json=event.request_json,
+                callback_url=event.callback_url,
+                submitted_at_ms=event.submitted_at_ms,
+                deadline_ms=event.deadline_ms,
+            )
+        case ev.StepDispatched():
+            return _with_step(
+                state, event.step, status=StepStatus.RUNNING, attempt=event.attempt,
+                error_type=None, error_message=None,
+            )
+        case ev.StepCompleted():
+            state = _with_step(
+                state, event.step, status=StepStatus.COMPLETED, attempt=event.attempt,
+                data_json=event.data_json,
+            )
+            return replace(state, completion_order=(*state.completion_order, event.step))
+        case ev.StepFailed():
+            return _with_step(
+                state, event.step,
+                status=StepStatus.RETRY_SCHEDULED if event.will_retry else StepStatus.FAILED,
+                error_type=event.error_type, error_message=event.error_message,
+            )
+        case ev.StepRetryScheduled():
+            return _with_step(state, event.step, status=StepStatus.RETRY_SCHEDULED)
+        case ev.ConditionEvaluated():
+            return state
+        case ev.StepSkipped():
+            return _with_step(state, event.step, status=StepStatus.SKIPPED)
+        case ev.CancellationRequested():
+            return replace(state, ending="cancelled", end_reason=event.reason)
+        case ev.CompensationStarted():
+            return replace(
+                state,
+                status=TaskStatus.COMPENSATING,
+                ending=state.ending or "failed",
+                end_reason=state.end_reason or event.reason,
+            )
+        case ev.StepCompensationDispatched():
+            return _with_step(
+                state, event.step, status=StepStatus.COMPENSATING,
+                compensation_attempt=event.attempt,
+            )
+        case ev.StepCompensated():
+            return _with_step(state, event.step, status=StepStatus.COMPENSATED)
+        case ev.StepCompensationFailed():
+            return _with_step(
+                state, event.step,
+                status=(
+                    StepStatus.COMPENSATION_RETRY_SCHEDULED
+                    if event.will_retry else StepStatus.COMPENSATION_FAILED
+                ),
+                error_type=event.error_type, error_message=event.error_message,
+            )
+        case ev.StepCompensationRetryScheduled():
+            return _with_step(state, event.step, status=StepStatus.COMPENSATION_RETRY_SCHEDULED)
+        case ev.TaskCompleted():
+            return replace(state, status=TaskStatus.COMPLETED, response_json=event.response_json)
+        case ev.TaskFailed():
+            return replace(state, status=TaskStatus.FAILED)
+        case ev.TaskCancelled():
+            return replace(state, status=TaskStatus.CANCELLED)
+        case ev.TaskCompensationFailed():
+            return replace(state, status=TaskStatus.COMPENSATION_FAILED)
+    raise TypeError(f"not a task event: {event!r}")
+
+
+def fold(events: list[ev.TaskEvent], state: TaskState | None = None) -> TaskState:
+    current = state or TaskState()
+    for event in events:
+        current = evolve(current, event)
+    return current

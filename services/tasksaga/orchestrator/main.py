@@ -1,0 +1,97 @@
+"""Orchestrator service: the composition root wiring Kafka, Postgres and the saga core."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from tasksaga.adapters import telemetry
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.clock import now_ms, random_fraction
+from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
+from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
+from tasksaga.adapters.migrations import apply_migrations
+from tasksaga.adapters.outbox_relay import OutboxRelay, run_on_notify
+from tasksaga.adapters.pg_store import (
+    EVENTS_CHANNEL,
+    OUTBOX_CHANNEL,
+    PostgresEventStore,
+    open_pool,
+)
+from tasksaga.adapters.projections import Projector
+from tasksaga.adapters.topics import all_topic_names, ensure_topics
+from tasksaga.adapters.wire import Topics
+from tasksaga.config import configure_logging
+from tasksaga.core.registry import load_registry
+from tasksaga.orchestrator.processor import Orchestrator
+from tasksaga.orchestrator.settings import OrchestratorSettings
+
+log = logging.getLogger("tasksaga.orchestrator")
+
+
+def run_timers(orchestrator: Orchestrator, store: PostgresEventStore,
+               stop: threading.Event) -> None:
+    """Fire due timers; sleep until the next one is due (at most 250 ms, for new timers)."""
+    while not stop.is_set():
+        orchestrator.fire_due_timers()
+        next_due = store.next_timer_due_ms()
+        wait_ms = 250 if next_due is None else min(max(next_due - now_ms(), 5), 250)
+        stop.wait(wait_ms / 1000)
+
+
+def main() -> None:
+    settings = OrchestratorSettings()
+    configure_logging(settings.log_level, "orchestrator")
+    telemetry.configure("tasksaga-orchestrator", settings.otel_console)
+    registry = load_registry(settings.task_modules)
+    topics = Topics(settings.topic_prefix)
+    apply_migrations(settings.database_url)
+    ensure_topics(settings.kafka_bootstrap, all_topic_names(topics, registry.queues()),
+                  settings.topic_partitions)
+
+    stop = stop_on_signals()
+    codec = AvroCodec(settings.contracts_dir)
+    pool = open_pool(settings.database_url, settings.orchestrator_pool_size, "orchestrator")
+    store = PostgresEventStore(pool, codec)
+    orchestrator = Orchestrator(registry, store, codec, topics, now_ms, random_fraction)
+    client_id = f"orchestrator-{settings.orchestrator_instance_id or os.getpid()}"
+    relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap, f"{client_id}-relay"))
+    dead_letters = KafkaProducer(settings.kafka_bootstrap, f"{client_id}-dlq")
+
+    threads = [
+        start_thread("outbox-relay", lambda: run_on_notify(
+            settings.database_url, OUTBOX_CHANNEL, relay.publish_pending, stop,
+            name="outbox-relay"), stop),
+        start_thread("timers", lambda: run_timers(orchestrator, store, stop), stop),
+    ]
+    if settings.orchestrator_run_projector:
+        projector = Projector(pool, codec)
+        threads.append(start_thread("projector", lambda: run_on_notify(
+            settings.database_url, EVENTS_CHANNEL, projector.catch_up, stop,
+            name="projector"), stop))
+
+    loop = ConsumerLoop(
+        ConsumerSettings(
+            bootstrap=settings.kafka_bootstrap,
+            group_id=f"{settings.topic_prefix}-{settings.orchestrator_group}",
+            topics=[topics.task_commands, topics.step_results],
+            dead_letter_topic=topics.dead_letter,
+            client_id=client_id,
+            group_instance_id=settings.orchestrator_instance_id,
+        ),
+        codec, orchestrator.handle, dead_letters, stop, now_ms,
+    )
+    log.info("orchestrator running: tasks %s", ", ".join(registry.names()))
+    try:
+        loop.run()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        pool.close()
+        log.info("orchestrator stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The orchestrator's handling of one message: load, decide, append — in one transaction.
+
+Inbox record, appended events, outbox records and timers commit together, so a redelivered
+message is a no-op and nothing decided is lost or sent before it is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from tasksaga.adapters import telemetry
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_bus import Unprocessable
+from tasksaga.adapters.pg_store import (
+    ConcurrencyConflict,
+    OutboxRecord,
+    PostgresEventStore,
+    StoreTransaction,
+)
+from tasksaga.adapters.wire import Envelope, StepHeartbeat, Topics
+from tasksaga.core import messages as msg
+from tasksaga.core.decide import Decision, decide
+from tasksaga.core.registry import TaskRegistry, UnknownTaskType
+from tasksaga.core.state import TaskState
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 20
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        store: PostgresEventStore,
+        codec: AvroCodec,
+        topics: Topics,
+        now_ms: Callable[[], int],
+        random: Callable[[], float],
+        consumer_name: str = "orchestrator",
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._codec = codec
+        self._topics = topics
+        self._now_ms = now_ms
+        self._random = random
+        self._consumer = consumer_name
+
+    # -- inbound messages ----------------------------------------------------------------------
+
+    def handle(self, envelope: Envelope) -> None:
+        payload = envelope.payload
+        if isinstance(payload, StepHeartbeat):
+            self._record_heartbeat(payload)
+            return
+        if not isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.StepSucceeded
+                          | msg.StepAttemptFailed | msg.CompensationSucceeded
+                          | msg.CompensationAttemptFailed):
+            raise Unprocessable(f"the orchestrator does not handle {type(payload).__name__}")
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                with self._store.transaction() as tx:
+                    if not tx.claim_message(self._consumer, envelope.message_id):
+                        return
+                    self._decide_and_write(tx, payload, envelope.message_id)
+                return
+            except ConcurrencyConflict as conflict:
+                log.info("retrying after a concurrent append: %s", conflict)
+        raise RuntimeError(f"gave up on {envelope.message_id} after repeated conflicts")
+
+    def fire_due_timers(self, limit: int = 100) -> int:
+        """Fire due timers; each in its own transaction with the events it causes."""
+        fired = 0
+        while fired < limit:
+            try:
+                with self._store.transaction() as tx:
+                    due = tx.claim_due_timers(self._now_ms(), 1)
+                    if not due:
+                        return fired
+                    timer = due[0]
+                    tx.delete_timer(timer)
+                    cause = f"timer:{timer.task_id}:{timer.kind}:{timer.step}:{timer.attempt}"
+                    self._decide_and_write(tx, timer, cause)
+                fired += 1
+            except ConcurrencyConflict as conflict:
+                log.info("timer raced a concurrent append, retrying: %s", conflict)
+        return fired
+
+    # -- the transaction's body ----------------------------------------------------------------
+
+    def _decide_and_write(self, tx: StoreTransaction, message: msg.Inbound, cause: str) -> None:
+        state = tx.load_state(message.task_id)
+        task_type = message.task_type if isinstance(message, msg.SubmitTask) else state.task_type
+        if not task_type:
+            log.warning("ignoring %s for unknown task %s", type(message).__name__,
+                        message.task_id)
+            return
+        try:
+            definition = self._registry.get(task_type)
+        except UnknownTaskType as error:
+            raise Unprocessable(str(error)) from error
+        decision = decide(definition, state, message, self._now_ms(), self._random)
+        self._write(tx, state, decision, cause)
+
+    def _write(
+        self, tx: StoreTransaction, before: TaskState, decision: Decision, cause: str
+    ) -> None:
+        if decision.is_empty:
+            return
+        after = decision.state
+        now = self._now_ms()
+        envelopes = [
+            Envelope(
+                payload=event,
+                message_id=f"{after.task_id}:{version}",
+                task_id=after.task_id,
+                correlation_id=after.task_id,
+                causation_id=cause,
+                occurred_at_ms=now,
+                task_type=after.task_type,
+                version=version,
+            )
+            for version, event in enumerate(decision.events, start=before.version + 1)
+        ]
+        tx.append(after.task_id, before.version, envelopes)
+        headers = telemetry.inject_headers()
+        key = after.task_id.encode()
+        records = [
+            OutboxRecord(self._topics.task_events, key, self._codec.encode(e), headers)
+            for e in envelopes
+        ]
+        last_event_id = envelopes[-1].message_id if envelopes else cause
+        for index, command in enumerate(decision.commands):
+            topic = (
+                self._topics.step_cancellations
+                if isinstance(command, msg.CancelStep)
+                else self._topics.step_commands(command.queue)
+            )
+            envelope = Envelope(
+                payload=command,
+                message_id=f"{after.task_id}:{after.version}:cmd{index}",
+                task_id=after.task_id,
+                correlation_id=after.task_id,
+                causation_id=last_event_id,
+                occurred_at_ms=now,
+                task_type=after.task_type,
+                version=after.version,
+            )
+            records.append(OutboxRecord(topic, key, self._codec.encode(envelope), headers))
+        tx.enqueue(records)
+        tx.schedule(decision.timers)
+
+    def _record_heartbeat(self, beat: StepHeartbeat) -> None:
+        """A heartbeat pushes the step's timeout out and records progress (not an event)."""
+        with self._store.transaction() as tx:
+            state = tx.load_state(beat.task_id)
+            if not state.task_type:
+                return
+            definition = self._registry.get(state.task_type)
+            if not definition.has_step(beat.step):
+                return
+            timeout = definition.step_timeout_ms(definition.get_step(beat.step))
+            tx.extend_step_timeout(beat.task_id, beat.step, beat.attempt,
+                                   self._now_ms() + timeout)
+            tx.record_progress(beat.task_id, beat.step, beat.attempt, beat.progress, beat.message)

@@ -1,0 +1,100 @@
+"""Step-worker service: consumers of step commands for its queues, plus the broadcast
+cancellation listener."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import uuid
+
+from tasksaga.adapters import telemetry
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.clock import now_ms
+from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
+from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
+from tasksaga.adapters.object_store import MinioObjectStore
+from tasksaga.adapters.topics import all_topic_names, ensure_topics
+from tasksaga.adapters.wire import Envelope, Topics
+from tasksaga.config import ObjectStoreSettings, configure_logging
+from tasksaga.core import messages as msg
+from tasksaga.core.registry import load_registry
+from tasksaga.worker.cancellation import CancellationBook
+from tasksaga.worker.runner import StepRunner
+from tasksaga.worker.settings import WorkerSettings
+
+log = logging.getLogger("tasksaga.worker")
+
+
+def main() -> None:
+    settings = WorkerSettings()
+    s3 = ObjectStoreSettings()
+    configure_logging(settings.log_level, "worker")
+    telemetry.configure("tasksaga-worker", settings.otel_console)
+    registry = load_registry(settings.task_modules)
+    queues = settings.worker_queues or sorted(registry.queues())
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(settings.kafka_bootstrap, all_topic_names(topics, queues),
+                  settings.topic_partitions)
+
+    stop = stop_on_signals()
+    codec = AvroCodec(settings.contracts_dir)
+    objects = MinioObjectStore(s3.endpoint, s3.access_key, s3.secret_key, s3.secure, s3.region)
+    cancellations = CancellationBook()
+    instance = f"worker-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+    def cancellation_listener() -> None:
+        def on_cancel(envelope: Envelope) -> None:
+            cancel = envelope.payload
+            if isinstance(cancel, msg.CancelStep) and cancellations.cancel(
+                (cancel.task_id, cancel.step, cancel.attempt)
+            ):
+                log.info("cancelled running step %s/%s", cancel.task_id, cancel.step)
+
+        ConsumerLoop(
+            ConsumerSettings(
+                bootstrap=settings.kafka_bootstrap,
+                group_id=f"{settings.topic_prefix}-{instance}-cancellations",
+                topics=[topics.step_cancellations],
+                dead_letter_topic=topics.dead_letter,
+                client_id=f"{instance}-cancellations",
+                auto_offset_reset="latest",
+            ),
+            codec, on_cancel, KafkaProducer(settings.kafka_bootstrap, f"{instance}-dlq"),
+            stop, now_ms,
+        ).run()
+
+    def consumer(queue: str, index: int) -> None:
+        producer = KafkaProducer(settings.kafka_bootstrap, f"{instance}-{queue}-{index}")
+        runner = StepRunner(registry, objects, producer, codec, topics, cancellations, now_ms)
+        ConsumerLoop(
+            ConsumerSettings(
+                bootstrap=settings.kafka_bootstrap,
+                # One consumer group per queue: queues scale and rebalance independently.
+                group_id=f"{settings.topic_prefix}-{settings.worker_group}-{queue}",
+                topics=[topics.step_commands(queue)],
+                dead_letter_topic=topics.dead_letter,
+                client_id=f"{instance}-{queue}-{index}",
+                max_poll_interval_ms=settings.worker_max_step_seconds * 1000,
+            ),
+            codec, runner.handle, producer, stop, now_ms,
+        ).run()
+
+    threads: list[threading.Thread] = [
+        start_thread("cancellations", cancellation_listener, stop)
+    ]
+    for queue in queues:
+        for index in range(settings.worker_concurrency):
+            threads.append(start_thread(
+                f"consumer-{queue}-{index}", functools.partial(consumer, queue, index), stop))
+    log.info("worker running: queues %s, concurrency %d", ", ".join(queues),
+             settings.worker_concurrency)
+    stop.wait()
+    for thread in threads:
+        thread.join(timeout=15)
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    main()

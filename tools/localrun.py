@@ -1,0 +1,115 @@
+"""Runs the four services as local processes (for `make demo` and the end-to-end tests).
+
+Each service is its own OS process started from the virtualenv's console scripts, with its
+log in <log_dir>/<name>.log. Processes can be killed (SIGKILL included) and restarted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVICES = ("orchestrator", "worker", "notifier", "api")
+
+
+@dataclass
+class ServiceProcesses:
+    env: dict[str, str]
+    log_dir: Path
+    api_port: int
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    generations: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        generation = self.generations.get(name, 0) + 1
+        self.generations[name] = generation
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+        log.write(f"\n==== start #{generation} of {name} ====\n".encode())
+        log.flush()
+        base = name.split("#")[0]
+        self.processes[name] = subprocess.Popen(
+            [str(BIN / f"tasksaga-{base}")],
+            env={**self.env, **(extra_env or {})},
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            start_new_session=True,
+        )
+        log.close()
+
+    def start_all(self) -> None:
+        for name in SERVICES:
+            self.start(name)
+        self.wait_until_ready()
+
+    def wait_until_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health/ready", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"the API was not ready within {timeout_s} s; see {self.log_dir}")
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                tail = (self.log_dir / f"{name.split('#')[0]}.log")
+                raise RuntimeError(
+                    f"service {name} exited with {process.returncode}; log: {tail}\n"
+                    + self.log_tail(name)
+                )
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, sig)
+        process.wait(timeout=30)
+
+    def stop_all(self, timeout_s: float = 20.0) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+
+
+def service_env(stack_env: Mapping[str, str], api_port: int, **overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(stack_env)
+    env.update({
+        "TASKSAGA_API_PORT": str(api_port),
+        "TASKSAGA_WEBHOOK_SECRET": env.get("TASKSAGA_WEBHOOK_SECRET", "local-demo-secret-0123"),
+        "TASKSAGA_CONTRACTS_DIR": str(REPO / "contracts"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(overrides)
+    return env
