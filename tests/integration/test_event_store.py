@@ -1,0 +1,59 @@
+"""The Postgres event store against the real server: append, conflict, append-only, inbox."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tasksaga.adapters.pg_store import ConcurrencyConflict, PostgresEventStore
+from tests.integration.conftest import completed_step, new_task_id, submitted
+
+
+def test_appended_events_load_back_in_order(store: PostgresEventStore) -> None:
+    task_id = new_task_id()
+    with store.transaction() as tx:
+        tx.append(task_id, 0, [submitted(task_id), completed_step(task_id, 2)])
+    with store.transaction() as tx:
+        loaded = tx.load_events(task_id)
+        state = tx.load_state(task_id)
+    assert [e.version for e in loaded] == [1, 2]
+    assert state.version == 2 and state.completion_order == ("CreateArchive",)
+
+
+def test_a_stale_expected_version_is_a_conflict_and_nothing_is_written(
+    store: PostgresEventStore,
+) -> None:
+    task_id = new_task_id()
+    with store.transaction() as tx:
+        tx.append(task_id, 0, [submitted(task_id)])
+    with pytest.raises(ConcurrencyConflict), store.transaction() as tx:
+        tx.claim_message("test", f"{task_id}-m")
+        tx.append(task_id, 0, [submitted(task_id)])  # a zombie writer still at version 0
+    with store.transaction() as tx:
+        assert len(tx.load_events(task_id)) == 1
+        # The inbox record rolled back with the failed append: the message can be retried.
+        assert tx.claim_message("test", f"{task_id}-m")
+
+
+def test_the_database_refuses_update_and_delete_of_events(database_url: str,
+                                                           store: PostgresEventStore) -> None:
+    task_id = new_task_id()
+    with store.transaction() as tx:
+        tx.append(task_id, 0, [submitted(task_id)])
+    with psycopg.connect(database_url) as conn:
+        for statement in ("UPDATE events SET event_type = 'x' WHERE stream_id = %s",
+                          "DELETE FROM events WHERE stream_id = %s"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(statement, (task_id,))
+            conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            conn.execute("TRUNCATE events")
+
+
+def test_a_redelivered_message_is_claimed_only_once(store: PostgresEventStore) -> None:
+    message_id = new_task_id()
+    with store.transaction() as tx:
+        assert tx.claim_message("orchestrator", message_id)
+    with store.transaction() as tx:
+        assert not tx.claim_message("orchestrator", message_id)
+        assert tx.claim_message("another-consumer", message_id)

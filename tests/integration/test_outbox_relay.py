@@ -1,0 +1,78 @@
+"""The outbox: records reach Kafka only after commit, and a crash before the delete re-sends."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+from confluent_kafka import Consumer
+from psycopg_pool import ConnectionPool
+
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_bus import KafkaProducer
+from tasksaga.adapters.outbox_relay import OutboxRelay
+from tasksaga.adapters.pg_store import OutboxRecord, PostgresEventStore
+from tasksaga.adapters.topics import ensure_topics
+from tests.integration.conftest import new_task_id, submitted
+
+
+class CrashAfterFlush(KafkaProducer):
+    """Acknowledged by the broker, then the process 'dies' before deleting the rows."""
+
+    def flush(self, timeout: float = 30.0) -> None:
+        super().flush(timeout)
+        raise SystemExit("crash between publish and delete")
+
+
+def read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    try:
+        for _ in range(60):
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                values.append(message.value())  # type: ignore[arg-type]
+            if len(values) >= expected and message is None:
+                break
+    finally:
+        consumer.close()
+    return values
+
+
+def _drain(relay: OutboxRelay) -> None:
+    while relay.publish_pending():
+        pass
+
+
+def test_rolled_back_records_are_never_published_and_a_crash_resends(
+    kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
+    topic_prefix: str,
+) -> None:
+    topic = f"{topic_prefix}.outbox-test"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-pre")))
+    committed, rolled_back = new_task_id(), new_task_id()
+
+    with store.transaction() as tx:
+        tx.enqueue([OutboxRecord(topic, b"k", codec.encode(submitted(committed)))])
+    try:
+        with store.transaction() as tx:
+            tx.enqueue([OutboxRecord(topic, b"k", codec.encode(submitted(rolled_back)))])
+            raise RuntimeError("the orchestrator fails before commit")
+    except RuntimeError:
+        pass
+
+    crashing = OutboxRelay(pool, CrashAfterFlush(kafka_bootstrap, "relay-crash"))
+    with contextlib.suppress(SystemExit):
+        crashing.publish_pending()
+    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-restarted")))
+
+    received = [codec.decode(v) for v in read_all(kafka_bootstrap, topic, expected=2)]
+    task_ids = [e.task_id for e in received]
+    assert task_ids == [committed, committed], "at least once: re-sent after the crash"
+    assert rolled_back not in task_ids
+    with pool.connection() as conn:
+        left = conn.execute("SELECT count(*) FROM outbox WHERE topic = %s", (topic,)).fetchone()
+    assert left is not None and left[0] == 0
