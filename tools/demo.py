@@ -102,11 +102,11 @@ def main() -> int:
     api_port = int(os.environ.get("TASKSAGA_DEMO_API_PORT", "18080"))
     apply_migrations(env["TASKSAGA_DATABASE_URL"])
     services = ServiceProcesses(service_env(env, api_port), REPO / ".run" / "demo-logs", api_port)
-    print("== starting api, orchestrator, step-worker, notifier")
-    services.start_all()
     store = MinioObjectStore(env["TASKSAGA_S3_ENDPOINT"], env["TASKSAGA_S3_ACCESS_KEY"],
                              env["TASKSAGA_S3_SECRET_KEY"])
     try:
+        print("== starting api, orchestrator, step-worker, notifier")
+        services.start_all()
         with tempfile.TemporaryDirectory() as tmp, httpx.Client(
             base_url=services.api_url, timeout=60
         ) as client:
@@ -133,9 +133,13 @@ def main() -> int:
             print("  audit trail:")
             for entry in client.get(f"/tasks/{failed_id}/audit").json()["entries"]:
                 print(f"    v{entry['version']:<3} {entry['summary']}")
-            archive = next(s for s in status["steps"] if s["step"] == "CreateArchive")["data"]
+            data = {s["step"]: s["data"] for s in status["steps"]}
+            archive = data["CreateArchive"]
             if store.exists(archive["bucket"], archive["key"]):
                 raise SystemExit("compensation did not delete the archive")
+            for upload in data["UploadFiles"]["files"]:
+                if store.exists(upload["bucket"], upload["key"]):
+                    raise SystemExit(f"compensation did not delete upload {upload['key']}")
             print("  the archive and the uploads were deleted by compensation")
             if status["status"] != "Failed":
                 raise SystemExit("the failing variant should end Failed (compensated)")

@@ -16,6 +16,7 @@ from io import BytesIO
 from typing import Any
 
 from pydantic import BaseModel, Field
+
 from tasksaga.core import RetryPolicy, SagaContext, StepContext, TaskDefinition, UploadedFile
 from tasksaga.core.errors import NonRetryableError
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+
 from tasksaga.core import RetryPolicy, SagaContext, StepCondition, StepContext, TaskDefinition
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tasksaga.adapters.avro_codec import DEFAULT_CONTRACTS_DIR, AvroCodec, DecodeError
 from tasksaga.adapters.avro_schemas import build_schemas
 from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope

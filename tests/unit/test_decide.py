@@ -6,7 +6,6 @@ from tasksaga.core import RetryPolicy
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.state import StepStatus, TaskStatus
-
 from tests.unit.sagas import Driver, grouped, linear
 
 

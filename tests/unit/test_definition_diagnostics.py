@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+
 from tasksaga.core import StepCondition, TaskDefinition, UploadedFile
 from tasksaga.core.definition import DefinitionError
 from tasksaga.core.diagnostics import diagnose

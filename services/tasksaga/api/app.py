@@ -48,13 +48,17 @@ class ApiDependencies:
         )
 
 
+def get_deps(request: Request) -> ApiDependencies:
+    deps: ApiDependencies = request.app.state.deps
+    return deps
+
+
+Deps = Annotated[ApiDependencies, Depends(get_deps)]
+
+
 def create_app(deps: ApiDependencies) -> FastAPI:
     app = FastAPI(title="tasksaga API", version="0.1.0")
-
-    def get_deps() -> ApiDependencies:
-        return deps
-
-    Deps = Annotated[ApiDependencies, Depends(get_deps)]
+    app.state.deps = deps
 
     def definition_of(task_type: str) -> TaskDefinition:
         try:

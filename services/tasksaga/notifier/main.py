@@ -1,0 +1,136 @@
+"""tasksaga-notifier: task events in, signed webhook POSTs out.
+
+One consumer (group ``<prefix>-notifier``) records subscriptions and queues deliveries in
+Postgres; ``webhook_senders`` threads deliver them. Replicas may run side by side: Kafka
+splits the events between their consumers and SKIP LOCKED splits the queue between their
+senders.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from tasksaga.adapters import telemetry
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
+from tasksaga.adapters.migrations import apply_migrations
+from tasksaga.adapters.pg_store import open_pool
+from tasksaga.adapters.topics import ensure_topics
+from tasksaga.adapters.wire import Topics
+from tasksaga.config import configure_logging
+from tasksaga.notifier.consumer import NotificationConsumer
+from tasksaga.notifier.sender import Sender, http_client, http_post
+from tasksaga.notifier.settings import NotifierSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+SERVICE = "tasksaga-notifier"
+THREAD_JOIN_TIMEOUT_S = 30.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def run(
+    settings: NotifierSettings,
+    stop: threading.Event,
+    clock: Callable[[], int] = now_ms,
+    jitter: Callable[[], float] = random.random,
+) -> None:
+    """Run the notifier until ``stop`` is set; returns once everything is shut down."""
+    apply_migrations(settings.database_url)
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(
+        settings.kafka_bootstrap,
+        [topics.task_events, topics.webhook_deliveries, topics.dead_letter],
+        settings.topic_partitions,
+    )
+    codec = AvroCodec(settings.contracts_dir)
+    # Each sender holds a connection while it POSTs; the consumer needs one more.
+    pool = open_pool(settings.database_url, max_size=settings.webhook_senders + 2, name=SERVICE)
+    producer = KafkaProducer(settings.kafka_bootstrap, SERVICE)
+    threads: list[threading.Thread] = []
+    try:
+        for index in range(settings.webhook_senders):
+            client = http_client(settings.webhook_timeout_s)
+            sender = Sender(
+                pool=pool,
+                database_url=settings.database_url,
+                post=http_post(client),
+                secret=settings.webhook_secret.get_secret_value(),
+                schedule=settings.retry_schedule(),
+                now_ms=clock,
+                random=jitter,
+                stop=stop,
+                producer=producer,
+                codec=codec,
+                topics=topics,
+            )
+            thread = threading.Thread(
+                target=_run_closing(sender.run, client.close), name=f"webhook-sender-{index}"
+            )
+            thread.start()
+            threads.append(thread)
+        consumer = NotificationConsumer(pool, clock)
+        ConsumerLoop(
+            ConsumerSettings(
+                bootstrap=settings.kafka_bootstrap,
+                group_id=f"{settings.topic_prefix}-notifier",
+                topics=[topics.task_events],
+                dead_letter_topic=topics.dead_letter,
+                client_id=SERVICE,
+            ),
+            codec,
+            consumer.handle,
+            producer,
+            stop,
+            clock,
+        ).run()
+    finally:
+        # Also reached when the consumer fails: the senders must not outlive it unnoticed.
+        stop.set()
+        for thread in threads:
+            thread.join(THREAD_JOIN_TIMEOUT_S)
+            if thread.is_alive():
+                log.warning("%s did not stop within %.0f s", thread.name, THREAD_JOIN_TIMEOUT_S)
+        try:
+            producer.flush(10.0)
+        except Exception as error:  # delivery records are best effort (see sender._publish)
+            log.warning("unflushed delivery records at shutdown: %s", error)
+        pool.close()
+
+
+def _run_closing(target: Callable[[], None], close: Callable[[], None]) -> Callable[[], None]:
+    def run_then_close() -> None:
+        try:
+            target()
+        finally:
+            close()
+
+    return run_then_close
+
+
+def main() -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level, "notifier")
+    # httpx logs every request with its full URL at INFO; callback URLs may carry tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    telemetry.configure(SERVICE, settings.otel_console)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    run(settings, stop)
+    log.info("stopped")
+    return 0

@@ -1,0 +1,258 @@
+"""The notifier's rules: what an event asks for, what is POSTed, when to try again.
+
+Pure: no I/O, no clock, no randomness of its own. Times and random fractions are arguments,
+so tests pin them; ``consumer.py`` and ``sender.py`` are the shells around these functions.
+
+Notification body (JSON object, UTF-8, ASCII-only escapes; every key always present, ``null``
+where it does not apply — receivers can rely on the shape):
+
+``delivery_id``  the delivery's id, also in ``X-Tasksaga-Delivery``; the same on every retry
+``task_id``, ``task_type``
+``event_type``   TaskCompleted, TaskFailed, TaskCancelled, TaskCompensationFailed (terminal:
+                 sent at most once per task) or StepCompleted, StepSkipped,
+                 CompensationStarted, StepCompensated (progress)
+``version``      the event's position in the task's stream (1-based): order by it, since
+                 deliveries may arrive out of order after retries
+``occurred_at``  ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.250Z``
+``status``       the task's status after the event: Completed, Failed, Cancelled,
+                 CompensationFailed, Running or Compensating
+``step``         the step the event is about (StepCompleted, StepSkipped, StepCompensated,
+                 TaskCompensationFailed), else null
+``response``     TaskCompleted only: the task's response, parsed JSON (the raw string if it
+                 is not valid JSON), else null
+``reason``       TaskFailed, TaskCancelled, StepSkipped, CompensationStarted, else null
+``error``        TaskCompensationFailed only: ``{"type": ..., "message": ...}``, else null
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from tasksaga.adapters.wire import Envelope
+from tasksaga.core import events as ev
+from tasksaga.core.state import TaskStatus
+from tasksaga.notifier.signature import sign
+
+# -- which events are notified --------------------------------------------------------------------
+
+TERMINAL_STATUS: dict[type[Any], TaskStatus] = {
+    ev.TaskCompleted: TaskStatus.COMPLETED,
+    ev.TaskFailed: TaskStatus.FAILED,
+    ev.TaskCancelled: TaskStatus.CANCELLED,
+    ev.TaskCompensationFailed: TaskStatus.COMPENSATION_FAILED,
+}
+
+# Progress worth telling a caller about; dispatches, attempt failures and retries are internal
+# detail (and would multiply the traffic) — they stay in the event log.
+PROGRESS_STATUS: dict[type[Any], TaskStatus] = {
+    ev.StepCompleted: TaskStatus.RUNNING,
+    ev.StepSkipped: TaskStatus.RUNNING,
+    ev.CompensationStarted: TaskStatus.COMPENSATING,
+    ev.StepCompensated: TaskStatus.COMPENSATING,
+}
+
+
+def is_terminal(event: object) -> bool:
+    return type(event) in TERMINAL_STATUS
+
+
+def is_notifiable(event: object) -> bool:
+    return type(event) in TERMINAL_STATUS or type(event) in PROGRESS_STATUS
+
+
+def status_after(event: object) -> TaskStatus | None:
+    """The task's status once ``event`` happened, for notifiable events; else None."""
+    return TERMINAL_STATUS.get(type(event)) or PROGRESS_STATUS.get(type(event))
+
+
+def valid_callback_url(url: str) -> bool:
+    """An absolute http(s) URL with a host. Anything else could never be POSTed to."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+# -- what the consumer does with one event ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """Remember the task's callback URL."""
+
+    task_id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Queue one delivery, if (and only if) the task has a subscription."""
+
+    delivery_id: str
+    task_id: str
+    event_type: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Nothing to do; a non-empty ``reason`` is worth a warning in the log."""
+
+    reason: str = ""
+
+
+Action = Subscribe | Notify | Ignore
+
+
+def plan(envelope: Envelope) -> Action:
+    event = envelope.payload
+    if isinstance(event, ev.TaskSubmitted):
+        url = (event.callback_url or "").strip()
+        if not url:
+            return Ignore()
+        if not valid_callback_url(url):
+            return Ignore(f"task {event.task_id}: callback URL {url!r} is not an http(s) URL")
+        return Subscribe(event.task_id, url)
+    if not is_notifiable(event):
+        return Ignore()
+    return Notify(
+        # The event's message id is stable across Kafka redeliveries: the queue's primary key.
+        delivery_id=envelope.message_id,
+        task_id=envelope.task_id,
+        event_type=type(event).__name__,
+        body=encode_body(notification_body(envelope)),
+    )
+
+
+def iso_utc(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def notification_body(envelope: Envelope) -> dict[str, Any]:
+    """The JSON object POSTed for a notifiable event (shape documented above)."""
+    event = envelope.payload
+    status = status_after(event)
+    if status is None:
+        raise ValueError(f"{type(event).__name__} is not a notifiable event")
+    step = getattr(event, "step", None)
+    reason = getattr(event, "reason", None)
+    response = _parse_json(event.response_json) if isinstance(event, ev.TaskCompleted) else None
+    error = (
+        {"type": event.error_type, "message": event.error_message}
+        if isinstance(event, ev.TaskCompensationFailed)
+        else None
+    )
+    return {
+        "delivery_id": envelope.message_id,
+        "task_id": envelope.task_id,
+        "task_type": envelope.task_type,
+        "event_type": type(event).__name__,
+        "version": envelope.version,
+        "occurred_at": iso_utc(envelope.occurred_at_ms),
+        "status": status.value,
+        "step": step,
+        "response": response,
+        "reason": reason,
+        "error": error,
+    }
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    # Encoded once, stored, and sent byte for byte on every attempt: the signature covers
+    # these exact bytes, so they must never be re-serialized.
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+# -- delivery: headers, success, retries ---------------------------------------------------------
+
+
+def delivery_headers(
+    secret: str | bytes, delivery_id: str, timestamp_s: int, body: bytes
+) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-Tasksaga-Delivery": delivery_id,
+        "X-Tasksaga-Timestamp": str(timestamp_s),
+        "X-Tasksaga-Signature": sign(secret, timestamp_s, body),
+    }
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    GAVE_UP = "gave_up"
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """Exponential backoff with full jitter, and how many attempts a delivery gets in all."""
+
+    max_attempts: int = 8
+    base_ms: int = 1000
+    factor: float = 2.0
+    cap_ms: int = 60_000
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.base_ms < 0 or self.cap_ms < 0 or self.factor < 1:
+            raise ValueError("base_ms and cap_ms must be >= 0 and factor >= 1")
+
+
+# Beyond this the delay is the cap anyway; bounding the exponent avoids float overflow.
+_MAX_EXPONENT = 64
+
+
+def backoff_ms(schedule: RetrySchedule, failed_attempt: int, random_fraction: float) -> int:
+    """Wait after attempt ``failed_attempt`` (1-based) failed: uniform in [0, ceiling).
+
+    ceiling = min(cap, base * factor ** (failed_attempt - 1)). Full jitter spreads the
+    retries of many deliveries that failed together (a receiver outage) instead of sending
+    them back in lock-step.
+    """
+    exponent = min(max(failed_attempt - 1, 0), _MAX_EXPONENT)
+    ceiling = min(float(schedule.cap_ms), schedule.base_ms * schedule.factor**exponent)
+    return int(ceiling * min(max(random_fraction, 0.0), 1.0))
+
+
+def succeeded(status_code: int | None) -> bool:
+    return status_code is not None and 200 <= status_code < 300
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    next_attempt_at_ms: int | None = None  # set when the outcome is RETRYING
+
+
+def judge(
+    schedule: RetrySchedule,
+    attempt: int,
+    status_code: int | None,
+    now_ms: int,
+    random_fraction: float,
+) -> Verdict:
+    """What follows attempt ``attempt`` (1-based) that got ``status_code`` (None: no response).
+
+    Any 2xx is delivered. Everything else — other statuses (redirects are not followed),
+    timeouts, connection errors — is retried until ``max_attempts`` attempts were made.
+    """
+    if succeeded(status_code):
+        return Verdict(Outcome.DELIVERED)
+    if attempt >= schedule.max_attempts:
+        return Verdict(Outcome.GAVE_UP)
+    return Verdict(Outcome.RETRYING, now_ms + backoff_ms(schedule, attempt, random_fraction))

@@ -1,0 +1,58 @@
+"""The notifier's settings: the common ones plus webhook signing, timeouts and retries."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+
+from tasksaga.config import CommonSettings
+from tasksaga.notifier.rules import RetrySchedule
+
+MIN_SECRET_LENGTH = 16
+
+
+class NotifierSettings(CommonSettings):
+    # SecretStr: the secret never shows in a repr or a logged settings dump.
+    webhook_secret: SecretStr = Field(
+        description="HMAC-SHA256 key for X-Tasksaga-Signature; at least 16 characters"
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, description="attempts per delivery")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="per POST, all phases")
+    webhook_backoff_base_s: float = Field(default=1.0, ge=0)
+    webhook_backoff_cap_s: float = Field(default=60.0, ge=0)
+    webhook_senders: int = Field(
+        default=2, ge=1, description="sender threads; each holds one delivery while it POSTs"
+    )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"TASKSAGA_WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters: "
+                "receivers trust a webhook because only they and tasksaga know it"
+            )
+        return value
+
+    def retry_schedule(self) -> RetrySchedule:
+        return RetrySchedule(
+            max_attempts=self.webhook_max_attempts,
+            base_ms=round(self.webhook_backoff_base_s * 1000),
+            cap_ms=round(self.webhook_backoff_cap_s * 1000),
+        )
+
+
+def load_settings() -> NotifierSettings:
+    """Settings from the environment, or SystemExit with a message naming each bad variable."""
+    try:
+        return NotifierSettings()
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            variable = "TASKSAGA_" + "_".join(str(part) for part in item["loc"]).upper()
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "missing":
+                message = "is required but not set"
+            problems.append(
+                f"  {message}" if message.startswith(variable) else f"  {variable}: {message}"
+            )
+        raise SystemExit("tasksaga-notifier: invalid settings\n" + "\n".join(problems)) from None

@@ -1,0 +1,53 @@
+"""The notifier refuses to start without a usable webhook secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasksaga.notifier.settings import NotifierSettings, load_settings
+
+REQUIRED = {
+    "TASKSAGA_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+    "TASKSAGA_DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/db",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TASKSAGA_WEBHOOK_SECRET", raising=False)
+    return monkeypatch
+
+
+def test_defaults_and_schedule(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TASKSAGA_WEBHOOK_SECRET", "0123456789abcdef")
+    settings = load_settings()
+    assert settings.webhook_secret.get_secret_value() == "0123456789abcdef"
+    assert "0123456789abcdef" not in repr(settings)
+    assert (settings.webhook_max_attempts, settings.webhook_timeout_s) == (8, 10.0)
+    schedule = settings.retry_schedule()
+    assert (schedule.max_attempts, schedule.base_ms, schedule.factor, schedule.cap_ms) == (
+        8, 1000, 2.0, 60_000,
+    )
+
+
+def test_missing_secret_names_the_variable(env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    assert "TASKSAGA_WEBHOOK_SECRET: is required" in str(stopped.value)
+
+
+def test_short_secret_is_refused(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TASKSAGA_WEBHOOK_SECRET", "too-short")
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    assert "TASKSAGA_WEBHOOK_SECRET must be at least 16 characters" in str(stopped.value)
+
+
+def test_settings_can_be_given_directly() -> None:
+    settings = NotifierSettings(
+        kafka_bootstrap="k:1", database_url="postgresql://x", webhook_secret="s" * 16,
+        webhook_backoff_base_s=0.05, webhook_backoff_cap_s=0.2, webhook_max_attempts=3,
+    )
+    assert settings.retry_schedule().base_ms == 50
