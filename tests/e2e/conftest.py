@@ -1,0 +1,76 @@
+"""The four services as real processes against the local stack, one system per test module."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from localrun import REPO, ServiceProcesses, service_env
+
+pytestmark = pytest.mark.e2e
+
+TERMINAL = {"Completed", "Failed", "Cancelled", "CompensationFailed"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class System:
+    services: ServiceProcesses
+    client: httpx.Client
+    prefix: str
+    env: dict[str, str]
+
+    def submit_zip(self, files: dict[str, bytes], fail: bool = False,
+                   idempotency_key: str | None = None) -> httpx.Response:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.client.post(
+            "/tasks/CreateZip",
+            data={"archive_name": "e2e.zip", "fail_at_last_step": str(fail).lower()},
+            files=[("files", (name, content, "application/octet-stream"))
+                   for name, content in files.items()],
+            headers=headers,
+        )
+
+    def status(self, task_id: str) -> dict[str, Any] | None:
+        reply = self.client.get(f"/tasks/{task_id}")
+        return reply.json() if reply.status_code == 200 else None  # type: ignore[no-any-return]
+
+    def wait_terminal(self, task_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self.status(task_id)
+            if status is not None and status["status"] in TERMINAL:
+                return status
+            self.services.check_alive()
+            time.sleep(0.2)
+        raise AssertionError(f"task {task_id} not terminal after {timeout_s} s: "
+                             f"{self.status(task_id)}")
+
+
+@pytest.fixture(scope="module")
+def system(stack_env: dict[str, str]) -> Iterator[System]:
+    prefix = f"e2e{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = service_env(stack_env, port, TASKSAGA_TOPIC_PREFIX=prefix,
+                      TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
+                      PYTHONPATH=str(REPO))
+    services = ServiceProcesses(env, Path(REPO / ".run" / "e2e-logs" / prefix), port)
+    try:
+        services.start_all()
+        with httpx.Client(base_url=services.api_url, timeout=30) as client:
+            yield System(services, client, prefix, env)
+    finally:
+        services.stop_all()
