@@ -46,7 +46,7 @@ class System:
 
     def status(self, task_id: str) -> dict[str, Any] | None:
         reply = self.client.get(f"/tasks/{task_id}")
-        return reply.json() if reply.status_code == 200 else None  # type: ignore[no-any-return]
+        return reply.json() if reply.status_code == 200 else None
 
     def wait_terminal(self, task_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

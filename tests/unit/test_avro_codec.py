@@ -20,7 +20,7 @@ SAMPLES: dict[Any, Any] = {str: "x", int: 7, bool: True, float: 0.5, bytes: b"\x
 
 def sample(cls: type[Any]) -> Any:
     hints = typing.get_type_hints(cls)
-    values = {}
+    values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         annotation = hints[field.name]
         args = typing.get_args(annotation)
@@ -104,8 +104,10 @@ def _encode_with(schema: dict[str, Any], payload: dict[str, Any]) -> bytes:
     return b"\xc3\x01" + bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")) + body.getvalue()
 
 
-SUBMIT = {"task_id": "t", "task_type": "T", "request_json": "{}", "callback_url": None,
-          "idempotency_key": None, "submitted_at_ms": 5, "api_steps": []}
+SUBMIT: dict[str, Any] = {
+    "task_id": "t", "task_type": "T", "request_json": "{}", "callback_url": None,
+    "idempotency_key": None, "submitted_at_ms": 5, "api_steps": [],
+}
 
 
 def test_a_message_from_an_older_schema_decodes_with_the_new_fields_defaulted(

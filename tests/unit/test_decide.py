@@ -17,7 +17,7 @@ def test_a_linear_task_runs_its_steps_in_order_and_completes() -> None:
     assert d.dispatched() == ["S1", "S2"]
     d.succeed("S2")
     d.succeed("S3")
-    assert d.state.status is TaskStatus.COMPLETED
+    assert d.state.status == TaskStatus.COMPLETED
     assert isinstance(d.events[-1], ev.TaskCompleted)
 
 
@@ -38,12 +38,12 @@ def test_failure_at_the_last_step_compensates_completed_steps_in_reverse_order()
     d.succeed("S1")
     d.succeed("S2")
     d.fail("S3", retryable=False)
-    assert d.state.status is TaskStatus.COMPENSATING
+    assert d.state.status == TaskStatus.COMPENSATING
     assert d.compensations() == ["S2"]
     d.compensated("S2")
     assert d.compensations() == ["S2", "S1"]
     d.compensated("S1")
-    assert d.state.status is TaskStatus.FAILED
+    assert d.state.status == TaskStatus.FAILED
     assert d.state.step("S3").status is StepStatus.FAILED  # the failed step is not compensated
 
 
@@ -85,7 +85,7 @@ def test_a_late_result_of_a_timed_out_attempt_still_completes_the_step() -> None
     d.submit()
     d.advance(30_000)
     d.succeed("S1", attempt=1)
-    assert d.state.status is TaskStatus.COMPLETED
+    assert d.state.status == TaskStatus.COMPLETED
 
 
 def test_duplicate_and_stale_results_change_nothing() -> None:
@@ -109,7 +109,7 @@ def test_cancellation_signals_running_steps_then_compensates_what_completed() ->
     assert d.state.step("S2").status is StepStatus.FAILED  # no retry after cancellation
     assert d.compensations() == ["S1"]
     d.compensated("S1")
-    assert d.state.status is TaskStatus.CANCELLED
+    assert d.state.status == TaskStatus.CANCELLED
     assert "S3" not in d.dispatched()
 
 
@@ -131,7 +131,7 @@ def test_the_task_timeout_cancels_and_compensates() -> None:
     assert any(isinstance(e, ev.CancellationRequested) for e in d.events)
     d.fail("S2", retryable=False, error="Cancelled")
     d.compensated("S1")
-    assert d.state.status is TaskStatus.CANCELLED
+    assert d.state.status == TaskStatus.CANCELLED
 
 
 def test_a_compensation_that_keeps_failing_ends_in_compensation_failed() -> None:
@@ -140,7 +140,7 @@ def test_a_compensation_that_keeps_failing_ends_in_compensation_failed() -> None
     d.succeed("S1")
     d.fail("S2", retryable=False)
     d.send(msg.CompensationAttemptFailed("t1", "S1", 1, "S3Down", "unreachable"))
-    assert d.state.status is TaskStatus.COMPENSATION_FAILED
+    assert d.state.status == TaskStatus.COMPENSATION_FAILED
     last = d.events[-1]
     assert isinstance(last, ev.TaskCompensationFailed) and last.step == "S1"
 
@@ -157,7 +157,7 @@ def test_a_failed_compensation_is_retried_per_its_policy() -> None:
     d.advance(100)
     assert d.compensations() == ["S1", "S1"]
     d.compensated("S1")
-    assert d.state.status is TaskStatus.FAILED
+    assert d.state.status == TaskStatus.FAILED
 
 
 def test_a_parallel_group_launches_together_and_waits_for_all() -> None:
@@ -194,5 +194,5 @@ def test_group_failure_compensates_completed_members_not_failed_or_skipped_ones(
     d.compensated("B1")
     assert d.compensations() == ["B1", "A"]
     d.compensated("A")
-    assert d.state.status is TaskStatus.FAILED
+    assert d.state.status == TaskStatus.FAILED
     assert d.state.step("B3").status is StepStatus.SKIPPED

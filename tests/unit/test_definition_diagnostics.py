@@ -55,14 +55,17 @@ def test_an_upload_source_that_is_not_a_file_field_is_reported() -> None:
 
 def test_a_condition_with_the_wrong_signature_is_reported() -> None:
     task = TaskDefinition("T", queue="q", request=Req)
-    task.step("Work", order=1, condition=StepCondition("never", lambda a, b: False))(handler)
+    def two_arguments(first: Any, second: Any) -> bool:
+        return False
+
+    task.step("Work", order=1, condition=StepCondition("never", two_arguments))(handler)  # type: ignore[arg-type]
     assert "TS109" in codes(task)
 
 
 def test_a_compensation_for_an_unknown_step_is_refused_at_declaration() -> None:
     task = TaskDefinition("T", queue="q", request=Req)
     with pytest.raises(DefinitionError, match="TS105"):
-        task.compensation("Nope")(handler)
+        task.compensation("Nope")(lambda ctx, data: None)
 
 
 def test_the_registry_refuses_an_invalid_definition_with_every_problem_listed() -> None:
