@@ -6,11 +6,13 @@ the service at start-up with a message naming the variable.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasksaga.adapters.avro_codec import DEFAULT_CONTRACTS_DIR
 
@@ -22,7 +24,7 @@ class CommonSettings(BaseSettings):
     database_url: str = Field(description="postgresql://user:password@host:port/db")
     topic_prefix: str = "tasksaga"
     topic_partitions: int = 6
-    task_modules: list[str] = Field(
+    task_modules: Annotated[list[str], NoDecode] = Field(
         default=["tasksaga_examples.zip_archive"],
         description="importable modules whose TaskDefinitions this service knows",
     )
@@ -33,9 +35,7 @@ class CommonSettings(BaseSettings):
     @field_validator("task_modules", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:
-        if isinstance(value, str) and not value.startswith("["):
-            return [m.strip() for m in value.split(",") if m.strip()]
-        return value
+        return split_list(value)
 
 
 class ObjectStoreSettings(BaseSettings):
@@ -46,6 +46,15 @@ class ObjectStoreSettings(BaseSettings):
     secret_key: str
     secure: bool = False
     region: str = "us-east-1"
+
+
+def split_list(value: object) -> object:
+    """Environment lists: "a,b" or a JSON array."""
+    if isinstance(value, str):
+        if value.strip().startswith("["):
+            return json.loads(value)
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 def configure_logging(level: str, service: str) -> None:

@@ -11,6 +11,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from tasksaga.adapters.wire import Topics
+from tasksaga.config import split_list
+from tasksaga.core.registry import load_registry
 
 
 def all_topic_names(topics: Topics, queues: Iterable[str]) -> list[str]:
@@ -39,13 +41,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Create tasksaga's Kafka topics.")
     parser.add_argument("--bootstrap", default=os.environ.get("TASKSAGA_KAFKA_BOOTSTRAP"))
     parser.add_argument("--prefix", default=os.environ.get("TASKSAGA_TOPIC_PREFIX", "tasksaga"))
-    parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("queues", nargs="*", help="step queues to create command topics for")
+    parser.add_argument("--partitions", type=int,
+                        default=int(os.environ.get("TASKSAGA_TOPIC_PARTITIONS", "6")))
+    parser.add_argument("queues", nargs="*",
+                        help="step queues (default: those of the tasks in TASKSAGA_TASK_MODULES)")
     args = parser.parse_args()
     if not args.bootstrap:
         print("set TASKSAGA_KAFKA_BOOTSTRAP or pass --bootstrap", file=sys.stderr)
         return 2
-    names = all_topic_names(Topics(args.prefix), args.queues)
+    queues = args.queues
+    if not queues:
+        modules = split_list(os.environ.get("TASKSAGA_TASK_MODULES",
+                                            "tasksaga_examples.zip_archive"))
+        assert isinstance(modules, list)
+        queues = sorted(load_registry(modules).queues())
+    names = all_topic_names(Topics(args.prefix), queues)
     ensure_topics(args.bootstrap, names, args.partitions)
     print("\n".join(names))
     return 0

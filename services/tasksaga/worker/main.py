@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import threading
+import time
 import uuid
 
 from tasksaga.adapters import telemetry
@@ -91,8 +92,9 @@ def main() -> None:
     log.info("worker running: queues %s, concurrency %d", ", ".join(queues),
              settings.worker_concurrency)
     stop.wait()
+    deadline = time.monotonic() + settings.worker_shutdown_seconds
     for thread in threads:
-        thread.join(timeout=15)
+        thread.join(timeout=max(deadline - time.monotonic(), 0.0))
     log.info("worker stopped")
 
 
