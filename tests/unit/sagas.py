@@ -11,6 +11,7 @@ from tasksaga.core import RetryPolicy, SagaContext, StepCondition, StepContext, 
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.decide import Decision, decide
+from tasksaga.core.definition import AwaitMode
 from tasksaga.core.state import TaskState, evolve
 
 
@@ -59,6 +60,19 @@ def grouped() -> TaskDefinition:
     return task
 
 
+def any_group(mode: AwaitMode = AwaitMode.ANY, quorum: int | None = None) -> TaskDefinition:
+    """A, then a group of M1/M2/M3 awaiting any (or a quorum), then C."""
+    task = TaskDefinition("Raced", queue="q", request=Req, step_timeout_seconds=30)
+    task.step("A", order=1, data=Data)(_noop)
+    task.group("Race", order=2, mode=mode, quorum=quorum)
+    for name in ("M1", "M2", "M3"):
+        task.step(name, order=2, group="Race", data=Data)(_noop)
+    task.step("C", order=3, data=Data)(_noop)
+    for name in ("A", "M1", "M2", "M3", "C"):
+        task.compensation(name)(_undo)
+    return task
+
+
 @dataclass
 class Driver:
     """Feeds messages to decide() and keeps the folded state, like the orchestrator does."""
@@ -79,7 +93,8 @@ class Driver:
         assert self.state == decision.state
         self.events += decision.events
         self.commands += decision.commands
-        self.timers += decision.timers
+        for scheduled in decision.timers:  # like the timers table: one row per timer identity
+            self.timers = [t for t in self.timers if t.timer != scheduled.timer] + [scheduled]
         return decision
 
     def submit(self, width: int = 1920, task_id: str = "t1") -> Decision:
@@ -91,10 +106,14 @@ class Driver:
         return self.send(msg.StepSucceeded(self.state.task_id, step, attempt,
                                            Data(value=step).model_dump_json()))
 
-    def fail(self, step: str, retryable: bool = True, error: str = "Boom") -> Decision:
+    def fail(self, step: str, retryable: bool = True, error: str = "Boom",
+             trace_id: str | None = None) -> Decision:
         return self.send(msg.StepAttemptFailed(self.state.task_id, step,
                                                self.state.step(step).attempt, error, "bad",
-                                               retryable))
+                                               retryable, trace_id))
+
+    def cancels(self) -> list[str]:
+        return [c.step for c in self.commands if isinstance(c, msg.CancelStep)]
 
     def compensated(self, step: str) -> Decision:
         return self.send(msg.CompensationSucceeded(

@@ -128,6 +128,8 @@ NOT_NOTIFIABLE = [
     ev.StepCompensationDispatched("fetch", 1, 1),
     ev.StepCompensationFailed("fetch", 1, "E", "m", True, 1),
     ev.StepCompensationRetryScheduled("fetch", 2, 1),
+    ev.StepCancellationRequested("fetch", 1, "task cancelled", 1),
+    ev.CompensationRetryRequested(1),
 ]
 
 

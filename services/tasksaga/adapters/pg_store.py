@@ -129,13 +129,6 @@ class StoreTransaction:
         ).fetchall()
         return [msg.TimerFired(r[0], msg.TimerKind(r[1]), r[2], r[3]) for r in rows]
 
-    def extend_step_timeout(self, task_id: str, step: str, attempt: int, fire_at_ms: int) -> None:
-        self._conn.execute(
-            "UPDATE timers SET fire_at_ms = GREATEST(fire_at_ms, %s)"
-            " WHERE task_id = %s AND kind = %s AND step = %s AND attempt = %s",
-            (fire_at_ms, task_id, msg.TimerKind.STEP_TIMEOUT.value, step, attempt),
-        )
-
     def record_progress(
         self, task_id: str, step: str, attempt: int, progress: float | None, message: str | None
     ) -> None:

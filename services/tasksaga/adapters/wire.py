@@ -42,17 +42,6 @@ class WebhookDelivery:
 
 
 @dataclass(frozen=True)
-class StepHeartbeat:
-    """A running step is alive; progress is optional."""
-
-    task_id: str
-    step: str
-    attempt: int
-    progress: float | None
-    message: str | None
-
-
-@dataclass(frozen=True)
 class Envelope:
     payload: Any
     message_id: str
@@ -65,7 +54,7 @@ class Envelope:
 
 
 # Each Kafka record schema: its name, and the payload types its union holds, in order.
-TASK_COMMAND = ("TaskCommandMessage", (msg.SubmitTask, msg.CancelTask))
+TASK_COMMAND = ("TaskCommandMessage", (msg.SubmitTask, msg.CancelTask, msg.RetryCompensation))
 TASK_EVENT = ("TaskEventMessage", ev.EVENT_TYPES)
 STEP_COMMAND = ("StepCommandMessage", (msg.ExecuteStep, msg.CompensateStep, msg.CancelStep))
 STEP_RESULT = (
@@ -75,7 +64,7 @@ STEP_RESULT = (
         msg.StepAttemptFailed,
         msg.CompensationSucceeded,
         msg.CompensationAttemptFailed,
-        StepHeartbeat,
+        msg.StepHeartbeat,
     ),
 )
 DEAD_LETTER = ("DeadLetterMessage", (DeadLetter,))

@@ -30,6 +30,11 @@ def describe(event: ev.TaskEvent) -> str:
                     f"({event.function}) = {event.result}{summary}")
         case ev.StepSkipped():
             return f"step {event.step} skipped: {event.reason}"
+        case ev.StepCancellationRequested():
+            return (f"step {event.step} told to stop (attempt {event.attempt}): "
+                    f"{event.reason}")
+        case ev.CompensationRetryRequested():
+            return "compensation retry requested by an operator"
         case ev.CancellationRequested():
             return f"cancellation requested: {event.reason}"
         case ev.CompensationStarted():
@@ -52,6 +57,7 @@ def describe(event: ev.TaskEvent) -> str:
         case ev.TaskCancelled():
             return f"task cancelled, compensated: {event.reason}"
         case ev.TaskCompensationFailed():
+            trace = f" (trace {event.trace_id})" if event.trace_id else ""
             return (f"task needs an operator: compensation of step {event.step} failed: "
-                    f"{event.error_type}: {event.error_message}")
+                    f"{event.error_type}: {event.error_message}{trace}")
     return type(event).__name__

@@ -1,9 +1,9 @@
 """decide(definition, state, message, now, random) -> Decision: the saga's rules, pure.
 
-Every inbound message (a command, a step result, a fired timer) yields the events to append,
-the step commands to send and the timers to schedule. Events are applied as they are emitted,
-so each rule sees the state its predecessors left. Stale and duplicated messages (an old
-attempt's result, a timer for a step that already moved on) yield nothing.
+Every inbound message (a command, a step result, a heartbeat, a fired timer) yields the events
+to append, the step commands to send and the timers to schedule. Events are applied as they are
+emitted, so each rule sees the state its predecessors left. Stale and duplicated messages (an
+old attempt's result, a timer for a step that already moved on) yield nothing.
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ from typing import Any
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.context import SagaContext
-from tasksaga.core.definition import Placement, StepDef, TaskDefinition
+from tasksaga.core.definition import Placement, Stage, StepDef, TaskDefinition
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus, evolve
 
 RandomFraction = Callable[[], float]
 
 STEP_TIMED_OUT = "StepTimedOut"
+HEARTBEAT_MISSED = "HeartbeatMissed"
 COMPENSATION_TIMED_OUT = "CompensationTimedOut"
 CANCELLED = "Cancelled"
+SUPERSEDED = "Superseded"
+
+_UNFINISHED = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
 
 
 @dataclass
@@ -68,42 +72,44 @@ class _Rules:
             return  # the same submission delivered twice
         timeout = self.definition.timeout_seconds
         deadline = self.now + int(timeout * 1000) if timeout else None
-        self.emit(
-            ev.TaskSubmitted(
-                task_id=command.task_id,
-                task_type=command.task_type,
-                request_json=command.request_json,
-                callback_url=command.callback_url,
-                idempotency_key=command.idempotency_key,
-                submitted_at_ms=command.submitted_at_ms,
-                deadline_ms=deadline,
-            )
-        )
+        self.emit(ev.TaskSubmitted(
+            task_id=command.task_id, task_type=command.task_type,
+            request_json=command.request_json, callback_url=command.callback_url,
+            idempotency_key=command.idempotency_key, submitted_at_ms=command.submitted_at_ms,
+            deadline_ms=deadline,
+        ))
         if deadline is not None:
             self.schedule(deadline, msg.TimerKind.TASK_TIMEOUT, "", 0)
         done_on_api = {r.step: r.data_json for r in command.api_steps}
-        for step in self.definition.steps:
-            if step.placement is not Placement.API:
-                continue
+        for step in self.definition.api_steps():
             if step.name in done_on_api:
                 self.emit(ev.StepCompleted(step.name, 1, done_on_api[step.name], self.now))
             else:
                 self.fail_step(step.name, 1, "MissingApiStep",
                                f"API step {step.name!r} was not done at submission", False)
 
-    def cancel(self, command: msg.CancelTask) -> None:
+    def cancel(self, reason: str) -> None:
         if self.state.status is not TaskStatus.RUNNING or not self.definition.cancellable:
             return
-        self.emit(ev.CancellationRequested(command.reason, self.now))
-        self.start_compensation(command.reason)
+        self.emit(ev.CancellationRequested(reason, self.now))
+        self.start_compensation(reason)
+
+    def retry_compensation(self) -> None:
+        if self.state.status is not TaskStatus.COMPENSATION_FAILED:
+            return
+        self.emit(ev.CompensationRetryRequested(self.now))
+        for step in self.state.steps_in(StepStatus.COMPENSATION_FAILED):
+            self.dispatch_compensation(self.definition.get_step(step.name),
+                                       step.compensation_attempt + 1)
 
     def step_succeeded(self, result: msg.StepSucceeded) -> None:
         step = self.state.step(result.step)
         if self.state.status.is_terminal or not self.definition.has_step(result.step):
             return
-        # A late success of an earlier attempt still counts: the work was done.
+        # A late success of an earlier attempt still counts: the work was done, and recording
+        # it means it will be compensated if the task fails.
         if step.status in (StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED) or (
-            step.status is StepStatus.FAILED and step.error_type == CANCELLED
+            step.status is StepStatus.FAILED and step.error_type in (CANCELLED, SUPERSEDED)
         ):
             self.emit(ev.StepCompleted(result.step, result.attempt, result.data_json, self.now))
 
@@ -111,9 +117,17 @@ class _Rules:
         step = self.state.step(result.step)
         if step.status is not StepStatus.RUNNING or step.attempt != result.attempt:
             return
-        self.fail_step(
-            result.step, result.attempt, result.error_type, result.error_message, result.retryable
-        )
+        self.fail_step(result.step, result.attempt, result.error_type, result.error_message,
+                       result.retryable, result.trace_id)
+
+    def heartbeat(self, beat: msg.StepHeartbeat) -> None:
+        step = self.state.step(beat.step)
+        if step.status is not StepStatus.RUNNING or step.attempt != beat.attempt:
+            return
+        timeout = self.definition.get_step(beat.step).heartbeat_timeout_seconds
+        if timeout:
+            self.schedule(self.now + int(timeout * 1000), msg.TimerKind.HEARTBEAT_TIMEOUT,
+                          beat.step, beat.attempt)
 
     def compensation_succeeded(self, result: msg.CompensationSucceeded) -> None:
         step = self.state.step(result.step)
@@ -123,73 +137,71 @@ class _Rules:
     def compensation_failed(self, result: msg.CompensationAttemptFailed) -> None:
         step = self.state.step(result.step)
         if step.status is StepStatus.COMPENSATING and step.compensation_attempt == result.attempt:
-            self.fail_compensation(
-                result.step, result.attempt, result.error_type, result.error_message
-            )
+            self.fail_compensation(result.step, result.attempt, result.error_type,
+                                   result.error_message, result.trace_id)
 
     def timer_fired(self, timer: msg.TimerFired) -> None:
         step = self.state.step(timer.step)
         kind = timer.kind
+        running_attempt = step.status is StepStatus.RUNNING and step.attempt == timer.attempt
         if kind is msg.TimerKind.TASK_TIMEOUT:
-            if self.state.status is TaskStatus.RUNNING:
-                reason = f"task timed out after {self.definition.timeout_seconds} s"
-                self.emit(ev.CancellationRequested(reason, self.now))
-                self.start_compensation(reason)
+            self.cancel(f"task timed out after {self.definition.timeout_seconds:g} s")
         elif kind is msg.TimerKind.STEP_RETRY:
-            if (
-                self.state.status is TaskStatus.RUNNING
-                and step.status is StepStatus.RETRY_SCHEDULED
-                and timer.attempt == step.attempt + 1
-            ):
+            if (self.state.status is TaskStatus.RUNNING
+                    and step.status is StepStatus.RETRY_SCHEDULED
+                    and timer.attempt == step.attempt + 1):
                 self.dispatch(self.definition.get_step(timer.step), timer.attempt)
-        elif kind is msg.TimerKind.STEP_TIMEOUT:
-            if step.status is StepStatus.RUNNING and step.attempt == timer.attempt:
-                timeout_s = self.definition.step_timeout_ms(self.definition.get_step(step.name))
-                self.fail_step(step.name, step.attempt, STEP_TIMED_OUT,
-                               f"no result within {timeout_s / 1000:g} s", True)
+        elif kind is msg.TimerKind.STEP_TIMEOUT and running_attempt:
+            timeout_ms = self.definition.step_timeout_ms(self.definition.get_step(step.name))
+            self.fail_step(step.name, step.attempt, STEP_TIMED_OUT,
+                           f"no result within {timeout_ms / 1000:g} s", True)
+        elif kind is msg.TimerKind.HEARTBEAT_TIMEOUT and running_attempt:
+            timeout_s = self.definition.get_step(step.name).heartbeat_timeout_seconds
+            self.fail_step(step.name, step.attempt, HEARTBEAT_MISSED,
+                           f"no heartbeat for {timeout_s:g} s: the worker died or hung", True)
         elif kind is msg.TimerKind.COMPENSATION_RETRY:
-            if (
-                step.status is StepStatus.COMPENSATION_RETRY_SCHEDULED
-                and timer.attempt == step.compensation_attempt + 1
-            ):
+            if (step.status is StepStatus.COMPENSATION_RETRY_SCHEDULED
+                    and timer.attempt == step.compensation_attempt + 1):
                 self.dispatch_compensation(self.definition.get_step(timer.step), timer.attempt)
         elif kind is msg.TimerKind.COMPENSATION_TIMEOUT and (
             step.status is StepStatus.COMPENSATING and step.compensation_attempt == timer.attempt
         ):
             self.fail_compensation(step.name, timer.attempt, COMPENSATION_TIMED_OUT,
-                                   "no compensation result in time")
+                                   "no compensation result in time", None)
 
     # -- rules ---------------------------------------------------------------------------------
 
     def fail_step(
-        self, name: str, attempt: int, error_type: str, message: str, retryable: bool
+        self, name: str, attempt: int, error_type: str, message: str, retryable: bool,
+        trace_id: str | None = None,
     ) -> None:
-        policy = self.definition.retry_policy_of(self.definition.get_step(name))
-        will_retry = (
-            retryable
-            and self.state.status is TaskStatus.RUNNING
-            and policy.allows_retry(attempt, error_type)
-        )
-        self.emit(ev.StepFailed(name, attempt, error_type, message, will_retry, self.now))
+        step = self.definition.get_step(name)
+        policy = self.definition.retry_policy_of(step)
+        stage = self.definition.stage_of(name)
+        wanted = self.state.status is TaskStatus.RUNNING and not self.satisfied(stage)
+        will_retry = wanted and retryable and policy.allows_retry(attempt, error_type)
+        self.emit(ev.StepFailed(name, attempt, error_type, message, will_retry, self.now,
+                                trace_id))
         if will_retry:
             fire_at = self.now + policy.delay_before(attempt + 1, self.random())
             self.emit(ev.StepRetryScheduled(name, attempt + 1, fire_at))
             self.schedule(fire_at, msg.TimerKind.STEP_RETRY, name, attempt + 1)
-        elif self.state.status is TaskStatus.RUNNING:
+        elif wanted and not self.satisfiable(stage):
             self.start_compensation(f"step {name} failed: {error_type}: {message}")
 
-    def fail_compensation(self, name: str, attempt: int, error_type: str, message: str) -> None:
+    def fail_compensation(
+        self, name: str, attempt: int, error_type: str, message: str, trace_id: str | None
+    ) -> None:
         policy = self.definition.compensation_retry_of(self.definition.get_step(name))
         will_retry = policy.allows_retry(attempt, error_type)
-        self.emit(
-            ev.StepCompensationFailed(name, attempt, error_type, message, will_retry, self.now)
-        )
+        self.emit(ev.StepCompensationFailed(name, attempt, error_type, message, will_retry,
+                                            self.now, trace_id))
         if will_retry:
             fire_at = self.now + policy.delay_before(attempt + 1, self.random())
             self.emit(ev.StepCompensationRetryScheduled(name, attempt + 1, fire_at))
             self.schedule(fire_at, msg.TimerKind.COMPENSATION_RETRY, name, attempt + 1)
         else:
-            self.emit(ev.TaskCompensationFailed(name, error_type, message, self.now))
+            self.emit(ev.TaskCompensationFailed(name, error_type, message, self.now, trace_id))
 
     def start_compensation(self, reason: str) -> None:
         self.emit(ev.CompensationStarted(reason, self.now))
@@ -197,51 +209,71 @@ class _Rules:
             self.emit(ev.StepFailed(step.name, step.attempt, CANCELLED,
                                     "not retried: the task is compensating", False, self.now))
         for step in self.state.steps_in(StepStatus.RUNNING):
-            self.send(
-                msg.CancelStep(
-                    task_id=self.state.task_id,
-                    step=step.name,
-                    attempt=step.attempt,
-                    queue=self.definition.queue_of(self.definition.get_step(step.name)),
-                    reason=reason,
-                )
-            )
+            self.request_step_cancellation(step.name, reason)
+
+    def request_step_cancellation(self, name: str, reason: str) -> None:
+        step = self.state.step(name)
+        if step.cancel_requested:
+            return
+        self.emit(ev.StepCancellationRequested(name, step.attempt, reason, self.now))
+        self.send(msg.CancelStep(
+            task_id=self.state.task_id, step=name, attempt=step.attempt,
+            queue=self.definition.queue_of(self.definition.get_step(name)), reason=reason,
+        ))
 
     def dispatch(self, step: StepDef, attempt: int) -> None:
         queue = self.definition.queue_of(step)
         timeout_at = self.now + self.definition.step_timeout_ms(step)
         self.emit(ev.StepDispatched(step.name, attempt, queue, self.now, timeout_at))
-        self.send(
-            msg.ExecuteStep(
-                task_id=self.state.task_id,
-                task_type=self.state.task_type,
-                step=step.name,
-                attempt=attempt,
-                queue=queue,
-                request_json=self.state.request_json,
-                step_data=self.state.step_data(),
-                idempotency_key=f"{self.state.task_id}:{step.name}:{attempt}",
-                timeout_at_ms=timeout_at,
-            )
-        )
+        self.send(msg.ExecuteStep(
+            task_id=self.state.task_id, task_type=self.state.task_type, step=step.name,
+            attempt=attempt, queue=queue, request_json=self.state.request_json,
+            step_data=self.state.step_data(),
+            idempotency_key=f"{self.state.task_id}:{step.name}:{attempt}",
+            timeout_at_ms=timeout_at,
+        ))
         self.schedule(timeout_at, msg.TimerKind.STEP_TIMEOUT, step.name, attempt)
+        if step.heartbeat_timeout_seconds:
+            self.schedule(self.now + int(step.heartbeat_timeout_seconds * 1000),
+                          msg.TimerKind.HEARTBEAT_TIMEOUT, step.name, attempt)
 
     def dispatch_compensation(self, step: StepDef, attempt: int) -> None:
         self.emit(ev.StepCompensationDispatched(step.name, attempt, self.now))
-        self.send(
-            msg.CompensateStep(
-                task_id=self.state.task_id,
-                task_type=self.state.task_type,
-                step=step.name,
-                attempt=attempt,
-                queue=self.definition.queue_of(step),
-                request_json=self.state.request_json,
-                step_data=self.state.step_data(),
-                idempotency_key=f"{self.state.task_id}:{step.name}:compensate:{attempt}",
-            )
-        )
+        self.send(msg.CompensateStep(
+            task_id=self.state.task_id, task_type=self.state.task_type, step=step.name,
+            attempt=attempt, queue=self.definition.queue_of(step),
+            request_json=self.state.request_json, step_data=self.state.step_data(),
+            idempotency_key=f"{self.state.task_id}:{step.name}:compensate:{attempt}",
+        ))
         timeout_at = self.now + self.definition.step_timeout_ms(step)
         self.schedule(timeout_at, msg.TimerKind.COMPENSATION_TIMEOUT, step.name, attempt)
+
+    # -- stages --------------------------------------------------------------------------------
+
+    def _count(self, stage: Stage, *statuses: StepStatus) -> int:
+        return sum(1 for s in stage.steps if self.state.step(s.name).status in statuses)
+
+    def satisfied(self, stage: Stage) -> bool:
+        required = stage.required_successes(self._count(stage, StepStatus.SKIPPED))
+        launched = self._count(stage, StepStatus.PENDING) == 0
+        return launched and self._count(stage, StepStatus.COMPLETED) >= required
+
+    def satisfiable(self, stage: Stage) -> bool:
+        required = stage.required_successes(self._count(stage, StepStatus.SKIPPED))
+        possible = self._count(stage, StepStatus.COMPLETED, *_UNFINISHED)
+        return possible >= required
+
+    def release_stragglers(self, stage: Stage) -> None:
+        """A satisfied any/quorum group no longer needs its other members."""
+        for member in stage.steps:
+            step = self.state.step(member.name)
+            if step.status is StepStatus.RUNNING:
+                self.request_step_cancellation(member.name, f"group {stage.group} satisfied")
+            elif step.status is StepStatus.RETRY_SCHEDULED:
+                self.emit(ev.StepFailed(member.name, step.attempt, SUPERSEDED,
+                                        f"group {stage.group} satisfied", False, self.now))
+
+    # -- moving on -----------------------------------------------------------------------------
 
     def advance(self) -> None:
         """Move the saga forward as far as the state allows."""
@@ -252,22 +284,21 @@ class _Rules:
 
     def advance_forward(self) -> None:
         for stage in self.definition.stages():
-            statuses = [self.state.step(s.name).status for s in stage]
-            if all(st in (StepStatus.COMPLETED, StepStatus.SKIPPED) for st in statuses):
-                continue
-            for step in stage:
-                if self.state.status is not TaskStatus.RUNNING:
-                    return
-                if self.state.step(step.name).status is StepStatus.PENDING:
-                    self.launch(step)
-            statuses = [self.state.step(s.name).status for s in stage]
-            if not all(st in (StepStatus.COMPLETED, StepStatus.SKIPPED) for st in statuses):
-                return  # wait for this stage before the next one
-        if self.state.status is TaskStatus.RUNNING:
+            if not self.satisfied(stage):
+                for step in stage.steps:
+                    if self.state.status is not TaskStatus.RUNNING:
+                        return
+                    if (step.placement is Placement.WORKER
+                            and self.state.step(step.name).status is StepStatus.PENDING):
+                        self.launch(step)
+                if self.state.status is not TaskStatus.RUNNING or not self.satisfied(stage):
+                    return  # wait for this stage before the next one
+            self.release_stragglers(stage)
+        if not self.state.steps_in(StepStatus.RUNNING):  # stragglers answer first
             self.complete()
 
     def launch(self, step: StepDef) -> None:
-        if step.condition is not None:
+        if step.condition is not None and step.condition.function is not None:
             try:
                 context = self.saga_context()
                 result = bool(step.condition.function(context))
@@ -275,12 +306,10 @@ class _Rules:
             except Exception as error:  # user code: a broken condition fails its step
                 self.fail_step(step.name, 1, "ConditionError", _describe(error), False)
                 return
-            self.emit(
-                ev.ConditionEvaluated(
-                    step.name, step.condition.description, step.condition.function_name,
-                    result, summary, self.now,
-                )
-            )
+            self.emit(ev.ConditionEvaluated(
+                step.name, step.condition.description, step.condition.function_name,
+                result, summary, self.now,
+            ))
             if not result:
                 reason = f"condition {step.condition.description!r} was false"
                 self.emit(ev.StepSkipped(step.name, reason, self.now))
@@ -316,12 +345,8 @@ class _Rules:
 
     def saga_context(self) -> SagaContext[Any]:
         request = self.definition.request_type.model_validate_json(self.state.request_json)
-        return SagaContext(
-            task_id=self.state.task_id,
-            definition=self.definition,
-            request=request,
-            step_data_json=self.state.step_data(),
-        )
+        return SagaContext(task_id=self.state.task_id, definition=self.definition,
+                           request=request, step_data_json=self.state.step_data())
 
 
 def _describe(error: Exception) -> str:
@@ -342,11 +367,15 @@ def decide(
         case msg.SubmitTask():
             rules.submit(message)
         case msg.CancelTask():
-            rules.cancel(message)
+            rules.cancel(message.reason)
+        case msg.RetryCompensation():
+            rules.retry_compensation()
         case msg.StepSucceeded():
             rules.step_succeeded(message)
         case msg.StepAttemptFailed():
             rules.step_failed(message)
+        case msg.StepHeartbeat():
+            rules.heartbeat(message)
         case msg.CompensationSucceeded():
             rules.compensation_succeeded(message)
         case msg.CompensationAttemptFailed():

@@ -14,15 +14,18 @@ Example::
     @zip_task.response_builder
     def response(ctx: SagaContext[ZipRequest]) -> ZipResponse: ...
 
-Declaring is pure: nothing here touches the network. Steps sharing an ``order`` form a parallel
-group. Definitions are checked by ``tasksaga.core.diagnostics`` when registered.
+Declaring is pure: nothing here touches the network. Steps run stage by stage in ``order``;
+the steps of one ``group`` (or, without a group, the steps sharing an order) run in parallel.
+Retry policies, conditions and compensations can also be attached by step name, as in the
+seed's attributes; names are checked when the definition is registered
+(``tasksaga.core.diagnostics``), never at declaration, so every problem is reported at once.
 """
 
 from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -45,6 +48,14 @@ class Placement(StrEnum):
     WORKER = "worker"
 
 
+class AwaitMode(StrEnum):
+    """When a parallel group is done: all members, the first success, or N successes."""
+
+    ALL = "all"
+    ANY = "any"
+    QUORUM = "quorum"
+
+
 class UploadedFile(BaseModel):
     """A file field of a request once the API has streamed it to object storage."""
 
@@ -64,7 +75,7 @@ class UploadStepData(BaseModel):
 @dataclass(frozen=True)
 class StepCondition:
     description: str
-    function: ConditionFunction
+    function: ConditionFunction | None
     summary: ConditionSummary | None = None
 
     @property
@@ -84,10 +95,12 @@ class StepDef:
     order: int
     placement: Placement = Placement.WORKER
     queue: str | None = None
+    group: str | None = None
     data_type: type[BaseModel] | None = None
     retry: RetryPolicy | None = None
     compensation_retry: RetryPolicy | None = None
     timeout_seconds: float | None = None
+    heartbeat_timeout_seconds: float | None = None
     condition: StepCondition | None = None
     upload: FileUpload | None = None
     handler: StepHandler | None = None
@@ -99,6 +112,47 @@ class StepDef:
         return self.compensation is not None or self.upload is not None
 
 
+@dataclass(frozen=True)
+class GroupDef:
+    name: str
+    order: int
+    mode: AwaitMode = AwaitMode.ALL
+    quorum: int | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Steps that start together; the next stage starts when this one is satisfied."""
+
+    order: int
+    steps: tuple[StepDef, ...]
+    mode: AwaitMode = AwaitMode.ALL
+    quorum: int | None = None
+    group: str | None = None
+
+    def required_successes(self, skipped: int) -> int:
+        eligible = len(self.steps) - skipped
+        if self.mode is AwaitMode.ALL:
+            return eligible
+        if self.mode is AwaitMode.ANY:
+            return min(1, eligible)
+        return min(self.quorum or 1, eligible)
+
+
+@dataclass
+class _Attachment:
+    kind: str  # "compensation", "retry", "compensation_retry", "condition"
+    step: str
+    value: Any
+
+
+@dataclass
+class _Declarations:
+    steps: list[StepDef] = field(default_factory=list)
+    groups: list[GroupDef] = field(default_factory=list)
+    attachments: list[_Attachment] = field(default_factory=list)
+
+
 class TaskDefinition:
     def __init__(
         self,
@@ -108,6 +162,7 @@ class TaskDefinition:
         request: type[BaseModel],
         response: type[BaseModel] | None = None,
         max_retries: int = 0,
+        retry: RetryPolicy | None = None,
         timeout_seconds: float | None = None,
         cancellable: bool = True,
         step_timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS,
@@ -117,12 +172,14 @@ class TaskDefinition:
         self.request_type = request
         self.response_type = response
         self.max_retries = max_retries
+        self.default_retry = retry or RetryPolicy(max_retries=max_retries)
         self.timeout_seconds = timeout_seconds
         self.cancellable = cancellable
         self.step_timeout_seconds = step_timeout_seconds
         self.build_response: ResponseBuilder | None = None
+        self._declared = _Declarations()
         self._steps: dict[str, StepDef] = {}
-        self._declared: list[StepDef] = []
+        self._groups: dict[str, GroupDef] = {}
 
     # -- declaration -------------------------------------------------------------------------
 
@@ -132,10 +189,12 @@ class TaskDefinition:
         *,
         order: int,
         queue: str | None = None,
+        group: str | None = None,
         data: type[BaseModel] | None = None,
         retry: RetryPolicy | None = None,
         compensation_retry: RetryPolicy | None = None,
         timeout_seconds: float | None = None,
+        heartbeat_timeout_seconds: float | None = None,
         condition: StepCondition | None = None,
     ) -> Callable[[StepHandler], StepHandler]:
         """Declare a worker step whose handler is the decorated function."""
@@ -143,17 +202,25 @@ class TaskDefinition:
         def register(handler: StepHandler) -> StepHandler:
             self._add(
                 StepDef(
-                    name=name,
-                    order=order,
-                    queue=queue,
-                    data_type=data or _returned_model(handler),
-                    retry=retry,
-                    compensation_retry=compensation_retry,
-                    timeout_seconds=timeout_seconds,
-                    condition=condition,
-                    handler=handler,
+                    name=name, order=order, queue=queue, group=group,
+                    data_type=data or _returned_model(handler), retry=retry,
+                    compensation_retry=compensation_retry, timeout_seconds=timeout_seconds,
+                    heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+                    condition=condition, handler=handler,
                 )
             )
+            return handler
+
+        return register
+
+    def api_step(
+        self, name: str, *, order: int, data: type[BaseModel] | None = None
+    ) -> Callable[[StepHandler], StepHandler]:
+        """Declare a step the API runs at submission, before answering 202."""
+
+        def register(handler: StepHandler) -> StepHandler:
+            self._add(StepDef(name=name, order=order, placement=Placement.API,
+                              data_type=data or _returned_model(handler), handler=handler))
             return handler
 
         return register
@@ -161,50 +228,95 @@ class TaskDefinition:
     def upload_step(self, name: str, *, order: int, bucket: str, source: str) -> StepDef:
         """Declare an API-placed step that streams the request's file field ``source``."""
         return self._add(
-            StepDef(
-                name=name,
-                order=order,
-                placement=Placement.API,
-                data_type=UploadStepData,
-                upload=FileUpload(bucket=bucket, source=source),
-            )
+            StepDef(name=name, order=order, placement=Placement.API, data_type=UploadStepData,
+                    upload=FileUpload(bucket=bucket, source=source))
         )
+
+    def group(
+        self, name: str, *, order: int, mode: AwaitMode = AwaitMode.ALL, quorum: int | None = None
+    ) -> GroupDef:
+        """Declare a parallel group; its members name it with ``group=``."""
+        group = GroupDef(name=name, order=order, mode=mode, quorum=quorum)
+        self._declared.groups.append(group)
+        self._groups.setdefault(name, group)
+        return group
 
     def compensation(
         self, step_name: str
     ) -> Callable[[CompensationHandler], CompensationHandler]:
         def register(handler: CompensationHandler) -> CompensationHandler:
-            step = self._steps.get(step_name)
-            if step is None:
-                raise DefinitionError(
-                    self.name,
-                    [Diagnostic("TS105", f"compensation names unknown step {step_name!r}; "
-                                f"declare the step first (known: {sorted(self._steps)})")],
-                )
-            step.compensation = handler
+            self._attach("compensation", step_name, handler)
             return handler
 
         return register
+
+    def retry_policy(self, step_name: str, policy: RetryPolicy) -> None:
+        self._attach("retry", step_name, policy)
+
+    def compensation_retry_policy(self, step_name: str, policy: RetryPolicy) -> None:
+        self._attach("compensation_retry", step_name, policy)
+
+    def condition(
+        self, step_name: str, description: str, function: ConditionFunction | None,
+        summary: ConditionSummary | None = None,
+    ) -> None:
+        self._attach("condition", step_name, StepCondition(description, function, summary))
 
     def response_builder(self, builder: ResponseBuilder) -> ResponseBuilder:
         self.build_response = builder
         return builder
 
     def _add(self, step: StepDef) -> StepDef:
-        self._declared.append(step)
-        self._steps.setdefault(step.name, step)
+        self._declared.steps.append(step)
+        if step.name not in self._steps:
+            self._steps[step.name] = step
+            for attachment in self._declared.attachments:  # attached before the step existed
+                if attachment.step == step.name:
+                    self._apply(attachment)
         return step
+
+    def _attach(self, kind: str, step_name: str, value: Any) -> None:
+        attachment = _Attachment(kind, step_name, value)
+        self._declared.attachments.append(attachment)
+        self._apply(attachment)
+
+    def _apply(self, attachment: _Attachment) -> None:
+        step = self._steps.get(attachment.step)
+        if step is None:
+            return  # applied when the step is declared, or reported (TS105/TS114/TS115)
+        kind, value = attachment.kind, attachment.value
+        if kind == "compensation":
+            step.compensation = value
+        elif kind == "retry":
+            step.retry = value
+        elif kind == "compensation_retry":
+            step.compensation_retry = value
+        elif kind == "condition":
+            step.condition = value
 
     # -- queries -----------------------------------------------------------------------------
 
     @property
     def declared_steps(self) -> list[StepDef]:
         """Every declaration, duplicates included (diagnostics report them)."""
-        return list(self._declared)
+        return list(self._declared.steps)
+
+    @property
+    def declared_groups(self) -> list[GroupDef]:
+        return list(self._declared.groups)
+
+    @property
+    def attachments(self) -> list[tuple[str, str]]:
+        """(kind, step name) of everything attached by name."""
+        return [(a.kind, a.step) for a in self._declared.attachments]
 
     @property
     def steps(self) -> list[StepDef]:
         return sorted(self._steps.values(), key=lambda s: s.order)
+
+    @property
+    def groups(self) -> dict[str, GroupDef]:
+        return dict(self._groups)
 
     def get_step(self, name: str) -> StepDef:
         try:
@@ -215,21 +327,32 @@ class TaskDefinition:
     def has_step(self, name: str) -> bool:
         return name in self._steps
 
-    def stages(self) -> list[list[StepDef]]:
-        """Steps grouped by order: each stage runs after the previous one is done."""
-        stages: dict[int, list[StepDef]] = {}
+    def stages(self) -> list[Stage]:
+        """Steps by order; a declared group brings its await mode."""
+        by_order: dict[int, list[StepDef]] = {}
         for step in self.steps:
-            stages.setdefault(step.order, []).append(step)
-        return [stages[order] for order in sorted(stages)]
+            by_order.setdefault(step.order, []).append(step)
+        stages = []
+        for order in sorted(by_order):
+            members = tuple(by_order[order])
+            group = self._groups.get(members[0].group or "")
+            if group is not None:
+                stages.append(Stage(order, members, group.mode, group.quorum, group.name))
+            else:
+                stages.append(Stage(order, members))
+        return stages
+
+    def stage_of(self, step_name: str) -> Stage:
+        return next(s for s in self.stages() if any(m.name == step_name for m in s.steps))
 
     def queue_of(self, step: StepDef) -> str:
         return step.queue or self.queue
 
     def retry_policy_of(self, step: StepDef) -> RetryPolicy:
-        return step.retry or RetryPolicy(max_retries=self.max_retries)
+        return step.retry or self.default_retry
 
     def compensation_retry_of(self, step: StepDef) -> RetryPolicy:
-        return step.compensation_retry or RetryPolicy(max_retries=self.max_retries)
+        return step.compensation_retry or self.default_retry
 
     def step_timeout_ms(self, step: StepDef) -> int:
         return int((step.timeout_seconds or self.step_timeout_seconds) * 1000)
@@ -246,8 +369,12 @@ class TaskDefinition:
     def upload_steps(self) -> list[StepDef]:
         return [s for s in self.steps if s.upload is not None]
 
+    def api_steps(self) -> list[StepDef]:
+        return [s for s in self.steps if s.placement is Placement.API]
+
     def queues(self) -> set[str]:
-        return {self.queue_of(s) for s in self.steps if s.placement is Placement.WORKER}
+        return {self.queue_of(s) for s in self.steps if s.placement is Placement.WORKER
+                or s.has_compensation}
 
 
 def _returned_model(handler: Callable[..., Any]) -> type[BaseModel] | None:

@@ -1,15 +1,30 @@
 """Checks a task definition before it is accepted, reporting every problem with a code.
 
-Codes are listed in docs/diagnostics.md.
+The Python counterpart of the seed DSL's compile-time diagnostics; codes are listed in
+docs/diagnostics.md.
 """
 
 from __future__ import annotations
 
 import inspect
 import typing
+from collections import Counter
 from typing import Any
 
-from tasksaga.core.definition import Diagnostic, Placement, TaskDefinition, UploadedFile
+from tasksaga.core.definition import (
+    AwaitMode,
+    Diagnostic,
+    Placement,
+    TaskDefinition,
+    UploadedFile,
+)
+
+_ATTACHMENT_CODES = {
+    "compensation": ("TS105", "compensation"),
+    "compensation_retry": ("TS115", "compensation retry policy"),
+    "retry": ("TS115", "retry policy"),
+    "condition": ("TS114", "condition"),
+}
 
 
 def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
@@ -21,24 +36,24 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
     found += _upload_sources(definition)
     found += _handlers(definition)
     found += _conditions(definition)
+    found += _attachments(definition)
+    found += _groups(definition)
     if definition.response_type is not None and definition.build_response is None:
-        found.append(
-            Diagnostic(
-                "TS108",
-                f"response type {definition.response_type.__name__} is declared but no "
-                "@task.response_builder builds it",
-            )
-        )
+        found.append(Diagnostic(
+            "TS108",
+            f"response type {definition.response_type.__name__} is declared but no "
+            "@task.response_builder builds it",
+        ))
     return found
 
 
 def _duplicate_names(definition: TaskDefinition) -> list[Diagnostic]:
-    seen: set[str] = set()
-    found = []
-    for step in definition.declared_steps:
-        if step.name in seen:
-            found.append(Diagnostic("TS101", f"step name {step.name!r} is declared twice"))
-        seen.add(step.name)
+    counts = Counter(s.name for s in definition.declared_steps)
+    found = [Diagnostic("TS101", f"step name {name!r} is declared {n} times")
+             for name, n in counts.items() if n > 1]
+    groups = Counter(g.name for g in definition.declared_groups)
+    found += [Diagnostic("TS101", f"group name {name!r} is declared {n} times")
+              for name, n in groups.items() if n > 1]
     return found
 
 
@@ -60,11 +75,8 @@ def _placement_order(definition: TaskDefinition) -> list[Diagnostic]:
 def _is_file_annotation(annotation: Any) -> bool:
     if annotation is UploadedFile:
         return True
-    origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin is list and args:
-        return args[0] is UploadedFile
-    return False
+    return typing.get_origin(annotation) is list and bool(args) and args[0] is UploadedFile
 
 
 def _upload_sources(definition: TaskDefinition) -> list[Diagnostic]:
@@ -74,22 +86,20 @@ def _upload_sources(definition: TaskDefinition) -> list[Diagnostic]:
         assert step.upload is not None
         field = fields.get(step.upload.source)
         if field is None or not _is_file_annotation(field.annotation):
-            found.append(
-                Diagnostic(
-                    "TS104",
-                    f"upload step {step.name!r} takes request field {step.upload.source!r}, "
-                    f"which is not a field of type UploadedFile or list[UploadedFile] of "
-                    f"{definition.request_type.__name__}",
-                )
-            )
+            found.append(Diagnostic(
+                "TS104",
+                f"upload step {step.name!r} takes request field {step.upload.source!r}, "
+                f"which is not a field of type UploadedFile or list[UploadedFile] of "
+                f"{definition.request_type.__name__}",
+            ))
     return found
 
 
 def _handlers(definition: TaskDefinition) -> list[Diagnostic]:
     return [
-        Diagnostic("TS106", f"worker step {s.name!r} has no handler function")
+        Diagnostic("TS106", f"step {s.name!r} has no handler function")
         for s in definition.steps
-        if s.placement is Placement.WORKER and s.handler is None
+        if s.handler is None and s.upload is None
     ]
 
 
@@ -100,17 +110,64 @@ def _conditions(definition: TaskDefinition) -> list[Diagnostic]:
         if condition is None:
             continue
         if step.placement is Placement.API:
-            found.append(
-                Diagnostic("TS107", f"API step {step.name!r} cannot have a condition")
-            )
-        if not callable(condition.function) or not _takes_one_argument(condition.function):
-            found.append(
-                Diagnostic(
-                    "TS109",
-                    f"condition {condition.description!r} of step {step.name!r} must be a "
-                    "function taking one SagaContext argument and returning bool",
-                )
-            )
+            found.append(Diagnostic("TS107", f"API step {step.name!r} cannot have a condition"))
+        if condition.function is None:
+            found.append(Diagnostic(
+                "TS116",
+                f"condition {condition.description!r} of step {step.name!r} has no function",
+            ))
+        elif not callable(condition.function) or not _takes_one_argument(condition.function):
+            found.append(Diagnostic(
+                "TS109",
+                f"condition {condition.description!r} of step {step.name!r} must be a "
+                "function taking one SagaContext argument and returning bool",
+            ))
+    return found
+
+
+def _attachments(definition: TaskDefinition) -> list[Diagnostic]:
+    found = []
+    known = sorted(s.name for s in definition.steps)
+    for kind, step in definition.attachments:
+        if not definition.has_step(step):
+            code, what = _ATTACHMENT_CODES[kind]
+            found.append(Diagnostic(code, f"{what} names unknown step {step!r} (steps: {known})"))
+    return found
+
+
+def _groups(definition: TaskDefinition) -> list[Diagnostic]:
+    found = []
+    groups = definition.groups
+    members: dict[str, list[str]] = {name: [] for name in groups}
+    for step in definition.steps:
+        if step.group is None:
+            continue
+        group = groups.get(step.group)
+        if group is None:
+            found.append(Diagnostic(
+                "TS112", f"step {step.name!r} names unknown group {step.group!r}; declare it "
+                         f"with task.group({step.group!r}, order=...)"))
+            continue
+        members[group.name].append(step.name)
+        if step.order != group.order:
+            found.append(Diagnostic(
+                "TS110", f"step {step.name!r} has order {step.order} but its group "
+                         f"{group.name!r} has order {group.order}"))
+    for name, names in members.items():
+        group = groups[name]
+        if not names:
+            found.append(Diagnostic("TS111", f"group {name!r} has no member steps"))
+        elif group.mode is AwaitMode.QUORUM and not 1 <= (group.quorum or 0) <= len(names):
+            found.append(Diagnostic(
+                "TS117", f"group {name!r} awaits a quorum of {group.quorum} but has "
+                         f"{len(names)} members"))
+    for stage in definition.stages():
+        group_names = {s.group for s in stage.steps}
+        if len(group_names) > 1:
+            found.append(Diagnostic(
+                "TS113", f"order {stage.order} is shared by steps of different groups or by a "
+                         f"group and ungrouped steps ({sorted(s.name for s in stage.steps)}); "
+                         "give each group its own order"))
     return found
 
 

@@ -47,6 +47,7 @@ class StepFailed:
     error_message: str
     will_retry: bool
     failed_at_ms: int
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,16 @@ class StepSkipped:
     step: str
     reason: str
     skipped_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepCancellationRequested:
+    """A running attempt was told to stop (task cancelled, or its group already satisfied)."""
+
+    step: str
+    attempt: int
+    reason: str
+    requested_at_ms: int
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,7 @@ class StepCompensationFailed:
     error_message: str
     will_retry: bool
     failed_at_ms: int
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,14 @@ class TaskCompensationFailed:
     error_type: str
     error_message: str
     failed_at_ms: int
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CompensationRetryRequested:
+    """An operator asked to retry the compensation that failed for good."""
+
+    requested_at_ms: int
 
 
 TaskEvent = (
@@ -158,6 +178,7 @@ TaskEvent = (
     | StepRetryScheduled
     | ConditionEvaluated
     | StepSkipped
+    | StepCancellationRequested
     | CancellationRequested
     | CompensationStarted
     | StepCompensationDispatched
@@ -168,6 +189,7 @@ TaskEvent = (
     | TaskFailed
     | TaskCancelled
     | TaskCompensationFailed
+    | CompensationRetryRequested
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -178,6 +200,7 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     StepRetryScheduled,
     ConditionEvaluated,
     StepSkipped,
+    StepCancellationRequested,
     CancellationRequested,
     CompensationStarted,
     StepCompensationDispatched,
@@ -188,4 +211,5 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     TaskFailed,
     TaskCancelled,
     TaskCompensationFailed,
+    CompensationRetryRequested,
 )

@@ -37,6 +37,14 @@ class CancelTask:
     requested_at_ms: int
 
 
+@dataclass(frozen=True)
+class RetryCompensation:
+    """Operator action on a task in CompensationFailed: try its compensation again."""
+
+    task_id: str
+    requested_at_ms: int
+
+
 # -- step results (worker -> orchestrator) -------------------------------------------------------
 
 
@@ -56,6 +64,18 @@ class StepAttemptFailed:
     error_type: str
     error_message: str
     retryable: bool
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StepHeartbeat:
+    """A running step is alive; progress (0..1) and a message are optional."""
+
+    task_id: str
+    step: str
+    attempt: int
+    progress: float | None
+    message: str | None
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class CompensationAttemptFailed:
     attempt: int
     error_type: str
     error_message: str
+    trace_id: str | None = None
 
 
 # -- timers (orchestrator -> itself, durable in Postgres) ---------------------------------------
@@ -80,6 +101,7 @@ class CompensationAttemptFailed:
 class TimerKind(StrEnum):
     STEP_RETRY = "step_retry"
     STEP_TIMEOUT = "step_timeout"
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"
     COMPENSATION_RETRY = "compensation_retry"
     COMPENSATION_TIMEOUT = "compensation_timeout"
     TASK_TIMEOUT = "task_timeout"
@@ -138,7 +160,10 @@ class CancelStep:
     reason: str
 
 
-TaskCommand = SubmitTask | CancelTask
-StepResult = StepSucceeded | StepAttemptFailed | CompensationSucceeded | CompensationAttemptFailed
+TaskCommand = SubmitTask | CancelTask | RetryCompensation
+StepResult = (
+    StepSucceeded | StepAttemptFailed | CompensationSucceeded | CompensationAttemptFailed
+    | StepHeartbeat
+)
 Inbound = TaskCommand | StepResult | TimerFired
 StepCommand = ExecuteStep | CompensateStep | CancelStep

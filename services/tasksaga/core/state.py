@@ -52,7 +52,9 @@ class StepState:
     data_json: str | None = None
     error_type: str | None = None
     error_message: str | None = None
+    trace_id: str | None = None
     compensation_attempt: int = 0
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,10 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
         case ev.StepDispatched():
             return _with_step(
                 state, event.step, status=StepStatus.RUNNING, attempt=event.attempt,
-                error_type=None, error_message=None,
+                error_type=None, error_message=None, trace_id=None, cancel_requested=False,
             )
+        case ev.StepCancellationRequested():
+            return _with_step(state, event.step, cancel_requested=True)
         case ev.StepCompleted():
             state = _with_step(
                 state, event.step, status=StepStatus.COMPLETED, attempt=event.attempt,
@@ -122,6 +126,7 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 state, event.step,
                 status=StepStatus.RETRY_SCHEDULED if event.will_retry else StepStatus.FAILED,
                 error_type=event.error_type, error_message=event.error_message,
+                trace_id=event.trace_id,
             )
         case ev.StepRetryScheduled():
             return _with_step(state, event.step, status=StepStatus.RETRY_SCHEDULED)
@@ -153,6 +158,7 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                     if event.will_retry else StepStatus.COMPENSATION_FAILED
                 ),
                 error_type=event.error_type, error_message=event.error_message,
+                trace_id=event.trace_id,
             )
         case ev.StepCompensationRetryScheduled():
             return _with_step(state, event.step, status=StepStatus.COMPENSATION_RETRY_SCHEDULED)
@@ -163,7 +169,13 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
         case ev.TaskCancelled():
             return replace(state, status=TaskStatus.CANCELLED)
         case ev.TaskCompensationFailed():
-            return replace(state, status=TaskStatus.COMPENSATION_FAILED)
+            return replace(
+                state, status=TaskStatus.COMPENSATION_FAILED,
+                end_reason=(f"compensation of step {event.step} failed: "
+                            f"{event.error_type}: {event.error_message}"),
+            )
+        case ev.CompensationRetryRequested():
+            return replace(state, status=TaskStatus.COMPENSATING)
     raise TypeError(f"not a task event: {event!r}")
 
 

@@ -18,7 +18,7 @@ from tasksaga.adapters.pg_store import (
     PostgresEventStore,
     StoreTransaction,
 )
-from tasksaga.adapters.wire import Envelope, StepHeartbeat, Topics
+from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
 from tasksaga.core.decide import Decision, decide
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
@@ -52,12 +52,12 @@ class Orchestrator:
 
     def handle(self, envelope: Envelope) -> None:
         payload = envelope.payload
-        if isinstance(payload, StepHeartbeat):
+        if isinstance(payload, msg.StepHeartbeat):
             self._record_heartbeat(payload)
             return
-        if not isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.StepSucceeded
-                          | msg.StepAttemptFailed | msg.CompensationSucceeded
-                          | msg.CompensationAttemptFailed):
+        if not isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
+                          | msg.StepSucceeded | msg.StepAttemptFailed
+                          | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
             raise Unprocessable(f"the orchestrator does not handle {type(payload).__name__}")
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
@@ -152,8 +152,9 @@ class Orchestrator:
         tx.enqueue(records)
         tx.schedule(decision.timers)
 
-    def _record_heartbeat(self, beat: StepHeartbeat) -> None:
-        """A heartbeat pushes the step's timeout out and records progress (not an event)."""
+    def _record_heartbeat(self, beat: msg.StepHeartbeat) -> None:
+        """A heartbeat moves the step's heartbeat deadline and records progress. It is not an
+        event: no inbox record, and a lost or repeated heartbeat changes nothing."""
         with self._store.transaction() as tx:
             state = tx.load_state(beat.task_id)
             if not state.task_type:
@@ -161,7 +162,6 @@ class Orchestrator:
             definition = self._registry.get(state.task_type)
             if not definition.has_step(beat.step):
                 return
-            timeout = definition.step_timeout_ms(definition.get_step(beat.step))
-            tx.extend_step_timeout(beat.task_id, beat.step, beat.attempt,
-                                   self._now_ms() + timeout)
+            decision = decide(definition, state, beat, self._now_ms(), self._random)
+            tx.schedule(decision.timers)
             tx.record_progress(beat.task_id, beat.step, beat.attempt, beat.progress, beat.message)

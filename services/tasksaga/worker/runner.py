@@ -13,9 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import KafkaProducer, Unprocessable
-from tasksaga.adapters.wire import Envelope, StepHeartbeat, Topics
+from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
 from tasksaga.core.context import StepContext, dump_model
 from tasksaga.core.definition import StepDef, TaskDefinition, UploadStepData
@@ -76,7 +77,8 @@ class StepRunner:
     def execute(self, command: msg.ExecuteStep) -> msg.StepSucceeded | msg.StepAttemptFailed:
         def failed(error_type: str, message: str, retryable: bool) -> msg.StepAttemptFailed:
             return msg.StepAttemptFailed(command.task_id, command.step, command.attempt,
-                                         error_type, message, retryable)
+                                         error_type, message, retryable,
+                                         telemetry.current_trace_id() or None)
 
         try:
             definition, step = self._lookup(command.task_type, command.step)
@@ -115,7 +117,8 @@ class StepRunner:
     ) -> msg.CompensationSucceeded | msg.CompensationAttemptFailed:
         def failed(error_type: str, message: str) -> msg.CompensationAttemptFailed:
             return msg.CompensationAttemptFailed(command.task_id, command.step, command.attempt,
-                                                 error_type, message)
+                                                 error_type, message,
+                                                 telemetry.current_trace_id() or None)
 
         try:
             definition, step = self._lookup(command.task_type, command.step)
@@ -162,7 +165,7 @@ class StepRunner:
         self, command: msg.ExecuteStep | msg.CompensateStep, progress: float | None,
         message: str | None,
     ) -> None:
-        beat = StepHeartbeat(command.task_id, command.step, command.attempt, progress, message)
+        beat = msg.StepHeartbeat(command.task_id, command.step, command.attempt, progress, message)
         self._producer.send_envelope(
             self._codec,
             self._topics.step_results,
