@@ -120,17 +120,22 @@ class Projector:
         state = evolve(self._state_before(conn, stream_id, version), event)
         self._remember(stream_id, state)
         at = _ts(envelope.occurred_at_ms)
+        failed = event if isinstance(event, ev.TaskCompensationFailed) else None
         conn.execute(
             "INSERT INTO task_status (task_id, task_type, status, version, request_json,"
-            " response_json, callback_url, idempotency_key, end_reason, submitted_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " response_json, callback_url, idempotency_key, end_reason, submitted_at, updated_at,"
+            " failed_step, error_trace_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status,"
             " version = EXCLUDED.version, response_json = EXCLUDED.response_json,"
-            " end_reason = EXCLUDED.end_reason, updated_at = EXCLUDED.updated_at",
+            " end_reason = EXCLUDED.end_reason, updated_at = EXCLUDED.updated_at,"
+            " failed_step = COALESCE(EXCLUDED.failed_step, task_status.failed_step),"
+            " error_trace_id = COALESCE(EXCLUDED.error_trace_id, task_status.error_trace_id)",
             (stream_id, state.task_type, state.status.value, state.version, state.request_json,
              state.response_json, state.callback_url,
              event.idempotency_key if isinstance(event, ev.TaskSubmitted) else None,
-             state.end_reason, _ts(state.submitted_at_ms), at),
+             state.end_reason, _ts(state.submitted_at_ms), at,
+             failed.step if failed else None, failed.trace_id if failed else None),
         )
         step = step_of(event)
         if step is not None:
@@ -139,17 +144,18 @@ class Projector:
                     if step in state.completion_order else None)
             conn.execute(
                 "INSERT INTO step_records (task_id, step, status, attempt, compensation_attempt,"
-                " data_json, error_type, error_message, completion_rank, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " data_json, error_type, error_message, completion_rank, updated_at, trace_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (task_id, step) DO UPDATE SET status = EXCLUDED.status,"
                 " attempt = EXCLUDED.attempt,"
                 " compensation_attempt = EXCLUDED.compensation_attempt,"
                 " data_json = EXCLUDED.data_json, error_type = EXCLUDED.error_type,"
                 " error_message = EXCLUDED.error_message,"
-                " completion_rank = EXCLUDED.completion_rank, updated_at = EXCLUDED.updated_at",
+                " completion_rank = EXCLUDED.completion_rank, updated_at = EXCLUDED.updated_at,"
+                " trace_id = EXCLUDED.trace_id",
                 (stream_id, step, record.status.value, record.attempt,
                  record.compensation_attempt, record.data_json, record.error_type,
-                 record.error_message, rank, at),
+                 record.error_message, rank, at, record.trace_id),
             )
         if isinstance(event, ev.ConditionEvaluated):
             conn.execute(

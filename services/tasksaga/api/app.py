@@ -17,6 +17,7 @@ from tasksaga.adapters.clock import now_ms
 from tasksaga.adapters.kafka_bus import KafkaProducer
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.api import submission as sub
+from tasksaga.api.api_steps import run_api_steps
 from tasksaga.api.queries import ProjectionQueries
 from tasksaga.core import messages as msg
 from tasksaga.core.definition import TaskDefinition
@@ -37,7 +38,7 @@ class ApiDependencies:
     objects: ObjectStore
     max_files: int = 100
 
-    def send_command(self, command: msg.SubmitTask | msg.CancelTask, message_id: str) -> None:
+    def send_command(self, command: msg.TaskCommand, message_id: str) -> None:
         """Durable in Kafka (acks=all, flushed) before the API answers 202."""
         self.producer.send_envelope(
             self.codec,
@@ -114,6 +115,9 @@ def create_app(deps: ApiDependencies) -> FastAPI:
                 415, f"unsupported content type {content_type!r}: send application/json or "
                      "multipart/form-data")
         request_json = validated.model_dump_json()
+        if existing is None and definition.api_steps():
+            api_steps = await run_in_threadpool(
+                run_api_steps, definition, task_id, validated, api_steps, d.objects)
         if existing is not None:
             if existing.request_json != request_json and not api_steps:
                 raise HTTPException(
@@ -159,6 +163,19 @@ def create_app(deps: ApiDependencies) -> FastAPI:
             raise HTTPException(409, f"task {task_id} is already compensating")
         d.send_command(msg.CancelTask(task_id, reason, now_ms()), f"cancel:{task_id}")
         return {"task_id": task_id, "status": "cancellation requested",
+                "status_url": f"/tasks/{task_id}"}
+
+    @app.post("/tasks/{task_id}/retry-compensation", status_code=202)
+    def retry_compensation(task_id: str, d: Deps) -> dict[str, Any]:
+        row = d.queries.task(task_id)
+        if row is None:
+            raise HTTPException(404, f"no task {task_id}")
+        if TaskStatus(row.status) is not TaskStatus.COMPENSATION_FAILED:
+            raise HTTPException(409, f"task {task_id} is {row.status}; only a task in "
+                                     "CompensationFailed can retry its compensation")
+        d.send_command(msg.RetryCompensation(task_id, now_ms()),
+                       f"retry-compensation:{task_id}:{row.version}")
+        return {"task_id": task_id, "status": "compensation retry requested",
                 "status_url": f"/tasks/{task_id}"}
 
     @app.get("/health/live")

@@ -24,6 +24,8 @@ class TaskRow:
     end_reason: str | None
     submitted_at: datetime
     updated_at: datetime
+    failed_step: str | None = None
+    error_trace_id: str | None = None
 
 
 class ProjectionQueries:
@@ -34,7 +36,8 @@ class ProjectionQueries:
         with self._pool.connection() as conn:
             row = conn.execute(
                 "SELECT task_id, task_type, status, version, request_json, response_json,"
-                " end_reason, submitted_at, updated_at FROM task_status WHERE task_id = %s",
+                " end_reason, submitted_at, updated_at, failed_step, error_trace_id"
+                " FROM task_status WHERE task_id = %s",
                 (task_id,),
             ).fetchone()
         return None if row is None else TaskRow(*row)
@@ -44,7 +47,7 @@ class ProjectionQueries:
             steps = {
                 r["step"]: r for r in cur.execute(
                     "SELECT step, status, attempt, compensation_attempt, data_json, error_type,"
-                    " error_message, completion_rank, updated_at FROM step_records"
+                    " error_message, completion_rank, updated_at, trace_id FROM step_records"
                     " WHERE task_id = %s", (row.task_id,))
             }
             progress = {
@@ -71,6 +74,10 @@ class ProjectionQueries:
             "request": json.loads(row.request_json),
             "response": json.loads(row.response_json) if row.response_json else None,
             "end_reason": row.end_reason,
+            "failure": (
+                {"step": row.failed_step, "trace_id": row.error_trace_id}
+                if row.failed_step else None
+            ),
             "steps": [_step_document(name, steps.get(name), progress.get(name)) for name in order],
             "conditions": [_jsonable(c) for c in conditions],
             "notifications": [_jsonable(d) for d in deliveries],
@@ -103,6 +110,7 @@ def _step_document(
         "error_type": record["error_type"],
         "error_message": record["error_message"],
         "completion_rank": record["completion_rank"],
+        "trace_id": record["trace_id"],
         "updated_at": record["updated_at"].isoformat(),
     }
     if progress is not None and progress["attempt"] == record["attempt"]:

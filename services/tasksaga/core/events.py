@@ -200,7 +200,6 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     StepRetryScheduled,
     ConditionEvaluated,
     StepSkipped,
-    StepCancellationRequested,
     CancellationRequested,
     CompensationStarted,
     StepCompensationDispatched,
@@ -211,5 +210,7 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     TaskFailed,
     TaskCancelled,
     TaskCompensationFailed,
+    # Added later: new union branches go at the end (docs/architecture.md, "Schema evolution").
+    StepCancellationRequested,
     CompensationRetryRequested,
 )
