@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import KafkaProducer
+from tasksaga.adapters.lifecycle import ServiceStop
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import ensure_topics
@@ -346,7 +347,7 @@ def test_the_service_delivers_events_from_kafka(
         webhook_max_attempts=5, webhook_timeout_s=10.0,
         webhook_backoff_base_s=0.02, webhook_backoff_cap_s=0.1, webhook_senders=2,
     )
-    stop = threading.Event()
+    stop = ServiceStop()
     failures: list[BaseException] = []
 
     def run_service() -> None:

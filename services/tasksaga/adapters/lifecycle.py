@@ -11,8 +11,24 @@ from types import FrameType
 log = logging.getLogger(__name__)
 
 
-def stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+class ServiceStop(threading.Event):
+    """Set to stop the service; ``failed`` tells the exit code whether a part crashed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def fail(self) -> None:
+        self.failed = True
+        self.set()
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def stop_on_signals() -> ServiceStop:
+    stop = ServiceStop()
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
@@ -23,15 +39,16 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def start_thread(name: str, target: Callable[[], None], stop: threading.Event) -> threading.Thread:
-    """Run ``target``; if it dies unexpectedly the whole service stops (no silent half-service)."""
+def start_thread(name: str, target: Callable[[], None], stop: ServiceStop) -> threading.Thread:
+    """Run ``target``; if it dies unexpectedly the whole service stops with a failure exit
+    code (no silent half-service: the supervisor restarts it)."""
 
     def guarded() -> None:
         try:
             target()
         except Exception:
             log.exception("thread %s crashed; stopping the service", name)
-            stop.set()
+            stop.fail()
 
     thread = threading.Thread(target=guarded, name=name, daemon=True)
     thread.start()

@@ -9,16 +9,14 @@ senders.
 from __future__ import annotations
 
 import logging
-import random
-import signal
 import threading
-import time
 from collections.abc import Callable
-from types import FrameType
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.clock import now_ms, random_fraction
 from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
+from tasksaga.adapters.lifecycle import ServiceStop, start_thread, stop_on_signals
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import ensure_topics
@@ -34,15 +32,11 @@ SERVICE = "tasksaga-notifier"
 THREAD_JOIN_TIMEOUT_S = 30.0
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def run(
     settings: NotifierSettings,
-    stop: threading.Event,
+    stop: ServiceStop,
     clock: Callable[[], int] = now_ms,
-    jitter: Callable[[], float] = random.random,
+    jitter: Callable[[], float] = random_fraction,
 ) -> None:
     """Run the notifier until ``stop`` is set; returns once everything is shut down."""
     apply_migrations(settings.database_url)
@@ -73,11 +67,8 @@ def run(
                 codec=codec,
                 topics=topics,
             )
-            thread = threading.Thread(
-                target=_run_closing(sender.run, client.close), name=f"webhook-sender-{index}"
-            )
-            thread.start()
-            threads.append(thread)
+            threads.append(start_thread(
+                f"webhook-sender-{index}", _run_closing(sender.run, client.close), stop))
         consumer = NotificationConsumer(pool, clock)
         ConsumerLoop(
             ConsumerSettings(
@@ -123,14 +114,7 @@ def main() -> int:
     # httpx logs every request with its full URL at INFO; callback URLs may carry tokens.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     telemetry.configure(SERVICE, settings.otel_console)
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals()
     run(settings, stop)
     log.info("stopped")
-    return 0
+    return stop.exit_code

@@ -40,7 +40,7 @@ def run_timers(orchestrator: Orchestrator, store: PostgresEventStore,
         stop.wait(wait_ms / 1000)
 
 
-def main() -> None:
+def main() -> int:
     settings = OrchestratorSettings()
     configure_logging(settings.log_level, "orchestrator")
     telemetry.configure("tasksaga-orchestrator", settings.otel_console)
@@ -91,7 +91,8 @@ def main() -> None:
             thread.join(timeout=10)
         pool.close()
         log.info("orchestrator stopped")
+    return stop.exit_code
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -28,7 +28,7 @@ from tasksaga.worker.settings import WorkerSettings
 log = logging.getLogger("tasksaga.worker")
 
 
-def main() -> None:
+def main() -> int:
     settings = WorkerSettings()
     s3 = ObjectStoreSettings()
     configure_logging(settings.log_level, "worker")
@@ -96,7 +96,8 @@ def main() -> None:
     for thread in threads:
         thread.join(timeout=max(deadline - time.monotonic(), 0.0))
     log.info("worker stopped")
+    return stop.exit_code
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
