@@ -648,14 +648,7 @@ class Postgres(Service):
 
     def install(self) -> None:
         say("installing PostgreSQL from Debian packages (first run, ~1 min)…")
-        if not glob.glob("/var/lib/apt/lists/*_Packages*"):
-            apt_get("update")
-        try:
-            apt_get("install", "-y", "postgresql")
-        except StackError:
-            # Stale package lists are the usual cause; refresh once and retry.
-            apt_get("update")
-            apt_get("install", "-y", "postgresql")
+        apt_install("postgresql")
         if pg_bin_dir() is None:
             raise StackError("apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb")
 
@@ -952,6 +945,28 @@ def pg_bin_dir() -> Path | None:
     return Path(max(found, key=major)).parent if found else None
 
 
+# Programs the example step handlers run (the video pipeline), from Debian's packages.
+WORKER_PROGRAMS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg"}
+
+
+def install_worker_programs() -> None:
+    packages = sorted({pkg for prog, pkg in WORKER_PROGRAMS.items() if shutil.which(prog) is None})
+    if packages:
+        say(f"installing {', '.join(packages)} from Debian packages (first run, ~30 s)…")
+        apt_install(*packages)
+
+
+def apt_install(*packages: str) -> None:
+    if not glob.glob("/var/lib/apt/lists/*_Packages*"):
+        apt_get("update")
+    try:
+        apt_get("install", "-y", *packages)
+    except StackError:
+        # Stale package lists are the usual cause; refresh once and retry.
+        apt_get("update")
+        apt_get("install", "-y", *packages)
+
+
 def apt_get(*args: str) -> None:
     run(
         ["apt-get", *args],
@@ -1016,6 +1031,7 @@ def up(settings: Settings | None = None) -> dict[str, dict[str, object]]:
     for path in (s.stack_dir, s.logs_dir, s.run_dir):
         path.mkdir(parents=True, exist_ok=True)
     with stack_lock(s):
+        install_worker_programs()
         for service in stack:
             if not service.installed():
                 service.install()

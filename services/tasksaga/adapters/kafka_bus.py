@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,11 +160,16 @@ class ConsumerLoop:
         log.warning("consumer error: %s", error)
 
     def process(self, message: Message) -> None:
+        if self.handle(message):
+            self.store_offset(message)
+
+    def handle(self, message: Message) -> bool:
+        """Handle or dead-letter the message; False only when stopping before it was done."""
         try:
             envelope = self._codec.decode(message.value())
         except DecodeError as error:
             self.dead_letter(message, str(error))
-            return
+            return True
         failures = 0
         while not self._stop.is_set():
             try:
@@ -182,10 +186,10 @@ class ConsumerLoop:
                     self.dead_letter(message, f"handler failed: {type(error).__name__}: {error}")
                     break
                 log.warning("handler failed (%s), retrying: %s", type(error).__name__, error)
-                time.sleep(min(0.2 * 2**failures, 5.0))
+                self._stop.wait(min(0.2 * 2**failures, 5.0))
         else:
-            return  # stopping: leave the offset unstored so the message is redelivered
-        self.store_offset(message)
+            return False  # stopping: leave the offset unstored so the message is redelivered
+        return True
 
     def store_offset(self, message: Message) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
@@ -218,4 +222,3 @@ class ConsumerLoop:
             self.settings.dead_letter_topic, key, self._codec.encode(envelope)
         )
         self._dead_letters.flush()
-        self.store_offset(message)

@@ -148,7 +148,11 @@ class Orchestrator:
                 task_type=after.task_type,
                 version=after.version,
             )
-            records.append(OutboxRecord(topic, key, self._codec.encode(envelope), headers))
+            # Keyed by task and step, so members of a parallel group spread over partitions
+            # (and workers); a task's results still come back keyed by the task alone.
+            command_key = f"{after.task_id}:{command.step}".encode()
+            records.append(
+                OutboxRecord(topic, command_key, self._codec.encode(envelope), headers))
         tx.enqueue(records)
         tx.schedule(decision.timers)
 

@@ -14,6 +14,7 @@ from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms
 from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
+from tasksaga.adapters.kafka_parallel import ParallelConsumerLoop
 from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.topics import all_topic_names, ensure_topics
@@ -66,33 +67,32 @@ def main() -> int:
             stop, now_ms,
         ).run()
 
-    def consumer(queue: str, index: int) -> None:
-        producer = KafkaProducer(settings.kafka_bootstrap, f"{instance}-{queue}-{index}")
+    def consumer(queue: str) -> None:
+        producer = KafkaProducer(settings.kafka_bootstrap, f"{instance}-{queue}")
         runner = StepRunner(registry, objects, producer, codec, topics, cancellations, now_ms)
-        ConsumerLoop(
+        ParallelConsumerLoop(
             ConsumerSettings(
                 bootstrap=settings.kafka_bootstrap,
                 # One consumer group per queue: queues scale and rebalance independently.
                 group_id=f"{settings.topic_prefix}-{settings.worker_group}-{queue}",
                 topics=[topics.step_commands(queue)],
                 dead_letter_topic=topics.dead_letter,
-                client_id=f"{instance}-{queue}-{index}",
-                max_poll_interval_ms=settings.worker_max_step_seconds * 1000,
+                client_id=f"{instance}-{queue}",
             ),
             codec, runner.handle, producer, stop, now_ms,
+            concurrency=settings.worker_concurrency,
+            shutdown_seconds=settings.worker_shutdown_seconds,
         ).run()
 
     threads: list[threading.Thread] = [
         start_thread("cancellations", cancellation_listener, stop)
     ]
     for queue in queues:
-        for index in range(settings.worker_concurrency):
-            threads.append(start_thread(
-                f"consumer-{queue}-{index}", functools.partial(consumer, queue, index), stop))
+        threads.append(start_thread(f"consumer-{queue}", functools.partial(consumer, queue), stop))
     log.info("worker running: queues %s, concurrency %d", ", ".join(queues),
              settings.worker_concurrency)
     stop.wait()
-    deadline = time.monotonic() + settings.worker_shutdown_seconds
+    deadline = time.monotonic() + settings.worker_shutdown_seconds + 5
     for thread in threads:
         thread.join(timeout=max(deadline - time.monotonic(), 0.0))
     log.info("worker stopped")

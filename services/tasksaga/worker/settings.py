@@ -11,11 +11,10 @@ from tasksaga.config import CommonSettings, split_list
 class WorkerSettings(CommonSettings):
     # Empty means every queue of the registered tasks.
     worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Consumers per process; each runs one step at a time.
-    worker_concurrency: int = 2
+    # Steps one process runs at once, per queue (threads; steps mostly wait on I/O or on
+    # subprocesses such as ffmpeg).
+    worker_concurrency: int = 4
     worker_group: str = "worker"
-    # A handler may run this long without the consumer polling (Kafka's max.poll.interval).
-    worker_max_step_seconds: int = 1800
     # On SIGTERM, running steps get this long to finish before the process exits (their
     # commands are then redelivered to another worker).
     worker_shutdown_seconds: float = 20.0
