@@ -25,7 +25,7 @@ class CommonSettings(BaseSettings):
     topic_prefix: str = "tasksaga"
     topic_partitions: int = 6
     task_modules: Annotated[list[str], NoDecode] = Field(
-        default=["tasksaga_examples.zip_archive"],
+        default=["tasksaga_examples.zip_archive", "tasksaga_examples.video_pipeline"],
         description="importable modules whose TaskDefinitions this service knows",
     )
     contracts_dir: Path = DEFAULT_CONTRACTS_DIR

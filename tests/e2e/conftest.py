@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
@@ -60,17 +61,23 @@ class System:
                              f"{self.status(task_id)}")
 
 
-@pytest.fixture(scope="module")
-def system(stack_env: dict[str, str]) -> Iterator[System]:
+@contextlib.contextmanager
+def running_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[System]:
     prefix = f"e2e{uuid.uuid4().hex[:8]}"
     port = free_port()
     env = service_env(stack_env, port, TASKSAGA_TOPIC_PREFIX=prefix,
                       TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
-                      PYTHONPATH=str(REPO))
+                      PYTHONPATH=str(REPO), **extra_env)
     services = ServiceProcesses(env, Path(REPO / ".run" / "e2e-logs" / prefix), port)
     try:
         services.start_all()
-        with httpx.Client(base_url=services.api_url, timeout=30) as client:
+        with httpx.Client(base_url=services.api_url, timeout=60) as client:
             yield System(services, client, prefix, env)
     finally:
         services.stop_all()
+
+
+@pytest.fixture(scope="module")
+def system(stack_env: dict[str, str]) -> Iterator[System]:
+    with running_system(stack_env) as running:
+        yield running

@@ -21,7 +21,7 @@ def test_the_same_idempotency_key_gives_the_same_task(system: System) -> None:
 def test_an_unknown_task_type_is_a_404_naming_the_known_ones(system: System) -> None:
     reply = system.client.post("/tasks/NoSuchTask", json={})
     assert reply.status_code == 404
-    assert "known task types: CreateZip" in reply.json()["detail"]
+    assert "known task types: CreateZip, VideoTranscode" in reply.json()["detail"]
 
 
 def test_a_missing_file_is_a_422_that_names_the_field(system: System) -> None:

@@ -349,7 +349,8 @@ def test_settings_accept_the_configured_values(monkeypatch: pytest.MonkeyPatch) 
             monkeypatch.setenv(variable, "tasksaga-orchestrator-0" if value is None else value)
         loaded = {cls: cls() for cls in SERVICE_SETTINGS[name]}
         common = next(s for s in loaded.values() if isinstance(s, CommonSettings))
-        assert common.task_modules == ["tasksaga_examples.zip_archive"], (where, name)
+        assert common.task_modules == CommonSettings.model_fields["task_modules"].default, (
+            where, name)
         assert common.topic_prefix == "tasksaga", (where, name)
         if isinstance(common, ApiSettings):
             assert common.api_host == "0.0.0.0", f"{where}: the API must listen on all interfaces"

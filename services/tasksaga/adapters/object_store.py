@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import BinaryIO
 
 import urllib3
@@ -70,6 +71,10 @@ class MinioObjectStore:
             if error.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
                 return False
             raise
+
+    def presigned_get_url(self, bucket: str, key: str, expires_s: int = 3600) -> str:
+        return str(self._client.presigned_get_object(bucket, key,
+                                                     expires=timedelta(seconds=expires_s)))
 
     def size(self, bucket: str, key: str) -> int:
         return int(self._client.stat_object(bucket, key).size or 0)

@@ -232,10 +232,9 @@ class _Rules:
             idempotency_key=f"{self.state.task_id}:{step.name}:{attempt}",
             timeout_at_ms=timeout_at,
         ))
+        # The heartbeat deadline is armed by the worker's first heartbeat, sent when it
+        # starts the step: time spent waiting in the queue is the step timeout's business.
         self.schedule(timeout_at, msg.TimerKind.STEP_TIMEOUT, step.name, attempt)
-        if step.heartbeat_timeout_seconds:
-            self.schedule(self.now + int(step.heartbeat_timeout_seconds * 1000),
-                          msg.TimerKind.HEARTBEAT_TIMEOUT, step.name, attempt)
 
     def dispatch_compensation(self, step: StepDef, attempt: int) -> None:
         self.emit(ev.StepCompensationDispatched(step.name, attempt, self.now))

@@ -19,6 +19,10 @@ class ObjectStore(Protocol):
 
     def exists(self, bucket: str, key: str) -> bool: ...
 
+    def presigned_get_url(self, bucket: str, key: str, expires_s: int = ...) -> str:
+        """A time-limited URL for tools that read over HTTP themselves (ffmpeg)."""
+        ...
+
 
 class CancellationSignal(Protocol):
     """Set when the task was cancelled or the step's result is no longer wanted."""

@@ -88,6 +88,8 @@ class StepRunner:
             return failed("NoHandler", f"step {step.name!r} has no handler", False)
         key = (command.task_id, command.step, command.attempt)
         signal = self._cancellations.register(key)
+        if step.heartbeat_timeout_seconds:
+            self._heartbeat(command, None, "started")  # arms the heartbeat deadline
         try:
             context = self._context(definition, command, signal)
             log.info("running %s/%s attempt %d", command.task_id, command.step, command.attempt)

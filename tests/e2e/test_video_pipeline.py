@@ -1,0 +1,243 @@
+"""The video pipeline (seed 001) for real: ffprobe, parallel ffmpeg transcodes, a conditional
+4K rendition, partial compensation, cancellation and a worker killed mid-transcode."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasksaga.adapters.object_store import MinioObjectStore
+from tasksaga_examples.video import catalog
+from tasksaga_examples.video_pipeline import make_test_video
+from tests.e2e.conftest import System, running_system
+
+TRANSCODES = ("Transcode720p", "Transcode1080p", "Transcode4K")
+
+
+@pytest.fixture(scope="module")
+def video(stack_env: dict[str, str]) -> Iterator[System]:
+    with running_system(stack_env, TASKSAGA_VIDEO_RETRY_DELAY_MS="200",
+                        TASKSAGA_VIDEO_HEARTBEAT_TIMEOUT_S="4",
+                        TASKSAGA_WORKER_CONCURRENCY="4") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("videos")
+    made = {"1080p": (1920, 1080, 3.0), "2160p": (3840, 2160, 3.0),
+            "long2160p": (3840, 2160, 30.0)}
+    paths = {}
+    for name, (width, height, seconds) in made.items():
+        paths[name] = directory / f"{name}.mp4"
+        make_test_video(str(paths[name]), width, height, seconds)
+    return paths
+
+
+def store_of(system: System) -> MinioObjectStore:
+    env = system.env
+    return MinioObjectStore(env["TASKSAGA_S3_ENDPOINT"], env["TASKSAGA_S3_ACCESS_KEY"],
+                            env["TASKSAGA_S3_SECRET_KEY"])
+
+
+def submit(system: System, source: Path, **fields: str) -> str:
+    with source.open("rb") as handle:
+        reply = system.client.post(
+            "/tasks/VideoTranscode",
+            data={"title": f"test {source.name}", **fields},
+            files=[("video_file", (source.name, handle, "video/mp4"))],
+        )
+    assert reply.status_code == 202, reply.text
+    task_id: str = reply.json()["task_id"]
+    return task_id
+
+
+def steps(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["step"]: s for s in status["steps"]}
+
+
+def audit(system: System, task_id: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = system.client.get(f"/tasks/{task_id}/audit").json()["entries"]
+    return entries
+
+
+def height_of(store: MinioObjectStore, bucket: str, key: str) -> int:
+    url = store.presigned_get_url(bucket, key)
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "stream=height", "-of", "csv=p=0", url],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return int(out.stdout.strip())
+
+
+def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_1080p_source_skips_4k_and_the_snapshot_says_why(
+    video: System, sources: dict[str, Path]
+) -> None:
+    task_id = submit(video, sources["1080p"])
+    status = video.wait_terminal(task_id, 120)
+    assert status["status"] == "Completed", status["end_reason"]
+    assert set(status["response"]["transcoded_keys"]) == {"720p", "1080p"}
+    assert steps(status)["Transcode4K"]["status"] == "Skipped"
+    (snapshot,) = status["conditions"]
+    assert snapshot["step"] == "Transcode4K"
+    assert snapshot["description"] == "Source >= 4K"
+    assert snapshot["function"] == "is_source_4k_or_higher"
+    assert snapshot["result"] is False
+    assert snapshot["context_summary"] == "Width=1920, Height=1080"
+    summaries = [e["summary"] for e in audit(video, task_id)]
+    assert any("Source >= 4K" in s and "Width=1920, Height=1080" in s for s in summaries)
+    store = store_of(video)
+    for key in status["response"]["thumbnail_keys"]:
+        assert store.exists("transcoded-videos", key)
+    assert catalog.entry_exists(task_id, video.env["TASKSAGA_DATABASE_URL"])
+
+
+def test_a_4k_source_yields_three_renditions_of_the_right_size(
+    video: System, sources: dict[str, Path]
+) -> None:
+    task_id = submit(video, sources["2160p"])
+    status = video.wait_terminal(task_id, 180)
+    assert status["status"] == "Completed", status["end_reason"]
+    keys = status["response"]["transcoded_keys"]
+    assert set(keys) == {"720p", "1080p", "4K"}
+    store = store_of(video)
+    heights = {name: height_of(store, "transcoded-videos", key) for name, key in keys.items()}
+    assert heights == {"720p": 720, "1080p": 1080, "4K": 2160}
+    assert status["conditions"][0]["result"] is True
+
+
+@pytest.mark.parametrize("source", ["1080p", "2160p"])
+def test_a_failing_1080p_transcode_compensates_only_what_completed_in_reverse(
+    video: System, sources: dict[str, Path], source: str
+) -> None:
+    task_id = submit(video, sources[source], fail_step="Transcode1080p", fail_times="99")
+    status = video.wait_terminal(task_id, 180)
+    assert status["status"] == "Failed"
+    by_step = steps(status)
+    assert by_step["Transcode1080p"]["status"] == "Failed"
+    assert by_step["Transcode1080p"]["attempt"] == 6  # 1 + 5 retries (seed: MaxRetries = 5)
+    assert by_step["Transcode720p"]["status"] == "Compensated"
+    assert by_step["UploadVideo"]["status"] == "Compensated"
+    assert by_step["GenerateThumbnails"]["status"] == "Pending"  # never ran
+    if source == "1080p":
+        assert by_step["Transcode4K"]["status"] == "Skipped"  # skipped: untouched
+    else:
+        assert by_step["Transcode4K"]["status"] == "Compensated"
+    store = store_of(video)
+    for name in ("Transcode720p", "Transcode4K"):
+        data = by_step[name]["data"]
+        if data is not None:
+            assert not store.exists(data["bucket"], data["key"]), f"{name} output left behind"
+    upload = by_step["UploadVideo"]["data"]["files"][0]
+    assert not store.exists(upload["bucket"], upload["key"])
+
+    entries = audit(video, task_id)
+    completed = [e["step"] for e in entries if e["event_type"] == "StepCompleted"]
+    compensated = [e["step"] for e in entries if e["event_type"] == "StepCompensated"]
+    with_compensation = [s for s in reversed(completed) if s != "ExtractMetadata"]
+    assert compensated == with_compensation
+    failed = [e for e in entries if e["event_type"] == "StepFailed"]
+    assert all(e["step"] == "Transcode1080p" for e in failed)
+
+
+def _ffmpeg_running_for(task_id: str) -> bool:
+    found = subprocess.run(["pgrep", "-f", f"ffmpeg.*{task_id}"], capture_output=True,
+                           check=False)
+    return found.returncode == 0
+
+
+def test_cancellation_mid_transcode_stops_ffmpeg_and_compensates(
+    video: System, sources: dict[str, Path]
+) -> None:
+    task_id = submit(video, sources["long2160p"])
+
+    def transcoding() -> bool:
+        status = video.status(task_id)
+        return status is not None and any(
+            steps(status)[name].get("progress") for name in TRANSCODES)
+
+    wait_for(transcoding, 120, "a transcode reporting progress")
+    assert _ffmpeg_running_for(task_id)
+    reply = video.client.post(f"/tasks/{task_id}/cancel", params={"reason": "test cancel"})
+    assert reply.status_code == 202
+    status = video.wait_terminal(task_id, 120)
+    assert status["status"] == "Cancelled"
+    assert not _ffmpeg_running_for(task_id)
+    by_step = steps(status)
+    assert by_step["UploadVideo"]["status"] == "Compensated"
+    assert by_step["GenerateThumbnails"]["status"] == "Pending"
+    stopped = [name for name in TRANSCODES if by_step[name]["error_type"] == "Cancelled"]
+    assert stopped, by_step
+    kinds = [e["event_type"] for e in audit(video, task_id)]
+    assert "CancellationRequested" in kinds and "StepCancellationRequested" in kinds
+    assert kinds[-1] == "TaskCancelled"
+    assert video.client.post(f"/tasks/{task_id}/cancel").status_code == 409
+
+
+def test_a_worker_killed_mid_transcode_is_retried_after_its_heartbeat_timeout(
+    video: System, sources: dict[str, Path]
+) -> None:
+    task_id = submit(video, sources["long2160p"])
+
+    def transcoding() -> bool:
+        status = video.status(task_id)
+        return status is not None and any(
+            steps(status)[name].get("progress") for name in TRANSCODES)
+
+    wait_for(transcoding, 120, "a transcode reporting progress")
+    video.services.kill("worker", signal.SIGKILL)
+
+    def heartbeat_missed() -> bool:
+        return any(e["event_type"] == "StepFailed" and "HeartbeatMissed" in e["summary"]
+                   for e in audit(video, task_id))
+
+    wait_for(heartbeat_missed, 60, "the orchestrator to notice the missing heartbeats")
+    video.services.start("worker")
+    status = video.wait_terminal(task_id, 240)
+    assert status["status"] == "Completed", status["end_reason"]
+    retried = [name for name in TRANSCODES if steps(status)[name]["attempt"] >= 2]
+    assert retried
+
+
+def test_a_compensation_that_keeps_failing_ends_compensation_failed_in_status(
+    video: System, sources: dict[str, Path]
+) -> None:
+    task_id = submit(video, sources["1080p"], fail_step="UpdateCatalog", fail_times="99",
+                     fail_compensation_of="Transcode720p")
+    status = video.wait_terminal(task_id, 180)
+    assert status["status"] == "CompensationFailed"
+    assert status["failure"]["step"] == "Transcode720p"
+    assert status["failure"]["trace_id"]  # the failed attempt's trace
+    assert "compensation of step Transcode720p failed" in status["end_reason"]
+    assert "SimulatedFailure" in status["end_reason"]
+    record = steps(status)["Transcode720p"]
+    assert record["status"] == "CompensationFailed"
+    assert record["compensation_attempt"] == 2  # the task's MaxRetries = 1
+
+    reply = video.client.post(f"/tasks/{task_id}/retry-compensation")
+    assert reply.status_code == 202
+
+    def retried() -> bool:
+        status = video.status(task_id)
+        return status is not None and \
+            steps(status)["Transcode720p"]["compensation_attempt"] == 3 and \
+            status["status"] == "CompensationFailed"
+
+    wait_for(retried, 60, "the operator's retry (one more attempt) to run and fail again")
+    kinds = [e["event_type"] for e in audit(video, task_id)]
+    assert kinds.count("TaskCompensationFailed") == 2
+    assert "CompensationRetryRequested" in kinds
