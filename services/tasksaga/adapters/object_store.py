@@ -5,7 +5,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import urllib3
 from minio import Minio
@@ -40,7 +40,7 @@ class MinioObjectStore:
                     raise
 
     def put_stream(
-        self, bucket: str, key: str, stream: BinaryIO,
+        self, bucket: str, key: str, stream: IO[bytes],
         content_type: str = "application/octet-stream",
     ) -> int:
         """Upload from a stream of unknown length; returns the number of bytes stored."""
@@ -81,7 +81,7 @@ class MinioObjectStore:
 
 
 class _CountingReader:
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self.count = 0
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 
 class ObjectStore(Protocol):
     """Streaming object storage (MinIO/S3). Objects are never held whole in memory."""
 
     def put_stream(
-        self, bucket: str, key: str, stream: BinaryIO, content_type: str = ...
+        self, bucket: str, key: str, stream: IO[bytes], content_type: str = ...
     ) -> int: ...
 
     def open_stream(self, bucket: str, key: str) -> Iterator[bytes]: ...
