@@ -52,8 +52,13 @@ def test_rolled_back_records_are_never_published_and_a_crash_resends(
 ) -> None:
     topic = f"{topic_prefix}.outbox-test"
     ensure_topics(kafka_bootstrap, [topic], partitions=1)
-    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-pre")))
+    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-pre"), topic_prefix))
     committed, rolled_back = new_task_id(), new_task_id()
+    # Another deployment's record, to a topic that does not exist: not ours to publish, and
+    # it must not block ours.
+    foreign = OutboxRecord(f"other{topic_prefix}.missing-topic", b"k", b"x")
+    with store.transaction() as tx:
+        tx.enqueue([foreign])
 
     with store.transaction() as tx:
         tx.enqueue([OutboxRecord(topic, b"k", codec.encode(submitted(committed)))])
@@ -64,10 +69,10 @@ def test_rolled_back_records_are_never_published_and_a_crash_resends(
     except RuntimeError:
         pass
 
-    crashing = OutboxRelay(pool, CrashAfterFlush(kafka_bootstrap, "relay-crash"))
+    crashing = OutboxRelay(pool, CrashAfterFlush(kafka_bootstrap, "relay-crash"), topic_prefix)
     with contextlib.suppress(SystemExit):
         crashing.publish_pending()
-    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-restarted")))
+    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-restarted"), topic_prefix))
 
     received = [codec.decode(v) for v in read_all(kafka_bootstrap, topic, expected=2)]
     task_ids = [e.task_id for e in received]
@@ -76,3 +81,5 @@ def test_rolled_back_records_are_never_published_and_a_crash_resends(
     with pool.connection() as conn:
         left = conn.execute("SELECT count(*) FROM outbox WHERE topic = %s", (topic,)).fetchone()
     assert left is not None and left[0] == 0
+    with pool.connection() as conn:
+        conn.execute("DELETE FROM outbox WHERE topic = %s", (foreign.topic,))

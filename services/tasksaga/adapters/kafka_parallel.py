@@ -76,6 +76,7 @@ class ParallelConsumerLoop(ConsumerLoop):
         self._shutdown_seconds = shutdown_seconds
         self._tracker = OffsetTracker()
         self._finished: queue.SimpleQueue[tuple[PartitionKey, int, bool]] = queue.SimpleQueue()
+        self._paused: set[PartitionKey] = set()
 
     def run(self) -> None:
         self.consumer.subscribe(self.settings.topics, on_revoke=self._on_revoke)
@@ -129,15 +130,22 @@ class ParallelConsumerLoop(ConsumerLoop):
                 log.info("could not store offsets %s: %s", positions, error)
 
     def _throttle(self) -> None:
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return
-        if self._tracker.running >= self._concurrency:
-            self.consumer.pause(assignment)
-        else:
-            self.consumer.resume(assignment)
+        """Pause on becoming full, resume on a free slot — only on those transitions:
+        librdkafka drops its prefetched messages on every pause/resume and backs off before
+        fetching again, so toggling each iteration would add about a second per message."""
+        full = self._tracker.running >= self._concurrency
+        if full:
+            assignment = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            newly = assignment - self._paused
+            if newly:
+                self.consumer.pause([TopicPartition(t, p) for t, p in newly])
+                self._paused |= newly
+        elif self._paused:
+            self.consumer.resume([TopicPartition(t, p) for t, p in self._paused])
+            self._paused = set()
 
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         self._collect_finished()
         for partition in partitions:
             self._tracker.forget((partition.topic, partition.partition))
+            self._paused.discard((partition.topic, partition.partition))

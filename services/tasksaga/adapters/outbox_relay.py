@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from collections.abc import Callable
 
 import psycopg
@@ -22,20 +23,27 @@ _LOCK_KEY = 7_201_503
 
 class OutboxRelay:
     def __init__(
-        self, pool: ConnectionPool, producer: KafkaProducer, batch_size: int = 500
+        self, pool: ConnectionPool, producer: KafkaProducer, topic_prefix: str,
+        batch_size: int = 500,
     ) -> None:
         self._pool = pool
         self._producer = producer
+        # Only this deployment's records: several deployments (topic prefixes) may share a
+        # database, and one must never publish, or be blocked by, another's records.
+        self._topic_pattern = topic_prefix.replace("_", r"\_").replace("%", r"\%") + ".%"
+        self._lock_key = _LOCK_KEY ^ zlib.crc32(topic_prefix.encode())
         self._batch_size = batch_size
 
     def publish_pending(self) -> int:
         with self._pool.connection() as conn, conn.transaction():
-            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)).fetchone()
+            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                                  (self._lock_key,)).fetchone()
             if not locked or not locked[0]:
                 return 0
             rows = conn.execute(
-                "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT %s",
-                (self._batch_size,),
+                "SELECT id, topic, key, value, headers FROM outbox WHERE topic LIKE %s"
+                " ORDER BY id LIMIT %s",
+                (self._topic_pattern, self._batch_size),
             ).fetchall()
             if not rows:
                 return 0

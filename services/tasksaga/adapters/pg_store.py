@@ -98,18 +98,18 @@ class StoreTransaction:
             )
         self._conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
 
-    def schedule(self, timers: Sequence[msg.ScheduleTimer]) -> None:
+    def schedule(self, task_type: str, timers: Sequence[msg.ScheduleTimer]) -> None:
         if not timers:
             return
         with self._conn.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO timers (task_id, kind, step, attempt, fire_at_ms)"
-                " VALUES (%s, %s, %s, %s, %s)"
+                "INSERT INTO timers (task_id, kind, step, attempt, fire_at_ms, task_type)"
+                " VALUES (%s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (task_id, kind, step, attempt)"
                 " DO UPDATE SET fire_at_ms = EXCLUDED.fire_at_ms",
                 [
                     (t.timer.task_id, t.timer.kind.value, t.timer.step, t.timer.attempt,
-                     t.fire_at_ms)
+                     t.fire_at_ms, task_type)
                     for t in timers
                 ],
             )
@@ -120,12 +120,16 @@ class StoreTransaction:
             (timer.task_id, timer.kind.value, timer.step, timer.attempt),
         )
 
-    def claim_due_timers(self, now_ms: int, limit: int) -> list[msg.TimerFired]:
-        """Due timers locked by this transaction; other orchestrators skip them."""
+    def claim_due_timers(
+        self, now_ms: int, limit: int, task_types: Sequence[str]
+    ) -> list[msg.TimerFired]:
+        """Due timers of these task types, locked by this transaction; other orchestrators
+        skip them."""
         rows = self._conn.execute(
-            "SELECT task_id, kind, step, attempt FROM timers WHERE fire_at_ms <= %s"
+            "SELECT task_id, kind, step, attempt FROM timers"
+            " WHERE fire_at_ms <= %s AND task_type = ANY(%s)"
             " ORDER BY fire_at_ms LIMIT %s FOR UPDATE SKIP LOCKED",
-            (now_ms, limit),
+            (now_ms, list(task_types), limit),
         ).fetchall()
         return [msg.TimerFired(r[0], msg.TimerKind(r[1]), r[2], r[3]) for r in rows]
 
@@ -151,9 +155,10 @@ class PostgresEventStore:
         with self._pool.connection() as conn, conn.transaction():
             yield StoreTransaction(conn, self._codec)
 
-    def next_timer_due_ms(self) -> int | None:
+    def next_timer_due_ms(self, task_types: Sequence[str]) -> int | None:
         with self._pool.connection() as conn:
-            row = conn.execute("SELECT min(fire_at_ms) FROM timers").fetchone()
+            row = conn.execute("SELECT min(fire_at_ms) FROM timers WHERE task_type = ANY(%s)",
+                               (list(task_types),)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
 

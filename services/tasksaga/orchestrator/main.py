@@ -30,12 +30,11 @@ from tasksaga.orchestrator.settings import OrchestratorSettings
 log = logging.getLogger("tasksaga.orchestrator")
 
 
-def run_timers(orchestrator: Orchestrator, store: PostgresEventStore,
-               stop: threading.Event) -> None:
+def run_timers(orchestrator: Orchestrator, stop: threading.Event) -> None:
     """Fire due timers; sleep until the next one is due (at most 250 ms, for new timers)."""
     while not stop.is_set():
         orchestrator.fire_due_timers()
-        next_due = store.next_timer_due_ms()
+        next_due = orchestrator.next_timer_due_ms()
         wait_ms = 250 if next_due is None else min(max(next_due - now_ms(), 5), 250)
         stop.wait(wait_ms / 1000)
 
@@ -56,14 +55,15 @@ def main() -> int:
     store = PostgresEventStore(pool, codec)
     orchestrator = Orchestrator(registry, store, codec, topics, now_ms, random_fraction)
     client_id = f"orchestrator-{settings.orchestrator_instance_id or os.getpid()}"
-    relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap, f"{client_id}-relay"))
+    relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap, f"{client_id}-relay"),
+                        settings.topic_prefix)
     dead_letters = KafkaProducer(settings.kafka_bootstrap, f"{client_id}-dlq")
 
     threads = [
         start_thread("outbox-relay", lambda: run_on_notify(
             settings.database_url, OUTBOX_CHANNEL, relay.publish_pending, stop,
             name="outbox-relay"), stop),
-        start_thread("timers", lambda: run_timers(orchestrator, store, stop), stop),
+        start_thread("timers", lambda: run_timers(orchestrator, stop), stop),
     ]
     if settings.orchestrator_run_projector:
         projector = Projector(pool, codec)

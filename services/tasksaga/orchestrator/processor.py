@@ -70,13 +70,16 @@ class Orchestrator:
                 log.info("retrying after a concurrent append: %s", conflict)
         raise RuntimeError(f"gave up on {envelope.message_id} after repeated conflicts")
 
+    def next_timer_due_ms(self) -> int | None:
+        return self._store.next_timer_due_ms(self._registry.names())
+
     def fire_due_timers(self, limit: int = 100) -> int:
         """Fire due timers; each in its own transaction with the events it causes."""
         fired = 0
         while fired < limit:
             try:
                 with self._store.transaction() as tx:
-                    due = tx.claim_due_timers(self._now_ms(), 1)
+                    due = tx.claim_due_timers(self._now_ms(), 1, self._registry.names())
                     if not due:
                         return fired
                     timer = due[0]
@@ -154,7 +157,7 @@ class Orchestrator:
             records.append(
                 OutboxRecord(topic, command_key, self._codec.encode(envelope), headers))
         tx.enqueue(records)
-        tx.schedule(decision.timers)
+        tx.schedule(after.task_type, decision.timers)
 
     def _record_heartbeat(self, beat: msg.StepHeartbeat) -> None:
         """A heartbeat moves the step's heartbeat deadline and records progress. It is not an
@@ -167,5 +170,5 @@ class Orchestrator:
             if not definition.has_step(beat.step):
                 return
             decision = decide(definition, state, beat, self._now_ms(), self._random)
-            tx.schedule(decision.timers)
+            tx.schedule(state.task_type, decision.timers)
             tx.record_progress(beat.task_id, beat.step, beat.attempt, beat.progress, beat.message)
