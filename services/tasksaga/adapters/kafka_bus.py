@@ -100,6 +100,7 @@ class ConsumerSettings:
 
 
 Handler = Callable[[Envelope], None]
+BatchHandler = Callable[[list[Envelope]], None]
 
 
 class ConsumerLoop:
@@ -115,8 +116,12 @@ class ConsumerLoop:
         dead_letters: KafkaProducer,
         stop: threading.Event,
         now_ms: Callable[[], int],
+        batch_handler: BatchHandler | None = None,
+        batch_size: int = 200,
     ) -> None:
         self.settings = settings
+        self._batch_handler = batch_handler
+        self._batch_size = batch_size
         self._codec = codec
         self._handler = handler
         self._dead_letters = dead_letters
@@ -143,6 +148,9 @@ class ConsumerLoop:
         self.consumer.subscribe(self.settings.topics)
         try:
             while not self._stop.is_set():
+                if self._batch_handler is not None:
+                    self._run_batch(self._batch_handler)
+                    continue
                 message = self.consumer.poll(0.5)
                 if message is None:
                     continue
@@ -153,6 +161,40 @@ class ConsumerLoop:
                 self.process(message)
         finally:
             self.consumer.close()
+
+    def _run_batch(self, handler: BatchHandler) -> None:
+        """Whatever arrived, up to batch_size, handled together; one by one if that fails."""
+        messages = self.consumer.consume(num_messages=self._batch_size, timeout=0.5)
+        decoded: list[tuple[Message, Envelope]] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_error(error)
+                continue
+            try:
+                decoded.append((message, self._codec.decode(message.value())))
+            except DecodeError as decode_error:
+                self.dead_letter(message, str(decode_error))
+        if decoded:
+            try:
+                with telemetry.batch_span(self.settings.group_id, [m for m, _ in decoded]):
+                    handler([envelope for _, envelope in decoded])
+            except Exception as error:
+                log.info("batch of %d failed (%s); handling one by one", len(decoded), error)
+                for message, _ in decoded:
+                    if not self.handle(message):
+                        return  # stopping: offsets stay unstored, the rest is redelivered
+        self._store_positions([m for m in messages if m.error() is None])
+
+    def _store_positions(self, messages: list[Message]) -> None:
+        positions: dict[tuple[str, int], int] = {}
+        for message in messages:
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            assert topic is not None and partition is not None and offset is not None
+            positions[(topic, partition)] = max(positions.get((topic, partition), 0), offset + 1)
+        if positions:
+            self.consumer.store_offsets(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()])
 
     def _on_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:

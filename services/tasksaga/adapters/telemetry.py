@@ -56,6 +56,21 @@ def consume_span(consumer: str, message: Any, envelope: Any) -> Iterator[None]:
 
 
 @contextmanager
+def batch_span(consumer: str, messages: list[Any]) -> Iterator[None]:
+    """One span for a batch, linked to the span of every message it handles."""
+    links = []
+    for message in messages:
+        context = trace.get_current_span(extract_context(message.headers())).get_span_context()
+        if context.is_valid:
+            links.append(trace.Link(context))
+    with _tracer.start_as_current_span(
+        f"{consumer} handle batch", kind=trace.SpanKind.CONSUMER, links=links,
+        attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(messages)},
+    ):
+        yield
+
+
+@contextmanager
 def span(name: str, **attributes: str) -> Iterator[None]:
     with _tracer.start_as_current_span(name, attributes=attributes):
         yield

@@ -81,6 +81,7 @@ def main() -> int:
             group_instance_id=settings.orchestrator_instance_id,
         ),
         codec, orchestrator.handle, dead_letters, stop, now_ms,
+        batch_handler=orchestrator.handle_batch,
     )
     log.info("orchestrator running: tasks %s", ", ".join(registry.names()))
     try:

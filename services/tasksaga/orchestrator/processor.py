@@ -7,7 +7,8 @@ message is a no-op and nothing decided is lost or sent before it is durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
@@ -23,10 +24,27 @@ from tasksaga.core import messages as msg
 from tasksaga.core.decide import Decision, decide
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
 from tasksaga.core.state import TaskState
+from tasksaga.orchestrator.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 20
+
+
+class _UnitOfWork:
+    """One transaction: states decided in it are seen by its later messages, and reach the
+    cache only once it committed."""
+
+    def __init__(self, tx: StoreTransaction, cache: StateCache) -> None:
+        self.tx = tx
+        self.cache = cache
+        self.decided: dict[str, TaskState] = {}
+        self.touched: set[str] = set()
+
+    def load(self, task_id: str) -> TaskState:
+        self.touched.add(task_id)
+        state = self.decided.get(task_id) or self.cache.get(task_id)
+        return state if state is not None else self.tx.load_state(task_id)
 
 
 class Orchestrator:
@@ -47,28 +65,54 @@ class Orchestrator:
         self._now_ms = now_ms
         self._random = random
         self._consumer = consumer_name
+        self._cache = StateCache()
 
     # -- inbound messages ----------------------------------------------------------------------
 
     def handle(self, envelope: Envelope) -> None:
-        payload = envelope.payload
-        if isinstance(payload, msg.StepHeartbeat):
-            self._record_heartbeat(payload)
+        self.handle_batch([envelope])
+
+    def handle_batch(self, envelopes: Sequence[Envelope]) -> None:
+        """Handle messages in one transaction: one commit (one fsync) for the whole batch.
+
+        Raises when any message cannot be handled; the caller then handles them one by one,
+        which isolates the bad one (and its dead letter) from the others.
+        """
+        commands: list[Envelope] = []
+        for envelope in envelopes:
+            payload = envelope.payload
+            if isinstance(payload, msg.StepHeartbeat):
+                self._record_heartbeat(payload)
+            elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
+                            | msg.StepSucceeded | msg.StepAttemptFailed
+                            | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
+                commands.append(envelope)
+            else:
+                raise Unprocessable(
+                    f"the orchestrator does not handle {type(payload).__name__}")
+        if not commands:
             return
-        if not isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
-                          | msg.StepSucceeded | msg.StepAttemptFailed
-                          | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
-            raise Unprocessable(f"the orchestrator does not handle {type(payload).__name__}")
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
-                with self._store.transaction() as tx:
-                    if not tx.claim_message(self._consumer, envelope.message_id):
-                        return
-                    self._decide_and_write(tx, payload, envelope.message_id)
+                with self._unit_of_work() as work:
+                    for envelope in commands:
+                        if work.tx.claim_message(self._consumer, envelope.message_id):
+                            self._decide_and_write(work, envelope.payload, envelope.message_id)
                 return
             except ConcurrencyConflict as conflict:
                 log.info("retrying after a concurrent append: %s", conflict)
-        raise RuntimeError(f"gave up on {envelope.message_id} after repeated conflicts")
+        raise RuntimeError(f"gave up on {len(commands)} messages after repeated conflicts")
+
+    @contextmanager
+    def _unit_of_work(self) -> Iterator[_UnitOfWork]:
+        with self._store.transaction() as tx:
+            work = _UnitOfWork(tx, self._cache)
+            try:
+                yield work
+            except BaseException:
+                self._cache.evict(work.touched)
+                raise
+        self._cache.put_all(work.decided)  # only what committed
 
     def next_timer_due_ms(self) -> int | None:
         return self._store.next_timer_due_ms(self._registry.names())
@@ -78,14 +122,14 @@ class Orchestrator:
         fired = 0
         while fired < limit:
             try:
-                with self._store.transaction() as tx:
-                    due = tx.claim_due_timers(self._now_ms(), 1, self._registry.names())
+                with self._unit_of_work() as work:
+                    due = work.tx.claim_due_timers(self._now_ms(), 1, self._registry.names())
                     if not due:
                         return fired
                     timer = due[0]
-                    tx.delete_timer(timer)
+                    work.tx.delete_timer(timer)
                     cause = f"timer:{timer.task_id}:{timer.kind}:{timer.step}:{timer.attempt}"
-                    self._decide_and_write(tx, timer, cause)
+                    self._decide_and_write(work, timer, cause)
                 fired += 1
             except ConcurrencyConflict as conflict:
                 log.info("timer raced a concurrent append, retrying: %s", conflict)
@@ -93,8 +137,8 @@ class Orchestrator:
 
     # -- the transaction's body ----------------------------------------------------------------
 
-    def _decide_and_write(self, tx: StoreTransaction, message: msg.Inbound, cause: str) -> None:
-        state = tx.load_state(message.task_id)
+    def _decide_and_write(self, work: _UnitOfWork, message: msg.Inbound, cause: str) -> None:
+        state = work.load(message.task_id)
         task_type = message.task_type if isinstance(message, msg.SubmitTask) else state.task_type
         if not task_type:
             log.warning("ignoring %s for unknown task %s", type(message).__name__,
@@ -105,7 +149,9 @@ class Orchestrator:
         except UnknownTaskType as error:
             raise Unprocessable(str(error)) from error
         decision = decide(definition, state, message, self._now_ms(), self._random)
-        self._write(tx, state, decision, cause)
+        self._write(work.tx, state, decision, cause)
+        if decision.events:
+            work.decided[message.task_id] = decision.state
 
     def _write(
         self, tx: StoreTransaction, before: TaskState, decision: Decision, cause: str
@@ -162,13 +208,14 @@ class Orchestrator:
     def _record_heartbeat(self, beat: msg.StepHeartbeat) -> None:
         """A heartbeat moves the step's heartbeat deadline and records progress. It is not an
         event: no inbox record, and a lost or repeated heartbeat changes nothing."""
-        with self._store.transaction() as tx:
-            state = tx.load_state(beat.task_id)
-            if not state.task_type:
+        with self._unit_of_work() as work:
+            state = work.load(beat.task_id)
+            if not state.task_type or state.task_type not in self._registry.names():
                 return
             definition = self._registry.get(state.task_type)
             if not definition.has_step(beat.step):
                 return
             decision = decide(definition, state, beat, self._now_ms(), self._random)
-            tx.schedule(state.task_type, decision.timers)
-            tx.record_progress(beat.task_id, beat.step, beat.attempt, beat.progress, beat.message)
+            work.tx.schedule(state.task_type, decision.timers)
+            work.tx.record_progress(beat.task_id, beat.step, beat.attempt, beat.progress,
+                                    beat.message)
