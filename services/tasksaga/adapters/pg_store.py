@@ -47,6 +47,25 @@ class StoreTransaction:
         )
         return cursor.rowcount == 1
 
+    def lock_stream(self, task_id: str, wait: bool = True) -> int | None:
+        """Serialise writers of one task for this transaction; returns the stream's version
+        (None when ``wait`` is False and another transaction holds the lock).
+
+        Without it, a writer that read the stream just before another committed could decide
+        on a stale state; a decision with events would then conflict on (stream, version),
+        but one without events (a result it wrongly thought stale) would be lost.
+        """
+        function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+        row = self._conn.execute(
+            f"SELECT {function}(hashtextextended(%s, 0))::text,"
+            " (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %s)",
+            (task_id, task_id),
+        ).fetchone()
+        assert row is not None
+        if row[0] == "false":
+            return None
+        return int(row[1])
+
     def load_events(self, task_id: str) -> list[Envelope]:
         rows = self._conn.execute(
             "SELECT payload FROM events WHERE stream_id = %s ORDER BY version", (task_id,)

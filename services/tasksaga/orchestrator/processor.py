@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from psycopg import errors
+
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import Unprocessable
@@ -39,12 +41,34 @@ class _UnitOfWork:
         self.tx = tx
         self.cache = cache
         self.decided: dict[str, TaskState] = {}
-        self.touched: set[str] = set()
+        self.versions: dict[str, int] = {}
+
+    @property
+    def touched(self) -> set[str]:
+        return set(self.versions)
+
+    def lock(self, task_ids: list[str]) -> None:
+        """Lock streams in a fixed order, so two batches never wait on each other in a cycle."""
+        for task_id in sorted(set(task_ids) - set(self.versions)):
+            version = self.tx.lock_stream(task_id)
+            assert version is not None
+            self.versions[task_id] = version
+
+    def try_lock(self, task_id: str) -> bool:
+        version = self.tx.lock_stream(task_id, wait=False)
+        if version is None:
+            return False
+        self.versions[task_id] = version
+        return True
 
     def load(self, task_id: str) -> TaskState:
-        self.touched.add(task_id)
-        state = self.decided.get(task_id) or self.cache.get(task_id)
-        return state if state is not None else self.tx.load_state(task_id)
+        if task_id in self.decided:
+            return self.decided[task_id]
+        self.lock([task_id])
+        cached = self.cache.get(task_id)
+        if cached is not None and cached.version == self.versions[task_id]:
+            return cached
+        return self.tx.load_state(task_id)
 
 
 class Orchestrator:
@@ -95,11 +119,12 @@ class Orchestrator:
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 with self._unit_of_work() as work:
+                    work.lock([e.task_id for e in commands])
                     for envelope in commands:
                         if work.tx.claim_message(self._consumer, envelope.message_id):
                             self._decide_and_write(work, envelope.payload, envelope.message_id)
                 return
-            except ConcurrencyConflict as conflict:
+            except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
                 log.info("retrying after a concurrent append: %s", conflict)
         raise RuntimeError(f"gave up on {len(commands)} messages after repeated conflicts")
 
@@ -127,11 +152,13 @@ class Orchestrator:
                     if not due:
                         return fired
                     timer = due[0]
+                    if not work.try_lock(timer.task_id):
+                        return fired  # its task is being written; the timer stays due
                     work.tx.delete_timer(timer)
                     cause = f"timer:{timer.task_id}:{timer.kind}:{timer.step}:{timer.attempt}"
                     self._decide_and_write(work, timer, cause)
                 fired += 1
-            except ConcurrencyConflict as conflict:
+            except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
                 log.info("timer raced a concurrent append, retrying: %s", conflict)
         return fired
 
