@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
 from tasksaga.core.state import TaskState, evolve
@@ -40,7 +40,7 @@ class Projector:
         self._states: OrderedDict[str, TaskState] = OrderedDict()
         self._cache_size = cache_size
 
-    def catch_up(self, batch_size: int = 500) -> int:
+    def catch_up(self, batch_size: int = 2000) -> int:
         """Project the next batch of visible events; returns how many were projected."""
         with self._pool.connection() as conn, conn.transaction():
             locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)).fetchone()
@@ -65,9 +65,7 @@ class Projector:
             if not rows:
                 return 0
             try:
-                for position, stream_id, version, payload, _tx in rows:
-                    self._project(conn, position, stream_id, version,
-                                  self._codec.decode(bytes(payload)))
+                self._project_batch(conn, rows)
             except Exception:
                 self._states.clear()  # the transaction rolls back: cached states are ahead
                 raise
@@ -112,63 +110,109 @@ class Projector:
         if len(self._states) > self._cache_size:
             self._states.popitem(last=False)
 
-    def _project(
-        self, conn: psycopg.Connection, position: int, stream_id: str, version: int,
-        envelope: Envelope,
-    ) -> None:
-        event = envelope.payload
-        state = evolve(self._state_before(conn, stream_id, version), event)
-        self._remember(stream_id, state)
-        at = _ts(envelope.occurred_at_ms)
-        failed = event if isinstance(event, ev.TaskCompensationFailed) else None
-        conn.execute(
-            "INSERT INTO task_status (task_id, task_type, status, version, request_json,"
-            " response_json, callback_url, idempotency_key, end_reason, submitted_at, updated_at,"
-            " failed_step, error_trace_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status,"
-            " version = EXCLUDED.version, response_json = EXCLUDED.response_json,"
-            " end_reason = EXCLUDED.end_reason, updated_at = EXCLUDED.updated_at,"
-            " failed_step = COALESCE(EXCLUDED.failed_step, task_status.failed_step),"
-            " error_trace_id = COALESCE(EXCLUDED.error_trace_id, task_status.error_trace_id)",
-            (stream_id, state.task_type, state.status.value, state.version, state.request_json,
-             state.response_json, state.callback_url,
-             event.idempotency_key if isinstance(event, ev.TaskSubmitted) else None,
-             state.end_reason, _ts(state.submitted_at_ms), at,
-             failed.step if failed else None, failed.trace_id if failed else None),
-        )
+    def _project_batch(self, conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Fold the batch per stream, then write each row once (its final state)."""
+        rows_of: dict[str, _StreamRows] = {}
+        audit: list[tuple[Any, ...]] = []
+        for position, stream_id, version, payload, _tx in rows:
+            envelope = self._codec.decode(bytes(payload))
+            event = envelope.payload
+            stream = rows_of.get(stream_id)
+            if stream is None:
+                stream = rows_of[stream_id] = _StreamRows(
+                    self._state_before(conn, stream_id, version))
+            stream.apply(event, _ts(envelope.occurred_at_ms))
+            audit.append((position, stream_id, version, type(event).__name__, step_of(event),
+                          describe(event), _ts(envelope.occurred_at_ms)))
+        with conn.cursor() as cursor:
+            cursor.executemany(_UPSERT_TASK, [r.task_row(sid) for sid, r in rows_of.items()])
+            cursor.executemany(_UPSERT_STEP, [row for sid, r in rows_of.items()
+                                              for row in r.step_rows(sid)])
+            conditions = [row for sid, r in rows_of.items() for row in r.condition_rows(sid)]
+            if conditions:
+                cursor.executemany(_UPSERT_CONDITION, conditions)
+            cursor.executemany(_INSERT_AUDIT, audit)
+        for stream_id, stream in rows_of.items():
+            self._remember(stream_id, stream.state)
+
+
+_UPSERT_TASK = (
+    "INSERT INTO task_status (task_id, task_type, status, version, request_json,"
+    " response_json, callback_url, idempotency_key, end_reason, submitted_at, updated_at,"
+    " failed_step, error_trace_id)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status,"
+    " version = EXCLUDED.version, response_json = EXCLUDED.response_json,"
+    " end_reason = EXCLUDED.end_reason, updated_at = EXCLUDED.updated_at,"
+    " idempotency_key = COALESCE(task_status.idempotency_key, EXCLUDED.idempotency_key),"
+    " failed_step = COALESCE(EXCLUDED.failed_step, task_status.failed_step),"
+    " error_trace_id = COALESCE(EXCLUDED.error_trace_id, task_status.error_trace_id)"
+)
+_UPSERT_STEP = (
+    "INSERT INTO step_records (task_id, step, status, attempt, compensation_attempt,"
+    " data_json, error_type, error_message, completion_rank, updated_at, trace_id)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (task_id, step) DO UPDATE SET status = EXCLUDED.status,"
+    " attempt = EXCLUDED.attempt, compensation_attempt = EXCLUDED.compensation_attempt,"
+    " data_json = EXCLUDED.data_json, error_type = EXCLUDED.error_type,"
+    " error_message = EXCLUDED.error_message, completion_rank = EXCLUDED.completion_rank,"
+    " updated_at = EXCLUDED.updated_at, trace_id = EXCLUDED.trace_id"
+)
+_UPSERT_CONDITION = (
+    "INSERT INTO condition_snapshots (task_id, step, description, function, result,"
+    " context_summary, evaluated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (task_id, step) DO UPDATE SET result = EXCLUDED.result,"
+    " context_summary = EXCLUDED.context_summary, evaluated_at = EXCLUDED.evaluated_at"
+)
+_INSERT_AUDIT = (
+    "INSERT INTO audit_entries (position, task_id, version, event_type, step, summary,"
+    " occurred_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+
+
+class _StreamRows:
+    """One stream's part of a batch: its state as it evolves, and what its rows will say."""
+
+    def __init__(self, state: TaskState) -> None:
+        self.state = state
+        self.updated_at: datetime | None = None
+        self.idempotency_key: str | None = None
+        self.compensation_failure: ev.TaskCompensationFailed | None = None
+        self.steps_updated_at: dict[str, datetime] = {}
+        self.conditions: dict[str, ev.ConditionEvaluated] = {}
+
+    def apply(self, event: ev.TaskEvent, at: datetime) -> None:
+        self.state = evolve(self.state, event)
+        self.updated_at = at
+        if isinstance(event, ev.TaskSubmitted):
+            self.idempotency_key = event.idempotency_key
+        elif isinstance(event, ev.TaskCompensationFailed):
+            self.compensation_failure = event
+        elif isinstance(event, ev.ConditionEvaluated):
+            self.conditions[event.step] = event
         step = step_of(event)
         if step is not None:
-            record = state.step(step)
-            rank = (state.completion_order.index(step) + 1
-                    if step in state.completion_order else None)
-            conn.execute(
-                "INSERT INTO step_records (task_id, step, status, attempt, compensation_attempt,"
-                " data_json, error_type, error_message, completion_rank, updated_at, trace_id)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (task_id, step) DO UPDATE SET status = EXCLUDED.status,"
-                " attempt = EXCLUDED.attempt,"
-                " compensation_attempt = EXCLUDED.compensation_attempt,"
-                " data_json = EXCLUDED.data_json, error_type = EXCLUDED.error_type,"
-                " error_message = EXCLUDED.error_message,"
-                " completion_rank = EXCLUDED.completion_rank, updated_at = EXCLUDED.updated_at,"
-                " trace_id = EXCLUDED.trace_id",
-                (stream_id, step, record.status.value, record.attempt,
-                 record.compensation_attempt, record.data_json, record.error_type,
-                 record.error_message, rank, at, record.trace_id),
-            )
-        if isinstance(event, ev.ConditionEvaluated):
-            conn.execute(
-                "INSERT INTO condition_snapshots (task_id, step, description, function, result,"
-                " context_summary, evaluated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (task_id, step) DO UPDATE SET result = EXCLUDED.result,"
-                " context_summary = EXCLUDED.context_summary,"
-                " evaluated_at = EXCLUDED.evaluated_at",
-                (stream_id, event.step, event.description, event.function, event.result,
-                 event.context_summary, _ts(event.evaluated_at_ms)),
-            )
-        conn.execute(
-            "INSERT INTO audit_entries (position, task_id, version, event_type, step, summary,"
-            " occurred_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (position, stream_id, version, type(event).__name__, step, describe(event), at),
-        )
+            self.steps_updated_at[step] = at
+
+    def task_row(self, stream_id: str) -> tuple[Any, ...]:
+        state, failure = self.state, self.compensation_failure
+        return (stream_id, state.task_type, state.status.value, state.version,
+                state.request_json, state.response_json, state.callback_url,
+                self.idempotency_key, state.end_reason, _ts(state.submitted_at_ms),
+                self.updated_at, failure.step if failure else None,
+                failure.trace_id if failure else None)
+
+    def step_rows(self, stream_id: str) -> list[tuple[Any, ...]]:
+        rows = []
+        for step, at in self.steps_updated_at.items():
+            record = self.state.step(step)
+            order = self.state.completion_order
+            rank = order.index(step) + 1 if step in order else None
+            rows.append((stream_id, step, record.status.value, record.attempt,
+                         record.compensation_attempt, record.data_json, record.error_type,
+                         record.error_message, rank, at, record.trace_id))
+        return rows
+
+    def condition_rows(self, stream_id: str) -> list[tuple[Any, ...]]:
+        return [(stream_id, e.step, e.description, e.function, e.result, e.context_summary,
+                 _ts(e.evaluated_at_ms)) for e in self.conditions.values()]
