@@ -97,6 +97,8 @@ class Projector:
         if cached is not None and cached.version == version - 1:
             return cached
         state = TaskState()
+        if version == 1:
+            return state
         for (payload,) in conn.execute(
             "SELECT payload FROM events WHERE stream_id = %s AND version < %s ORDER BY version",
             (stream_id, version),
