@@ -206,7 +206,7 @@ def direct_sender(pool: ConnectionPool, url: str, max_attempts: int) -> Sender:
     # base 0: every retry is due at once, so the test drives attempts with deliver_one().
     return Sender(
         pool=pool, database_url=url, post=http_post(http_client(10.0)), secret=SECRET,
-        schedule=rules.RetrySchedule(max_attempts=max_attempts, base_ms=0, cap_ms=0),
+        schedule=rules.webhook_retry_policy(max_attempts=max_attempts, base_ms=0, cap_ms=0),
         now_ms=now_ms, random=lambda: 0.5, stop=threading.Event(),
     )
 

@@ -63,18 +63,17 @@ def test_delivery_headers_carry_a_verifiable_signature() -> None:
 
 # -- backoff and giving up ------------------------------------------------------------------------
 
-SCHEDULE = rules.RetrySchedule(max_attempts=8, base_ms=1000, factor=2, cap_ms=60_000)
+SCHEDULE = rules.webhook_retry_policy(max_attempts=8, base_ms=1000, cap_ms=60_000)
 
 
 def test_backoff_doubles_up_to_the_cap_with_full_jitter() -> None:
-    # random fraction just below 1: the ceiling of each wait (minus rounding).
-    ceilings = [rules.backoff_ms(SCHEDULE, attempt, 0.999_999) for attempt in range(1, 10)]
-    assert ceilings == [999, 1999, 3999, 7999, 15999, 31999, 59999, 59999, 59999]
-    assert [rules.backoff_ms(SCHEDULE, attempt, 0.5) for attempt in range(1, 9)] == [
+    # random fraction 0: the ceiling of each wait; 1 would be no wait at all.
+    after = [SCHEDULE.delay_before(failed + 1, 0.0) for failed in range(1, 10)]
+    assert after == [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]
+    assert [SCHEDULE.delay_before(failed + 1, 0.5) for failed in range(1, 9)] == [
         500, 1000, 2000, 4000, 8000, 16000, 30000, 30000,
     ]
-    assert rules.backoff_ms(SCHEDULE, 3, 0.0) == 0
-    assert rules.backoff_ms(SCHEDULE, 10_000, 0.5) == 30_000  # no overflow far past the cap
+    assert SCHEDULE.delay_before(4, 1.0) == 0
 
 
 def test_judge_delivers_on_any_2xx() -> None:
@@ -87,11 +86,11 @@ def test_judge_delivers_on_any_2xx() -> None:
 @pytest.mark.parametrize("code", [None, 199, 301, 302, 400, 404, 410, 500, 503])
 def test_judge_retries_everything_else_with_backoff(code: int | None) -> None:
     verdict = rules.judge(SCHEDULE, 3, code, 5_000, 0.25)
-    assert verdict == rules.Verdict(rules.Outcome.RETRYING, 5_000 + 1000)
+    assert verdict == rules.Verdict(rules.Outcome.RETRYING, 5_000 + 3000)
 
 
 def test_judge_gives_up_after_max_attempts() -> None:
-    schedule = rules.RetrySchedule(max_attempts=3)
+    schedule = rules.webhook_retry_policy(max_attempts=3, base_ms=1000, cap_ms=60_000)
     outcomes = [rules.judge(schedule, n, 500, 0, 0.5).outcome for n in (1, 2, 3)]
     assert outcomes == [rules.Outcome.RETRYING, rules.Outcome.RETRYING, rules.Outcome.GAVE_UP]
     assert rules.judge(schedule, 3, 500, 0, 0.5).next_attempt_at_ms is None
@@ -101,9 +100,9 @@ def test_judge_gives_up_after_max_attempts() -> None:
 
 def test_schedule_refuses_nonsense() -> None:
     with pytest.raises(ValueError):
-        rules.RetrySchedule(max_attempts=0)
+        rules.webhook_retry_policy(max_attempts=0, base_ms=1000, cap_ms=60_000)
     with pytest.raises(ValueError):
-        rules.RetrySchedule(factor=0.5)
+        rules.webhook_retry_policy(max_attempts=3, base_ms=-1, cap_ms=60_000)
 
 
 # -- what is notified -----------------------------------------------------------------------------

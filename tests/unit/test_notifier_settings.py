@@ -26,10 +26,8 @@ def test_defaults_and_schedule(env: pytest.MonkeyPatch) -> None:
     assert settings.webhook_secret.get_secret_value() == "0123456789abcdef"
     assert "0123456789abcdef" not in repr(settings)
     assert (settings.webhook_max_attempts, settings.webhook_timeout_s) == (8, 10.0)
-    schedule = settings.retry_schedule()
-    assert (schedule.max_attempts, schedule.base_ms, schedule.factor, schedule.cap_ms) == (
-        8, 1000, 2.0, 60_000,
-    )
+    policy = settings.retry_policy()
+    assert (policy.max_retries, policy.delay_ms, policy.max_delay_ms) == (7, 1000, 60_000)
 
 
 def test_missing_secret_names_the_variable(env: pytest.MonkeyPatch) -> None:
@@ -50,4 +48,4 @@ def test_settings_can_be_given_directly() -> None:
         kafka_bootstrap="k:1", database_url="postgresql://x", webhook_secret="s" * 16,
         webhook_backoff_base_s=0.05, webhook_backoff_cap_s=0.2, webhook_max_attempts=3,
     )
-    assert settings.retry_schedule().base_ms == 50
+    assert settings.retry_policy().delay_ms == 50

@@ -59,7 +59,7 @@ def run(
                 database_url=settings.database_url,
                 post=http_post(client),
                 secret=settings.webhook_secret.get_secret_value(),
-                schedule=settings.retry_schedule(),
+                schedule=settings.retry_policy(),
                 now_ms=clock,
                 random=jitter,
                 stop=stop,

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
+from tasksaga.core.retry import Backoff, RetryPolicy
 from tasksaga.core.state import TaskStatus
 from tasksaga.notifier.signature import sign
 
@@ -197,36 +198,13 @@ class Outcome(StrEnum):
     GAVE_UP = "gave_up"
 
 
-@dataclass(frozen=True)
-class RetrySchedule:
-    """Exponential backoff with full jitter, and how many attempts a delivery gets in all."""
-
-    max_attempts: int = 8
-    base_ms: int = 1000
-    factor: float = 2.0
-    cap_ms: int = 60_000
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.base_ms < 0 or self.cap_ms < 0 or self.factor < 1:
-            raise ValueError("base_ms and cap_ms must be >= 0 and factor >= 1")
-
-
-# Beyond this the delay is the cap anyway; bounding the exponent avoids float overflow.
-_MAX_EXPONENT = 64
-
-
-def backoff_ms(schedule: RetrySchedule, failed_attempt: int, random_fraction: float) -> int:
-    """Wait after attempt ``failed_attempt`` (1-based) failed: uniform in [0, ceiling).
-
-    ceiling = min(cap, base * factor ** (failed_attempt - 1)). Full jitter spreads the
-    retries of many deliveries that failed together (a receiver outage) instead of sending
-    them back in lock-step.
-    """
-    exponent = min(max(failed_attempt - 1, 0), _MAX_EXPONENT)
-    ceiling = min(float(schedule.cap_ms), schedule.base_ms * schedule.factor**exponent)
-    return int(ceiling * min(max(random_fraction, 0.0), 1.0))
+def webhook_retry_policy(max_attempts: int, base_ms: int, cap_ms: int) -> RetryPolicy:
+    """Exponential backoff with full jitter: the retries of many deliveries that failed
+    together (a receiver outage) spread out instead of coming back in lock-step."""
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    return RetryPolicy(max_retries=max_attempts - 1, backoff=Backoff.EXPONENTIAL,
+                       delay_ms=base_ms, max_delay_ms=cap_ms, jitter=1.0)
 
 
 def succeeded(status_code: int | None) -> bool:
@@ -240,7 +218,7 @@ class Verdict:
 
 
 def judge(
-    schedule: RetrySchedule,
+    policy: RetryPolicy,
     attempt: int,
     status_code: int | None,
     now_ms: int,
@@ -249,10 +227,11 @@ def judge(
     """What follows attempt ``attempt`` (1-based) that got ``status_code`` (None: no response).
 
     Any 2xx is delivered. Everything else — other statuses (redirects are not followed),
-    timeouts, connection errors — is retried until ``max_attempts`` attempts were made.
+    timeouts, connection errors — is retried as long as the policy allows.
     """
     if succeeded(status_code):
         return Verdict(Outcome.DELIVERED)
-    if attempt >= schedule.max_attempts:
+    if not policy.allows_retry(attempt, f"HTTP {status_code}"):
         return Verdict(Outcome.GAVE_UP)
-    return Verdict(Outcome.RETRYING, now_ms + backoff_ms(schedule, attempt, random_fraction))
+    return Verdict(Outcome.RETRYING,
+                   now_ms + policy.delay_before(attempt + 1, random_fraction))

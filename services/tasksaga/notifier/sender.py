@@ -27,6 +27,7 @@ from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import KafkaProducer
 from tasksaga.adapters.wire import Envelope, Topics, WebhookDelivery
+from tasksaga.core.retry import RetryPolicy
 from tasksaga.notifier import rules, store
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class Sender:
         database_url: str,
         post: Post,
         secret: str,
-        schedule: rules.RetrySchedule,
+        schedule: RetryPolicy,
         now_ms: Callable[[], int],
         random: Callable[[], float],
         stop: threading.Event,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from tasksaga.config import CommonSettings
-from tasksaga.notifier.rules import RetrySchedule
+from tasksaga.core.retry import RetryPolicy
+from tasksaga.notifier.rules import webhook_retry_policy
 
 MIN_SECRET_LENGTH = 16
 
@@ -33,8 +34,8 @@ class NotifierSettings(CommonSettings):
             )
         return value
 
-    def retry_schedule(self) -> RetrySchedule:
-        return RetrySchedule(
+    def retry_policy(self) -> RetryPolicy:
+        return webhook_retry_policy(
             max_attempts=self.webhook_max_attempts,
             base_ms=round(self.webhook_backoff_base_s * 1000),
             cap_ms=round(self.webhook_backoff_cap_s * 1000),
