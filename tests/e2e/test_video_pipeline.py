@@ -84,6 +84,15 @@ def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_until_transcoding(system: System, task_id: str) -> None:
+    def transcoding() -> bool:
+        status = system.status(task_id)
+        return status is not None and any(
+            steps(status)[name].get("progress") for name in TRANSCODES)
+
+    wait_for(transcoding, 120, "a transcode reporting progress")
+
+
 def test_a_1080p_source_skips_4k_and_the_snapshot_says_why(
     video: System, sources: dict[str, Path]
 ) -> None:
@@ -165,12 +174,7 @@ def test_cancellation_mid_transcode_stops_ffmpeg_and_compensates(
 ) -> None:
     task_id = submit(video, sources["long2160p"])
 
-    def transcoding() -> bool:
-        status = video.status(task_id)
-        return status is not None and any(
-            steps(status)[name].get("progress") for name in TRANSCODES)
-
-    wait_for(transcoding, 120, "a transcode reporting progress")
+    wait_until_transcoding(video, task_id)
     assert _ffmpeg_running_for(task_id)
     reply = video.client.post(f"/tasks/{task_id}/cancel", params={"reason": "test cancel"})
     assert reply.status_code == 202
@@ -193,12 +197,7 @@ def test_a_worker_killed_mid_transcode_is_retried_after_its_heartbeat_timeout(
 ) -> None:
     task_id = submit(video, sources["long2160p"])
 
-    def transcoding() -> bool:
-        status = video.status(task_id)
-        return status is not None and any(
-            steps(status)[name].get("progress") for name in TRANSCODES)
-
-    wait_for(transcoding, 120, "a transcode reporting progress")
+    wait_until_transcoding(video, task_id)
     video.services.kill("worker", signal.SIGKILL)
 
     def heartbeat_missed() -> bool:
