@@ -96,6 +96,9 @@ class ConsumerSettings:
     group_instance_id: str | None = None
     auto_offset_reset: str = "earliest"
     max_poll_interval_ms: int = 600_000
+    # "range" gives partition N of every subscribed topic to the same member: the
+    # orchestrator needs it so that one instance owns both a task's commands and its results.
+    assignment_strategy: str = "cooperative-sticky"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,7 +137,7 @@ class ConsumerLoop:
             "enable.auto.commit": True,
             "enable.auto.offset.store": False,
             "auto.offset.reset": settings.auto_offset_reset,
-            "partition.assignment.strategy": "cooperative-sticky",
+            "partition.assignment.strategy": settings.assignment_strategy,
             "max.poll.interval.ms": settings.max_poll_interval_ms,
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 1_000,
@@ -164,7 +167,12 @@ class ConsumerLoop:
 
     def _run_batch(self, handler: BatchHandler) -> None:
         """Whatever arrived, up to batch_size, handled together; one by one if that fails."""
-        messages = self.consumer.consume(num_messages=self._batch_size, timeout=0.5)
+        # Block for the first message only, then take what has already arrived: waiting to
+        # fill a batch would add its timeout to every hop at low load.
+        first = self.consumer.poll(0.5)
+        if first is None:
+            return
+        messages = [first, *self.consumer.consume(num_messages=self._batch_size - 1, timeout=0)]
         decoded: list[tuple[Message, Envelope]] = []
         for message in messages:
             error = message.error()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -129,10 +130,22 @@ class ParallelConsumerLoop(ConsumerLoop):
             except KafkaException as error:  # a partition revoked in between: harmless
                 log.info("could not store offsets %s: %s", positions, error)
 
+    PAUSE_AFTER_S = 5.0
+
     def _throttle(self) -> None:
-        """Pause on becoming full, resume on a free slot — only on those transitions:
-        librdkafka drops its prefetched messages on every pause/resume and backs off before
-        fetching again, so toggling each iteration would add about a second per message."""
+        """With a full pool, wait for a free slot; pause the partitions only when the pool
+        stays full for PAUSE_AFTER_S (long steps), so the consumer can keep polling within
+        Kafka's poll interval. Pausing is the exception because librdkafka drops its
+        prefetched messages on pause/resume and backs off about a second before fetching."""
+        waited_until = time.monotonic() + self.PAUSE_AFTER_S
+        while (self._tracker.running >= self._concurrency and not self._paused
+               and time.monotonic() < waited_until and not self._stop.is_set()):
+            try:
+                key, offset, done = self._finished.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if done:
+                self._tracker.finished(key, offset)
         full = self._tracker.running >= self._concurrency
         if full:
             assignment = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}

@@ -79,6 +79,9 @@ def main() -> int:
             dead_letter_topic=topics.dead_letter,
             client_id=client_id,
             group_instance_id=settings.orchestrator_instance_id,
+            # Commands and results of a task share a partition number (both keyed by task
+            # id, same partition count): range assignment gives both to one owner.
+            assignment_strategy="range",
         ),
         codec, orchestrator.handle, dead_letters, stop, now_ms,
         batch_handler=orchestrator.handle_batch,
