@@ -43,3 +43,6 @@ stack-down:
 
 stack-status:
 	tools/stack status
+
+bench: $(INSTALLED)
+	$(PY) tools/bench/run.py

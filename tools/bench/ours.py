@@ -1,0 +1,271 @@
+"""tasksaga under load: the four services as processes, the generator as a Kafka client.
+
+The generator produces ``SubmitTask`` envelopes to the task-commands topic with the services'
+own producer settings and codec — exactly what the API does after its HTTP layer — and sees
+completion by consuming the task-events topic for terminal events. Each run has its own topic
+prefix; the services write to their own database (``tasksaga_bench``) on the shared Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from bench import checks, procstat
+from bench.loadgen import TaskRecord, Tracker
+from bench.workloads import Workload, dispatch_latencies, payload
+from localrun import REPO, ServiceProcesses, service_env
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_bus import producer_config
+from tasksaga.adapters.migrations import apply_migrations
+from tasksaga.adapters.topics import all_topic_names
+from tasksaga.adapters.wire import Envelope, Topics
+from tasksaga.core import events as ev
+from tasksaga.core import messages as msg
+
+BENCH_DB = "tasksaga_bench"
+TOPIC_PARTITIONS = 6
+TERMINAL = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskCompensationFailed)
+
+
+def database_url(base_url: str, name: str) -> str:
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
+def recreate_database(base_url: str, name: str) -> str:
+    """Drop and create ``name`` on the server of ``base_url`` (the bench's own database)."""
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url(base_url, name)
+
+
+def create_durable_topics(bootstrap: str, names: list[str]) -> None:
+    """Topics that fsync every message (flush.messages=1), like Redis's appendfsync always.
+
+    Kafka's default leaves fsync to the OS and relies on replication; this stack has a single
+    broker, so without it an acknowledged record could be lost in a power cut.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wanted = [NewTopic(n, num_partitions=TOPIC_PARTITIONS, replication_factor=1,
+                       config={"flush.messages": "1", "min.insync.replicas": "1"})
+              for n in names]
+    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
+        try:
+            future.result(timeout=60)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"could not create topic {name}: {error}") from error
+
+
+class OursSystem:
+    """The services of one run, plus the generator's producer and terminal-event consumer."""
+
+    name = "tasksaga"
+
+    def __init__(
+        self,
+        stack_env: dict[str, str],
+        db_url: str,
+        log_dir: Path,
+        workload: Workload,
+        tracker: Tracker,
+        orchestrators: int = 1,
+        worker_concurrency: int = 6,
+        api_port: int = 18590,
+        stack_pids: dict[str, int] | None = None,
+    ) -> None:
+        self.workload = workload
+        self.tracker = tracker
+        self.db_url = db_url
+        self.prefix = f"bench{uuid.uuid4().hex[:8]}"
+        self.topics = Topics(self.prefix)
+        self.bootstrap = stack_env["TASKSAGA_KAFKA_BOOTSTRAP"]
+        self.codec = AvroCodec()
+        self.orchestrators = orchestrators
+        self.stack_pids = stack_pids or {}
+        env = service_env(
+            stack_env, api_port,
+            TASKSAGA_DATABASE_URL=db_url,
+            TASKSAGA_TOPIC_PREFIX=self.prefix,
+            TASKSAGA_TOPIC_PARTITIONS=str(TOPIC_PARTITIONS),
+            TASKSAGA_TASK_MODULES="bench.bench_tasks",
+            TASKSAGA_WORKER_CONCURRENCY=str(worker_concurrency),
+            TASKSAGA_LOG_LEVEL="WARNING",
+            PYTHONPATH=os.pathsep.join([str(REPO / "tools"), str(REPO)]),
+        )
+        self.services = ServiceProcesses(env, log_dir / self.prefix, api_port)
+        self.outcomes: dict[str, str] = {}
+        self.partitions: dict[str, int] = {}  # task id -> partition, from delivery reports
+        self.events_seen = 0
+        self._stop = threading.Event()
+        self._consumer_ready = threading.Event()
+        self._producer: Producer | None = None
+        self._consumer_thread: threading.Thread | None = None
+        self._delivery_errors: list[str] = []
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        apply_migrations(self.db_url)
+        create_durable_topics(self.bootstrap, all_topic_names(self.topics, ["bench"]))
+        for index in range(self.orchestrators):
+            self.start_orchestrator(index)
+        for name in ("worker", "notifier", "api"):
+            self.services.start(name)
+        self.services.wait_until_ready()
+        self._producer = Producer(producer_config(self.bootstrap, f"{self.prefix}-generator"))
+        self._consumer_thread = threading.Thread(target=self._consume, name="task-events",
+                                                 daemon=True)
+        self._consumer_thread.start()
+        if not self._consumer_ready.wait(30):
+            raise RuntimeError("the generator's task-events consumer got no partitions")
+
+    def orchestrator_name(self, index: int) -> str:
+        return "orchestrator" if index == 0 else f"orchestrator#{index}"
+
+    def start_orchestrator(self, index: int) -> None:
+        self.services.start(self.orchestrator_name(index), {
+            "TASKSAGA_ORCHESTRATOR_INSTANCE_ID": f"{self.prefix}-orchestrator-{index}",
+        })
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._consumer_thread is not None:
+            self._consumer_thread.join(timeout=10)
+        if self._producer is not None:
+            self._producer.flush(10)
+        self.services.stop_all()
+
+    # -- the generator ----------------------------------------------------------------------------
+
+    def new_task(self, run: str, index: int, intended: float) -> TaskRecord:
+        return TaskRecord(f"{run}-{index:06d}", intended, self.workload.fails(index))
+
+    def submit(self, record: TaskRecord) -> None:
+        assert self._producer is not None
+        request = json.dumps({"payload": payload(hash(record.task_id)),
+                              "fail_last": record.fail})
+        now = int(time.time() * 1000)
+        command = msg.SubmitTask(
+            task_id=record.task_id, task_type=self.workload.task_type, request_json=request,
+            callback_url=None, idempotency_key=None, submitted_at_ms=now, api_steps=[],
+        )
+        envelope = Envelope(payload=command, message_id=f"submit:{record.task_id}",
+                            task_id=record.task_id, correlation_id=record.task_id,
+                            causation_id=None, occurred_at_ms=now)
+        value = self.codec.encode(envelope)
+        while True:
+            try:
+                self._producer.produce(self.topics.task_commands, value=value,
+                                       key=record.task_id.encode(), on_delivery=self._delivered)
+                break
+            except BufferError:
+                self._producer.poll(0.01)
+        self._producer.poll(0)
+
+    def _delivered(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            self._delivery_errors.append(str(error))
+            return
+        self.partitions[message.key().decode()] = message.partition()
+
+    def cpu_groups(self) -> list[procstat.ProcessGroup]:
+        groups = [procstat.ProcessGroup(name, pid) for name, pid in self.stack_pids.items()]
+        for name, process in self.services.processes.items():
+            groups.append(procstat.ProcessGroup(name, process.pid))
+        groups.append(procstat.ProcessGroup("generator", os.getpid(), children=False))
+        return groups
+
+    def _consume(self) -> None:
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap,
+            "group.id": f"{self.prefix}-bench-generator",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 5,
+        })
+
+        def assigned(_consumer: Any, partitions: list[Any]) -> None:
+            self._consumer_ready.set()
+
+        consumer.subscribe([self.topics.task_events], on_assign=assigned)
+        try:
+            while not self._stop.is_set():
+                batch = consumer.consume(num_messages=1000, timeout=0.05)
+                received = time.time()
+                for message in batch:
+                    if message.error() is not None:
+                        continue
+                    self.events_seen += 1
+                    value = message.value()
+                    if value is not None:
+                        self._on_event(value, received)
+        finally:
+            consumer.close()
+
+    def _on_event(self, value: bytes, received: float) -> None:
+        event = self.codec.decode(value)
+        payload_ = event.payload
+        if not isinstance(payload_, TERMINAL):
+            return
+        outcome = type(payload_).__name__
+        dispatch: list[float] = []
+        if isinstance(payload_, ev.TaskCompleted):
+            times = json.loads(payload_.response_json)["steps"]
+            dispatch = dispatch_latencies(self.workload.stages, times)
+        self.outcomes[event.task_id] = outcome
+        self.tracker.complete(event.task_id, received, outcome, dispatch)
+
+    # -- after the run ----------------------------------------------------------------------------
+
+    def wait_all(self, records: list[TaskRecord], timeout_s: float) -> bool:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if all(r.completed is not None for r in records):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def check(self, records: list[TaskRecord], progress: Callable[[str], None]) -> list[str]:
+        """The log of every task: sound, complete, and ended the way its request asked."""
+        problems: list[str] = []
+        if self._delivery_errors:
+            problems.append(f"generator delivery errors: {self._delivery_errors[:3]}")
+        expected_terminal = {r.task_id: ("TaskFailed" if r.fail else "TaskCompleted")
+                             for r in records}
+        problems += checks.outcome_problems(self.outcomes, expected_terminal)
+        by_id = {r.task_id: r for r in records}
+        ids = list(by_id)
+        seen: set[str] = set()
+        with psycopg.connect(self.db_url) as conn:
+            for chunk_start in range(0, len(ids), 2000):
+                chunk = ids[chunk_start:chunk_start + 2000]
+                rows = conn.execute(
+                    "SELECT stream_id, version, payload FROM events WHERE stream_id = ANY(%s)"
+                    " ORDER BY stream_id, version", (chunk,)).fetchall()
+                streams: dict[str, list[tuple[int, Any]]] = {}
+                for stream_id, version, raw in rows:
+                    streams.setdefault(stream_id, []).append(
+                        (version, self.codec.decode(bytes(raw)).payload))
+                for task_id, stream in streams.items():
+                    seen.add(task_id)
+                    fail = by_id[task_id].fail
+                    problems += checks.stream_problems(
+                        task_id, [v for v, _ in stream], [e for _, e in stream],
+                        self.workload.expected_events(fail), expected_terminal[task_id])
+        missing = [t for t in ids if t not in seen]
+        if missing:
+            problems.append(f"{len(missing)} tasks have no events, e.g. {missing[:3]}")
+        progress(f"    check: {len(ids)} tasks, {len(problems)} problems")
+        return problems

@@ -1,0 +1,1 @@
+"""The peers tasksaga is compared with, each run by the same sweep on the same machine."""

@@ -1,0 +1,282 @@
+"""Replay: rebuild every projection from a log of 1M events, and fold one task's stream.
+
+The log lives in its own database (``tasksaga_bench_replay``, migrations applied), generated
+once and kept: realistic streams produced by the saga core itself (``decide`` on the bench
+task definitions, the way the orchestrator does), one template per shape, stamped per task with
+its own id, request payload and times, Avro-encoded with the services' codec and written with
+COPY in transactions of 10,000 events.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+
+from bench import bench_tasks
+from bench.ours import database_url
+from bench.workloads import WORKLOADS, payload
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.migrations import apply_migrations
+from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
+from tasksaga.adapters.projections import Projector
+from tasksaga.adapters.wire import Envelope
+from tasksaga.core import events as ev
+from tasksaga.core import messages as msg
+from tasksaga.core.decide import decide
+from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.state import TaskState, evolve, fold
+
+REPLAY_DB = "tasksaga_bench_replay"
+GENERATOR_VERSION = "2"
+SHAPES: tuple[tuple[str, bool], ...] = (  # (workload, fails): a mix close to the sweep's
+    ("linear3", False), ("linear10", False), ("parallel10", False),
+    ("linear10", False), ("linear3", False), ("parallel10", False),
+    ("linear10", False), ("linear3", False), ("parallel10", False), ("linear10", True),
+)
+
+
+def simulate(definition: TaskDefinition, fail_last: bool, task_id: str = "T") -> list[Any]:
+    """The events of one task as the orchestrator writes them, worker results simulated."""
+    now = 1_700_000_000_000
+    request = json.dumps({"payload": payload(1), "fail_last": fail_last})
+    state = TaskState()
+    events: list[Any] = []
+
+    def apply(message: msg.Inbound) -> list[msg.StepCommand]:
+        nonlocal state, now
+        now += 3
+        decision = decide(definition, state, message, now, lambda: 0.5)
+        for event in decision.events:
+            state = evolve(state, event)
+        events.extend(decision.events)
+        return decision.commands
+
+    pending = apply(msg.SubmitTask(task_id, definition.name, request, None, None, now, []))
+    last = definition.steps[-1].name
+    while pending:
+        command = pending.pop(0)
+        if isinstance(command, msg.ExecuteStep):
+            if fail_last and command.step == last:
+                result: msg.Inbound = msg.StepAttemptFailed(
+                    task_id, command.step, command.attempt, "NonRetryableError", "on purpose",
+                    False)
+            else:
+                data = json.dumps({"start": now / 1000, "end": now / 1000 + 0.0001})
+                result = msg.StepSucceeded(task_id, command.step, command.attempt, data)
+        elif isinstance(command, msg.CompensateStep):
+            result = msg.CompensationSucceeded(task_id, command.step, command.attempt)
+        else:
+            continue
+        pending.extend(apply(result))
+    return events
+
+
+def _stamp(event: Any, task_id: str, request_json: str) -> Any:
+    if isinstance(event, ev.TaskSubmitted):
+        return replace(event, task_id=task_id, request_json=request_json)
+    return event
+
+
+def generate(url: str, total_events: int, log: Callable[[str], None]) -> int:
+    """Write about ``total_events`` events; returns the number written."""
+    codec = AvroCodec()
+    definitions = {d.name: d for d in (bench_tasks.BenchLinear3, bench_tasks.BenchLinear10,
+                                       bench_tasks.BenchParallel10)}
+    templates = [
+        (WORKLOADS[key].task_type,
+         simulate(definitions[WORKLOADS[key].task_type], fails))
+        for key, fails in SHAPES
+    ]
+    written = 0
+    started = time.perf_counter()
+
+    def rows() -> Iterator[tuple[str, int, str, str, bytes]]:
+        nonlocal written
+        task = 0
+        while written < total_events:
+            task_type, template = templates[task % len(templates)]
+            task_id = f"replay-{task:07d}"
+            request_json = json.dumps({"payload": payload(task), "fail_last": False})
+            at = 1_700_000_000_000 + task * 20
+            for version, event in enumerate(template, start=1):
+                envelope = Envelope(
+                    payload=_stamp(event, task_id, request_json),
+                    message_id=f"{task_id}:{version}", task_id=task_id,
+                    correlation_id=task_id, causation_id=f"{task_id}:{version - 1}",
+                    occurred_at_ms=at + version, task_type=task_type, version=version)
+                yield (task_id, version, type(event).__name__, envelope.message_id,
+                       codec.encode(envelope))
+                written += 1
+            task += 1
+
+    with psycopg.connect(url) as conn:
+        batch: list[tuple[str, int, str, str, bytes]] = []
+        for row in rows():
+            batch.append(row)
+            if len(batch) >= 10_000:
+                _copy(conn, batch)
+                batch = []
+                if written % 200_000 < 10_000:
+                    log(f"    generated {written:,} events "
+                        f"({time.perf_counter() - started:.0f} s)")
+        if batch:
+            _copy(conn, batch)
+    return written
+
+
+def _copy(conn: psycopg.Connection, rows: list[tuple[str, int, str, str, bytes]]) -> None:
+    with conn.transaction(), conn.cursor() as cursor, cursor.copy(
+        "COPY events (stream_id, version, event_type, message_id, payload) FROM STDIN"
+    ) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def ensure_log(base_url: str, total_events: int, log: Callable[[str], None]) -> str:
+    """The replay database with ``total_events`` events (generated once, then reused).
+
+    One database per size (the quick run's 50k next to the full run's 1M), so switching
+    between them never regenerates a log.
+    """
+    name = REPLAY_DB if total_events >= 1_000_000 else f"{REPLAY_DB}_{total_events // 1000}k"
+    url = database_url(base_url, name)
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                              (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    apply_migrations(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (key text PRIMARY KEY, value text)")
+        meta: dict[str, str] = dict(conn.execute("SELECT key, value FROM bench_meta").fetchall())
+    if meta.get("events") == str(total_events) and meta.get("version") == GENERATOR_VERSION:
+        log(f"  reusing the replay log of {total_events:,} events in {name}")
+        return url
+    log(f"  generating a replay log of {total_events:,} events in {name} (once)")
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    apply_migrations(url)
+    written = generate(url, total_events, log)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE events")
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (key text PRIMARY KEY, value text)")
+        conn.execute("INSERT INTO bench_meta VALUES ('events', %s), ('version', %s)"
+                     " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                     (str(total_events), GENERATOR_VERSION))
+    log(f"  wrote {written:,} events")
+    return url
+
+
+def measure(url: str, rebuild_cap_s: float, decode_events: int,
+            log: Callable[[str], None]) -> dict[str, Any]:
+    codec = AvroCodec()
+    result: dict[str, Any] = {}
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT stream_id) FROM events").fetchone()
+        assert row is not None
+        result["log_events"], result["log_streams"] = int(row[0]), int(row[1])
+
+    # 1. The core of replay: read, Avro-decode and fold every stream, one process, one core.
+    read_s = decode_s = fold_s = 0.0
+    count = 0
+    states: dict[str, TaskState] = {}
+    with psycopg.connect(url) as conn, conn.cursor(name="replay") as cursor:
+        cursor.itersize = 20_000
+        cursor.execute("SELECT stream_id, payload FROM events ORDER BY position LIMIT %s",
+                       (decode_events,))
+        while True:
+            t0 = time.perf_counter()
+            rows = cursor.fetchmany(20_000)
+            t1 = time.perf_counter()
+            read_s += t1 - t0
+            if not rows:
+                break
+            decoded = [(stream, codec.decode(bytes(raw)).payload) for stream, raw in rows]
+            t2 = time.perf_counter()
+            decode_s += t2 - t1
+            for stream, event in decoded:
+                states[stream] = evolve(states.get(stream) or TaskState(), event)
+            fold_s += time.perf_counter() - t2
+            count += len(rows)
+    result["decode_fold"] = {
+        "events": count, "streams": len(states), "read_s": read_s, "decode_s": decode_s,
+        "fold_s": fold_s,
+        "decode_fold_events_per_s": count / (decode_s + fold_s),
+        "with_read_events_per_s": count / (read_s + decode_s + fold_s),
+        "decode_events_per_s": count / decode_s, "fold_events_per_s": count / fold_s,
+    }
+    log(f"  decode + fold: {count:,} events in {decode_s + fold_s:.1f} s "
+        f"({count / (decode_s + fold_s):,.0f} events/s; with the read "
+        f"{count / (read_s + decode_s + fold_s):,.0f}/s)")
+
+    # 2. One task's stream, as the orchestrator loads it for every message it handles.
+    pool = open_pool(url, max_size=2, name="bench-replay")
+    try:
+        store = PostgresEventStore(pool, codec)
+        with psycopg.connect(url) as conn:
+            picks = conn.execute(
+                "SELECT stream_id, count(*) FROM events WHERE stream_id IN"
+                " (SELECT stream_id FROM events WHERE version = 1 ORDER BY position LIMIT 10)"
+                " GROUP BY stream_id ORDER BY 2 DESC LIMIT 1").fetchone()
+        assert picks is not None
+        stream_id, length = picks[0], int(picks[1])
+        rounds = 300
+        started = time.perf_counter()
+        for _ in range(rounds):
+            with store.transaction() as tx:
+                tx.load_state(stream_id)
+        load_s = (time.perf_counter() - started) / rounds
+        with store.transaction() as tx:
+            envelopes = tx.load_events(stream_id)
+        raw = [codec.encode(e) for e in envelopes]
+        started = time.perf_counter()
+        for _ in range(rounds):
+            fold([codec.decode(r).payload for r in raw])
+        decode_fold_s = (time.perf_counter() - started) / rounds
+        started = time.perf_counter()
+        payloads = [e.payload for e in envelopes]
+        for _ in range(rounds):
+            fold(payloads)
+        fold_only_s = (time.perf_counter() - started) / rounds
+        result["one_stream"] = {
+            "stream_events": length, "load_ms": load_s * 1000,
+            "load_events_per_s": length / load_s,
+            "decode_fold_ms": decode_fold_s * 1000,
+            "decode_fold_events_per_s": length / decode_fold_s,
+            "fold_ms": fold_only_s * 1000, "fold_events_per_s": length / fold_only_s,
+        }
+        log(f"  one stream of {length} events: load from Postgres + decode + fold "
+            f"{load_s * 1000:.2f} ms ({length / load_s:,.0f} events/s); decode + fold "
+            f"{decode_fold_s * 1000:.2f} ms; fold alone {fold_only_s * 1000:.3f} ms")
+
+        # 3. Rebuild every projection (Projector.reset + catch_up until done or the cap).
+        projector = Projector(pool, codec)
+        projector.reset()
+        started = time.perf_counter()
+        projected = 0
+        while time.perf_counter() - started < rebuild_cap_s:
+            batch = projector.catch_up()
+            if not batch:
+                break
+            projected += batch
+        elapsed = time.perf_counter() - started
+        rate = projected / elapsed if elapsed else 0.0
+        complete = projected >= result["log_events"]
+        result["rebuild"] = {
+            "projected": projected, "seconds": elapsed, "events_per_s": rate,
+            "complete": complete,
+            "projected_full_rebuild_s": result["log_events"] / rate if rate else None,
+        }
+        capped = "" if complete else \
+            f" (capped; the full log would take ~{result['log_events'] / rate:.0f} s)"
+        log(f"  rebuild: {projected:,} events projected in {elapsed:.1f} s "
+            f"({rate:,.0f} events/s){capped}")
+    finally:
+        pool.close()
+    return result
