@@ -139,7 +139,9 @@ class ConsumerLoop:
             "auto.offset.reset": settings.auto_offset_reset,
             "partition.assignment.strategy": settings.assignment_strategy,
             "max.poll.interval.ms": settings.max_poll_interval_ms,
-            "session.timeout.ms": 10_000,
+            # A dead member's partitions move after this long (takeover); a live member that
+            # stalls longer is evicted and rejoins.
+            "session.timeout.ms": 6_000,
             "heartbeat.interval.ms": 1_000,
             **settings.extra,
         }
