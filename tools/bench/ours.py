@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaError, Producer
 
 from bench import checks, procstat
 from bench.loadgen import TaskRecord, Tracker
@@ -28,7 +27,7 @@ from localrun import REPO, ServiceProcesses, service_env
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import producer_config
 from tasksaga.adapters.migrations import apply_migrations
-from tasksaga.adapters.topics import all_topic_names
+from tasksaga.adapters.topics import all_topic_names, ensure_topics
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
@@ -56,16 +55,8 @@ def create_durable_topics(bootstrap: str, names: list[str]) -> None:
     Kafka's default leaves fsync to the OS and relies on replication; this stack has a single
     broker, so without it an acknowledged record could be lost in a power cut.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    wanted = [NewTopic(n, num_partitions=TOPIC_PARTITIONS, replication_factor=1,
-                       config={"flush.messages": "1", "min.insync.replicas": "1"})
-              for n in names]
-    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
-        try:
-            future.result(timeout=60)
-        except KafkaException as error:
-            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise RuntimeError(f"could not create topic {name}: {error}") from error
+    ensure_topics(bootstrap, names, TOPIC_PARTITIONS,
+                  config={"flush.messages": "1", "min.insync.replicas": "1"})
 
 
 class OursSystem:

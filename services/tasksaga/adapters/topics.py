@@ -24,10 +24,12 @@ def all_topic_names(topics: Topics, queues: Iterable[str]) -> list[str]:
 
 
 def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int = 6, replication: int = 1
+    bootstrap: str, names: Iterable[str], partitions: int = 6, replication: int = 1,
+    config: dict[str, str] | None = None,
 ) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    wanted = [NewTopic(n, num_partitions=partitions, replication_factor=replication)
+    wanted = [NewTopic(n, num_partitions=partitions, replication_factor=replication,
+                       config=config or {})
               for n in names]
     for name, future in admin.create_topics(wanted, operation_timeout=30).items():
         try:
