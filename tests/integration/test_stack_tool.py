@@ -151,12 +151,13 @@ def test_logs_tails_each_server_log(stack: None) -> None:
 
 @pytest.mark.integration
 def test_down_then_up_only_restarts(tmp_path: Path) -> None:
+    # Ports below Linux's ephemeral range (32768+), where a client socket could take them.
     env = {
         **os.environ,
         "TASKSAGA_STACK_DIR": str(tmp_path / "stack"),
-        "TASKSAGA_KAFKA_PORT": "39092", "TASKSAGA_KAFKA_CONTROLLER_PORT": "39093",
-        "TASKSAGA_PG_PORT": "35432", "TASKSAGA_MINIO_PORT": "39000",
-        "TASKSAGA_MINIO_CONSOLE_PORT": "39001",
+        "TASKSAGA_KAFKA_PORT": "21092", "TASKSAGA_KAFKA_CONTROLLER_PORT": "21093",
+        "TASKSAGA_PG_PORT": "21432", "TASKSAGA_MINIO_PORT": "21000",
+        "TASKSAGA_MINIO_CONSOLE_PORT": "21001",
     }
     first = run_stack("up", env=env, timeout=FIRST_UP_TIMEOUT_S)
     try:
