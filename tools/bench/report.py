@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,17 @@ def _valid(result: Mapping[str, Any] | None) -> bool:
     if not result:
         return False
     return not result.get("check_problem_count") and not result.get("error")
+
+
+def _valid_results(
+    sweeps: Mapping[str, Mapping[str, Any]],
+) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    """(workload, system, result) of every sweep whose correctness check passed."""
+    for key, by_system in sweeps.items():
+        for system in SYSTEMS:
+            result = by_system.get(system)
+            if result is not None and _valid(result):
+                yield key, system, result
 
 
 def _max_rate(result: Mapping[str, Any] | None) -> float | None:
@@ -85,19 +96,14 @@ def throughput_table(sweeps: Mapping[str, Mapping[str, Any]]) -> str:
 
 def latency_table(sweeps: Mapping[str, Mapping[str, Any]], point_key: str) -> str:
     rows = []
-    for key, by_system in sweeps.items():
-        for system in SYSTEMS:
-            result = by_system.get(system)
-            if not _valid(result):
-                continue
-            assert result is not None
-            point = result.get(point_key)
-            if not point:
-                continue
-            d, e = point["dispatch_ms"], point["e2e_ms"]
-            rows.append([key, system, _num(point["offered"]),
-                         _num(d["p50"], 2), _num(d["p95"], 2), _num(d["p99"], 2),
-                         _num(e["p50"]), _num(e["p95"]), _num(e["p99"])])
+    for key, system, result in _valid_results(sweeps):
+        point = result.get(point_key)
+        if not point:
+            continue
+        d, e = point["dispatch_ms"], point["e2e_ms"]
+        rows.append([key, system, _num(point["offered"]),
+                     _num(d["p50"], 2), _num(d["p95"], 2), _num(d["p99"], 2),
+                     _num(e["p50"]), _num(e["p95"]), _num(e["p99"])])
     return table(["workload", "system", "offered tasks/s", "dispatch p50 ms", "dispatch p95 ms",
                   "dispatch p99 ms", "e2e p50 ms", "e2e p95 ms", "e2e p99 ms"], rows)
 
@@ -125,35 +131,25 @@ def latency_ratio_table(sweeps: Mapping[str, Mapping[str, Any]]) -> str:
 
 def cpu_table(sweeps: Mapping[str, Mapping[str, Any]]) -> str:
     rows = []
-    for key, by_system in sweeps.items():
-        for system in SYSTEMS:
-            result = by_system.get(system)
-            if not _valid(result):
-                continue
-            assert result is not None
-            point = result.get("max_point")
-            if not point:
-                continue
-            cpu = point["cpu"]
-            cells = ", ".join(f"{name} {share:.2f}" for name, share in
-                              sorted(cpu.items(), key=lambda kv: -kv[1]) if share >= 0.005)
-            rows.append([key, system, _num(point["offered"]), cells])
+    for key, system, result in _valid_results(sweeps):
+        point = result.get("max_point")
+        if not point:
+            continue
+        cpu = point["cpu"]
+        cells = ", ".join(f"{name} {share:.2f}" for name, share in
+                          sorted(cpu.items(), key=lambda kv: -kv[1]) if share >= 0.005)
+        rows.append([key, system, _num(point["offered"]), cells])
     return table(["workload", "system", "at tasks/s", "CPU, cores (1.00 = one core busy)"], rows)
 
 
 def sweep_points_table(sweeps: Mapping[str, Mapping[str, Any]]) -> str:
     rows = []
-    for key, by_system in sweeps.items():
-        for system in SYSTEMS:
-            result = by_system.get(system)
-            if not _valid(result):
-                continue
-            assert result is not None
-            for point in result["points"]:
-                rows.append([key, system, point["label"], _num(point["offered"]),
-                             _num(point["achieved"]), _num(point["transitions_per_s"], 0),
-                             _num(point["e2e_ms"]["p50"]), _num(point["e2e_ms"]["p99"]),
-                             "yes" if point["sustainable"] else "no", point["reason"]])
+    for key, system, result in _valid_results(sweeps):
+        for point in result["points"]:
+            rows.append([key, system, point["label"], _num(point["offered"]),
+                         _num(point["achieved"]), _num(point["transitions_per_s"], 0),
+                         _num(point["e2e_ms"]["p50"]), _num(point["e2e_ms"]["p99"]),
+                         "yes" if point["sustainable"] else "no", point["reason"]])
     return table(["workload", "system", "point", "offered/s", "achieved/s", "steps/s",
                   "e2e p50 ms", "e2e p99 ms", "sustainable", "why"], rows)
 
