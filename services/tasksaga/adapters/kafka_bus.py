@@ -156,16 +156,22 @@ class ConsumerLoop:
                 if self._batch_handler is not None:
                     self._run_batch(self._batch_handler)
                     continue
-                message = self.consumer.poll(0.5)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    self._on_error(error)
-                    continue
-                self.process(message)
+                message = self.poll(0.5)
+                if message is not None:
+                    self.process(message)
         finally:
             self.consumer.close()
+
+    def poll(self, timeout: float) -> Message | None:
+        """The next message, or None (nothing arrived, or a consumer error was logged)."""
+        message = self.consumer.poll(timeout)
+        if message is None:
+            return None
+        error = message.error()
+        if error is not None:
+            self._on_error(error)
+            return None
+        return message
 
     def _run_batch(self, handler: BatchHandler) -> None:
         """Whatever arrived, up to batch_size, handled together; one by one if that fails."""

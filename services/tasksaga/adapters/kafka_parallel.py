@@ -87,12 +87,8 @@ class ParallelConsumerLoop(ConsumerLoop):
                 while not self._stop.is_set():
                     self._collect_finished()
                     self._throttle()
-                    message = self.consumer.poll(0.2)
+                    message = self.poll(0.2)
                     if message is None:
-                        continue
-                    error = message.error()
-                    if error is not None:
-                        self._on_error(error)
                         continue
                     key = (message.topic() or "", message.partition() or 0)
                     self._tracker.started(key, message.offset() or 0)
