@@ -76,7 +76,7 @@ class _Rules:
             task_id=command.task_id, task_type=command.task_type,
             request_json=command.request_json, callback_url=command.callback_url,
             idempotency_key=command.idempotency_key, submitted_at_ms=command.submitted_at_ms,
-            deadline_ms=deadline,
+            deadline_ms=deadline, tenant=command.tenant, submitted_by=command.submitted_by,
         ))
         if deadline is not None:
             self.schedule(deadline, msg.TimerKind.TASK_TIMEOUT, "", 0)

@@ -18,6 +18,8 @@ class TaskSubmitted:
     idempotency_key: str | None
     submitted_at_ms: int
     deadline_ms: int | None
+    tenant: str = "default"
+    submitted_by: str | None = None
 
 
 @dataclass(frozen=True)

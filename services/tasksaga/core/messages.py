@@ -28,6 +28,9 @@ class SubmitTask:
     idempotency_key: str | None
     submitted_at_ms: int
     api_steps: list[ApiStepResult] = field(default_factory=list)
+    # Who submitted it: every read and action on the task is scoped to this tenant.
+    tenant: str = "default"
+    submitted_by: str | None = None
 
 
 @dataclass(frozen=True)

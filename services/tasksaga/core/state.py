@@ -72,6 +72,8 @@ class TaskState:
     ending: str | None = None  # "failed" or "cancelled": the terminal state after compensation
     end_reason: str | None = None
     response_json: str | None = None
+    tenant: str = "default"
+    submitted_by: str | None = None
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState(name=name)
@@ -107,6 +109,8 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 callback_url=event.callback_url,
                 submitted_at_ms=event.submitted_at_ms,
                 deadline_ms=event.deadline_ms,
+                tenant=event.tenant,
+                submitted_by=event.submitted_by,
             )
         case ev.StepDispatched():
             return _with_step(
