@@ -31,6 +31,12 @@ class CommonSettings(BaseSettings):
     contracts_dir: Path = DEFAULT_CONTRACTS_DIR
     log_level: str = "INFO"
     otel_console: bool = False
+    # The one loud switch for development: without it, a service refuses to start when a key
+    # or secret it needs (token keys, payload keys) is missing. Never set it in production.
+    insecure_dev: bool = Field(
+        default=False,
+        description="TASKSAGA_INSECURE_DEV=true: allow missing keys and secrets (development only)",
+    )
 
     @field_validator("task_modules", mode="before")
     @classmethod
