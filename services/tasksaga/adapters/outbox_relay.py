@@ -15,6 +15,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from tasksaga.adapters import faults
 from tasksaga.adapters.kafka_bus import KafkaProducer
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class OutboxRelay:
                     [(k, v.encode("latin-1")) for k, v in headers],
                 )
             self._producer.flush()
+            faults.hit("after_produce_before_delete")  # chaos suite (R1, R13); no-op unless armed
             conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
             return len(rows)
 

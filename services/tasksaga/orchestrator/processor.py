@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from psycopg import errors
 
-from tasksaga.adapters import telemetry
+from tasksaga.adapters import faults, telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import Unprocessable
 from tasksaga.adapters.pg_store import (
@@ -123,6 +123,7 @@ class Orchestrator:
                     for envelope in commands:
                         if work.tx.claim_message(self._consumer, envelope.message_id):
                             self._decide_and_write(work, envelope.payload, envelope.message_id)
+                faults.hit("after_append_before_produce")  # chaos suite (R1); no-op unless armed
                 return
             except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
                 log.info("retrying after a concurrent append: %s", conflict)
@@ -201,6 +202,7 @@ class Orchestrator:
             for version, event in enumerate(decision.events, start=before.version + 1)
         ]
         tx.append(after.task_id, before.version, envelopes)
+        faults.hit("after_append_before_commit")  # chaos suite (R1); no-op unless armed
         headers = telemetry.inject_headers()
         key = after.task_id.encode()
         records = [
