@@ -14,6 +14,7 @@ import enum
 import io
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from tasksaga.adapters.avro_schemas import NAMESPACE
+from tasksaga.adapters.payload_crypto import PayloadCipher, PayloadDecryptError, context
 from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope
 
 MAGIC = b"\xc3\x01"
@@ -50,8 +52,28 @@ def _load(path: Path) -> _Schema:
     )
 
 
+# Payload fields holding task data, sealed inside every encoded message, so the events table,
+# the outbox and every topic carry ciphertext. Kinds: a string; a step's string (context names
+# its step); a map of step -> string; the SubmitTask list of ApiStepResult records.
+_SEALED_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "SubmitTask": (("request_json", "text"), ("api_steps", "api_steps")),
+    "TaskSubmitted": (("request_json", "text"),),
+    "ExecuteStep": (("request_json", "text"), ("step_data", "step_map")),
+    "CompensateStep": (("request_json", "text"), ("step_data", "step_map")),
+    "StepSucceeded": (("data_json", "step_text"),),
+    "StepCompleted": (("data_json", "step_text"),),
+    "TaskCompleted": (("response_json", "text"),),
+}
+
+
 class AvroCodec:
-    def __init__(self, contracts_dir: Path = DEFAULT_CONTRACTS_DIR) -> None:
+    """Encodes and decodes envelopes; with an enabled ``cipher``, the task data fields of
+    payloads travel sealed (the services always pass one: ``payload_cipher_for(settings)``)."""
+
+    def __init__(
+        self, contracts_dir: Path = DEFAULT_CONTRACTS_DIR, cipher: PayloadCipher | None = None,
+    ) -> None:
+        self.cipher = cipher if cipher is not None else PayloadCipher(None)
         if not (contracts_dir / "task_event.avsc").exists():
             raise FileNotFoundError(
                 f"no Avro contracts in {contracts_dir}; set TASKSAGA_CONTRACTS_DIR to the "
@@ -80,7 +102,10 @@ class AvroCodec:
         schema = self._current[self.schema_name_of(envelope)]
         record = {f.name: getattr(envelope, f.name) for f in dataclasses.fields(envelope)}
         payload = envelope.payload
-        record["payload"] = (f"{NAMESPACE}.{type(payload).__name__}", _to_record(payload))
+        body = _to_record(payload)
+        if self.cipher.enabled:
+            _transform(type(payload).__name__, body, envelope.task_id, self.cipher.seal)
+        record["payload"] = (f"{NAMESPACE}.{type(payload).__name__}", body)
         buffer = io.BytesIO()
         buffer.write(MAGIC)
         buffer.write(schema.fingerprint)
@@ -111,7 +136,35 @@ class AvroCodec:
         payload_type = self._payload_types.get(name)
         if payload_type is None:
             raise DecodeError(f"payload type {name} has no Python class here")
+        try:
+            _transform(payload_type.__name__, body, record["task_id"], self.cipher.open)
+        except PayloadDecryptError as error:
+            raise DecodeError(f"{name} of task {record['task_id']}: {error}") from error
         return Envelope(payload=_from_record(payload_type, body), **record)
+
+
+def _transform(
+    type_name: str, body: dict[str, Any], task_id: str, apply: Callable[[str, bytes], str],
+) -> None:
+    """Seal or open (``apply``) the task data fields of one payload record, in place."""
+    for field, kind in _SEALED_FIELDS.get(type_name, ()):
+        value = body.get(field)
+        if value is None:
+            continue
+        if kind == "text":
+            body[field] = apply(value, context(task_id, type_name, field))
+        elif kind == "step_text":
+            body[field] = apply(value, context(task_id, type_name, field, body["step"]))
+        elif kind == "step_map":
+            body[field] = {step: apply(data, context(task_id, type_name, field, step))
+                           for step, data in value.items()}
+        else:
+            body[field] = [
+                {**item, "data_json": apply(
+                    item["data_json"], context(task_id, "ApiStepResult", "data_json",
+                                               item["step"]))}
+                for item in value
+            ]
 
 
 def _to_record(value: Any) -> Any:
