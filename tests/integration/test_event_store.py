@@ -57,3 +57,42 @@ def test_a_redelivered_message_is_claimed_only_once(store: PostgresEventStore) -
     with store.transaction() as tx:
         assert not tx.claim_message("orchestrator", message_id)
         assert tx.claim_message("another-consumer", message_id)
+
+
+def test_lock_stream_returns_the_version_committed_while_it_waited(
+    store: PostgresEventStore,
+) -> None:
+    """Two concurrent writers of one stream: the second waits for the first's lock and must
+    then see the event the first committed (READ COMMITTED: a fresh statement, fresh snapshot)."""
+    import threading
+
+    task_id = new_task_id()
+    with store.transaction() as tx:
+        tx.append(task_id, 0, [submitted(task_id)])
+    first_holds_lock = threading.Event()
+    release_first = threading.Event()
+
+    def first_writer() -> None:
+        with store.transaction() as tx:
+            assert tx.lock_stream(task_id) == 1
+            first_holds_lock.set()
+            release_first.wait(10)
+            tx.append(task_id, 1, [completed_step(task_id, 2)])
+
+    thread = threading.Thread(target=first_writer)
+    thread.start()
+    assert first_holds_lock.wait(10)
+    seen: list[int | None] = []
+
+    def second_writer() -> None:
+        with store.transaction() as tx:
+            seen.append(tx.lock_stream(task_id))  # blocks until the first commits
+
+    second = threading.Thread(target=second_writer)
+    second.start()
+    second.join(0.5)
+    assert second.is_alive(), "the second writer must wait for the stream lock"
+    release_first.set()
+    thread.join(10)
+    second.join(10)
+    assert seen == [2], "the version read after the lock must include the first's commit"

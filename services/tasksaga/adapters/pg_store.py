@@ -56,15 +56,20 @@ class StoreTransaction:
         but one without events (a result it wrongly thought stale) would be lost.
         """
         function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+        locked = self._conn.execute(
+            f"SELECT {function}(hashtextextended(%s, 0))::text", (task_id,)
+        ).fetchone()
+        assert locked is not None
+        if locked[0] == "false":
+            return None
+        # A separate statement, after the lock is held: under READ COMMITTED a statement sees
+        # the snapshot taken when it started, so a version read in the statement that waited
+        # for the lock would miss what the previous holder committed while we waited.
         row = self._conn.execute(
-            f"SELECT {function}(hashtextextended(%s, 0))::text,"
-            " (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %s)",
-            (task_id, task_id),
+            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %s", (task_id,)
         ).fetchone()
         assert row is not None
-        if row[0] == "false":
-            return None
-        return int(row[1])
+        return int(row[0])
 
     def load_events(self, task_id: str) -> list[Envelope]:
         rows = self._conn.execute(
