@@ -1,4 +1,4 @@
-"""Kafka producer and an at-least-once consumer loop with a dead-letter topic.
+"""An at-least-once consumer loop with a dead-letter topic (and the producer it re-exports).
 
 The consumer stores an offset only after its message was handled (or dead-lettered), so a
 crash re-delivers; handlers are idempotent by their inbox record.
@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
+from tasksaga.adapters.kafka_producer import (
+    Delivery,
+    DeliveryFailed,
+    Headers,
+    KafkaProducer,
+    producer_config,
+)
 from tasksaga.adapters.wire import DeadLetter, Envelope
 
 log = logging.getLogger(__name__)
 
-Headers = Sequence[tuple[str, bytes]]
+__all__ = ["ConsumerLoop", "ConsumerSettings", "Delivery", "DeliveryFailed", "Headers",
+           "KafkaProducer", "Unprocessable", "producer_config"]
 
 
 class Unprocessable(Exception):
@@ -31,59 +39,9 @@ def _infrastructure_error(error: BaseException) -> bool:
     # Import lazily: the bus must not require the Postgres driver to be importable.
     import psycopg
 
+    if isinstance(error, DeliveryFailed):
+        return not error.too_large  # an oversized record never fits: not worth waiting for
     return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError | KafkaException)
-
-
-def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap,
-        "client.id": client_id,
-        # Durability: every in-sync replica has it, and retries never duplicate or reorder.
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 2,
-        "compression.type": "lz4",
-    }
-
-
-class KafkaProducer:
-    def __init__(self, bootstrap: str, client_id: str) -> None:
-        self._producer = Producer(producer_config(bootstrap, client_id))
-        self._errors: list[str] = []
-
-    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers),
-                    on_delivery=self._on_delivery,
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.1)  # local queue full: let deliveries drain
-
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._errors.append(str(error))
-
-    def flush(self, timeout: float = 30.0) -> None:
-        """Block until every produced record is acknowledged; raise if any was refused."""
-        remaining = self._producer.flush(timeout)
-        errors, self._errors = self._errors, []
-        if remaining or errors:
-            raise KafkaException(
-                KafkaError(KafkaError._MSG_TIMED_OUT if remaining else KafkaError._FAIL,
-                           f"{remaining} records unacknowledged; errors: {errors[:3]}")
-            )
-
-    def send_envelope(
-        self, codec: AvroCodec, topic: str, envelope: Envelope, flush: bool = True
-    ) -> None:
-        self.produce(
-            topic, envelope.task_id.encode(), codec.encode(envelope), telemetry.inject_headers()
-        )
-        if flush:
-            self.flush()
 
 
 @dataclass
