@@ -1,0 +1,348 @@
+"""The chaos suite's harness: the four services as real processes on the local stack, load,
+the ledger of step effects, and the invariants every run must keep.
+
+``CHAOS_SCALE`` picks the counts: ``reduced`` (the default, run by ``make test``) or ``full``
+(``make chaos``). Each test prints one figure line ("R1 lost=0 ...") and appends it, as JSON,
+to ``.run/chaos-figures.jsonl``, from which docs/reliability.md tables the last full run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import psycopg
+
+from localrun import REPO
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.core.state import fold
+from tests.chaos.ledger_tasks import LEDGER_DDL
+from tests.e2e.checks import log_problems
+from tests.e2e.conftest import System, running_system
+
+TERMINAL = ("Completed", "Failed", "Cancelled", "CompensationFailed")
+FIGURES = REPO / ".run" / "chaos-figures.jsonl"
+SCALES = ("reduced", "full")
+
+
+def scale() -> str:
+    value = os.environ.get("CHAOS_SCALE", "reduced")
+    if value not in SCALES:
+        raise ValueError(f"CHAOS_SCALE={value!r}: use one of {', '.join(SCALES)}")
+    return value
+
+
+def pick(reduced: int, full: int) -> int:
+    """A count for the current scale."""
+    return full if scale() == "full" else reduced
+
+
+def figure(row: str, **values: Any) -> str:
+    """Print one test's figure line and append it to the figures file."""
+    text = " ".join(f"{key}={_fmt(value)}" for key, value in values.items())
+    line = f"{row} {text} (scale={scale()})"
+    print(line)
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES.open("a") as out:
+        out.write(json.dumps({"row": row, "scale": scale(), "at": datetime.now(UTC).isoformat(),
+                              **{k: _plain(v) for k, v in values.items()}}) + "\n")
+    return line
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _plain(value: Any) -> Any:
+    return round(value, 3) if isinstance(value, float) else value
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(round(fraction * (len(ordered) - 1)), len(ordered) - 1)]
+
+
+def ensure_ledger(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(7201777)")  # CREATE IF NOT EXISTS races itself
+        try:
+            conn.execute(LEDGER_DDL)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(7201777)")
+
+
+# -- the running system ----------------------------------------------------------------------
+
+
+@dataclass
+class Chaos:
+    system: System
+    database_url: str
+    accepted: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def services(self) -> Any:
+        return self.system.services
+
+    @property
+    def prefix(self) -> str:
+        return self.system.prefix
+
+    def submit(self, task_type: str = "ChaosSaga", idempotency_key: str | None = None,
+               client: httpx.Client | None = None, **request: Any) -> str | None:
+        """One submission; its task id when accepted (202), else None (the refusal is kept)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        try:
+            reply = (client or self.system.client).post(
+                f"/tasks/{task_type}", json=request, headers=headers, timeout=30)
+        except httpx.HTTPError as error:
+            with self._lock:
+                self.refused.append(f"{type(error).__name__}: {error}")
+            return None
+        if reply.status_code != 202:
+            with self._lock:
+                self.refused.append(f"{reply.status_code}: {reply.text[:200]}")
+            return None
+        task_id = str(reply.json()["task_id"])
+        with self._lock:
+            self.accepted.append(task_id)
+        return task_id
+
+    def submit_many(self, count: int, threads: int = 4, **request: Any) -> list[str]:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            ids = list(pool.map(lambda _: self.submit(**request), range(count)))
+        return [task_id for task_id in ids if task_id is not None]
+
+    @contextlib.contextmanager
+    def load(self, rate_per_s: float, **request: Any) -> Iterator[list[str]]:
+        """Submit at a steady rate in the background while the body runs (open loop)."""
+        stop = threading.Event()
+        ids: list[str] = []
+
+        def run() -> None:
+            with httpx.Client(base_url=self.system.client.base_url, timeout=30) as client:
+                started = time.monotonic()
+                sent = 0
+                while not stop.is_set():
+                    due = started + sent / rate_per_s
+                    if time.monotonic() < due:
+                        stop.wait(due - time.monotonic())
+                        continue
+                    task_id = self.submit(client=client, **request)
+                    sent += 1
+                    if task_id is not None:
+                        ids.append(task_id)
+
+        thread = threading.Thread(target=run, name="chaos-load", daemon=True)
+        thread.start()
+        try:
+            yield ids
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+
+    # -- observation --------------------------------------------------------------------------
+
+    def statuses(self, task_ids: Sequence[str]) -> dict[str, str]:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute("SELECT task_id, status FROM task_status WHERE task_id = ANY(%s)",
+                                (list(task_ids),)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def wait_terminal(self, task_ids: Sequence[str], timeout_s: float,
+                      check_alive: bool = True) -> dict[str, str]:
+        """Statuses once every task is terminal; raises naming the stragglers otherwise."""
+        deadline = time.monotonic() + timeout_s
+        statuses: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            statuses = self.statuses(task_ids)
+            if len(statuses) == len(set(task_ids)) and all(
+                    s in TERMINAL for s in statuses.values()):
+                return statuses
+            if check_alive:
+                self.services.check_alive()
+            time.sleep(0.5)
+        stragglers = {t: statuses.get(t, "missing") for t in task_ids
+                      if statuses.get(t) not in TERMINAL}
+        raise AssertionError(f"{len(stragglers)} of {len(task_ids)} tasks not terminal after "
+                             f"{timeout_s:.0f} s: {dict(list(stragglers.items())[:10])}")
+
+    def log_problems(self, task_ids: Sequence[str]) -> list[str]:
+        return log_problems(self.database_url, list(task_ids))
+
+    def projection_mismatches(self, task_ids: Sequence[str]) -> list[str]:
+        """Tasks whose projected status/version differ from the fold of their own log."""
+        codec = AvroCodec()
+        problems: list[str] = []
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            projected = {r[0]: (r[1], r[2]) for r in conn.execute(
+                "SELECT task_id, status, version FROM task_status WHERE task_id = ANY(%s)",
+                (list(task_ids),)).fetchall()}
+            for task_id in task_ids:
+                rows = conn.execute("SELECT payload FROM events WHERE stream_id = %s"
+                                    " ORDER BY version", (task_id,)).fetchall()
+                state = fold([codec.decode(bytes(r[0])).payload for r in rows])
+                replayed = (state.status.value, state.version)
+                if projected.get(task_id) != replayed:
+                    problems.append(f"{task_id}: projected {projected.get(task_id)}, "
+                                    f"replayed {replayed}")
+        return problems
+
+    def ledger(self, task_ids: Sequence[str]) -> Ledger:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT task_id, step, kind, idempotency_key, attempt, applied, stable_key,"
+                " extract(epoch FROM started_at), extract(epoch FROM ended_at)"
+                " FROM chaos_ledger WHERE task_id = ANY(%s) ORDER BY id",
+                (list(task_ids),)).fetchall()
+            effects = conn.execute(
+                "SELECT task_id, step, kind, count(*) FROM chaos_effects"
+                " WHERE task_id = ANY(%s) GROUP BY 1, 2, 3", (list(task_ids),)).fetchall()
+        return Ledger(
+            runs=[LedgerRun(r[0], r[1], r[2], r[3], r[4], r[5], r[6], float(r[7]), float(r[8]))
+                  for r in rows],
+            effects={(r[0], r[1], r[2]): int(r[3]) for r in effects},
+        )
+
+    def events_of_type(self, task_ids: Sequence[str], *event_types: str) -> int:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM events WHERE stream_id = ANY(%s)"
+                               " AND event_type = ANY(%s)",
+                               (list(task_ids), list(event_types))).fetchone()
+        return int(row[0]) if row else 0
+
+    def step_failures(self, task_ids: Sequence[str], error_type: str) -> int:
+        """StepFailed/StepCompensationFailed events of the tasks with that error type."""
+        codec = AvroCodec()
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute("SELECT payload FROM events WHERE stream_id = ANY(%s) AND"
+                                " event_type IN ('StepFailed', 'StepCompensationFailed')",
+                                (list(task_ids),)).fetchall()
+        return sum(1 for r in rows
+                   if getattr(codec.decode(bytes(r[0])).payload, "error_type", "") == error_type)
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def kill(self, name: str) -> float:
+        """SIGKILL a service's process group; returns the moment (epoch seconds)."""
+        moment = time.time()
+        self.services.kill(name, signal.SIGKILL)
+        return moment
+
+    def wait_exit(self, name: str, timeout_s: float) -> bool:
+        """Wait for a service to die by itself (a fault point); True if it did."""
+        process: subprocess.Popen[bytes] = self.services.processes[name]
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        self.services.processes.pop(name)
+        return True
+
+    def first_event_after(self, moment: float, timeout_s: float) -> float | None:
+        """Epoch seconds of the first event appended after ``moment``, or None."""
+        deadline = time.monotonic() + timeout_s
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute("SELECT extract(epoch FROM min(recorded_at)) FROM events"
+                                   " WHERE recorded_at > to_timestamp(%s)", (moment,)).fetchone()
+                if row is not None and row[0] is not None:
+                    return float(row[0])
+                time.sleep(0.05)
+        return None
+
+
+@dataclass(frozen=True)
+class LedgerRun:
+    task_id: str
+    step: str
+    kind: str
+    idempotency_key: str
+    attempt: int
+    applied: bool
+    stable_key: bool
+    started_at: float
+    ended_at: float
+
+
+@dataclass(frozen=True)
+class Ledger:
+    runs: list[LedgerRun]
+    effects: dict[tuple[str, str, str], int]
+
+    def executions(self, kind: str = "execute") -> list[LedgerRun]:
+        return [r for r in self.runs if r.kind == kind]
+
+    def steps_run(self) -> int:
+        """Distinct (task, step) that started at least once."""
+        return len({(r.task_id, r.step) for r in self.executions("start")})
+
+    def reexecutions(self) -> int:
+        """Starts beyond the first of each (task, step): redeliveries and new attempts alike."""
+        return len(self.executions("start")) - self.steps_run()
+
+    def same_key_reruns(self, kind: str = "start") -> int:
+        """Runs of an (idempotency key, attempt) already run: the same command run again."""
+        runs = self.executions(kind)
+        return len(runs) - len({(r.idempotency_key, r.attempt) for r in runs})
+
+    def retry_latencies(self, kill_times: Sequence[float]) -> list[float]:
+        """For each step a kill cut short (started before it, not ended by it): the time from
+        the kill to the end of the step's next run."""
+        starts: dict[tuple[str, str], list[float]] = {}
+        ends: dict[tuple[str, str], list[float]] = {}
+        for run in self.runs:
+            book = starts if run.kind == "start" else ends if run.kind == "execute" else None
+            if book is not None:
+                book.setdefault((run.task_id, run.step), []).append(
+                    run.started_at if run.kind == "start" else run.ended_at)
+        latencies: list[float] = []
+        for kill in kill_times:
+            for step, step_starts in starts.items():
+                step_ends = ends.get(step, [])
+                began = [s for s in step_starts if s < kill]
+                if not began or any(began[-1] <= e <= kill for e in step_ends):
+                    continue
+                after = [e for e in step_ends if e > kill]
+                if after:
+                    latencies.append(min(after) - kill)
+        return latencies
+
+    def doubled_effects(self, kind: str = "execute") -> list[tuple[str, str, int]]:
+        """(task, step, effects) where one step made its effect more than once."""
+        return [(t, s, n) for (t, s, k), n in self.effects.items() if k == kind and n > 1]
+
+    def uncompensated(self, failed_tasks: set[str]) -> list[tuple[str, str]]:
+        """Forward effects of tasks that ended compensated but whose step was never undone."""
+        undone = {(t, s) for (t, s, k) in self.effects if k == "compensate"}
+        return [(t, s) for (t, s, k) in self.effects
+                if k == "execute" and t in failed_tasks and (t, s) not in undone]
+
+
+CHAOS_ENV = {
+    "TASKSAGA_TASK_MODULES": "tests.chaos.ledger_tasks",
+    "TASKSAGA_INSECURE_DEV": "1",
+    "TASKSAGA_LOG_LEVEL": "INFO",
+}
+
+
+@contextlib.contextmanager
+def chaos_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[Chaos]:
+    ensure_ledger(stack_env["TASKSAGA_DATABASE_URL"])
+    with running_system(stack_env, **{**CHAOS_ENV, **extra_env}) as system:
+        yield Chaos(system, stack_env["TASKSAGA_DATABASE_URL"])
