@@ -24,7 +24,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stack_tool
-from localrun import REPO, ServiceProcesses, service_env
+from localrun import REPO, ServiceProcesses, local_token, service_env
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga_examples.video_pipeline import make_test_video
@@ -175,9 +175,20 @@ def main() -> int:
     try:
         print("== starting api, orchestrator, step-worker, notifier")
         services.start_all()
+        # Authentication is on: the demo signs a token with this machine's local key
+        # (.stack/local-secrets.json), as `tasksaga-token` does.
+        token = local_token(tenant="demo", subject="demo-user",
+                            secret=services.env["TASKSAGA_AUTH_HS256_SECRET"])
+        print("  bearer token for tenant 'demo' (make token prints one for your own calls)")
         with tempfile.TemporaryDirectory() as tmp, httpx.Client(
-            base_url=services.api_url, timeout=60
+            base_url=services.api_url, timeout=60,
+            headers={"Authorization": f"Bearer {token}"},
         ) as client:
+            unauthenticated = httpx.get(f"{services.api_url}/tasks", timeout=10)
+            print(f"  without a token: {unauthenticated.status_code} "
+                  f"({unauthenticated.headers.get('www-authenticate', '')[:60]}...)")
+            if unauthenticated.status_code != 401:
+                raise SystemExit("the API answered a call without a token")
             directory = Path(tmp)
             originals = make_sample_files(directory)
             names = sorted(originals)

@@ -6,7 +6,10 @@ log in <log_dir>/<name>.log. Processes can be killed (SIGKILL included) and rest
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +19,10 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tasksaga.adapters.payload_crypto import PayloadCipher
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -102,9 +109,55 @@ class ServiceProcesses:
         self.processes.clear()
 
 
+SECRETS_FILE = REPO / ".stack" / "local-secrets.json"
+
+
+def local_secrets() -> dict[str, str]:
+    """This machine's development secrets: made once, kept in the git-ignored .stack/ folder
+    (never in the repository), so tokens minted by `make demo` keep working across runs."""
+    if SECRETS_FILE.exists():
+        stored: dict[str, str] = json.loads(SECRETS_FILE.read_text())
+        return stored
+    made = {
+        "TASKSAGA_AUTH_HS256_SECRET": secrets.token_urlsafe(48),
+        "TASKSAGA_TASK_ID_SECRET": secrets.token_urlsafe(48),
+        "TASKSAGA_PAYLOAD_KEYS": "local1:" + base64.b64encode(os.urandom(32)).decode(),
+    }
+    SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    SECRETS_FILE.touch(mode=0o600)
+    SECRETS_FILE.write_text(json.dumps(made, indent=2))
+    return made
+
+
+def local_token(tenant: str = "default", subject: str = "local-user",
+                roles: tuple[str, ...] = ("tasksaga:operator",), lifetime_s: int = 3600,
+                secret: str | None = None) -> str:
+    """A bearer token signed with the local HS256 secret (what `tasksaga-token` prints)."""
+    from tasksaga.api.identity import mint_token
+
+    key = secret or local_secrets()["TASKSAGA_AUTH_HS256_SECRET"]
+    return mint_token(key, subject=subject, tenant=tenant, roles=list(roles),
+                      lifetime_s=lifetime_s)
+
+
+def local_payload_keys() -> str:
+    """TASKSAGA_PAYLOAD_KEYS of services started with ``service_env``: the environment's, else
+    the local ring."""
+    return os.environ.get("TASKSAGA_PAYLOAD_KEYS") or local_secrets()["TASKSAGA_PAYLOAD_KEYS"]
+
+
+def local_payload_cipher() -> PayloadCipher:
+    """The services' payload cipher, for tests and tools that read their messages and tables."""
+    from tasksaga.adapters.payload_crypto import KeyRing, PayloadCipher
+
+    return PayloadCipher(KeyRing.parse(local_payload_keys()))
+
+
 def service_env(stack_env: Mapping[str, str], api_port: int, **overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(stack_env)
+    for name, value in local_secrets().items():
+        env.setdefault(name, value)
     env.update({
         "TASKSAGA_API_PORT": str(api_port),
         "TASKSAGA_WEBHOOK_SECRET": env.get("TASKSAGA_WEBHOOK_SECRET", "local-demo-secret-0123"),

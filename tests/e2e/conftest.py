@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from localrun import REPO, ServiceProcesses, service_env
+from localrun import REPO, ServiceProcesses, local_token, service_env
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +71,10 @@ def running_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[Syst
     services = ServiceProcesses(env, Path(REPO / ".run" / "e2e-logs" / prefix), port)
     try:
         services.start_all()
-        with httpx.Client(base_url=services.api_url, timeout=60) as client:
+        token = local_token(tenant="default", subject="e2e", lifetime_s=4 * 3600,
+                            secret=env["TASKSAGA_AUTH_HS256_SECRET"])
+        with httpx.Client(base_url=services.api_url, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
             yield System(services, client, prefix, env)
     finally:
         services.stop_all()

@@ -33,7 +33,7 @@ def run_api_steps(
         try:
             result = step.handler(context)
         except Exception as error:
-            _undo(definition, task_id, request, done, objects)
+            undo_api_steps(definition, task_id, request, done, objects)
             raise SubmissionError(
                 f"API step {step.name!r} refused the submission: {type(error).__name__}: {error}"
             ) from error
@@ -51,7 +51,7 @@ def _context(
                        idempotency_key=f"{task_id}:{step.name}:1", objects=objects)
 
 
-def _undo(
+def undo_api_steps(
     definition: TaskDefinition, task_id: str, request: BaseModel, done: list[ApiStepResult],
     objects: ObjectStore,
 ) -> None:

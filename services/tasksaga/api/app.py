@@ -1,65 +1,38 @@
-"""The HTTP API: submit, status, audit, cancel. It owns no state; it reads projections and
-sends commands."""
+"""The HTTP API: submit, list, status, audit, cancel, operator actions. It owns no task state;
+it reads projections and sends commands. Every route but the health probes needs a caller
+(``Caller``) and asks the authorization handler before acting."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException
 
-from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms
-from tasksaga.adapters.kafka_bus import KafkaProducer
-from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.api import submission as sub
-from tasksaga.api.api_steps import run_api_steps
-from tasksaga.api.queries import ProjectionQueries
+from tasksaga.api.body_limits import BodyLimits, BodyTimeout, BodyTooLarge
+from tasksaga.api.dependencies import ApiDependencies, Deps
+from tasksaga.api.queries import TaskRow
+from tasksaga.api.security import Caller, not_found
+from tasksaga.api.submit_route import submit_task
 from tasksaga.core import messages as msg
+from tasksaga.core.authorization import Action, Principal, TaskRef
 from tasksaga.core.definition import TaskDefinition
-from tasksaga.core.ports import ObjectStore
-from tasksaga.core.registry import TaskRegistry, UnknownTaskType
+from tasksaga.core.registry import UnknownTaskType
 from tasksaga.core.state import TERMINAL_STATUSES, TaskStatus
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class ApiDependencies:
-    registry: TaskRegistry
-    queries: ProjectionQueries
-    producer: KafkaProducer
-    codec: AvroCodec
-    topics: Topics
-    objects: ObjectStore
-    max_files: int = 100
-
-    def send_command(self, command: msg.TaskCommand, message_id: str) -> None:
-        """Durable in Kafka (acks=all, flushed) before the API answers 202."""
-        self.producer.send_envelope(
-            self.codec,
-            self.topics.task_commands,
-            Envelope(payload=command, message_id=message_id, task_id=command.task_id,
-                     correlation_id=command.task_id, causation_id=None,
-                     occurred_at_ms=now_ms()),
-        )
-
-
-def get_deps(request: Request) -> ApiDependencies:
-    deps: ApiDependencies = request.app.state.deps
-    return deps
-
-
-Deps = Annotated[ApiDependencies, Depends(get_deps)]
 
 
 def create_app(deps: ApiDependencies) -> FastAPI:
-    app = FastAPI(title="tasksaga API", version="0.1.0")
+    app = FastAPI(title="tasksaga API", version="0.2.0")
     app.state.deps = deps
+    app.state.security = deps.security
+    app.add_middleware(BodyLimits, limits=deps.limits)
+    _error_handlers(app)
 
     def definition_of(task_type: str) -> TaskDefinition:
         try:
@@ -67,93 +40,88 @@ def create_app(deps: ApiDependencies) -> FastAPI:
         except UnknownTaskType as error:
             raise HTTPException(404, str(error)) from error
 
-    @app.exception_handler(sub.SubmissionError)
-    async def submission_error(_request: Request, error: sub.SubmissionError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(error),
-                                                      "errors": error.errors})
+    def visible_task(task_id: str, caller: Principal, action: Action) -> TaskRow:
+        """The task if the caller may take ``action`` on it; 404 alike for missing and hidden."""
+        row = deps.queries.task(task_id)
+        if row is None:
+            raise not_found(task_id)
+        try:
+            definition = deps.registry.get(row.task_type)
+        except UnknownTaskType:
+            raise not_found(task_id) from None
+        deps.security.require(caller, action, row.task_type, definition.roles,
+                              TaskRef(row.task_id, row.task_type, row.tenant, row.submitted_by))
+        return row
+
+    def readable_types(caller: Principal) -> list[str]:
+        return [t.name for t in deps.registry
+                if deps.security.authorization.allows(caller, Action.READ, t.name, t.roles,
+                                                      None)]
 
     @app.get("/task-types")
-    def task_types(d: Deps) -> dict[str, Any]:
+    def task_types(caller: Caller, d: Deps) -> dict[str, Any]:
         return {"task_types": [
             {"name": t.name, "queue": t.queue, "cancellable": t.cancellable,
              "steps": [{"name": s.name, "order": s.order, "placement": s.placement.value}
                        for s in t.steps],
              "file_fields": sorted(sub.file_fields(t))}
-            for t in d.registry
+            for t in d.registry if t.name in readable_types(caller)
         ]}
 
     @app.post("/tasks/{task_type}", status_code=202)
     async def submit(
-        task_type: str,
-        request: Request,
-        d: Deps,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+        task_type: str, request: Request, caller: Caller, d: Deps,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
+                                                      max_length=256)] = None,
         callback_url: Annotated[str | None, Query(max_length=2048)] = None,
     ) -> JSONResponse:
-        definition = definition_of(task_type)
-        if callback_url is not None and not callback_url.startswith(("http://", "https://")):
-            raise sub.SubmissionError("callback_url must be an http:// or https:// URL")
-        task_id = sub.task_id_for(task_type, idempotency_key)
-        existing = await run_in_threadpool(d.queries.task, task_id)
-        content_type = request.headers.get("content-type", "")
-        api_steps: list[msg.ApiStepResult] = []
-        if content_type.startswith("multipart/form-data"):
-            form = await request.form(max_files=d.max_files)
-            try:
-                parts = sub.split_form(definition, form)
-                sub.prevalidate(definition, parts)
-                if existing is not None:
-                    return _accepted(existing.task_id, task_type, existing=True)
-                validated, api_steps = await run_in_threadpool(
-                    sub.store_files, definition, task_id, parts, d.objects)
-            finally:
-                await form.close()
-        elif content_type.startswith("application/json") or not content_type:
-            validated = sub.parse_json_body(definition, await request.body())
-        else:
-            raise HTTPException(
-                415, f"unsupported content type {content_type!r}: send application/json or "
-                     "multipart/form-data")
-        request_json = validated.model_dump_json()
-        if existing is None and definition.api_steps():
-            api_steps = await run_in_threadpool(
-                run_api_steps, definition, task_id, validated, api_steps, d.objects)
-        if existing is not None:
-            if existing.request_json != request_json and not api_steps:
-                raise HTTPException(
-                    409, "this Idempotency-Key was already used with a different request; "
-                         "use a new key for a new task")
-            return _accepted(existing.task_id, task_type, existing=True)
-        command = msg.SubmitTask(
-            task_id=task_id, task_type=task_type, request_json=request_json,
-            callback_url=callback_url, idempotency_key=idempotency_key,
-            submitted_at_ms=now_ms(), api_steps=api_steps,
-        )
-        await run_in_threadpool(d.send_command, command, f"submit:{task_id}")
-        return _accepted(task_id, task_type, existing=False)
+        return await submit_task(d, caller, definition_of(task_type), request,
+                                 idempotency_key, callback_url)
+
+    @app.get("/tasks")
+    def list_tasks(
+        caller: Caller, d: Deps,
+        limit: Annotated[int, Query(ge=1)] = 50,
+        status: Annotated[str | None, Query(max_length=64)] = None,
+        task_type: Annotated[str | None, Query(max_length=200)] = None,
+        before: Annotated[str | None, Query(max_length=200,
+                                            description="next_cursor of the previous page")
+                          ] = None,
+    ) -> dict[str, Any]:
+        """The caller's tenant's tasks, newest first; ``limit`` is capped by the server."""
+        page = min(limit, d.max_page_size)
+        types = readable_types(caller)
+        if task_type is not None:
+            types = [t for t in types if t == task_type]
+        cursor = _parse_cursor(before) if before else None
+        tasks = d.queries.list_tasks(caller.tenant, types, page, cursor, status)
+        next_cursor = (f"{tasks[-1]['submitted_at']}|{tasks[-1]['task_id']}"
+                       if len(tasks) == page else None)
+        return {"tasks": tasks, "limit": page, "next_cursor": next_cursor}
 
     @app.get("/tasks/{task_id}")
-    def status(task_id: str, d: Deps) -> dict[str, Any]:
-        row = d.queries.task(task_id)
-        if row is None:
-            raise HTTPException(404, f"no task {task_id} (a task accepted a moment ago "
-                                     "appears within a second; retry)")
-        definition = None
-        with contextlib.suppress(UnknownTaskType):
-            definition = d.registry.get(row.task_type)
-        return d.queries.status_document(row, definition)
+    def status(task_id: str, caller: Caller, d: Deps) -> dict[str, Any]:
+        row = visible_task(task_id, caller, Action.READ)
+        return d.queries.status_document(row, d.registry.get(row.task_type))
 
     @app.get("/tasks/{task_id}/audit")
-    def audit(task_id: str, d: Deps) -> dict[str, Any]:
-        if d.queries.task(task_id) is None:
-            raise HTTPException(404, f"no task {task_id}")
-        return {"task_id": task_id, "entries": d.queries.audit(task_id)}
+    def audit(
+        task_id: str, caller: Caller, d: Deps,
+        after_version: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1)] = 1000,
+    ) -> dict[str, Any]:
+        visible_task(task_id, caller, Action.READ)
+        page = min(limit, d.max_page_size * 10)
+        entries = d.queries.audit(task_id, after_version, page)
+        return {"task_id": task_id, "entries": entries, "limit": page,
+                "next_after_version": entries[-1]["version"] if len(entries) == page else None}
 
     @app.post("/tasks/{task_id}/cancel", status_code=202)
-    def cancel(task_id: str, d: Deps, reason: str = "cancelled by request") -> dict[str, Any]:
-        row = d.queries.task(task_id)
-        if row is None:
-            raise HTTPException(404, f"no task {task_id}")
+    def cancel(
+        task_id: str, caller: Caller, d: Deps,
+        reason: Annotated[str, Query(max_length=500)] = "cancelled by request",
+    ) -> dict[str, Any]:
+        row = visible_task(task_id, caller, Action.CANCEL)
         definition = definition_of(row.task_type)
         if not definition.cancellable:
             raise HTTPException(409, f"task type {row.task_type!r} is not cancellable")
@@ -161,47 +129,80 @@ def create_app(deps: ApiDependencies) -> FastAPI:
             raise HTTPException(409, f"task {task_id} already ended: {row.status}")
         if TaskStatus(row.status) is TaskStatus.COMPENSATING:
             raise HTTPException(409, f"task {task_id} is already compensating")
-        d.send_command(msg.CancelTask(task_id, reason, now_ms()), f"cancel:{task_id}")
+        d.submit_gate.check()
+        d.send_command(msg.CancelTask(task_id, f"{reason} (by {caller.subject})", now_ms()),
+                       f"cancel:{task_id}")
         return {"task_id": task_id, "status": "cancellation requested",
                 "status_url": f"/tasks/{task_id}"}
 
     @app.post("/tasks/{task_id}/retry-compensation", status_code=202)
-    def retry_compensation(task_id: str, d: Deps) -> dict[str, Any]:
-        row = d.queries.task(task_id)
-        if row is None:
-            raise HTTPException(404, f"no task {task_id}")
+    def retry_compensation(task_id: str, caller: Caller, d: Deps) -> dict[str, Any]:
+        row = visible_task(task_id, caller, Action.OPERATE)
         if TaskStatus(row.status) is not TaskStatus.COMPENSATION_FAILED:
             raise HTTPException(409, f"task {task_id} is {row.status}; only a task in "
                                      "CompensationFailed can retry its compensation")
+        d.submit_gate.check()
         d.send_command(msg.RetryCompensation(task_id, now_ms()),
                        f"retry-compensation:{task_id}:{row.version}")
         return {"task_id": task_id, "status": "compensation retry requested",
                 "status_url": f"/tasks/{task_id}"}
 
+    @app.get("/whoami")
+    def whoami(caller: Caller) -> dict[str, Any]:
+        return {"subject": caller.subject, "tenant": caller.tenant,
+                "roles": sorted(caller.roles), "kind": caller.kind}
+
     @app.get("/health/live")
-    def live() -> dict[str, str]:
+    async def live() -> dict[str, str]:
+        # Async and dependency-free: answers even when every worker thread is busy.
         return {"status": "live"}
 
     @app.get("/health/ready")
-    def ready(d: Deps) -> dict[str, str]:
-        try:
-            d.queries.ready()
-        except Exception as error:
-            raise HTTPException(503, f"database not ready: {error}") from error
-        return {"status": "ready"}
+    async def ready(d: Deps) -> JSONResponse:
+        checks = await run_in_threadpool(d.readiness) if d.readiness else {}
+        failing = {name: state for name, state in checks.items() if state != "ok"}
+        return JSONResponse(status_code=503 if failing else 200,
+                            content={"status": "not ready" if failing else "ready",
+                                     "checks": checks})
 
     return app
 
 
-def _accepted(task_id: str, task_type: str, existing: bool) -> JSONResponse:
-    body = {
-        "task_id": task_id,
-        "task_type": task_type,
-        "status_url": f"/tasks/{task_id}",
-        "audit_url": f"/tasks/{task_id}/audit",
-        "cancel_url": f"/tasks/{task_id}/cancel",
-        "already_submitted": existing,
-    }
-    return JSONResponse(status_code=202, content=body,
-                        headers={"Location": f"/tasks/{task_id}"})
+def _parse_cursor(cursor: str) -> tuple[datetime, str]:
+    stamp, _, task_id = cursor.partition("|")
+    try:
+        return datetime.fromisoformat(stamp), task_id
+    except ValueError as error:
+        raise HTTPException(422, "before must be the next_cursor of a previous page") from error
 
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(sub.SubmissionError)
+    async def submission_error(_request: Request, error: sub.SubmissionError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(error),
+                                                      "errors": error.errors})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(_request: Request, error: RequestValidationError
+                                 ) -> JSONResponse:
+        # Name the field and the problem, never echo the submitted value.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+                   "type": e.get("type", "")} for e in error.errors()]
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in errors)
+        return JSONResponse(status_code=422, content={"detail": problems, "errors": errors})
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_request: Request, error: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(status_code=413, content={"detail": str(error)},
+                            headers={"Connection": "close"})
+
+    @app.exception_handler(BodyTimeout)
+    async def too_slow(_request: Request, error: BodyTimeout) -> JSONResponse:
+        return JSONResponse(status_code=408, content={"detail": str(error)},
+                            headers={"Connection": "close"})
+
+    @app.exception_handler(MultiPartException)
+    async def bad_multipart(_request: Request, error: MultiPartException) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": f"invalid multipart body: "
+                                                                f"{error.message}"})

@@ -6,6 +6,8 @@ part; a file is never held whole in memory.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -19,8 +21,12 @@ from tasksaga.core.definition import TaskDefinition, UploadedFile, UploadStepDat
 from tasksaga.core.messages import ApiStepResult
 from tasksaga.core.ports import ObjectStore
 
-_TASK_ID_NAMESPACE = uuid.UUID("5f0c7c6e-7d3b-4d5e-9a51-3b8f1f0d7a10")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Set by the server from the caller's identity and the log, never by a request body.
+RESERVED_FIELDS = frozenset({
+    "tenant", "tenant_id", "status", "created_by", "submitted_by", "owner", "task_id",
+    "roles", "version", "created_at", "updated_at",
+})
 
 
 class SubmissionError(ValueError):
@@ -31,10 +37,17 @@ class SubmissionError(ValueError):
         self.errors = errors or []
 
 
-def task_id_for(task_type: str, idempotency_key: str | None) -> str:
-    """Same Idempotency-Key, same task id: a repeated submission is the same task."""
+def task_id_for(secret: bytes, tenant: str, task_type: str, idempotency_key: str | None) -> str:
+    """Same tenant and Idempotency-Key, same task id: a repeated submission is the same task.
+
+    The id is a keyed hash (HMAC-SHA256 under the server's secret), so knowing another
+    tenant's key gives nothing: its ids can be neither computed nor probed. Two tenants using
+    one key get two tasks.
+    """
     if idempotency_key:
-        return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{task_type}:{idempotency_key}"))
+        message = json.dumps([tenant, task_type, idempotency_key]).encode()
+        digest = hmac.new(secret, message, hashlib.sha256).digest()
+        return str(uuid.UUID(bytes=digest[:16], version=4))
     return str(uuid.uuid4())
 
 
@@ -44,16 +57,52 @@ def file_fields(definition: TaskDefinition) -> dict[str, str]:
 
 
 def validate_request(definition: TaskDefinition, values: dict[str, Any]) -> BaseModel:
+    """Validate, refusing server-set and undeclared fields. Messages name fields and problems
+    but never echo the submitted values back."""
+    reserved = sorted(set(values) & RESERVED_FIELDS - set(definition.request_type.model_fields))
+    if reserved:
+        raise SubmissionError(
+            f"field {reserved[0]!r} is set by the server, not by the request; remove it",
+            [{"loc": [name], "msg": "set by the server", "type": "reserved_field"}
+             for name in reserved])
     try:
-        return definition.request_type.model_validate(values)
+        validated = definition.request_type.model_validate(values)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
         )
         raise SubmissionError(
             f"invalid request for task type {definition.name!r}: {problems}",
-            error.errors(include_url=False, include_context=False),
+            error.errors(include_url=False, include_context=False, include_input=False),
         ) from error
+    if not definition.allow_extra_fields:
+        unknown = undeclared_fields(validated, values)
+        if unknown:
+            raise SubmissionError(
+                f"unknown field {unknown[0]!r} for task type {definition.name!r}: check its "
+                "spelling, or declare it in the request model",
+                [{"loc": path.split("."), "msg": "not a field of the request", "type":
+                  "extra_forbidden"} for path in unknown])
+    return validated
+
+
+def undeclared_fields(model: BaseModel, values: Any, prefix: str = "") -> list[str]:
+    """Paths of input keys no model field (nor alias) declares, at any depth."""
+    if not isinstance(values, dict):
+        return []
+    fields = type(model).model_fields
+    names = {alias for name, f in fields.items() for alias in (name, f.alias) if alias}
+    found = [f"{prefix}{key}" for key in values if key not in names]
+    for name, info in fields.items():
+        key = info.alias if info.alias in values else name
+        value, given = getattr(model, name, None), values.get(key)
+        if isinstance(value, BaseModel):
+            found += undeclared_fields(value, given, f"{prefix}{key}.")
+        elif isinstance(value, list) and isinstance(given, list):
+            for index, (item, raw) in enumerate(zip(value, given, strict=False)):
+                if isinstance(item, BaseModel):
+                    found += undeclared_fields(item, raw, f"{prefix}{key}.{index}.")
+    return found
 
 
 def parse_json_body(definition: TaskDefinition, body: bytes) -> BaseModel:
@@ -120,7 +169,7 @@ def prevalidate(definition: TaskDefinition, submission: MultipartSubmission) -> 
 
 def store_files(
     definition: TaskDefinition, task_id: str, submission: MultipartSubmission,
-    objects: ObjectStore,
+    objects: ObjectStore, tenant: str = "default",
 ) -> tuple[BaseModel, list[ApiStepResult]]:
     """Stream the files to object storage (runs the API-placed upload steps)."""
     values = dict(submission.values)
@@ -131,7 +180,9 @@ def store_files(
         stored: list[UploadedFile] = []
         for index, upload in enumerate(submission.files[step.upload.source]):
             filename = upload.filename or f"file-{index}"
-            key = f"{task_id}/{step.name}/{index:03d}-{_UNSAFE.sub('_', filename)}"
+            # The tenant leads the key: storage policies and audits can be scoped by prefix.
+            key = (f"{_UNSAFE.sub('_', tenant)}/{task_id}/{step.name}/"
+                   f"{index:03d}-{_UNSAFE.sub('_', filename)}")
             content_type = upload.content_type or "application/octet-stream"
             size = objects.put_stream(step.upload.bucket, key, upload.file, content_type)
             stored.append(UploadedFile(bucket=step.upload.bucket, key=key, filename=filename,

@@ -24,13 +24,14 @@ seed's attributes; names are checked when the definition is registered
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 
+from tasksaga.core.authorization import Roles
 from tasksaga.core.context import SagaContext, StepContext
 from tasksaga.core.retry import RetryPolicy
 
@@ -166,6 +167,8 @@ class TaskDefinition:
         timeout_seconds: float | None = None,
         cancellable: bool = True,
         step_timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS,
+        roles: Roles | Mapping[str, Iterable[str] | None] | None = None,
+        allow_extra_fields: bool = False,
     ) -> None:
         self.name = name
         self.queue = queue
@@ -176,6 +179,11 @@ class TaskDefinition:
         self.timeout_seconds = timeout_seconds
         self.cancellable = cancellable
         self.step_timeout_seconds = step_timeout_seconds
+        # Who may submit, read, cancel and operate this type (the seed's [RequiresRole]).
+        self.roles = roles if isinstance(roles, Roles) else Roles.from_mapping(roles or {})
+        # By default a request field the model does not declare is refused: a typo such as
+        # "expres": true must not silently change behaviour.
+        self.allow_extra_fields = allow_extra_fields
         self.build_response: ResponseBuilder | None = None
         self._declared = _Declarations()
         self._steps: dict[str, StepDef] = {}

@@ -38,6 +38,11 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
     found += _conditions(definition)
     found += _attachments(definition)
     found += _groups(definition)
+    found += [
+        Diagnostic("TS118", f"roles given for unknown action {name!r}; the actions are "
+                            "submit, read, cancel and operate")
+        for name in definition.roles.unknown_actions
+    ]
     if definition.response_type is not None and definition.build_response is None:
         found.append(Diagnostic(
             "TS108",

@@ -1,0 +1,99 @@
+"""``POST /tasks/{task_type}``: authorize, vet, read the bounded body, store files, send.
+
+Order matters: the caller is authenticated and authorized for the type before a byte of the
+body is read; the callback URL is vetted before any upload; a submission refused after its
+uploads (a failing API step, Kafka unavailable) removes what it stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from tasksaga.adapters.clock import now_ms
+from tasksaga.api import submission as sub
+from tasksaga.api.api_steps import run_api_steps, undo_api_steps
+from tasksaga.api.body_limits import parse_form
+from tasksaga.api.dependencies import ApiDependencies, SubmitUnavailable
+from tasksaga.core import messages as msg
+from tasksaga.core.authorization import Action, Principal
+from tasksaga.core.definition import TaskDefinition
+
+log = logging.getLogger(__name__)
+
+
+async def submit_task(
+    d: ApiDependencies, caller: Principal, definition: TaskDefinition, request: Request,
+    idempotency_key: str | None, callback_url: str | None,
+) -> JSONResponse:
+    task_type = definition.name
+    d.security.require(caller, Action.SUBMIT, task_type, definition.roles)
+    if callback_url is not None:
+        problem = await run_in_threadpool(d.url_guard.problem, callback_url)
+        if problem is not None:
+            raise sub.SubmissionError(f"callback_url refused: {problem}",
+                                      [{"loc": ["query", "callback_url"], "msg": problem,
+                                        "type": "unsafe_url"}])
+    d.submit_gate.check()
+    task_id = sub.task_id_for(d.task_id_secret, caller.tenant, task_type, idempotency_key)
+    existing = await run_in_threadpool(d.queries.task, task_id)
+    content_type = request.headers.get("content-type", "")
+    api_steps: list[msg.ApiStepResult] = []
+    if content_type.startswith("multipart/form-data"):
+        form = await parse_form(request.headers, request.stream(), d.limits, d.max_files)
+        try:
+            parts = sub.split_form(definition, form)
+            sub.prevalidate(definition, parts)
+            if existing is not None:
+                return accepted(existing.task_id, task_type, existing=True)
+            validated, api_steps = await run_in_threadpool(
+                sub.store_files, definition, task_id, parts, d.objects, caller.tenant)
+        finally:
+            await form.close()
+    elif content_type.startswith("application/json") or not content_type:
+        validated = sub.parse_json_body(definition, await request.body())
+    else:
+        raise HTTPException(
+            415, f"unsupported content type {content_type!r}: send application/json or "
+                 "multipart/form-data")
+    request_json = validated.model_dump_json()
+    if existing is None and definition.api_steps():
+        api_steps = await run_in_threadpool(
+            run_api_steps, definition, task_id, validated, api_steps, d.objects)
+    if existing is not None:
+        if existing.request_json != request_json and not api_steps:
+            raise HTTPException(
+                409, "this Idempotency-Key was already used with a different request; "
+                     "use a new key for a new task")
+        return accepted(existing.task_id, task_type, existing=True)
+    command = msg.SubmitTask(
+        task_id=task_id, task_type=task_type, request_json=request_json,
+        callback_url=callback_url, idempotency_key=idempotency_key,
+        submitted_at_ms=now_ms(), api_steps=api_steps, tenant=caller.tenant,
+        submitted_by=caller.subject,
+    )
+    try:
+        await run_in_threadpool(d.send_command, command, f"submit:{task_id}")
+    except SubmitUnavailable:
+        # Nothing was accepted, so nothing it stored may stay behind.
+        await run_in_threadpool(undo_api_steps, definition, task_id, validated, api_steps,
+                                d.objects)
+        raise
+    return accepted(task_id, task_type, existing=False)
+
+
+def accepted(task_id: str, task_type: str, existing: bool) -> JSONResponse:
+    body: dict[str, Any] = {
+        "task_id": task_id,
+        "task_type": task_type,
+        "status_url": f"/tasks/{task_id}",
+        "audit_url": f"/tasks/{task_id}/audit",
+        "cancel_url": f"/tasks/{task_id}/cancel",
+        "already_submitted": existing,
+    }
+    return JSONResponse(status_code=202, content=body,
+                        headers={"Location": f"/tasks/{task_id}"})
