@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,12 +25,12 @@ from typing import Any
 import httpx
 import psycopg
 
-from localrun import REPO
+from localrun import REPO, ServiceProcesses, service_env
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.core.state import fold
 from tests.chaos.ledger_tasks import LEDGER_DDL
 from tests.e2e.checks import log_problems
-from tests.e2e.conftest import System, running_system
+from tests.e2e.conftest import System, free_port
 
 TERMINAL = ("Completed", "Failed", "Cancelled", "CompensationFailed")
 FIGURES = REPO / ".run" / "chaos-figures.jsonl"
@@ -343,6 +344,19 @@ CHAOS_ENV = {
 
 @contextlib.contextmanager
 def chaos_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[Chaos]:
+    """The four services on a fresh topic prefix (as tests/e2e's running_system), knowing
+    the chaos task module; an inherited PYTHONPATH is kept behind the repository's."""
     ensure_ledger(stack_env["TASKSAGA_DATABASE_URL"])
-    with running_system(stack_env, **{**CHAOS_ENV, **extra_env}) as system:
-        yield Chaos(system, stack_env["TASKSAGA_DATABASE_URL"])
+    prefix = f"chaos{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    python_path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = service_env(stack_env, port, TASKSAGA_TOPIC_PREFIX=prefix,
+                      TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
+                      PYTHONPATH=python_path, **{**CHAOS_ENV, **extra_env})
+    services = ServiceProcesses(env, REPO / ".run" / "chaos-logs" / prefix, port)
+    try:
+        services.start_all()
+        with httpx.Client(base_url=services.api_url, timeout=60) as client:
+            yield Chaos(System(services, client, prefix, env), stack_env["TASKSAGA_DATABASE_URL"])
+    finally:
+        services.stop_all()
