@@ -37,8 +37,13 @@ class CommonSettings(BaseSettings):
         default=False,
         description="TASKSAGA_INSECURE_DEV=true: allow missing keys and secrets (development only)",
     )
+    url_allowlist: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="TASKSAGA_URL_ALLOWLIST=CIDR|host[,...]: callback receivers let through the "
+                    "SSRF guard although not public (local receivers in development and tests)",
+    )
 
-    @field_validator("task_modules", mode="before")
+    @field_validator("task_modules", "url_allowlist", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:
         return split_list(value)

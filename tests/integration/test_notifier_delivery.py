@@ -29,12 +29,14 @@ from tasksaga.adapters.lifecycle import ServiceStop
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import ensure_topics
+from tasksaga.adapters.url_guard import UrlGuard
 from tasksaga.adapters.wire import Envelope, Topics, WebhookDelivery
 from tasksaga.core import events as ev
 from tasksaga.notifier import main as notifier_main
 from tasksaga.notifier import rules
 from tasksaga.notifier.consumer import NotificationConsumer
-from tasksaga.notifier.sender import Sender, http_client, http_post
+from tasksaga.notifier.pinned_http import PinnedPoster
+from tasksaga.notifier.sender import Sender
 from tasksaga.notifier.settings import NotifierSettings
 from tasksaga.notifier.signature import verify
 
@@ -202,10 +204,16 @@ def assert_signed(request: Received, delivery_id: str) -> dict[str, object]:
     return body
 
 
+# These receivers listen on 127.0.0.1: let them through the SSRF guard (tested on its own in
+# test_ssrf_webhooks.py).
+LOCAL_RECEIVERS = ["127.0.0.1/32"]
+
+
 def direct_sender(pool: ConnectionPool, url: str, max_attempts: int) -> Sender:
     # base 0: every retry is due at once, so the test drives attempts with deliver_one().
     return Sender(
-        pool=pool, database_url=url, post=http_post(http_client(10.0)), secret=SECRET,
+        pool=pool, database_url=url, poster=PinnedPoster(10.0), guard=UrlGuard(LOCAL_RECEIVERS),
+        secret=SECRET,
         schedule=rules.webhook_retry_policy(max_attempts=max_attempts, base_ms=0, cap_ms=0),
         now_ms=now_ms, random=lambda: 0.5, stop=threading.Event(),
     )
@@ -305,8 +313,60 @@ def test_a_refused_connection_is_a_failed_attempt(
     with schema_pool.connection() as conn:
         row = conn.execute("SELECT outcome, status_code, error FROM webhook_deliveries"
                            " WHERE delivery_id = %s", (f"{task_id}:2",)).fetchone()
-    assert row is not None and row[:2] == ("gave_up", None)
-    assert "ConnectError" in row[2]
+    # What the submitter sees is generic: the detail (the exception) goes to the log only.
+    assert row == ("gave_up", None, "connection failed")
+
+
+# -- no transaction across the POST (issue 8, defect 1) ------------------------------------------
+
+
+def test_no_transaction_is_open_while_a_webhook_post_is_in_flight(
+    database_url: str, schema_url: str
+) -> None:
+    """A receiver holds the POST; meanwhile no session of the notifier's pool may be inside
+    a transaction (one idling there holds back the horizon every projection reads below)."""
+    application = f"tasksaga-notifier-{uuid.uuid4().hex[:8]}"
+    pool = open_pool(schema_url, max_size=2, name=application)
+    arrived, release = threading.Event(), threading.Event()
+
+    class Blocking(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            arrived.set()
+            release.wait(DEADLINE_S)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Blocking)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    task_id = f"task-{uuid.uuid4()}"
+    consumer = NotificationConsumer(pool, now_ms)
+    consumer.handle(submitted(task_id, 1, f"http://127.0.0.1:{server.server_address[1]}/h"))
+    consumer.handle(event(task_id, 2, ev.TaskCompleted("{}", 1)))
+    sender = direct_sender(pool, schema_url, max_attempts=1)
+    worker = threading.Thread(target=sender.deliver_one)
+    worker.start()
+    try:
+        assert arrived.wait(DEADLINE_S), "the receiver never got the POST"
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            in_transaction = conn.execute(
+                "SELECT pid, state, now() - xact_start FROM pg_stat_activity"
+                " WHERE application_name = %s AND xact_start IS NOT NULL", (application,),
+            ).fetchall()
+    finally:
+        release.set()
+        worker.join(DEADLINE_S)
+        server.shutdown()
+        server.server_close()
+    print(f"notifier sessions inside a transaction during the POST = {len(in_transaction)}"
+          f" {in_transaction}")
+    assert in_transaction == []
+    assert attempts(pool, f"{task_id}:2") == [(1, "delivered", 200)]
+    pool.close()
 
 
 # -- the whole service: Kafka in, LISTEN/NOTIFY-woken sender threads, records out -----------------
@@ -346,6 +406,7 @@ def test_the_service_delivers_events_from_kafka(
         topic_prefix=topics.prefix, topic_partitions=2, webhook_secret=SECRET,
         webhook_max_attempts=5, webhook_timeout_s=10.0,
         webhook_backoff_base_s=0.02, webhook_backoff_cap_s=0.1, webhook_senders=2,
+        url_allowlist=LOCAL_RECEIVERS,
     )
     stop = ServiceStop()
     failures: list[BaseException] = []

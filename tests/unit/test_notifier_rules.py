@@ -9,12 +9,14 @@ import pytest
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
 from tasksaga.notifier import rules
-from tasksaga.notifier.signature import is_fresh, sign, verify
+from tasksaga.notifier.signature import is_fresh, sign, sign_v2, verify, verify_v2
 
 SECRET = "test-secret-0123456789"
 BODY = b'{"a":1}'
 # Independent known answer: printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac <SECRET>
 KNOWN_SIGNATURE = "sha256=6e873f59dc6002f6de5f578e9bf3f90a7906473a2924651d6f4cc33d61aff598"
+# printf 'v2\nt-1:7\n1700000000\n{"a":1}' | openssl dgst -sha256 -hmac <SECRET>
+KNOWN_SIGNATURE_V2 = "sha256=a151c12696d987a29758c5b973cef89c408e2880bad0607938af917b6514459a"
 
 
 def envelope(payload: object, version: int = 7, message_id: str = "t-1:7") -> Envelope:
@@ -58,7 +60,28 @@ def test_delivery_headers_carry_a_verifiable_signature() -> None:
         "X-Tasksaga-Delivery": "t-1:7",
         "X-Tasksaga-Timestamp": "1700000000",
         "X-Tasksaga-Signature": KNOWN_SIGNATURE,
+        "X-Tasksaga-Signature-V2": KNOWN_SIGNATURE_V2,
     }
+    assert verify_v2(SECRET, "t-1:7", "1700000000", BODY, headers["X-Tasksaga-Signature-V2"])
+
+
+def test_signature_v2_covers_the_delivery_id_timestamp_and_body() -> None:
+    assert sign_v2(SECRET, "t-1:7", 1_700_000_000, BODY) == KNOWN_SIGNATURE_V2
+    assert verify_v2(SECRET, "t-1:7", "1700000000", BODY, KNOWN_SIGNATURE_V2)
+    assert not verify_v2(SECRET, "t-1:8", "1700000000", BODY, KNOWN_SIGNATURE_V2)
+    assert not verify_v2(SECRET, "t-1:7", "1700000001", BODY, KNOWN_SIGNATURE_V2)
+    assert not verify_v2(SECRET, "t-1:7", "1700000000", b'{"a":2}', KNOWN_SIGNATURE_V2)
+    assert not verify_v2("another-secret-0123456789", "t-1:7", "1700000000", BODY,
+                         KNOWN_SIGNATURE_V2)
+    assert not verify_v2(SECRET, "t-1:7", "1700000000", BODY, None)
+    # No shifting of bytes between the fields: a line break in a field is refused outright.
+    assert not verify_v2(SECRET, "t-1:7\n1700000000", "", BODY, KNOWN_SIGNATURE_V2)
+    assert not verify_v2(SECRET, "t-1:\u00e9", "1700000000", BODY, KNOWN_SIGNATURE_V2)
+
+
+def test_judge_gives_up_at_once_on_a_refused_receiver() -> None:
+    verdict = rules.judge(SCHEDULE, 1, None, 5_000, 0.5, retryable=False)
+    assert verdict == rules.Verdict(rules.Outcome.GAVE_UP)
 
 
 # -- backoff and giving up ------------------------------------------------------------------------
@@ -164,6 +187,13 @@ def test_submission_with_callback_subscribes() -> None:
     submitted = ev.TaskSubmitted("t-1", "zip_archive", "{}", " https://hooks.example/x ", None,
                                  1, None)
     assert rules.plan(envelope(submitted, 1)) == rules.Subscribe("t-1", "https://hooks.example/x")
+
+
+def test_subscription_carries_the_tasks_tenant() -> None:
+    submitted = ev.TaskSubmitted("t-1", "zip_archive", "{}", "https://hooks.example/x", None,
+                                 1, None, tenant="acme")
+    assert rules.plan(envelope(submitted, 1)) == rules.Subscribe(
+        "t-1", "https://hooks.example/x", "acme")
 
 
 @pytest.mark.parametrize("url", [None, "", "   "])

@@ -31,7 +31,7 @@ class NotificationConsumer:
             return
         with self._pool.connection() as conn, conn.transaction():
             if isinstance(action, rules.Subscribe):
-                store.upsert_subscription(conn, action.task_id, action.url)
+                store.upsert_subscription(conn, action.task_id, action.url, action.tenant)
                 return
             if store.enqueue(conn, action, due_at_ms=self._now_ms()):
                 log.debug("queued %s %s for task %s", action.event_type, action.delivery_id,

@@ -1,9 +1,9 @@
 """tasksaga-notifier: task events in, signed webhook POSTs out.
 
 One consumer (group ``<prefix>-notifier``) records subscriptions and queues deliveries in
-Postgres; ``webhook_senders`` threads deliver them. Replicas may run side by side: Kafka
-splits the events between their consumers and SKIP LOCKED splits the queue between their
-senders.
+Postgres; one sender leases them and POSTs up to ``webhook_senders`` at once (bounded per
+receiver host and per tenant too). Replicas may run side by side: Kafka splits the events
+between their consumers and the leases split the queue between their senders.
 """
 
 from __future__ import annotations
@@ -20,16 +20,20 @@ from tasksaga.adapters.lifecycle import ServiceStop, start_thread, stop_on_signa
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import ensure_topics
+from tasksaga.adapters.url_guard import UrlGuard
 from tasksaga.adapters.wire import Topics
 from tasksaga.config import configure_logging
 from tasksaga.notifier.consumer import NotificationConsumer
-from tasksaga.notifier.sender import Sender, http_client, http_post
+from tasksaga.notifier.pinned_http import PinnedPoster
+from tasksaga.notifier.sender import Limits, Sender
 from tasksaga.notifier.settings import NotifierSettings, load_settings
 
 log = logging.getLogger(__name__)
 
 SERVICE = "tasksaga-notifier"
 THREAD_JOIN_TIMEOUT_S = 30.0
+# A lease outlives the POST's deadline by this much: time to vet (DNS) and to record.
+LEASE_MARGIN_S = 30.0
 
 
 def run(
@@ -47,28 +51,32 @@ def run(
         settings.topic_partitions,
     )
     codec = AvroCodec(settings.contracts_dir)
-    # Each sender holds a connection while it POSTs; the consumer needs one more.
-    pool = open_pool(settings.database_url, max_size=settings.webhook_senders + 2, name=SERVICE)
+    # Connections are held only for short claims and records, never during a POST.
+    pool = open_pool(settings.database_url, max_size=6, name=SERVICE)
     producer = KafkaProducer(settings.kafka_bootstrap, SERVICE)
+    poster = PinnedPoster(settings.webhook_timeout_s, max_connections=settings.webhook_senders)
     threads: list[threading.Thread] = []
     try:
-        for index in range(settings.webhook_senders):
-            client = http_client(settings.webhook_timeout_s)
-            sender = Sender(
-                pool=pool,
-                database_url=settings.database_url,
-                post=http_post(client),
-                secret=settings.webhook_secret.get_secret_value(),
-                schedule=settings.retry_policy(),
-                now_ms=clock,
-                random=jitter,
-                stop=stop,
-                producer=producer,
-                codec=codec,
-                topics=topics,
-            )
-            threads.append(start_thread(
-                f"webhook-sender-{index}", _run_closing(sender.run, client.close), stop))
+        sender = Sender(
+            pool=pool,
+            database_url=settings.database_url,
+            poster=poster,
+            guard=UrlGuard(settings.url_allowlist),
+            secret=settings.webhook_secret.get_secret_value(),
+            schedule=settings.retry_policy(),
+            now_ms=clock,
+            random=jitter,
+            stop=stop,
+            producer=producer,
+            codec=codec,
+            topics=topics,
+            limits=Limits(total=settings.webhook_senders,
+                          per_receiver=settings.webhook_per_receiver,
+                          per_tenant=settings.webhook_per_tenant),
+            lease_ms=round((settings.webhook_timeout_s + LEASE_MARGIN_S) * 1000),
+        )
+        threads.append(start_thread("webhook-sender", _run_closing(sender.run, poster.close),
+                                    stop))
         consumer = NotificationConsumer(pool, clock)
         ConsumerLoop(
             ConsumerSettings(
@@ -111,8 +119,8 @@ def _run_closing(target: Callable[[], None], close: Callable[[], None]) -> Calla
 def main() -> int:
     settings = load_settings()
     configure_logging(settings.log_level, "notifier")
-    # httpx logs every request with its full URL at INFO; callback URLs may carry tokens.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpcore traces every request with its URL at DEBUG; callback URLs may carry tokens.
+    logging.getLogger("httpcore").setLevel(logging.INFO)
     telemetry.configure(SERVICE, settings.otel_console)
     stop = stop_on_signals()
     run(settings, stop)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import httpcore
 
 from tasksaga.adapters.url_guard import IPAddress, VettedUrl
+from tasksaga.notifier.rules import succeeded
 
 USER_AGENT = "tasksaga-notifier/1"
 MAX_DETAIL_LENGTH = 500
@@ -46,10 +47,6 @@ class PostResult:
     status_code: int | None  # None: no HTTP response
     error: str | None  # generic, shown to the submitter; None when delivered (2xx)
     detail: str | None = None  # for the logs only: may name internal addresses
-
-
-def succeeded(status_code: int | None) -> bool:
-    return status_code is not None and 200 <= status_code < 300
 
 
 def status_result(status_code: int) -> PostResult:

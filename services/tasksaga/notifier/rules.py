@@ -37,7 +37,7 @@ from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
 from tasksaga.core.retry import Backoff, RetryPolicy
 from tasksaga.core.state import TaskStatus
-from tasksaga.notifier.signature import sign
+from tasksaga.notifier.signature import sign, sign_v2
 
 # -- which events are notified --------------------------------------------------------------------
 
@@ -85,10 +85,11 @@ def valid_callback_url(url: str) -> bool:
 
 @dataclass(frozen=True)
 class Subscribe:
-    """Remember the task's callback URL."""
+    """Remember the task's callback URL (and its tenant: deliveries are tenant-scoped)."""
 
     task_id: str
     url: str
+    tenant: str = "default"
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def plan(envelope: Envelope) -> Action:
             return Ignore()
         if not valid_callback_url(url):
             return Ignore(f"task {event.task_id}: callback URL {url!r} is not an http(s) URL")
-        return Subscribe(event.task_id, url)
+        return Subscribe(event.task_id, url, event.tenant)
     if not is_notifiable(event):
         return Ignore()
     return Notify(
@@ -189,6 +190,7 @@ def delivery_headers(
         "X-Tasksaga-Delivery": delivery_id,
         "X-Tasksaga-Timestamp": str(timestamp_s),
         "X-Tasksaga-Signature": sign(secret, timestamp_s, body),
+        "X-Tasksaga-Signature-V2": sign_v2(secret, delivery_id, timestamp_s, body),
     }
 
 
@@ -223,15 +225,18 @@ def judge(
     status_code: int | None,
     now_ms: int,
     random_fraction: float,
+    retryable: bool = True,
 ) -> Verdict:
     """What follows attempt ``attempt`` (1-based) that got ``status_code`` (None: no response).
 
     Any 2xx is delivered. Everything else — other statuses (redirects are not followed),
-    timeouts, connection errors — is retried as long as the policy allows.
+    timeouts, connection errors — is retried as long as the policy allows, unless the
+    attempt is not ``retryable`` (the URL guard refused the receiver: asking again cannot
+    make an internal address public).
     """
     if succeeded(status_code):
         return Verdict(Outcome.DELIVERED)
-    if not policy.allows_retry(attempt, f"HTTP {status_code}"):
+    if not retryable or not policy.allows_retry(attempt, f"HTTP {status_code}"):
         return Verdict(Outcome.GAVE_UP)
     return Verdict(Outcome.RETRYING,
                    now_ms + policy.delay_before(attempt + 1, random_fraction))

@@ -1,74 +1,110 @@
-"""The sender: claims due deliveries, POSTs them, records each attempt, reschedules or ends.
+"""The sender: leases due deliveries, POSTs them concurrently, records each attempt.
 
-The shell around ``rules.judge`` and ``rules.delivery_headers``. One delivery per
-transaction: the row stays locked (FOR UPDATE SKIP LOCKED) while its POST is in flight, so
-no other sender picks it up, and if this process dies mid-POST the lock goes with the
-connection and another sender retries it (at least once; receivers de-duplicate by
-X-Tasksaga-Delivery). The transaction idles for at most the POST timeout, so Postgres's
-idle_in_transaction_session_timeout, if set, must be longer than TASKSAGA_WEBHOOK_TIMEOUT_S.
+No transaction is ever open during a POST (a transaction idling across network I/O holds
+back the cluster-wide horizon the projector reads below, issue 8). Each attempt is three
+steps:
 
-Waiting: LISTEN on the channel the consumer NOTIFYs, bounded by the next due time and by
-``max_wait_s`` (which also covers retries rescheduled by other replicas and a missed
-notification) — never a busy poll.
+1. **claim** — one short transaction (``store.claim``) leases the most overdue delivery
+   whose receiver host and tenant have a free slot, counts the attempt, and pushes the row
+   to the lease's expiry;
+2. **send** — with no transaction open: the URL guard vets the callback URL again (its
+   name may resolve elsewhere now), and ``PinnedPoster`` POSTs to the vetted addresses
+   within ``TASKSAGA_WEBHOOK_TIMEOUT_S`` in all;
+3. **record** — a second short transaction logs the attempt and reschedules or removes the
+   delivery, only while this sender still holds the lease.
+
+A crash between 1 and 3 loses nothing: the row falls due again when the lease expires and
+another sender delivers it (at least once; receivers de-duplicate on the delivery id).
+
+Concurrency (``Limits``): at most ``total`` deliveries in flight, ``per_receiver`` to one host
+and ``per_tenant`` for one tenant. A receiver that takes 30 s occupies only its own slots:
+the claim skips hosts and tenants whose slots are full, so everyone else's deliveries go on.
+The bounds are per notifier process.
+
+Waiting: a listener thread LISTENs on the channel the consumer NOTIFYs; the dispatcher also
+wakes when a delivery finishes, at the next due time, and at least every ``max_wait_s`` —
+never a busy poll.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
-import httpx
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import KafkaProducer
+from tasksaga.adapters.url_guard import UnresolvedHost, UnsafeUrl, UrlGuard, VettedUrl
 from tasksaga.adapters.wire import Envelope, Topics, WebhookDelivery
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.notifier import rules, store
+from tasksaga.notifier.pinned_http import CONNECTION_FAILED, REFUSED_BY_POLICY, PostResult
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "tasksaga-notifier/1"
-MAX_ERROR_LENGTH = 500
 PUBLISH_FLUSH_TIMEOUT_S = 5.0
 
 
+class Poster(Protocol):
+    def post(self, vetted: VettedUrl, body: bytes, headers: Mapping[str, str]) -> PostResult:
+        ...
+
+
 @dataclass(frozen=True)
-class PostResult:
-    status_code: int | None  # None: no HTTP response (timeout, connection error, bad URL)
-    error: str | None
+class Limits:
+    total: int = 16
+    per_receiver: int = 4
+    per_tenant: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("total", "per_receiver", "per_tenant"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be >= 1, got {getattr(self, name)}")
 
 
-Post = Callable[[str, bytes, dict[str, str]], PostResult]
+class _Slots:
+    """Deliveries in flight, by receiver host and by tenant (taken by the dispatcher thread,
+    given back by the delivery threads)."""
 
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._receivers: Counter[str] = Counter()
+        self._tenants: Counter[str] = Counter()
+        self._total = 0
 
-def http_client(timeout_s: float) -> httpx.Client:
-    # No redirects: a 3xx is a failed attempt, never a POST of the signed body to a URL the
-    # task's submitter did not choose. The timeout applies to each phase (connect, write,
-    # waiting for the response head).
-    return httpx.Client(
-        timeout=httpx.Timeout(timeout_s), follow_redirects=False,
-        headers={"User-Agent": USER_AGENT},
-    )
+    def has_room(self) -> bool:
+        with self._lock:
+            return self._total < self._limits.total
 
+    def full(self) -> tuple[list[str], list[str]]:
+        """The receivers and tenants that cannot take another delivery now."""
+        with self._lock:
+            return ([r for r, n in self._receivers.items() if n >= self._limits.per_receiver],
+                    [t for t, n in self._tenants.items() if n >= self._limits.per_tenant])
 
-def http_post(client: httpx.Client) -> Post:
-    def post(url: str, body: bytes, headers: dict[str, str]) -> PostResult:
-        try:
-            # Streamed and never read: only the status matters, whatever the receiver sends.
-            with client.stream("POST", url, content=body, headers=headers) as response:
-                code = response.status_code
-                return PostResult(code, None if rules.succeeded(code) else f"HTTP {code}")
-        except httpx.TimeoutException as error:
-            return PostResult(None, f"timeout ({type(error).__name__})")
-        except Exception as error:  # any failure to POST is a failed attempt, never a crash
-            return PostResult(None, f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH])
+    def take(self, lease: store.Lease) -> None:
+        with self._lock:
+            self._receivers[lease.receiver] += 1
+            self._tenants[lease.tenant] += 1
+            self._total += 1
 
-    return post
+    def give(self, lease: store.Lease) -> None:
+        with self._lock:
+            self._receivers[lease.receiver] -= 1
+            self._tenants[lease.tenant] -= 1
+            self._total -= 1
+            self._receivers += Counter()  # drops the zero counts
+            self._tenants += Counter()
 
 
 class Sender:
@@ -76,7 +112,8 @@ class Sender:
         self,
         pool: ConnectionPool,
         database_url: str,
-        post: Post,
+        poster: Poster,
+        guard: UrlGuard,
         secret: str,
         schedule: RetryPolicy,
         now_ms: Callable[[], int],
@@ -85,11 +122,16 @@ class Sender:
         producer: KafkaProducer | None = None,
         codec: AvroCodec | None = None,
         topics: Topics | None = None,
+        limits: Limits | None = None,
+        lease_ms: int = 60_000,
         max_wait_s: float = 1.0,
     ) -> None:
+        if lease_ms <= 0:
+            raise ValueError(f"lease_ms must be > 0, got {lease_ms}")
         self._pool = pool
         self._database_url = database_url
-        self._post = post
+        self._poster = poster
+        self._guard = guard
         self._secret = secret
         self._schedule = schedule
         self._now_ms = now_ms
@@ -98,67 +140,94 @@ class Sender:
         self._producer = producer
         self._codec = codec
         self._topics = topics
+        self._limits = limits or Limits()
+        self._lease_ms = lease_ms
         self._max_wait_s = max_wait_s
+        self._wake = threading.Event()
 
-    # -- one delivery attempt -----------------------------------------------------------------
+    # -- one attempt: claim, send, record -----------------------------------------------------
+
+    def claim(self, busy_receivers: list[str] | None = None,
+              busy_tenants: list[str] | None = None) -> store.Lease | None:
+        now = self._now_ms()
+        # One statement; the pool commits it as the block ends: a short transaction.
+        with self._pool.connection() as conn:
+            return store.claim(conn, now, now + self._lease_ms, uuid.uuid4().hex,
+                               busy_receivers or [], busy_tenants or [])
+
+    def attempt(self, lease: store.Lease) -> rules.Verdict:
+        """Vet, POST and record one leased attempt. No transaction is open while it sends."""
+        with telemetry.span("notifier POST", delivery_id=lease.delivery_id,
+                            task_id=lease.task_id):
+            result, retryable = self._send(lease)
+        verdict = rules.judge(self._schedule, lease.attempt, result.status_code,
+                              self._now_ms(), self._random(), retryable=retryable)
+        with self._pool.connection() as conn, conn.transaction():
+            store.record_attempt(conn, lease, result.status_code, verdict.outcome, result.error)
+            if verdict.next_attempt_at_ms is not None:
+                held = store.release(conn, lease, verdict.next_attempt_at_ms)
+            else:
+                held = store.finish(conn, lease)
+        if not held:
+            log.warning("the lease of %s (attempt %d) expired before its outcome was recorded;"
+                        " another sender owns the delivery now", lease.delivery_id,
+                        lease.attempt)
+        self._log(lease, result, verdict)
+        self._publish(lease, result, verdict)
+        return verdict
 
     def deliver_one(self) -> bool:
-        """Make one attempt at the most overdue delivery; False when none is due."""
-        with self._pool.connection() as conn, conn.transaction():
-            pending = store.claim_next(conn, self._now_ms())
-            if pending is None:
-                return False
-            attempt = pending.attempt + 1
-            with telemetry.span("notifier POST", delivery_id=pending.delivery_id,
-                                task_id=pending.task_id):
-                headers = rules.delivery_headers(
-                    self._secret, pending.delivery_id, self._now_ms() // 1000, pending.body
-                )
-                result = self._post(pending.url, pending.body, headers)
-            done_ms = self._now_ms()
-            verdict = rules.judge(
-                self._schedule, attempt, result.status_code, done_ms, self._random()
-            )
-            store.record_attempt(conn, pending, attempt, result.status_code, verdict.outcome,
-                                 result.error)
-            if verdict.next_attempt_at_ms is not None:
-                store.reschedule(conn, pending.delivery_id, attempt, verdict.next_attempt_at_ms)
-            else:
-                store.remove(conn, pending.delivery_id)
-        self._log(pending, attempt, result, verdict)
-        self._publish(WebhookDelivery(
-            delivery_id=pending.delivery_id, task_id=pending.task_id, url=pending.url,
-            event_type=pending.event_type, attempt=attempt, status_code=result.status_code,
-            outcome=verdict.outcome.value, error=result.error, delivered_at_ms=done_ms,
-        ))
+        """Claim and make one attempt at the most overdue delivery; False when none is due."""
+        lease = self.claim()
+        if lease is None:
+            return False
+        self.attempt(lease)
         return True
 
-    def _log(self, pending: store.PendingWebhook, attempt: int, result: PostResult,
-             verdict: rules.Verdict) -> None:
-        if verdict.outcome is rules.Outcome.DELIVERED:
-            log.info("delivered %s (%s, task %s) on attempt %d", pending.delivery_id,
-                     pending.event_type, pending.task_id, attempt)
-        elif verdict.outcome is rules.Outcome.RETRYING:
-            log.info("attempt %d of %s failed (%s); retrying", attempt, pending.delivery_id,
-                     result.error)
-        else:
-            log.warning("gave up on %s (%s, task %s) after %d attempts; last error: %s",
-                        pending.delivery_id, pending.event_type, pending.task_id, attempt,
-                        result.error)
+    def _send(self, lease: store.Lease) -> tuple[PostResult, bool]:
+        """The attempt's result, and whether a failure is worth retrying."""
+        try:
+            vetted = self._guard.vet(lease.url)
+        except UnresolvedHost as error:  # DNS may answer again later: retry
+            return PostResult(None, CONNECTION_FAILED, error.reason), True
+        except UnsafeUrl as error:
+            return PostResult(None, REFUSED_BY_POLICY, error.reason), False
+        headers = rules.delivery_headers(self._secret, lease.delivery_id,
+                                         self._now_ms() // 1000, lease.body)
+        return self._poster.post(vetted, lease.body, headers), True
 
-    def _publish(self, delivery: WebhookDelivery) -> None:
+    def _log(self, lease: store.Lease, result: PostResult, verdict: rules.Verdict) -> None:
+        # The detail may name internal addresses: logs only, never the delivery record.
+        why = result.detail or result.error
+        if verdict.outcome is rules.Outcome.DELIVERED:
+            log.info("delivered %s (%s, task %s) on attempt %d", lease.delivery_id,
+                     lease.event_type, lease.task_id, lease.attempt)
+        elif verdict.outcome is rules.Outcome.RETRYING:
+            log.info("attempt %d of %s failed (%s); retrying", lease.attempt,
+                     lease.delivery_id, why)
+        else:
+            log.warning("gave up on %s (%s, task %s) after attempt %d: %s", lease.delivery_id,
+                        lease.event_type, lease.task_id, lease.attempt, why)
+
+    def _publish(self, lease: store.Lease, result: PostResult, verdict: rules.Verdict) -> None:
         # After the commit, best effort: webhook_deliveries (the table) is the record of
         # attempts; this message only lets others watch them. A lost produce is acceptable,
         # and producing before the commit could announce an attempt that was rolled back.
         if self._producer is None or self._codec is None or self._topics is None:
             return
+        done_ms = self._now_ms()
+        delivery = WebhookDelivery(
+            delivery_id=lease.delivery_id, task_id=lease.task_id, url=lease.url,
+            event_type=lease.event_type, attempt=lease.attempt, status_code=result.status_code,
+            outcome=verdict.outcome.value, error=result.error, delivered_at_ms=done_ms,
+        )
         envelope = Envelope(
             payload=delivery,
             message_id=f"{delivery.delivery_id}:attempt:{delivery.attempt}",
             task_id=delivery.task_id,
             correlation_id=delivery.task_id,
             causation_id=delivery.delivery_id,
-            occurred_at_ms=delivery.delivered_at_ms,
+            occurred_at_ms=done_ms,
         )
         try:
             self._producer.produce(
@@ -173,57 +242,62 @@ class Sender:
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self) -> None:
-        listener: psycopg.Connection | None = None
-        try:
+        """Dispatch deliveries until ``stop`` is set; in-flight ones finish (bounded by the
+        POST deadline) before it returns."""
+        slots = _Slots(self._limits)
+        listener = threading.Thread(target=self._listen, name="webhook-listen", daemon=True)
+        listener.start()
+        with ThreadPoolExecutor(self._limits.total, thread_name_prefix="webhook-send") as pool:
             while not self._stop.is_set():
-                if listener is None:
-                    listener = self._listen()
+                self._wake.clear()
                 try:
-                    while not self._stop.is_set() and self.deliver_one():
-                        pass
-                    wait_s = self._wait_s()
+                    wait_s = self._dispatch(slots, pool)
                 except Exception:
-                    # Keep the thread alive through a database outage: the queue is durable,
-                    # and delivery resumes once Postgres answers again.
-                    log.exception("sender loop failed; retrying")
+                    # Keep dispatching through a database outage: the queue is durable, and
+                    # delivery resumes once Postgres answers again.
+                    log.exception("webhook dispatch failed; retrying")
                     wait_s = self._max_wait_s
-                listener = self._wait(listener, wait_s)
-        finally:
-            if listener is not None:
-                listener.close()
+                self._wake.wait(wait_s)
+        listener.join(self._max_wait_s + 1.0)
 
-    def _wait_s(self) -> float:
+    def _dispatch(self, slots: _Slots, pool: ThreadPoolExecutor) -> float:
+        """Start every claimable delivery there is room for; how long to wait after."""
+        while slots.has_room() and not self._stop.is_set():
+            busy_receivers, busy_tenants = slots.full()
+            lease = self.claim(busy_receivers, busy_tenants)
+            if lease is None:
+                break
+            slots.take(lease)
+            pool.submit(self._attempt_in_slot, lease, slots)
+        if not slots.has_room():
+            return self._max_wait_s  # a finishing delivery wakes the loop
         with self._pool.connection() as conn:
-            due_ms = store.next_due_ms(conn)
+            due_ms = store.next_due_ms(conn, *slots.full())
         if due_ms is None:
             return self._max_wait_s
         return min(max(due_ms - self._now_ms(), 0) / 1000, self._max_wait_s)
 
-    def _listen(self) -> psycopg.Connection | None:
+    def _attempt_in_slot(self, lease: store.Lease, slots: _Slots) -> None:
         try:
-            conn = psycopg.connect(self._database_url, autocommit=True,
-                                   application_name="tasksaga-notifier-listen")
-            conn.execute(f"LISTEN {store.WEBHOOKS_CHANNEL}")
-            return conn
-        except psycopg.Error as error:
-            log.warning("cannot LISTEN (%s); waking every %.1f s instead", error,
-                        self._max_wait_s)
-            return None
+            self.attempt(lease)
+        except Exception:
+            log.exception("attempt %d of %s failed before its outcome was recorded; it is"
+                          " retried when its lease expires", lease.attempt, lease.delivery_id)
+        finally:
+            slots.give(lease)
+            self._wake.set()
 
-    def _wait(self, listener: psycopg.Connection | None, wait_s: float) -> (
-            psycopg.Connection | None):
-        """Sleep up to ``wait_s``, or until a delivery is queued or the sender is stopped."""
-        if wait_s <= 0:
-            return listener
-        if listener is None:
-            self._stop.wait(wait_s)
-            return None
-        try:
-            for _ in listener.notifies(timeout=wait_s, stop_after=1):
-                pass
-            return listener
-        except psycopg.Error as error:
-            log.warning("LISTEN connection lost (%s); reconnecting", error)
-            listener.close()
-            self._stop.wait(min(wait_s, self._max_wait_s))
-            return None
+    def _listen(self) -> None:
+        """Wake the dispatcher on every NOTIFY of a queued delivery, until stopped."""
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._database_url, autocommit=True,
+                                     application_name="tasksaga-notifier-listen") as conn:
+                    conn.execute(f"LISTEN {store.WEBHOOKS_CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=self._max_wait_s, stop_after=1):
+                            self._wake.set()
+            except psycopg.Error as error:
+                log.warning("LISTEN connection lost (%s); waking every %.1f s until it is back",
+                            error, self._max_wait_s)
+                self._stop.wait(self._max_wait_s)

@@ -1,4 +1,8 @@
-"""The notifier's settings: the common ones plus webhook signing, timeouts and retries."""
+"""The notifier's settings: the common ones plus webhook signing, timeouts, retries, bounds.
+
+The callback URL allowlist is common (``TASKSAGA_URL_ALLOWLIST``, ``CommonSettings``): the API
+vets URLs at submit time with the same guard.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +21,20 @@ class NotifierSettings(CommonSettings):
         description="HMAC-SHA256 key for X-Tasksaga-Signature; at least 16 characters"
     )
     webhook_max_attempts: int = Field(default=8, ge=1, description="attempts per delivery")
-    webhook_timeout_s: float = Field(default=10.0, gt=0, description="per POST, all phases")
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="deadline of one POST as a whole: connect, TLS, body, the answer's status",
+    )
     webhook_backoff_base_s: float = Field(default=1.0, ge=0)
     webhook_backoff_cap_s: float = Field(default=60.0, ge=0)
     webhook_senders: int = Field(
-        default=2, ge=1, description="sender threads; each holds one delivery while it POSTs"
+        default=16, ge=1, description="deliveries in flight at once, all receivers together"
+    )
+    webhook_per_receiver: int = Field(
+        default=4, ge=1, description="deliveries in flight at once to one receiver host"
+    )
+    webhook_per_tenant: int = Field(
+        default=8, ge=1, description="deliveries in flight at once for one tenant"
     )
 
     @field_validator("webhook_secret")

@@ -1,21 +1,24 @@
 """Webhook signatures: how the notifier signs a POST, and how a receiver checks it.
 
-The signature is an HMAC-SHA256, keyed with the shared secret (TASKSAGA_WEBHOOK_SECRET), over
-the bytes ``<timestamp>.<body>``: the decimal Unix timestamp from the ``X-Tasksaga-Timestamp``
-header, a dot, and the raw request body exactly as received (before any JSON parsing). It is
-sent as ``X-Tasksaga-Signature: sha256=<lower-case hex digest>``.
+Two signatures travel with every POST, both HMAC-SHA256 keyed with the shared secret
+(TASKSAGA_WEBHOOK_SECRET) and sent as ``sha256=<lower-case hex digest>``:
 
-A receiver (this module has no tasksaga dependencies; copy it if you like)::
+``X-Tasksaga-Signature-V2`` (use this one) over the bytes
+    ``v2\n<delivery id>\n<timestamp>\n<body>``: the ``X-Tasksaga-Delivery`` header, the
+    ``X-Tasksaga-Timestamp`` header (decimal Unix seconds) and the raw request body exactly
+    as received (before any JSON parsing), joined by newlines (which no header value can
+    contain, so no two inputs sign the same bytes).
+``X-Tasksaga-Signature`` (version 1, kept for existing receivers) over
+    ``<timestamp>.<body>``. It does not cover the delivery id header, so a receiver that
+    de-duplicates on that header can be fooled by a captured request sent again with another
+    id: check version 2.
 
-    from tasksaga.notifier.signature import is_fresh, verify
+A receiver (this module has no tasksaga dependencies; copy it if you like) checks the
+signature, that the timestamp is recent, and that the delivery id is new:
+``tasksaga.notifier.receiver.verify_delivery`` does all three (docs/webhooks.md).
 
-    ok = verify(secret, request.headers["X-Tasksaga-Timestamp"], raw_body,
-                request.headers["X-Tasksaga-Signature"])
-    ok = ok and is_fresh(request.headers["X-Tasksaga-Timestamp"], int(time.time()))
-
-Signing the timestamp lets the receiver refuse replays of an old, captured request
-(``is_fresh``); de-duplicate retries by ``X-Tasksaga-Delivery``, which stays the same on every
-attempt of one delivery (the timestamp and signature do not).
+The delivery id stays the same on every attempt of one delivery (the timestamp and the
+signatures do not), so it is the key to de-duplicate on.
 """
 
 from __future__ import annotations
@@ -39,6 +42,30 @@ def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
     """The ``X-Tasksaga-Signature`` header value for ``body`` sent at ``timestamp``."""
     digest = hmac.new(_key(secret), _signed_bytes(timestamp, body), hashlib.sha256).hexdigest()
     return f"{SCHEME}={digest}"
+
+
+def sign_v2(secret: str | bytes, delivery_id: str, timestamp: int | str, body: bytes) -> str:
+    """The ``X-Tasksaga-Signature-V2`` header value: delivery id, timestamp and body."""
+    signed = b"v2\n" + _ascii(delivery_id) + b"\n" + _ascii(str(timestamp).strip()) + b"\n" + body
+    return f"{SCHEME}={hmac.new(_key(secret), signed, hashlib.sha256).hexdigest()}"
+
+
+def verify_v2(secret: str | bytes, delivery_id: str, timestamp: int | str, body: bytes,
+              header: str | None) -> bool:
+    """True when ``header`` is the version 2 signature of this delivery id, time and body."""
+    if not header:
+        return False
+    try:
+        expected = sign_v2(secret, delivery_id, timestamp, body)
+    except ValueError:  # a header with a newline or non-ASCII bytes is simply wrong
+        return False
+    return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
+
+
+def _ascii(text: str) -> bytes:
+    if "\n" in text or "\r" in text:
+        raise ValueError("signed header values cannot contain line breaks")
+    return text.encode("ascii")  # UnicodeEncodeError is a ValueError
 
 
 def verify(secret: str | bytes, timestamp: int | str, body: bytes, header: str | None) -> bool:
