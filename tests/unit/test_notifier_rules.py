@@ -280,7 +280,7 @@ def test_body_refuses_events_that_are_not_notified() -> None:
         rules.notification_body(envelope(ev.StepRetryScheduled("fetch", 2, 1)))
 
 
-def test_rules_and_signature_do_no_io() -> None:
+def test_rules_signature_and_sample_receiver_do_no_io() -> None:
     import ast
     from pathlib import Path
 
@@ -290,7 +290,7 @@ def test_rules_and_signature_do_no_io() -> None:
                  "confluent_kafka", "os", "uuid", "tasksaga.adapters.kafka_bus",
                  "tasksaga.adapters.pg_store"}
     folder = Path(tasksaga.notifier.__file__).parent
-    for name in ("rules.py", "signature.py"):
+    for name in ("rules.py", "signature.py", "receiver.py"):
         tree = ast.parse((folder / name).read_text())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}
