@@ -28,7 +28,9 @@ from tasksaga.core.state import TERMINAL_STATUSES, TaskStatus
 
 
 def create_app(deps: ApiDependencies) -> FastAPI:
-    app = FastAPI(title="tasksaga API", version="0.2.0")
+    # The document is served behind authentication like every other route (below).
+    app = FastAPI(title="tasksaga API", version="0.2.0", openapi_url=None, docs_url=None,
+                  redoc_url=None)
     app.state.deps = deps
     app.state.security = deps.security
     app.add_middleware(BodyLimits, limits=deps.limits)
@@ -146,6 +148,10 @@ def create_app(deps: ApiDependencies) -> FastAPI:
                        f"retry-compensation:{task_id}:{row.version}")
         return {"task_id": task_id, "status": "compensation retry requested",
                 "status_url": f"/tasks/{task_id}"}
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(caller: Caller) -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/whoami")
     def whoami(caller: Caller) -> dict[str, Any]:

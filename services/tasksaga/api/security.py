@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from tasksaga.api.access_store import RateLimiter
@@ -114,7 +115,17 @@ def get_security(request: Request) -> Security:
     return security
 
 
-async def current_caller(request: Request) -> Principal:
+# Declared so that the OpenAPI document names both schemes; the headers are read below.
+_BEARER = HTTPBearer(auto_error=False, description="a JWT from your identity provider")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
+                        description="a service account's key (tasksaga-apikey create)")
+
+
+async def current_caller(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    _api_key: Annotated[str | None, Depends(_API_KEY)],
+) -> Principal:
     security = get_security(request)
     principal = await run_in_threadpool(
         security.authenticate, request.headers.get("authorization"),

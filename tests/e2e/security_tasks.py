@@ -1,0 +1,44 @@
+"""Task types for the security tests: JSON requests with nested models, and roles."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from tasksaga.core import StepContext, TaskDefinition
+
+
+class Address(BaseModel):
+    city: str
+    zip_code: str = "00000"
+
+
+class GreetRequest(BaseModel):
+    name: str
+    express: bool = False
+    address: Address | None = None
+
+
+class Greeting(BaseModel):
+    text: str
+
+
+greet = TaskDefinition("Greet", queue="security", request=GreetRequest,
+                       roles={"submit": ["greeter"]}, cancellable=True)
+
+
+@greet.step("SayHello", order=1)
+def say_hello(ctx: StepContext[GreetRequest]) -> Greeting:
+    return Greeting(text=f"hello {ctx.request.name}")
+
+
+class OpenRequest(BaseModel):
+    note: str
+
+
+lenient = TaskDefinition("Lenient", queue="security", request=OpenRequest,
+                         allow_extra_fields=True)
+
+
+@lenient.step("Note", order=1)
+def note(ctx: StepContext[OpenRequest]) -> None:
+    return None
