@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration e2e stack-up stack-down stack-status contracts
+.PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ integration: $(INSTALLED)
 
 e2e: $(INSTALLED)
 	$(PY) -m pytest tests/e2e
+
+# The full chaos campaign (tests/chaos, CHAOS_SCALE=full); `make test` runs it reduced.
+chaos: $(INSTALLED)
+	tools/stack up
+	CHAOS_SCALE=full $(PY) -m pytest tests/chaos -s -p no:cacheprovider
 
 contracts: $(INSTALLED)
 	$(PY) tools/generate_contracts.py

@@ -1,10 +1,13 @@
 """Projections of the event log: task status, step records, condition snapshots, audit.
 
-The projector reads events in (transaction id, position) order and only those written by
-transactions older than the oldest one still running. Positions come from a sequence, so a
-transaction can commit position 10 after another committed 11; a reader that followed
-positions alone would pass 10 by forever. No transaction that is still running can have a
-transaction id below the snapshot's xmin, so nothing can later appear behind the checkpoint.
+Each stream is projected by version. An append also writes a ``projection_queue`` entry in its
+own transaction (a trigger, 008): the stream has events up to version N. The projector takes
+committed entries, reads each named stream from the version its ``task_status`` row holds, and
+deletes the entries it settled, all in one transaction. An entry becomes visible exactly when
+its events do, so nothing is skipped, and nothing waits for unrelated transactions: reading
+the log in (transaction id, position) order below ``pg_snapshot_xmin`` (the former mechanism)
+froze every status for as long as any transaction anywhere in the cluster stayed open.
+docs/architecture.md ("Projections") compares this with the alternatives considered.
 
 Rows are derived from the aggregate's own fold (``evolve``), so status rules live in one place,
 and timestamps come from the events, so a rebuild produces identical tables.
@@ -12,7 +15,8 @@ and timestamps come from the events, so a rebuild produces identical tables.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,59 +27,104 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
 from tasksaga.core.state import TaskState, evolve
+from tasksaga.orchestrator.state_cache import StateCache
 
-PROJECTION = "task_projections"
+log = logging.getLogger(__name__)
+
 PROJECTION_TABLES = ("task_status", "step_records", "condition_snapshots", "audit_entries")
 _LOCK_KEY = 7_201_502
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 
 
 def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+@dataclass(frozen=True)
+class ProjectionLag:
+    """How far the projections are behind the committed log."""
+
+    seconds: float  # age of the oldest committed append not projected yet (0 when caught up)
+    events: int  # committed events not projected yet
+
+    def __str__(self) -> str:
+        return f"{self.events} events, {self.seconds:.1f} s behind"
+
+
+_LAG = (
+    "SELECT coalesce(extract(epoch FROM clock_timestamp() - min(q.enqueued_at)), 0)::float8,"
+    " coalesce(sum(q.version - coalesce(s.version, 0)), 0)::bigint"
+    " FROM (SELECT stream_id, max(version) AS version, min(enqueued_at) AS enqueued_at"
+    "       FROM projection_queue GROUP BY stream_id) q"
+    " LEFT JOIN task_status s ON s.task_id = q.stream_id"
+    " WHERE q.version > coalesce(s.version, 0)"
+)
+
+
+def projection_lag(pool: ConnectionPool) -> ProjectionLag:
+    """Seconds and events the projections are behind the committed log (for /health,
+    metrics and the projector's log line)."""
+    with pool.connection() as conn:
+        row = conn.execute(_LAG).fetchone()
+    assert row is not None
+    return ProjectionLag(seconds=max(float(row[0]), 0.0), events=int(row[1]))
+
+
 class Projector:
-    def __init__(self, pool: ConnectionPool, codec: AvroCodec, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, pool: ConnectionPool, codec: AvroCodec, cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self._pool = pool
         self._codec = codec
-        self._states: OrderedDict[str, TaskState] = OrderedDict()
-        self._cache_size = cache_size
+        self._states = StateCache(max_bytes=cache_bytes, keep_terminal=True)
 
     def catch_up(self, batch_size: int = 2000) -> int:
-        """Project the next batch of visible events; returns how many were projected."""
+        """Project the next batch of committed events; returns how many were projected
+        (0: nothing left, or another process is projecting)."""
+        while True:
+            settled, projected = self._batch(batch_size)
+            if projected or not settled:
+                return projected
+            # Only entries already projected by an earlier batch: settle the next ones.
+
+    def _batch(self, batch_size: int) -> tuple[int, int]:
+        """One transaction: (queue entries settled, events projected)."""
         with self._pool.connection() as conn, conn.transaction():
             locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)).fetchone()
             if not locked or not locked[0]:
-                return 0  # another process is projecting
-            conn.execute(
-                "INSERT INTO projection_checkpoints (name) VALUES (%s) ON CONFLICT DO NOTHING",
-                (PROJECTION,),
-            )
-            checkpoint = conn.execute(
-                "SELECT last_tx_id, last_position FROM projection_checkpoints WHERE name = %s",
-                (PROJECTION,),
-            ).fetchone()
-            assert checkpoint is not None
-            rows = conn.execute(
-                "SELECT position, stream_id, version, payload, tx_id FROM events"
-                " WHERE (tx_id, position) > (%s::xid8, %s)"
-                " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
-                " ORDER BY tx_id, position LIMIT %s",
-                (checkpoint[0], checkpoint[1], batch_size),
+                return 0, 0  # another process is projecting
+            queued = conn.execute(
+                "SELECT id, stream_id, version FROM projection_queue ORDER BY id LIMIT %s",
+                (batch_size,),
             ).fetchall()
-            if not rows:
-                return 0
+            if not queued:
+                return 0, 0
+            streams = sorted({row[1] for row in queued})
+            projected_version = dict.fromkeys(streams, 0)
+            projected_version.update(conn.execute(
+                "SELECT task_id, version FROM task_status WHERE task_id = ANY(%s)", (streams,)
+            ).fetchall())
+            rows = conn.execute(
+                "SELECT e.position, e.stream_id, e.version, e.payload FROM events e"
+                " JOIN unnest(%s::text[], %s::int[]) AS q(stream_id, after)"
+                " ON e.stream_id = q.stream_id AND e.version > q.after"
+                " ORDER BY e.stream_id, e.version LIMIT %s",
+                (streams, [projected_version[s] for s in streams], batch_size),
+            ).fetchall()
             try:
-                self._project_batch(conn, rows)
+                if rows:
+                    self._project_batch(conn, rows, projected_version)
             except Exception:
                 self._states.clear()  # the transaction rolls back: cached states are ahead
                 raise
-            last = rows[-1]
-            conn.execute(
-                "UPDATE projection_checkpoints SET last_tx_id = %s, last_position = %s,"
-                " updated_at = now() WHERE name = %s",
-                (last[4], last[0], PROJECTION),
-            )
-            return len(rows)
+            for _position, stream_id, version, _payload in rows:
+                projected_version[stream_id] = version
+            # An entry is settled once its stream is projected up to its version; the rest
+            # (a stream cut by the batch limit) stay for the next batch.
+            settled = [entry_id for entry_id, stream_id, version in queued
+                       if version <= projected_version[stream_id]]
+            conn.execute("DELETE FROM projection_queue WHERE id = ANY(%s)", (settled,))
+            return len(settled), len(rows)
 
     def catch_up_fully(self) -> int:
         total = 0
@@ -83,12 +132,18 @@ class Projector:
             total += count
         return total
 
+    def lag(self) -> ProjectionLag:
+        return projection_lag(self._pool)
+
     def reset(self) -> None:
-        """Empty the projection tables and the checkpoint (the event log is untouched)."""
+        """Empty the projection tables and queue every stream again (the log is untouched)."""
         self._states.clear()
         with self._pool.connection() as conn, conn.transaction():
-            conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}")
-            conn.execute("DELETE FROM projection_checkpoints WHERE name = %s", (PROJECTION,))
+            # Wait for a running batch to finish, and keep others out until the queue is full.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}, projection_queue")
+            conn.execute("INSERT INTO projection_queue (stream_id, version)"
+                         " SELECT stream_id, max(version) FROM events GROUP BY stream_id")
 
     # -- one event -----------------------------------------------------------------------------
 
@@ -106,17 +161,13 @@ class Projector:
             state = evolve(state, self._codec.decode(bytes(payload)).payload)
         return state
 
-    def _remember(self, stream_id: str, state: TaskState) -> None:
-        self._states[stream_id] = state
-        self._states.move_to_end(stream_id)
-        if len(self._states) > self._cache_size:
-            self._states.popitem(last=False)
-
-    def _project_batch(self, conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _project_batch(
+        self, conn: psycopg.Connection, rows: list[tuple[Any, ...]], projected: dict[str, int],
+    ) -> None:
         """Fold the batch per stream, then write each row once (its final state)."""
         rows_of: dict[str, _StreamRows] = {}
         audit: list[tuple[Any, ...]] = []
-        for position, stream_id, version, payload, _tx in rows:
+        for position, stream_id, version, payload in rows:
             envelope = self._codec.decode(bytes(payload))
             event = envelope.payload
             stream = rows_of.get(stream_id)
@@ -134,8 +185,7 @@ class Projector:
             if conditions:
                 cursor.executemany(_UPSERT_CONDITION, conditions)
             cursor.executemany(_INSERT_AUDIT, audit)
-        for stream_id, stream in rows_of.items():
-            self._remember(stream_id, stream.state)
+        self._states.put_all({sid: stream.state for sid, stream in rows_of.items()})
 
 
 _UPSERT_TASK = (
