@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasksaga.adapters.avro_codec import DEFAULT_CONTRACTS_DIR
@@ -37,6 +37,12 @@ class CommonSettings(BaseSettings):
         default=False,
         description="TASKSAGA_INSECURE_DEV=true: allow missing keys and secrets (development only)",
     )
+    payload_keys: SecretStr | None = Field(
+        default=None,
+        description="TASKSAGA_PAYLOAD_KEYS=kid:base64(32 bytes)[,older...]: AES-GCM key ring "
+                    "for requests, step data and responses, newest (current) first",
+    )
+
     url_allowlist: Annotated[list[str], NoDecode] = Field(
         default=[],
         description="TASKSAGA_URL_ALLOWLIST=CIDR|host[,...]: callback receivers let through the "

@@ -6,6 +6,7 @@ from collections import Counter
 
 import psycopg
 
+from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.core import events as ev
 
@@ -14,7 +15,7 @@ TERMINAL_EVENTS = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskCom
 
 def log_problems(database_url: str, task_ids: list[str]) -> list[str]:
     """Gaps, duplicated transitions, missing or repeated terminal events; [] when sound."""
-    codec = AvroCodec()
+    codec = AvroCodec(cipher=local_payload_cipher())
     problems: list[str] = []
     with psycopg.connect(database_url) as conn:
         for task_id in task_ids:

@@ -7,6 +7,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer
 
+from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.wire import DeadLetter, Topics
 from tests.e2e.conftest import System
@@ -30,7 +31,7 @@ def test_garbage_and_an_unknown_schema_are_dead_lettered_and_processing_goes_on(
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dlq-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([topics.dead_letter])
-    codec = AvroCodec()
+    codec = AvroCodec(cipher=local_payload_cipher())
     letters: list[DeadLetter] = []
     try:
         for _ in range(60):

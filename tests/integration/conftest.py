@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 from psycopg_pool import ConnectionPool
 
+from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.adapters.wire import Envelope
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def codec() -> AvroCodec:
-    return AvroCodec()
+    return AvroCodec(cipher=local_payload_cipher())  # the services' ring: they share the log
 
 
 @pytest.fixture(scope="session")

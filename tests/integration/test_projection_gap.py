@@ -3,10 +3,14 @@ transaction (the bigserial gap problem)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
+from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.pg_store import PostgresEventStore
 from tasksaga.adapters.projections import Projector
 from tests.integration.conftest import new_task_id, submitted
@@ -66,25 +70,37 @@ def test_a_rebuild_from_the_log_gives_identical_tables(
             tx.append(task_id, 0, [submitted(task_id), completed_step(task_id, 2)])
     projector = Projector(pool, codec)
     projector.catch_up_fully()
-    before = _snapshot(pool, task_ids)
+    before = _snapshot(pool, task_ids, codec.cipher)
     assert len(before["task_status"]) == 3 and len(before["audit_entries"]) == 6
     projector.reset()
-    assert _snapshot(pool, task_ids)["task_status"] == []
+    assert _snapshot(pool, task_ids, codec.cipher)["task_status"] == []
     Projector(pool, codec).catch_up_fully()
-    assert _snapshot(pool, task_ids) == before
+    assert _snapshot(pool, task_ids, codec.cipher) == before
 
 
-def _snapshot(pool: ConnectionPool, task_ids: list[str]) -> dict[str, list[tuple[object, ...]]]:
-    """The projection rows of these tasks (other tests may be writing other tasks)."""
+def _snapshot(
+    pool: ConnectionPool, task_ids: list[str], cipher: PayloadCipher,
+) -> dict[str, list[dict[str, Any]]]:
+    """The projection rows of these tasks (other tests may be writing other tasks), sealed
+    payload columns opened: a rebuild seals them again under fresh nonces."""
     tables = {
         "task_status": "task_id",
         "step_records": "task_id, step",
         "condition_snapshots": "task_id, step",
         "audit_entries": "position",
     }
-    with pool.connection() as conn:
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         return {
-            t: conn.execute(f"SELECT * FROM {t} WHERE task_id = ANY(%s) ORDER BY {o}",
-                            (task_ids,)).fetchall()
+            t: [_opened(t, row, cipher) for row in cur.execute(
+                f"SELECT * FROM {t} WHERE task_id = ANY(%s) ORDER BY {o}", (task_ids,))]
             for t, o in tables.items()
         }
+
+
+def _opened(table: str, row: dict[str, Any], cipher: PayloadCipher) -> dict[str, Any]:
+    for column in ("request_json", "response_json", "data_json"):
+        if row.get(column) is not None:
+            step = row["step"] if table == "step_records" else ""
+            row[column] = cipher.open(
+                row[column], column_context(row["task_id"], f"{table}.{column}", step))
+    return row

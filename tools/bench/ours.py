@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from bench import checks, procstat
 from bench.loadgen import TaskRecord, Tracker
 from bench.workloads import Workload, dispatch_latencies, payload
-from localrun import REPO, ServiceProcesses, service_env
+from localrun import REPO, ServiceProcesses, local_payload_cipher, service_env
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import producer_config
 from tasksaga.adapters.migrations import apply_migrations
@@ -82,7 +82,7 @@ class OursSystem:
         self.prefix = f"bench{uuid.uuid4().hex[:8]}"
         self.topics = Topics(self.prefix)
         self.bootstrap = stack_env["TASKSAGA_KAFKA_BOOTSTRAP"]
-        self.codec = AvroCodec()
+        self.codec = AvroCodec(cipher=local_payload_cipher())  # the services encrypt payloads
         self.orchestrators = orchestrators
         self.stack_pids = stack_pids or {}
         env = service_env(

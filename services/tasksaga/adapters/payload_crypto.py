@@ -59,6 +59,11 @@ def context(*parts: str) -> bytes:
     return b"".join(len(p).to_bytes(4, "big") + p for p in encoded)
 
 
+def column_context(task_id: str, column: str, step: str = "") -> bytes:
+    """Associated data of a projection cell: ``column`` is ``table.column``."""
+    return context(task_id, column, step)
+
+
 def is_sealed(value: str) -> bool:
     return value.startswith(PREFIX)
 

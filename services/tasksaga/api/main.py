@@ -9,6 +9,7 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import KafkaProducer
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
+from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import all_topic_names, ensure_topics
 from tasksaga.adapters.wire import Topics
@@ -35,11 +36,12 @@ def main() -> None:
             assert step.upload is not None
             objects.ensure_bucket(step.upload.bucket)
     pool = open_pool(settings.database_url, settings.api_pool_size, "api")
+    codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
     deps = ApiDependencies(
         registry=registry,
-        queries=ProjectionQueries(pool),
+        queries=ProjectionQueries(pool, codec.cipher),
         producer=KafkaProducer(settings.kafka_bootstrap, "api"),
-        codec=AvroCodec(settings.contracts_dir),
+        codec=codec,
         topics=topics,
         objects=objects,
         max_files=settings.api_max_files_per_request,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.core.definition import TaskDefinition
 
 
@@ -29,8 +30,9 @@ class TaskRow:
 
 
 class ProjectionQueries:
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, cipher: PayloadCipher) -> None:
         self._pool = pool
+        self._cipher = cipher  # opens the payload columns the projector sealed
 
     def task(self, task_id: str) -> TaskRow | None:
         with self._pool.connection() as conn:
@@ -40,12 +42,26 @@ class ProjectionQueries:
                 " FROM task_status WHERE task_id = %s",
                 (task_id,),
             ).fetchone()
-        return None if row is None else TaskRow(*row)
+        return None if row is None else self._opened(TaskRow(*row))
+
+    def _opened(self, row: TaskRow) -> TaskRow:
+        return replace(
+            row,
+            request_json=self._cipher.open(
+                row.request_json, column_context(row.task_id, "task_status.request_json")),
+            response_json=self._cipher.open_optional(
+                row.response_json, column_context(row.task_id, "task_status.response_json")),
+        )
+
+    def _opened_step(self, task_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        return {**record, "data_json": self._cipher.open_optional(
+            record["data_json"],
+            column_context(task_id, "step_records.data_json", record["step"]))}
 
     def status_document(self, row: TaskRow, definition: TaskDefinition | None) -> dict[str, Any]:
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             steps = {
-                r["step"]: r for r in cur.execute(
+                r["step"]: self._opened_step(row.task_id, r) for r in cur.execute(
                     "SELECT step, status, attempt, compensation_attempt, data_json, error_type,"
                     " error_message, completion_rank, updated_at, trace_id FROM step_records"
                     " WHERE task_id = %s", (row.task_id,))

@@ -18,6 +18,7 @@ from tasksaga.adapters.clock import now_ms, random_fraction
 from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
 from tasksaga.adapters.lifecycle import ServiceStop, start_thread, stop_on_signals
 from tasksaga.adapters.migrations import apply_migrations
+from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import ensure_topics
 from tasksaga.adapters.url_guard import UrlGuard
@@ -50,7 +51,7 @@ def run(
         [topics.task_events, topics.webhook_deliveries, topics.dead_letter],
         settings.topic_partitions,
     )
-    codec = AvroCodec(settings.contracts_dir)
+    codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
     # Connections are held only for short claims and records, never during a POST.
     pool = open_pool(settings.database_url, max_size=6, name=SERVICE)
     producer = KafkaProducer(settings.kafka_bootstrap, SERVICE)

@@ -13,6 +13,7 @@ from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaPro
 from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.outbox_relay import OutboxRelay, run_on_notify
+from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import (
     EVENTS_CHANNEL,
     OUTBOX_CHANNEL,
@@ -50,7 +51,7 @@ def main() -> int:
                   settings.topic_partitions)
 
     stop = stop_on_signals()
-    codec = AvroCodec(settings.contracts_dir)
+    codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
     pool = open_pool(settings.database_url, settings.orchestrator_pool_size, "orchestrator")
     store = PostgresEventStore(pool, codec)
     orchestrator = Orchestrator(registry, store, codec, topics, now_ms, random_fraction)

@@ -17,6 +17,7 @@ from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaPro
 from tasksaga.adapters.kafka_parallel import ParallelConsumerLoop
 from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
 from tasksaga.adapters.object_store import MinioObjectStore
+from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.topics import all_topic_names, ensure_topics
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.config import ObjectStoreSettings, configure_logging
@@ -41,7 +42,7 @@ def main() -> int:
                   settings.topic_partitions)
 
     stop = stop_on_signals()
-    codec = AvroCodec(settings.contracts_dir)
+    codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
     objects = MinioObjectStore(s3.endpoint, s3.access_key, s3.secret_key, s3.secure, s3.region)
     cancellations = CancellationBook()
     instance = f"worker-{os.getpid()}-{uuid.uuid4().hex[:6]}"
