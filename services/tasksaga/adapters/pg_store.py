@@ -89,24 +89,28 @@ class StoreTransaction:
             if envelope.version != expected_version + offset:
                 raise ValueError("event versions must follow the expected version without gaps")
             rows.append((
-                task_id, envelope.version, type(envelope.payload).__name__,
+                envelope.version, type(envelope.payload).__name__,
                 envelope.message_id, self._codec.encode(envelope),
             ))
+        if not rows:
+            return
+        versions, types, message_ids, payloads = (
+            list(column) for column in zip(*rows, strict=True))
         try:
-            with self._conn.cursor() as cursor:
-                cursor.executemany(
-                    "INSERT INTO events (stream_id, version, event_type, message_id, payload)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    rows,
-                )
+            # One statement for the whole append: the projection trigger (008) then queues
+            # the stream once, not once per event.
+            self._conn.execute(
+                "INSERT INTO events (stream_id, version, event_type, message_id, payload)"
+                " SELECT %s, * FROM unnest(%s::int[], %s::text[], %s::text[], %s::bytea[])",
+                (task_id, versions, types, message_ids, payloads),
+            )
         except errors.UniqueViolation as error:
             if error.diag.constraint_name in ("events_stream_version", "events_message_id_key"):
                 raise ConcurrencyConflict(
                     f"stream {task_id} moved past version {expected_version}"
                 ) from error
             raise
-        if rows:
-            self._conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
+        self._conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
 
     def enqueue(self, records: Sequence[OutboxRecord]) -> None:
         if not records:
