@@ -24,6 +24,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
 from tasksaga.core.state import TaskState, evolve
@@ -173,7 +174,7 @@ class Projector:
             stream = rows_of.get(stream_id)
             if stream is None:
                 stream = rows_of[stream_id] = _StreamRows(
-                    self._state_before(conn, stream_id, version))
+                    self._state_before(conn, stream_id, version), self._codec.cipher)
             stream.apply(event, _ts(envelope.occurred_at_ms))
             audit.append((position, stream_id, version, type(event).__name__, step_of(event),
                           describe(event), _ts(envelope.occurred_at_ms)))
@@ -191,8 +192,8 @@ class Projector:
 _UPSERT_TASK = (
     "INSERT INTO task_status (task_id, task_type, status, version, request_json,"
     " response_json, callback_url, idempotency_key, end_reason, submitted_at, updated_at,"
-    " failed_step, error_trace_id)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " failed_step, error_trace_id, tenant, submitted_by)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status,"
     " version = EXCLUDED.version, response_json = EXCLUDED.response_json,"
     " end_reason = EXCLUDED.end_reason, updated_at = EXCLUDED.updated_at,"
@@ -225,8 +226,9 @@ _INSERT_AUDIT = (
 class _StreamRows:
     """One stream's part of a batch: its state as it evolves, and what its rows will say."""
 
-    def __init__(self, state: TaskState) -> None:
+    def __init__(self, state: TaskState, cipher: PayloadCipher) -> None:
         self.state = state
+        self.cipher = cipher  # seals the payload columns (request, response, step data)
         self.updated_at: datetime | None = None
         self.idempotency_key: str | None = None
         self.compensation_failure: ev.TaskCompensationFailed | None = None
@@ -249,10 +251,14 @@ class _StreamRows:
     def task_row(self, stream_id: str) -> tuple[Any, ...]:
         state, failure = self.state, self.compensation_failure
         return (stream_id, state.task_type, state.status.value, state.version,
-                state.request_json, state.response_json, state.callback_url,
+                self.cipher.seal(state.request_json,
+                                 column_context(stream_id, "task_status.request_json")),
+                self.cipher.seal_optional(state.response_json,
+                                          column_context(stream_id, "task_status.response_json")),
+                state.callback_url,
                 self.idempotency_key, state.end_reason, _ts(state.submitted_at_ms),
                 self.updated_at, failure.step if failure else None,
-                failure.trace_id if failure else None)
+                failure.trace_id if failure else None, state.tenant, state.submitted_by)
 
     def step_rows(self, stream_id: str) -> list[tuple[Any, ...]]:
         rows = []
@@ -261,7 +267,9 @@ class _StreamRows:
             order = self.state.completion_order
             rank = order.index(step) + 1 if step in order else None
             rows.append((stream_id, step, record.status.value, record.attempt,
-                         record.compensation_attempt, record.data_json, record.error_type,
+                         record.compensation_attempt,
+                         self.cipher.seal_optional(record.data_json, column_context(
+                             stream_id, "step_records.data_json", step)), record.error_type,
                          record.error_message, rank, at, record.trace_id))
         return rows
 
