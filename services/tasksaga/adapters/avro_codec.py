@@ -52,18 +52,11 @@ def _load(path: Path) -> _Schema:
     )
 
 
-# Payload fields holding task data, sealed inside every encoded message, so the events table,
-# the outbox and every topic carry ciphertext. Kinds: a string; a step's string (context names
-# its step); a map of step -> string; the SubmitTask list of ApiStepResult records.
-_SEALED_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "SubmitTask": (("request_json", "text"), ("api_steps", "api_steps")),
-    "TaskSubmitted": (("request_json", "text"),),
-    "ExecuteStep": (("request_json", "text"), ("step_data", "step_map")),
-    "CompensateStep": (("request_json", "text"), ("step_data", "step_map")),
-    "StepSucceeded": (("data_json", "step_text"),),
-    "StepCompleted": (("data_json", "step_text"),),
-    "TaskCompleted": (("response_json", "text"),),
-}
+# Payload fields holding task data, by the names every message uses for it: sealed inside each
+# encoded message, so the events table, the outbox and every topic carry ciphertext. A new
+# message type with such a field is covered without a change here.
+_SEALED_TEXT = frozenset({"request_json", "data_json", "response_json"})
+_SEALED_MAPS = frozenset({"step_data"})  # step name -> that step's data_json
 
 
 class AvroCodec:
@@ -146,25 +139,25 @@ class AvroCodec:
 def _transform(
     type_name: str, body: dict[str, Any], task_id: str, apply: Callable[[str, bytes], str],
 ) -> None:
-    """Seal or open (``apply``) the task data fields of one payload record, in place."""
-    for field, kind in _SEALED_FIELDS.get(type_name, ()):
-        value = body.get(field)
+    """Seal or open (``apply``) the task data fields of one payload record, in place.
+
+    The context is (task id, record type, field[, step]): the step is the record's own
+    ``step`` field, or the key of a ``step_data`` entry; records nested in a list (the
+    ApiStepResults of a SubmitTask) are typed ``Parent.field``.
+    """
+    for field, value in body.items():
         if value is None:
             continue
-        if kind == "text":
-            body[field] = apply(value, context(task_id, type_name, field))
-        elif kind == "step_text":
-            body[field] = apply(value, context(task_id, type_name, field, body["step"]))
-        elif kind == "step_map":
+        if field in _SEALED_TEXT:
+            step = (str(body["step"]),) if "step" in body else ()
+            body[field] = apply(value, context(task_id, type_name, field, *step))
+        elif field in _SEALED_MAPS:
             body[field] = {step: apply(data, context(task_id, type_name, field, step))
                            for step, data in value.items()}
-        else:
-            body[field] = [
-                {**item, "data_json": apply(
-                    item["data_json"], context(task_id, "ApiStepResult", "data_json",
-                                               item["step"]))}
-                for item in value
-            ]
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    _transform(f"{type_name}.{field}", item, task_id, apply)
 
 
 def _to_record(value: Any) -> Any:
