@@ -152,6 +152,9 @@ NOT_NOTIFIABLE = [
     ev.StepCompensationRetryScheduled("fetch", 2, 1),
     ev.StepCancellationRequested("fetch", 1, "task cancelled", 1),
     ev.CompensationRetryRequested(1),
+    ev.StepSurplusSucceeded("fetch", 1, "{}", True, 1),
+    ev.StepSurplusCompensated("fetch", 1, 1),
+    ev.StepSurplusCompensationFailed("fetch", 1, 1, "E", "m", False, 1),
 ]
 
 

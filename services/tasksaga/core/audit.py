@@ -50,6 +50,17 @@ def describe(event: ev.TaskEvent) -> str:
         case ev.StepCompensationRetryScheduled():
             return (f"compensation of step {event.step} retry scheduled "
                     f"(attempt {event.next_attempt})")
+        case ev.StepSurplusSucceeded():
+            then = "compensating it" if event.will_compensate else "no compensation declared"
+            return (f"step {event.step}: attempt {event.attempt} also succeeded after the step's "
+                    f"effect was recorded; {then}")
+        case ev.StepSurplusCompensated():
+            return f"step {event.step}: surplus effect of attempt {event.attempt} compensated"
+        case ev.StepSurplusCompensationFailed():
+            then = "will retry" if event.will_retry else "no retry: needs an operator"
+            return (f"step {event.step}: compensation of the surplus effect of attempt "
+                    f"{event.attempt} failed (attempt {event.compensation_attempt}): "
+                    f"{event.error_type}: {event.error_message}; {then}")
         case ev.TaskCompleted():
             return "task completed"
         case ev.TaskFailed():

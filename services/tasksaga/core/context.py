@@ -43,8 +43,9 @@ class SagaContext(Generic[RequestT]):
         raw = self.step_data_json.get(step_name)
         if raw is None:
             raise StepDataMissing(
-                f"step {step_name!r} of task {self.definition.name!r} has no data yet: "
-                "read only the data of steps ordered before the current one"
+                f"step {step_name!r} of task {self.definition.name!r} has no data here: "
+                "read only the data of steps ordered before the current one, and name them "
+                "in the step's reads= when it declares one (only those travel with it)"
             )
         return data_type.model_validate_json(raw)
 
@@ -60,10 +61,19 @@ def _no_heartbeat(progress: float | None, message: str | None) -> None:
 class StepContext(SagaContext[RequestT]):
     step: str = ""
     attempt: int = 1
-    idempotency_key: str = ""
+    idempotency_key: str = ""  # task:step:attempt: unique to this attempt
     objects: ObjectStore | None = None
     cancelled: CancellationSignal | None = None
     heartbeat: Callable[[float | None, str | None], None] = field(default=_no_heartbeat)
+    # The lease of this dispatch: larger for every later dispatch of the task. Pass it to a
+    # resource that can refuse writes fenced by a larger token (0 for compensations).
+    fencing_token: int = 0
+
+    @property
+    def step_key(self) -> str:
+        """task:step, the same for every attempt of the step: key an effect that must happen
+        once per step (a payment) by it, since two attempts can both run."""
+        return f"{self.task_id}:{self.step}"
 
     @property
     def store(self) -> ObjectStore:

@@ -106,6 +106,10 @@ class StepDef:
     upload: FileUpload | None = None
     handler: StepHandler | None = None
     compensation: CompensationHandler | None = None
+    # The earlier steps whose data the handler (and its compensation) reads: only their data
+    # travels in the step's commands. None: every completed step's data (commands then grow
+    # with the task).
+    reads: tuple[str, ...] | None = None
 
     @property
     def has_compensation(self) -> bool:
@@ -204,8 +208,10 @@ class TaskDefinition:
         timeout_seconds: float | None = None,
         heartbeat_timeout_seconds: float | None = None,
         condition: StepCondition | None = None,
+        reads: Iterable[str] | None = None,
     ) -> Callable[[StepHandler], StepHandler]:
-        """Declare a worker step whose handler is the decorated function."""
+        """Declare a worker step whose handler is the decorated function. ``reads`` names the
+        earlier steps whose data it reads (``ctx.data``): only those travel with its commands."""
 
         def register(handler: StepHandler) -> StepHandler:
             self._add(
@@ -215,6 +221,7 @@ class TaskDefinition:
                     compensation_retry=compensation_retry, timeout_seconds=timeout_seconds,
                     heartbeat_timeout_seconds=heartbeat_timeout_seconds,
                     condition=condition, handler=handler,
+                    reads=None if reads is None else tuple(reads),
                 )
             )
             return handler

@@ -29,6 +29,7 @@ class StepDispatched:
     queue: str
     dispatched_at_ms: int
     timeout_at_ms: int
+    fencing_token: int = 0  # the lease given to this attempt (0: dispatched before tokens)
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,37 @@ class CompensationRetryRequested:
     requested_at_ms: int
 
 
+@dataclass(frozen=True)
+class StepSurplusSucceeded:
+    """An attempt succeeded after another attempt's success was recorded as the step's (or
+    after the task moved past the step): its effect is extra and is compensated on its own."""
+
+    step: str
+    attempt: int
+    data_json: str
+    will_compensate: bool  # False when the step has no compensation: recorded only
+    succeeded_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepSurplusCompensated:
+    step: str
+    attempt: int  # the surplus attempt whose effect was undone
+    compensated_at_ms: int
+
+
+@dataclass(frozen=True)
+class StepSurplusCompensationFailed:
+    step: str
+    attempt: int  # the surplus attempt
+    compensation_attempt: int
+    error_type: str
+    error_message: str
+    will_retry: bool
+    failed_at_ms: int
+    trace_id: str | None = None
+
+
 TaskEvent = (
     TaskSubmitted
     | StepDispatched
@@ -192,6 +224,9 @@ TaskEvent = (
     | TaskCancelled
     | TaskCompensationFailed
     | CompensationRetryRequested
+    | StepSurplusSucceeded
+    | StepSurplusCompensated
+    | StepSurplusCompensationFailed
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -215,4 +250,7 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     # Added later: new union branches go at the end (docs/architecture.md, "Schema evolution").
     StepCancellationRequested,
     CompensationRetryRequested,
+    StepSurplusSucceeded,
+    StepSurplusCompensated,
+    StepSurplusCompensationFailed,
 )

@@ -57,6 +57,9 @@ class StepSucceeded:
     step: str
     attempt: int
     data_json: str
+    # The fencing token of the dispatch this result answers (ExecuteStep.fencing_token); 0 from
+    # workers that predate tokens.
+    fencing_token: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class StepAttemptFailed:
     error_message: str
     retryable: bool
     trace_id: str | None = None
+    fencing_token: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class StepHeartbeat:
     attempt: int
     progress: float | None
     message: str | None
+    fencing_token: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class CompensationSucceeded:
     task_id: str
     step: str
     attempt: int
+    surplus_attempt: int = 0  # echoed from CompensateStep
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class CompensationAttemptFailed:
     error_type: str
     error_message: str
     trace_id: str | None = None
+    surplus_attempt: int = 0  # echoed from CompensateStep
 
 
 # -- timers (orchestrator -> itself, durable in Postgres) ---------------------------------------
@@ -140,6 +147,9 @@ class ExecuteStep:
     step_data: dict[str, str]
     idempotency_key: str
     timeout_at_ms: int
+    # The lease of this dispatch: grows with every dispatch of the task (it is the stream
+    # version of its StepDispatched), so a newer attempt always holds a larger token.
+    fencing_token: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,9 @@ class CompensateStep:
     request_json: str
     step_data: dict[str, str]
     idempotency_key: str
+    # 0: undo the step's recorded effect. N > 0: undo the surplus effect of attempt N (an
+    # attempt that also succeeded; its data is the step's entry in step_data).
+    surplus_attempt: int = 0
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,23 @@ class StepStatus(StrEnum):
     COMPENSATION_FAILED = "CompensationFailed"
 
 
+class SurplusStatus(StrEnum):
+    COMPENSATING = "Compensating"
+    COMPENSATED = "Compensated"
+    COMPENSATION_FAILED = "CompensationFailed"
+    UNCOMPENSATED = "Uncompensated"  # the step has no compensation: recorded only
+
+
+@dataclass(frozen=True)
+class SurplusEffect:
+    """The success of an attempt whose effect is not the step's recorded one."""
+
+    attempt: int
+    data_json: str
+    status: SurplusStatus
+    compensation_attempt: int = 0
+
+
 @dataclass(frozen=True)
 class StepState:
     name: str
@@ -55,6 +72,11 @@ class StepState:
     trace_id: str | None = None
     compensation_attempt: int = 0
     cancel_requested: bool = False
+    fencing_token: int = 0  # the lease of the latest dispatch
+    surplus: tuple[SurplusEffect, ...] = ()
+
+    def surplus_of(self, attempt: int) -> SurplusEffect | None:
+        return next((s for s in self.surplus if s.attempt == attempt), None)
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,14 @@ def _with_step(state: TaskState, name: str, **changes: object) -> TaskState:
     return replace(state, steps=steps)
 
 
+def _with_surplus(state: TaskState, name: str, attempt: int, **changes: object) -> TaskState:
+    step = state.step(name)
+    current = step.surplus_of(attempt) or SurplusEffect(attempt, "{}", SurplusStatus.UNCOMPENSATED)
+    updated = replace(current, **changes)  # type: ignore[arg-type]
+    others = tuple(s for s in step.surplus if s.attempt != attempt)
+    return _with_step(state, name, surplus=(*others, updated))
+
+
 def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
     """Apply one event. Pure and total: it never raises for events decide() produced."""
     state = replace(state, version=state.version + 1)
@@ -116,6 +146,7 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             return _with_step(
                 state, event.step, status=StepStatus.RUNNING, attempt=event.attempt,
                 error_type=None, error_message=None, trace_id=None, cancel_requested=False,
+                fencing_token=event.fencing_token,
             )
         case ev.StepCancellationRequested():
             return _with_step(state, event.step, cancel_requested=True)
@@ -180,6 +211,23 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             )
         case ev.CompensationRetryRequested():
             return replace(state, status=TaskStatus.COMPENSATING)
+        case ev.StepSurplusSucceeded():
+            return _with_surplus(
+                state, event.step, event.attempt, data_json=event.data_json,
+                compensation_attempt=1 if event.will_compensate else 0,
+                status=(SurplusStatus.COMPENSATING if event.will_compensate
+                        else SurplusStatus.UNCOMPENSATED),
+            )
+        case ev.StepSurplusCompensated():
+            return _with_surplus(state, event.step, event.attempt,
+                                 status=SurplusStatus.COMPENSATED)
+        case ev.StepSurplusCompensationFailed():
+            return _with_surplus(
+                state, event.step, event.attempt,
+                compensation_attempt=event.compensation_attempt + int(event.will_retry),
+                status=(SurplusStatus.COMPENSATING if event.will_retry
+                        else SurplusStatus.COMPENSATION_FAILED),
+            )
     raise TypeError(f"not a task event: {event!r}")
 
 
