@@ -6,18 +6,80 @@ import uvicorn
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.kafka_bus import KafkaProducer
+from tasksaga.adapters.kafka_producer import KafkaProducer
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import all_topic_names, ensure_topics
+from tasksaga.adapters.url_guard import UrlGuard
 from tasksaga.adapters.wire import Topics
-from tasksaga.api.app import ApiDependencies, create_app
+from tasksaga.api.access_store import ApiKeyStore, RateLimiter
+from tasksaga.api.app import create_app
+from tasksaga.api.body_limits import Limits
+from tasksaga.api.dependencies import ApiDependencies, SubmitGate
+from tasksaga.api.identity import TokenVerifier
 from tasksaga.api.queries import ProjectionQueries
+from tasksaga.api.readiness import readiness_checks
+from tasksaga.api.security import Security
 from tasksaga.api.settings import ApiSettings
 from tasksaga.config import ObjectStoreSettings, configure_logging
+from tasksaga.core.authorization import RoleAuthorization
 from tasksaga.core.registry import load_registry
+
+_DEV_TASK_ID_SECRET = b"tasksaga-insecure-development-task-id-secret"
+
+
+def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDependencies:
+    registry = load_registry(settings.task_modules)
+    topics = Topics(settings.topic_prefix)
+    apply_migrations(settings.database_url)
+    ensure_topics(settings.kafka_bootstrap, all_topic_names(topics, registry.queues()),
+                  settings.topic_partitions)
+    objects = MinioObjectStore(s3.endpoint, s3.access_key, s3.secret_key, s3.secure, s3.region)
+    buckets = []
+    for definition in registry:
+        for step in definition.upload_steps():
+            assert step.upload is not None
+            objects.ensure_bucket(step.upload.bucket)
+            buckets.append(step.upload.bucket)
+    pool = open_pool(settings.database_url, settings.api_pool_size, "api")
+    codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
+    queries = ProjectionQueries(pool, codec.cipher)
+    security = Security(
+        verifier=TokenVerifier(settings),
+        api_keys=ApiKeyStore(pool).lookup if settings.auth_api_keys else None,
+        rate_limiter=RateLimiter(pool, settings.api_rate_limit_requests,
+                                 settings.api_rate_limit_window_s),
+        authorization=RoleAuthorization(),
+        insecure_dev=settings.insecure_dev,
+    )
+    secret = (settings.task_id_secret.get_secret_value().encode() if settings.task_id_secret
+              else _DEV_TASK_ID_SECRET)
+    return ApiDependencies(
+        registry=registry,
+        queries=queries,
+        # A delivery timeout equal to the submit timeout: a failed send is final, never
+        # delivered later behind the 503 (api/dependencies.py).
+        producer=KafkaProducer(settings.kafka_bootstrap, "api",
+                               delivery_timeout_ms=int(settings.api_submit_timeout_s * 1000)),
+        codec=codec,
+        topics=topics,
+        objects=objects,
+        security=security,
+        url_guard=UrlGuard(settings.url_allowlist),
+        limits=Limits(json_bytes=settings.api_max_json_bytes,
+                      request_bytes=settings.api_max_request_bytes,
+                      file_bytes=settings.api_max_file_bytes,
+                      idle_timeout_s=settings.api_body_idle_timeout_s,
+                      total_timeout_s=settings.api_body_total_timeout_s),
+        task_id_secret=secret,
+        max_files=settings.api_max_files_per_request,
+        max_page_size=settings.api_max_page_size,
+        submit_gate=SubmitGate(open_s=settings.api_submit_timeout_s),
+        readiness=readiness_checks(queries, settings.kafka_bootstrap, objects,
+                                   buckets[0] if buckets else None),
+    )
 
 
 def main() -> None:
@@ -25,32 +87,12 @@ def main() -> None:
     s3 = ObjectStoreSettings()
     configure_logging(settings.log_level, "api")
     telemetry.configure("tasksaga-api", settings.otel_console)
-    registry = load_registry(settings.task_modules)
-    topics = Topics(settings.topic_prefix)
-    apply_migrations(settings.database_url)
-    ensure_topics(settings.kafka_bootstrap, all_topic_names(topics, registry.queues()),
-                  settings.topic_partitions)
-    objects = MinioObjectStore(s3.endpoint, s3.access_key, s3.secret_key, s3.secure, s3.region)
-    for definition in registry:
-        for step in definition.upload_steps():
-            assert step.upload is not None
-            objects.ensure_bucket(step.upload.bucket)
-    pool = open_pool(settings.database_url, settings.api_pool_size, "api")
-    codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
-    deps = ApiDependencies(
-        registry=registry,
-        queries=ProjectionQueries(pool, codec.cipher),
-        producer=KafkaProducer(settings.kafka_bootstrap, "api"),
-        codec=codec,
-        topics=topics,
-        objects=objects,
-        max_files=settings.api_max_files_per_request,
-    )
+    deps = build_dependencies(settings, s3)
     try:
         uvicorn.run(create_app(deps), host=settings.api_host, port=settings.api_port,
-                    log_level=settings.log_level.lower())
+                    log_level=settings.log_level.lower(), timeout_keep_alive=5)
     finally:
-        pool.close()
+        deps.queries.close()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ class TaskRow:
     updated_at: datetime
     failed_step: str | None = None
     error_trace_id: str | None = None
+    tenant: str = "default"
+    submitted_by: str | None = None
 
 
 class ProjectionQueries:
@@ -38,8 +40,8 @@ class ProjectionQueries:
         with self._pool.connection() as conn:
             row = conn.execute(
                 "SELECT task_id, task_type, status, version, request_json, response_json,"
-                " end_reason, submitted_at, updated_at, failed_step, error_trace_id"
-                " FROM task_status WHERE task_id = %s",
+                " end_reason, submitted_at, updated_at, failed_step, error_trace_id, tenant,"
+                " submitted_by FROM task_status WHERE task_id = %s",
                 (task_id,),
             ).fetchone()
         return None if row is None else self._opened(TaskRow(*row))
@@ -99,12 +101,37 @@ class ProjectionQueries:
             "notifications": [_jsonable(d) for d in deliveries],
         }
 
-    def audit(self, task_id: str) -> list[dict[str, Any]]:
+    def audit(self, task_id: str, after_version: int = 0,
+              limit: int = 1000) -> list[dict[str, Any]]:
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
                 "SELECT version, event_type, step, summary, occurred_at FROM audit_entries"
-                " WHERE task_id = %s ORDER BY version", (task_id,)).fetchall()
+                " WHERE task_id = %s AND version > %s ORDER BY version LIMIT %s",
+                (task_id, after_version, limit)).fetchall()
         return [_jsonable(r) for r in rows]
+
+    def list_tasks(self, tenant: str, task_types: list[str], limit: int,
+                   before: tuple[datetime, str] | None = None,
+                   status: str | None = None) -> list[dict[str, Any]]:
+        """One tenant's tasks of the given types, newest first, ``limit`` at most; keyset
+        paging on (submitted_at, task_id) so a page never skips or repeats a task."""
+        query = ("SELECT task_id, task_type, status, version, submitted_at, updated_at"
+                 " FROM task_status WHERE tenant = %s AND task_type = ANY(%s)")
+        params: list[Any] = [tenant, task_types]
+        if status is not None:
+            query += " AND status = %s"
+            params.append(status)
+        if before is not None:
+            query += " AND (submitted_at, task_id) < (%s, %s)"
+            params += [before[0], before[1]]
+        query += " ORDER BY submitted_at DESC, task_id DESC LIMIT %s"
+        params.append(limit)
+        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query, params).fetchall()
+        return [_jsonable(r) for r in rows]
+
+    def close(self) -> None:
+        self._pool.close()
 
     def ready(self) -> bool:
         with self._pool.connection() as conn:
