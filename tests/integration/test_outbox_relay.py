@@ -9,7 +9,7 @@ from confluent_kafka import Consumer
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.kafka_bus import KafkaProducer
+from tasksaga.adapters.kafka_bus import Delivery, KafkaProducer
 from tasksaga.adapters.outbox_relay import OutboxRelay
 from tasksaga.adapters.pg_store import OutboxRecord, PostgresEventStore
 from tasksaga.adapters.topics import ensure_topics
@@ -19,8 +19,8 @@ from tests.integration.conftest import new_task_id, submitted
 class CrashAfterFlush(KafkaProducer):
     """Acknowledged by the broker, then the process 'dies' before deleting the rows."""
 
-    def flush(self, timeout: float = 30.0) -> None:
-        super().flush(timeout)
+    def flush(self, timeout: float = 30.0, raise_on_error: bool = True) -> list[Delivery]:
+        super().flush(timeout, raise_on_error)
         raise SystemExit("crash between publish and delete")
 
 
@@ -50,9 +50,12 @@ def test_rolled_back_records_are_never_published_and_a_crash_resends(
     kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
     topic_prefix: str,
 ) -> None:
+    def relay(producer: KafkaProducer) -> OutboxRelay:
+        return OutboxRelay(pool, producer, topic_prefix, codec)
+
     topic = f"{topic_prefix}.outbox-test"
     ensure_topics(kafka_bootstrap, [topic], partitions=1)
-    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-pre"), topic_prefix))
+    _drain(relay(KafkaProducer(kafka_bootstrap, "relay-pre")))
     committed, rolled_back = new_task_id(), new_task_id()
     # Another deployment's record, to a topic that does not exist: not ours to publish, and
     # it must not block ours.
@@ -69,10 +72,10 @@ def test_rolled_back_records_are_never_published_and_a_crash_resends(
     except RuntimeError:
         pass
 
-    crashing = OutboxRelay(pool, CrashAfterFlush(kafka_bootstrap, "relay-crash"), topic_prefix)
+    crashing = relay(CrashAfterFlush(kafka_bootstrap, "relay-crash"))
     with contextlib.suppress(SystemExit):
         crashing.publish_pending()
-    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-restarted"), topic_prefix))
+    _drain(relay(KafkaProducer(kafka_bootstrap, "relay-restarted")))
 
     received = [codec.decode(v) for v in read_all(kafka_bootstrap, topic, expected=2)]
     task_ids = [e.task_id for e in received]

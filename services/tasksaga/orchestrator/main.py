@@ -57,7 +57,7 @@ def main() -> int:
     orchestrator = Orchestrator(registry, store, codec, topics, now_ms, random_fraction)
     client_id = f"orchestrator-{settings.orchestrator_instance_id or os.getpid()}"
     relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap, f"{client_id}-relay"),
-                        settings.topic_prefix)
+                        settings.topic_prefix, codec)
     dead_letters = KafkaProducer(settings.kafka_bootstrap, f"{client_id}-dlq")
 
     threads = [

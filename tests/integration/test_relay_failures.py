@@ -1,0 +1,117 @@
+"""The outbox relay holds no transaction while records travel to Kafka, and one record the
+broker refuses for good (over its size limit) is dead-lettered instead of halting every saga."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_bus import Delivery, KafkaProducer
+from tasksaga.adapters.outbox_relay import OutboxRelay
+from tasksaga.adapters.pg_store import OutboxRecord, PostgresEventStore, open_pool
+from tasksaga.adapters.topics import ensure_topics
+from tasksaga.adapters.wire import DeadLetter, Topics
+from tests.integration.test_outbox_relay import read_all
+
+TOPIC_LIMIT = 50_000  # the topic's max.message.bytes
+
+
+def _drain(relay: OutboxRelay, rounds: int = 10) -> None:
+    for _ in range(rounds):  # bounded: a relay stuck on one batch fails the test, not hangs it
+        if not relay.publish_pending():
+            return
+    raise AssertionError(f"the relay still had work after {rounds} rounds")
+
+
+def test_an_oversized_record_is_dead_lettered_and_the_others_go_on(
+    kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
+    topic_prefix: str,
+) -> None:
+    topics = Topics(topic_prefix)
+    topic = f"{topic_prefix}.relay-size"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1,
+                  config={"max.message.bytes": str(TOPIC_LIMIT)})
+    ensure_topics(kafka_bootstrap, [topics.dead_letter], partitions=1)
+    too_large = os.urandom(4 * TOPIC_LIMIT)  # random: lz4 cannot shrink it under the limit
+    with store.transaction() as tx:
+        tx.enqueue([OutboxRecord(topic, b"k", b"before"),
+                    OutboxRecord(topic, b"k", too_large),
+                    OutboxRecord(topic, b"k", b"after")])
+    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-size"), topic_prefix, codec))
+
+    assert read_all(kafka_bootstrap, topic, expected=2) == [b"before", b"after"]
+    letters = [codec.decode(v) for v in read_all(kafka_bootstrap, topics.dead_letter, 1)]
+    assert len(letters) == 1
+    letter = letters[0].payload
+    assert isinstance(letter, DeadLetter)
+    assert letter.source_topic == topic and letter.key == b"k"
+    assert "too large" in letter.reason.lower() or "size" in letter.reason.lower(), letter.reason
+    assert letter.value == too_large, "the dead letter carries the original bytes"
+    with pool.connection() as conn:
+        left = conn.execute("SELECT count(*) FROM outbox WHERE topic LIKE %s",
+                            (f"{topic_prefix}.%",)).fetchone()
+        kept = conn.execute("SELECT value, reason FROM outbox_dead_letters WHERE topic = %s",
+                            (topic,)).fetchall()
+    assert left is not None and left[0] == 0
+    assert [bytes(r[0]) for r in kept] == [too_large]
+
+
+def test_an_oversized_dead_letter_value_is_cut_and_kept_whole_in_the_table(
+    kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
+    topic_prefix: str,
+) -> None:
+    topics = Topics(topic_prefix)
+    topic = f"{topic_prefix}.relay-cut"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1,
+                  config={"max.message.bytes": str(TOPIC_LIMIT)})
+    ensure_topics(kafka_bootstrap, [topics.dead_letter], partitions=1)
+    too_large = os.urandom(4 * TOPIC_LIMIT)
+    with store.transaction() as tx:
+        tx.enqueue([OutboxRecord(topic, b"k", too_large)])
+    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-cut"), topic_prefix, codec,
+                       dead_letter_value_bytes=1000))
+    letter = codec.decode(read_all(kafka_bootstrap, topics.dead_letter, 1)[0]).payload
+    assert isinstance(letter, DeadLetter)
+    assert letter.value == too_large[:1000]
+    assert "outbox_dead_letters" in letter.reason
+
+
+class WatchedProducer(KafkaProducer):
+    """Records, while the records travel, whether the relay's session has a transaction open."""
+
+    def __init__(self, bootstrap: str, database_url: str, application_name: str) -> None:
+        super().__init__(bootstrap, f"relay-watch-{uuid.uuid4().hex[:6]}")
+        self._database_url = database_url
+        self._application_name = application_name
+        self.states: list[str] = []
+
+    def flush(self, timeout: float = 30.0, raise_on_error: bool = True) -> list[Delivery]:
+        with psycopg.connect(self._database_url, autocommit=True) as conn:
+            self.states += [str(r[0]) for r in conn.execute(
+                "SELECT state FROM pg_stat_activity WHERE application_name = %s",
+                (self._application_name,))]
+        return super().flush(timeout, raise_on_error)
+
+
+def test_no_transaction_is_open_while_records_travel_to_the_broker(
+    kafka_bootstrap: str, database_url: str, codec: AvroCodec, store: PostgresEventStore,
+    topic_prefix: str,
+) -> None:
+    topic = f"{topic_prefix}.relay-tx"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    name = f"relay-{uuid.uuid4().hex[:8]}"
+    relay_pool = open_pool(database_url, max_size=1, name=name)
+    try:
+        with store.transaction() as tx:
+            tx.enqueue([OutboxRecord(topic, b"k", b"v")])
+        producer = WatchedProducer(kafka_bootstrap, database_url, name)
+        _drain(OutboxRelay(relay_pool, producer, topic_prefix, codec))
+    finally:
+        relay_pool.close()
+    assert producer.states, "the relay's session was watched while it published"
+    assert all(state == "idle" for state in producer.states), producer.states
+    assert read_all(kafka_bootstrap, topic, expected=1) == [b"v"]
