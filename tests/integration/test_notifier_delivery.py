@@ -23,7 +23,6 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from psycopg_pool import ConnectionPool
 
-from localrun import local_payload_cipher, local_payload_keys
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import KafkaProducer
 from tasksaga.adapters.lifecycle import ServiceStop
@@ -370,6 +369,46 @@ def test_no_transaction_is_open_while_a_webhook_post_is_in_flight(
     pool.close()
 
 
+def test_a_sender_that_dies_mid_post_loses_nothing(
+    schema_url: str, schema_pool: ConnectionPool,
+    receiver_factory: Callable[[int], tuple[Receiver, str]],
+) -> None:
+    """The lease replaces the row lock: a sender that claimed and died (no record) leaves the
+    delivery due again when the lease expires, and a late record by it changes nothing."""
+    receiver, url = receiver_factory(0)
+    clock = [now_ms()]
+
+    def leased_sender() -> Sender:
+        return Sender(
+            pool=schema_pool, database_url=schema_url, poster=PinnedPoster(10.0),
+            guard=UrlGuard(LOCAL_RECEIVERS), secret=SECRET,
+            schedule=rules.webhook_retry_policy(max_attempts=8, base_ms=0, cap_ms=0),
+            now_ms=lambda: clock[0], random=lambda: 0.5, stop=threading.Event(),
+            lease_ms=30_000,
+        )
+
+    task_id = f"task-{uuid.uuid4()}"
+    consumer = NotificationConsumer(schema_pool, now_ms)
+    consumer.handle(submitted(task_id, 1, url))
+    consumer.handle(event(task_id, 2, ev.TaskFailed("boom", 1)))
+    clock[0] = now_ms()
+    crashed, survivor = leased_sender(), leased_sender()
+    lease = crashed.claim()
+    assert lease is not None and lease.attempt == 1
+    # ... and the crashed sender never records. The delivery is leased, not lost:
+    assert survivor.deliver_one() is False
+    assert pending(schema_pool, task_id) == [f"{task_id}:2"]
+    clock[0] += 30_001  # the lease expires
+    assert survivor.deliver_one() is True
+    assert attempts(schema_pool, f"{task_id}:2") == [(2, "delivered", 200)]
+    assert pending(schema_pool, task_id) == []
+    # A zombie that comes back and records its stale lease cannot resurrect the delivery.
+    crashed.attempt(lease)
+    assert pending(schema_pool, task_id) == []
+    assert survivor.deliver_one() is False
+    assert len(receiver.of(f"{task_id}:2")) == 2  # at least once; receivers de-duplicate
+
+
 # -- the whole service: Kafka in, LISTEN/NOTIFY-woken sender threads, records out -----------------
 
 
@@ -401,10 +440,9 @@ def test_the_service_delivers_events_from_kafka(
     receiver_factory: Callable[[int], tuple[Receiver, str]],
 ) -> None:
     receiver, url = receiver_factory(2)
-    codec = AvroCodec(cipher=local_payload_cipher())
+    codec = AvroCodec()
     settings = NotifierSettings(
         kafka_bootstrap=kafka_bootstrap, database_url=schema_url,
-        payload_keys=local_payload_keys(),
         topic_prefix=topics.prefix, topic_partitions=2, webhook_secret=SECRET,
         webhook_max_attempts=5, webhook_timeout_s=10.0,
         webhook_backoff_base_s=0.02, webhook_backoff_cap_s=0.1, webhook_senders=2,
