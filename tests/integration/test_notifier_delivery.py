@@ -23,6 +23,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from psycopg_pool import ConnectionPool
 
+from localrun import local_payload_cipher, local_payload_keys
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import KafkaProducer
 from tasksaga.adapters.lifecycle import ServiceStop
@@ -440,9 +441,10 @@ def test_the_service_delivers_events_from_kafka(
     receiver_factory: Callable[[int], tuple[Receiver, str]],
 ) -> None:
     receiver, url = receiver_factory(2)
-    codec = AvroCodec()
+    codec = AvroCodec(cipher=local_payload_cipher())
     settings = NotifierSettings(
         kafka_bootstrap=kafka_bootstrap, database_url=schema_url,
+        payload_keys=local_payload_keys(),
         topic_prefix=topics.prefix, topic_partitions=2, webhook_secret=SECRET,
         webhook_max_attempts=5, webhook_timeout_s=10.0,
         webhook_backoff_base_s=0.02, webhook_backoff_cap_s=0.1, webhook_senders=2,
