@@ -4,6 +4,7 @@ it reads projections and sends commands. Every route but the health probes needs
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -25,6 +26,8 @@ from tasksaga.core.authorization import Action, Principal, TaskRef
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.registry import UnknownTaskType
 from tasksaga.core.state import TERMINAL_STATUSES, TaskStatus
+
+log = logging.getLogger(__name__)
 
 
 def create_app(deps: ApiDependencies) -> FastAPI:
@@ -200,6 +203,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(_request: Request, error: BodyTooLarge) -> JSONResponse:
+        log.info("refused a body over %d bytes after reading %d", error.limit, error.received)
         return JSONResponse(status_code=413, content={"detail": str(error)},
                             headers={"Connection": "close"})
 

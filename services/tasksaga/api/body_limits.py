@@ -11,6 +11,7 @@ spool files on disk.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +21,14 @@ from starlette.datastructures import FormData, Headers
 from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger(__name__)
+
 
 class BodyTooLarge(Exception):
-    def __init__(self, limit: int, what: str = "the request body") -> None:
+    def __init__(self, limit: int, what: str = "the request body", received: int = 0) -> None:
         super().__init__(f"{what} is larger than the limit of {limit} bytes")
         self.limit = limit
+        self.received = received  # bytes read before the refusal (for the log)
 
 
 class BodyTimeout(Exception):
@@ -65,6 +69,8 @@ class BodyLimits:
                 await _reply(send, 400, "Content-Length must be a number of bytes")
                 return
             if int(declared) > limit:
+                log.info("refused a body over %d bytes after reading 0 (declared %s)", limit,
+                         declared)
                 await _reply(send, 413, str(BodyTooLarge(limit)))
                 return
         started = False
@@ -78,6 +84,8 @@ class BodyLimits:
         try:
             await self.app(scope, self._limited(receive, limit), tracking_send)
         except BodyTooLarge as error:
+            log.info("refused a body over %d bytes after reading %d", error.limit,
+                     error.received)
             if not started:
                 await _reply(send, 413, str(error))
         except BodyTimeout as error:
@@ -99,7 +107,7 @@ class BodyLimits:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(limit, received=received)
             return message
 
         return limited_receive
@@ -133,7 +141,7 @@ class LimitedMultiPartParser(MultiPartParser):
         if self._current_part.file is not None:
             self._file_bytes += end - start
             if self._file_bytes > self._file_limit:
-                raise BodyTooLarge(self._file_limit, "a file part")
+                raise BodyTooLarge(self._file_limit, "a file part", received=self._file_bytes)
         super().on_part_data(data, start, end)
 
 
