@@ -12,12 +12,13 @@ value) and ``TASKSAGA_VIDEO_HEARTBEAT_TIMEOUT_S`` (default 15) tune the example 
 
 from __future__ import annotations
 
+import json
 import os
 from typing import IO
 
-import httpx
 from pydantic import BaseModel, Field
 
+from tasksaga.adapters.url_guard import UnresolvedHost, UnsafeUrl, UrlGuard
 from tasksaga.core import (
     Backoff,
     NonRetryableError,
@@ -28,11 +29,15 @@ from tasksaga.core import (
     UploadedFile,
 )
 from tasksaga.core.definition import AwaitMode
+from tasksaga.notifier.pinned_http import PinnedPoster
 from tasksaga_examples.video import catalog, media
 
 OUTPUT_BUCKET = "transcoded-videos"
 RETRY_DELAY_MS = int(os.environ.get("TASKSAGA_VIDEO_RETRY_DELAY_MS", "2000"))
 HEARTBEAT_TIMEOUT_S = float(os.environ.get("TASKSAGA_VIDEO_HEARTBEAT_TIMEOUT_S", "15"))
+# TASKSAGA_URL_ALLOWLIST (CIDRs, host names) lets local receivers through, as in the notifier.
+_WEBHOOK_GUARD = UrlGuard(os.environ.get("TASKSAGA_URL_ALLOWLIST", "").split(","))
+_WEBHOOK_POSTER = PinnedPoster(deadline_s=10.0)
 RESOLUTIONS = {"Transcode720p": ("720p", 720), "Transcode1080p": ("1080p", 1080),
                "Transcode4K": ("4K", 2160)}
 
@@ -231,13 +236,24 @@ def notify_webhook(ctx: StepContext[VideoRequest]) -> NotifyData:
     _switch(ctx)
     if ctx.request.callback_url is None:
         return NotifyData(delivered=False)
+    # The SSRF guard again at send time (the API vetted the URL at submit time, but its
+    # name may resolve elsewhere now), and a POST that connects only to the vetted
+    # addresses and follows no redirect. Errors stay generic: they reach the submitter.
+    try:
+        vetted = _WEBHOOK_GUARD.vet(ctx.request.callback_url)
+    except UnresolvedHost:
+        raise RuntimeError("webhook connection failed") from None  # DNS may recover: retry
+    except UnsafeUrl as refused:
+        raise NonRetryableError(f"callback URL refused: {refused.public_reason}") from None
     body = {"task_id": ctx.task_id, "title": ctx.request.title, "renditions": _renditions(ctx)}
-    reply = httpx.post(ctx.request.callback_url, json=body, timeout=10,
-                       headers={"Idempotency-Key": ctx.idempotency_key})
-    if reply.status_code >= 500:
-        raise RuntimeError(f"webhook answered {reply.status_code}")
-    if reply.status_code >= 400:
-        raise NonRetryableError(f"webhook refused the notification: {reply.status_code}")
+    reply = _WEBHOOK_POSTER.post(vetted, json.dumps(body).encode(), {
+        "Content-Type": "application/json", "Idempotency-Key": ctx.idempotency_key})
+    if reply.status_code is None or reply.status_code >= 500:
+        raise RuntimeError(f"webhook {reply.error}")
+    if 300 <= reply.status_code < 400:
+        raise NonRetryableError(f"webhook answered {reply.error}: redirects are not followed")
+    if reply.error is not None:
+        raise NonRetryableError(f"webhook refused the notification: {reply.error}")
     return NotifyData(delivered=True, status_code=reply.status_code)
 
 

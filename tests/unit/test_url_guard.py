@@ -17,6 +17,8 @@ from tasksaga.adapters.url_guard import (
     parse_allowlist,
     parse_legacy_ipv4,
 )
+from tasksaga.core import NonRetryableError, StepContext, UploadedFile
+from tasksaga_examples import video_pipeline
 
 ZONE = {
     "hooks.example.com": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
@@ -199,3 +201,15 @@ def test_address_categories() -> None:
     assert address_problem(ipaddress.ip_address("8.8.8.8")) is None
     assert address_problem(ipaddress.ip_address("2606:4700::1111")) is None
     assert address_problem(ipaddress.ip_address("::ffff:8.8.8.8")) is not None
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/",
+                                 "http://2130706433:8080/", "http://[::ffff:10.0.0.1]/"])
+def test_the_video_pipelines_webhook_step_refuses_internal_callbacks(url: str) -> None:
+    request = video_pipeline.VideoRequest(
+        video_file=UploadedFile(bucket="b", key="k", filename="v.mp4", size=1), title="t",
+        callback_url=url)
+    ctx = StepContext(task_id="t-1", definition=video_pipeline.video_transcode,
+                      request=request, step_data_json={}, step="NotifyWebhook")
+    with pytest.raises(NonRetryableError, match="callback URL refused: "):
+        video_pipeline.notify_webhook(ctx)
