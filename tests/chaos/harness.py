@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from localrun import REPO, ServiceProcesses, service_env
+from localrun import REPO, ServiceProcesses, local_token, service_env
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.core.state import fold
 from tests.chaos.ledger_tasks import LEDGER_DDL
@@ -33,6 +33,10 @@ from tests.e2e.checks import log_problems
 from tests.e2e.conftest import System, free_port
 
 TERMINAL = ("Completed", "Failed", "Cancelled", "CompensationFailed")
+
+
+def not_terminal(statuses: dict[str, str]) -> dict[str, str]:
+    return {t: s for t, s in statuses.items() if s not in TERMINAL}
 FIGURES = REPO / ".run" / "chaos-figures.jsonl"
 SCALES = ("reduced", "full")
 
@@ -104,6 +108,11 @@ class Chaos:
     def prefix(self) -> str:
         return self.system.prefix
 
+    def client(self) -> httpx.Client:
+        """A client of its own (httpx clients are not shared across threads here)."""
+        return httpx.Client(base_url=self.system.client.base_url, timeout=30,
+                            headers=dict(self.system.client.headers))
+
     def submit(self, task_type: str = "ChaosSaga", idempotency_key: str | None = None,
                client: httpx.Client | None = None, **request: Any) -> str | None:
         """One submission; its task id when accepted (202), else None (the refusal is kept)."""
@@ -136,7 +145,7 @@ class Chaos:
         ids: list[str] = []
 
         def run() -> None:
-            with httpx.Client(base_url=self.system.client.base_url, timeout=30) as client:
+            with self.client() as client:
                 started = time.monotonic()
                 sent = 0
                 while not stop.is_set():
@@ -165,23 +174,32 @@ class Chaos:
                                 (list(task_ids),)).fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def wait_terminal(self, task_ids: Sequence[str], timeout_s: float,
-                      check_alive: bool = True) -> dict[str, str]:
-        """Statuses once every task is terminal; raises naming the stragglers otherwise."""
+    def settle(self, task_ids: Sequence[str], timeout_s: float,
+               check_alive: bool = True) -> dict[str, str]:
+        """Every task's status ("missing" when not projected) once all are terminal or the
+        time is up: tests print their figure before asserting on it."""
         deadline = time.monotonic() + timeout_s
         statuses: dict[str, str] = {}
         while time.monotonic() < deadline:
             statuses = self.statuses(task_ids)
             if len(statuses) == len(set(task_ids)) and all(
                     s in TERMINAL for s in statuses.values()):
-                return statuses
+                break
             if check_alive:
                 self.services.check_alive()
             time.sleep(0.5)
-        stragglers = {t: statuses.get(t, "missing") for t in task_ids
-                      if statuses.get(t) not in TERMINAL}
-        raise AssertionError(f"{len(stragglers)} of {len(task_ids)} tasks not terminal after "
-                             f"{timeout_s:.0f} s: {dict(list(stragglers.items())[:10])}")
+        return {t: statuses.get(t, "missing") for t in task_ids}
+
+    def wait_terminal(self, task_ids: Sequence[str], timeout_s: float,
+                      check_alive: bool = True) -> dict[str, str]:
+        """Statuses once every task is terminal; raises naming the stragglers otherwise."""
+        statuses = self.settle(task_ids, timeout_s, check_alive)
+        stragglers = {t: s for t, s in statuses.items() if s not in TERMINAL}
+        if stragglers:
+            raise AssertionError(
+                f"{len(stragglers)} of {len(task_ids)} tasks not terminal after "
+                f"{timeout_s:.0f} s: {dict(list(stragglers.items())[:10])}")
+        return statuses
 
     def log_problems(self, task_ids: Sequence[str]) -> list[str]:
         return log_problems(self.database_url, list(task_ids))
@@ -339,6 +357,8 @@ CHAOS_ENV = {
     "TASKSAGA_TASK_MODULES": "tests.chaos.ledger_tasks",
     "TASKSAGA_INSECURE_DEV": "1",
     "TASKSAGA_LOG_LEVEL": "INFO",
+    # The suite's load is one tenant's; per-tenant rate limits are not what it measures.
+    "TASKSAGA_API_RATE_LIMIT_REQUESTS": "0",
 }
 
 
@@ -356,7 +376,10 @@ def chaos_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[Chaos]
     services = ServiceProcesses(env, REPO / ".run" / "chaos-logs" / prefix, port)
     try:
         services.start_all()
-        with httpx.Client(base_url=services.api_url, timeout=60) as client:
+        token = local_token(tenant="default", subject="chaos", lifetime_s=4 * 3600,
+                            secret=env["TASKSAGA_AUTH_HS256_SECRET"])
+        with httpx.Client(base_url=services.api_url, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
             yield Chaos(System(services, client, prefix, env), stack_env["TASKSAGA_DATABASE_URL"])
     finally:
         services.stop_all()

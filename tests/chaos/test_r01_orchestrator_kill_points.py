@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.chaos.harness import chaos_system, figure, percentile, pick
+from tests.chaos.harness import chaos_system, figure, not_terminal, percentile, pick
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -54,20 +54,23 @@ def test_orchestrator_killed_at_fault_points_loses_nothing_and_repeats_nothing(
                     external_kills += 1  # the point was not hit often enough: kill it anyway
                     chaos.kill("orchestrator")
         accepted = list(chaos.accepted)
-        statuses = chaos.wait_terminal(accepted, timeout_s=180)
+        statuses = chaos.settle(accepted, timeout_s=180)
         not_completed = {t: s for t, s in statuses.items() if s != "Completed"}
+        stuck = not_terminal(statuses)
         log = chaos.log_problems(accepted)
         projections = chaos.projection_mismatches(accepted)
         ledger = chaos.ledger(accepted)
 
-    lost = len(accepted) - len(statuses)
+    lost = sum(1 for s in statuses.values() if s == "missing")
     figure("R1", kills=kills, self_kills=kills - external_kills, tasks=len(accepted),
-           lost=lost, not_completed=len(not_completed), duplicated_transitions=len(log),
+           lost=lost, not_terminal=len(stuck), not_completed=len(not_completed),
+           duplicated_transitions=len(log),
            projection_mismatches=len(projections), refused=len(chaos.refused),
            resume_p50_s=percentile(resume_s, 0.5), resume_p95_s=percentile(resume_s, 0.95),
            step_reexecutions=ledger.reexecutions())
     assert lost == 0
-    assert not_completed == {}
+    assert stuck == {}, f"accepted tasks that never ended: {list(stuck.items())[:5]}"
+    assert not_completed == {}, f"{dict(list(not_completed.items())[:5])}"
     assert log == []
     assert projections == []
     assert chaos.refused == []

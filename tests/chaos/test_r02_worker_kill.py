@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.chaos.harness import chaos_system, figure, percentile, pick
+from tests.chaos.harness import chaos_system, figure, not_terminal, percentile, pick
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -40,7 +40,7 @@ def test_worker_kills_rerun_only_interrupted_steps_and_never_double_an_effect(
                     time.sleep(1.0)
                 time.sleep(6.0)
         accepted = list(chaos.accepted)
-        statuses = chaos.wait_terminal(accepted, timeout_s=180)
+        statuses = chaos.settle(accepted, timeout_s=180)
         ledger = chaos.ledger(accepted)
         log = chaos.log_problems(accepted)
 
@@ -51,13 +51,16 @@ def test_worker_kills_rerun_only_interrupted_steps_and_never_double_an_effect(
     doubled = ledger.doubled_effects()
     doubled_undo = ledger.doubled_effects("compensate")
     latencies = ledger.retry_latencies(kill_times)
-    figure("R2", kills=kills, tasks=len(accepted), steps=steps, reexecutions=reruns,
+    figure("R2", kills=kills, tasks=len(accepted), not_terminal=len(not_terminal(statuses)),
+           not_completed=sum(1 for s in statuses.values() if s != "Completed"),
+           steps=steps, reexecutions=reruns,
            reexecutions_per_kill=per_kill, per_kill_pct=100.0 * per_kill / max(steps, 1),
            same_key_reruns=ledger.same_key_reruns(), cut_short=len(latencies),
            doubled_effects=len(doubled),
            doubled_compensations=len(doubled_undo),
            retry_latency_p50_s=percentile(latencies, 0.5),
            retry_latency_max_s=max(latencies, default=0.0))
+    assert not_terminal(statuses) == {}
     assert sorted(set(statuses.values())) == ["Completed"]
     assert log == []
     assert doubled == [], f"effects made twice for one step: {doubled[:5]}"

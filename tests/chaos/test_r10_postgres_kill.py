@@ -19,7 +19,7 @@ import pytest
 
 import stack_tool
 from tasksaga.adapters.migrations import apply_migrations
-from tests.chaos.harness import chaos_system, figure, pick
+from tests.chaos.harness import chaos_system, figure, not_terminal, pick
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -78,7 +78,7 @@ def test_postgres_sigkill_under_load_loses_no_acknowledged_submission(
                 outages.append(2.0 + _restart(postgres))
             time.sleep(4.0)
         accepted = list(chaos.accepted)
-        statuses = chaos.wait_terminal(accepted, timeout_s=120, check_alive=False)
+        statuses = chaos.settle(accepted, timeout_s=120, check_alive=False)
         with psycopg.connect(url, autocommit=True) as conn:
             logged = {r[0] for r in conn.execute(
                 "SELECT stream_id FROM events WHERE version = 1 AND stream_id = ANY(%s)",
@@ -90,6 +90,7 @@ def test_postgres_sigkill_under_load_loses_no_acknowledged_submission(
     missing = [t for t in accepted if t not in logged]
     figure("R10", kills=kills, accepted=len(accepted), refused=len(chaos.refused),
            acked_but_missing=len(missing),
+           not_terminal=len(not_terminal(statuses)),
            not_completed=sum(1 for s in statuses.values() if s != "Completed"),
            outage_s=max(outages), services_exited=len(crashed))
     assert missing == []

@@ -13,7 +13,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
 from tasksaga.adapters.avro_codec import AvroCodec
@@ -97,7 +96,7 @@ def test_twenty_concurrent_cancels_of_one_task_cancel_it_once(
         go = threading.Barrier(WRITERS)
 
         def cancel(_: int) -> int:
-            with httpx.Client(base_url=chaos.system.client.base_url, timeout=30) as client:
+            with chaos.client() as client:
                 go.wait()
                 return client.post(f"/tasks/{task_id}/cancel").status_code
 

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer
 
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.wire import Topics
-from tests.chaos.harness import chaos_system, figure, pick
+from tests.chaos.harness import chaos_system, figure, not_terminal, pick
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -37,17 +37,19 @@ def test_relay_killed_after_publish_before_delete_duplicates_records_applies_non
             chaos.services.start("orchestrator")
             failing = [chaos.submit(sleep_ms=20, fail_last=True) for _ in range(5)]
         accepted = list(chaos.accepted)
-        statuses = chaos.wait_terminal(accepted, timeout_s=180)
+        statuses = chaos.settle(accepted, timeout_s=180)
         log = chaos.log_problems(accepted)
         ledger = chaos.ledger(accepted)
         duplicates = _duplicated_records(stack_env["TASKSAGA_KAFKA_BOOTSTRAP"],
                                          Topics(chaos.prefix))
 
     failed = {t for t in failing if t is not None}
-    figure("R13", kills=kills, tasks=len(accepted), duplicates_published=duplicates,
+    figure("R13", kills=kills, tasks=len(accepted), not_terminal=len(not_terminal(statuses)),
+           duplicates_published=duplicates,
            duplicated_transitions=len(log), doubled_effects=len(ledger.doubled_effects()),
            doubled_compensations=len(ledger.doubled_effects("compensate")),
            same_key_reruns=ledger.same_key_reruns())
+    assert not_terminal(statuses) == {}
     assert duplicates > 0, "the kills should have republished records (else R13 tested nothing)"
     assert log == []
     assert ledger.doubled_effects() == []
