@@ -162,6 +162,9 @@ def service_env(stack_env: Mapping[str, str], api_port: int, **overrides: str) -
         "TASKSAGA_API_PORT": str(api_port),
         "TASKSAGA_WEBHOOK_SECRET": env.get("TASKSAGA_WEBHOOK_SECRET", "local-demo-secret-0123"),
         "TASKSAGA_CONTRACTS_DIR": str(REPO / "contracts"),
+        # Local webhook receivers (tests, demo) bind 127.0.0.2: the rest of the loopback,
+        # where the stack and the API listen, stays refused by the SSRF guard.
+        "TASKSAGA_URL_ALLOWLIST": env.get("TASKSAGA_URL_ALLOWLIST", "127.0.0.2/32"),
         "PYTHONUNBUFFERED": "1",
     })
     env.update(overrides)
