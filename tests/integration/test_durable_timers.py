@@ -18,7 +18,7 @@ class FakeClock:
     def __init__(self) -> None:
         self.now = 1_000_000
 
-    def __call__(self) -> int:
+    def __call__(self, _tx: object) -> int:
         return self.now
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
-from tasksaga.adapters.pg_store import ConcurrencyConflict, PostgresEventStore
+from tasksaga.adapters.pg_store import ConcurrencyConflict, PostgresEventStore, prune_older_than
 from tests.integration.conftest import completed_step, new_task_id, submitted
 
 
@@ -96,3 +97,31 @@ def test_lock_stream_returns_the_version_committed_while_it_waited(
     thread.join(10)
     second.join(10)
     assert seen == [2], "the version read after the lock must include the first's commit"
+
+
+def test_the_inbox_and_the_delivery_log_are_pruned_by_age(
+    pool: ConnectionPool, store: PostgresEventStore,
+) -> None:
+    """Rows older than the retention go, in batches; rows inside it stay (the inbox still
+    dedupes every message a topic can redeliver)."""
+    old, fresh = new_task_id(), new_task_id()
+    with pool.connection() as conn:
+        conn.execute("INSERT INTO processed_messages (consumer, message_id, processed_at)"
+                     " VALUES ('prune-test', %s, now() - interval '9 days'),"
+                     " ('prune-test', %s, now() - interval '7 days')", (old, fresh))
+        conn.execute("INSERT INTO webhook_deliveries (delivery_id, attempt, task_id, url,"
+                     " event_type, outcome, attempted_at) VALUES"
+                     " (%s, 1, %s, 'https://x', 'TaskCompleted', 'delivered',"
+                     "  now() - interval '31 days'),"
+                     " (%s, 1, %s, 'https://x', 'TaskCompleted', 'delivered', now())",
+                     (old, old, fresh, fresh))
+    assert prune_older_than(pool, "processed_messages", 8 * 86400, batch_size=1) >= 1
+    assert prune_older_than(pool, "webhook_deliveries", 30 * 86400) >= 1
+    with pool.connection() as conn:
+        inbox = conn.execute("SELECT message_id FROM processed_messages WHERE message_id"
+                             " = ANY(%s)", ([old, fresh],)).fetchall()
+        log = conn.execute("SELECT delivery_id FROM webhook_deliveries WHERE delivery_id"
+                           " = ANY(%s)", ([old, fresh],)).fetchall()
+    assert inbox == [(fresh,)] and log == [(fresh,)]
+    with pytest.raises(ValueError, match="not prunable"):
+        prune_older_than(pool, "events", 1)

@@ -26,7 +26,7 @@ def orchestrators(store: PostgresEventStore, codec: AvroCodec) -> tuple[Orchestr
     task = linear(3)
     task.name = f"Cache{uuid.uuid4().hex[:6]}"
     registry = TaskRegistry([task])
-    return tuple(Orchestrator(registry, store, codec, Topics("cache-test"), lambda: 5,
+    return tuple(Orchestrator(registry, store, codec, Topics("cache-test"), lambda _tx: 5,
                               lambda: 0.0) for _ in range(2))
 
 

@@ -18,6 +18,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.state import TaskState, evolve
 
 OUTBOX_CHANNEL = "tasksaga_outbox"
+_DATABASE_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 EVENTS_CHANNEL = "tasksaga_events"
 
 
@@ -148,6 +149,12 @@ class StoreTransaction:
             (timer.task_id, timer.kind.value, timer.step, timer.attempt),
         )
 
+    def database_now_ms(self) -> int:
+        """The database server's clock: the one clock every orchestrator's timers use."""
+        row = self._conn.execute(f"SELECT {_DATABASE_NOW_MS}").fetchone()
+        assert row is not None
+        return int(row[0])
+
     def claim_due_timers(
         self, now_ms: int, limit: int, task_types: Sequence[str]
     ) -> list[msg.TimerFired]:
@@ -183,11 +190,40 @@ class PostgresEventStore:
         with self._pool.connection() as conn, conn.transaction():
             yield StoreTransaction(conn, self._codec)
 
-    def next_timer_due_ms(self, task_types: Sequence[str]) -> int | None:
+    def next_timer_delay_ms(self, task_types: Sequence[str]) -> int | None:
+        """Milliseconds until the next timer of these task types is due (by the database's
+        clock, the one timers are scheduled and fired with), None when there is none."""
         with self._pool.connection() as conn:
-            row = conn.execute("SELECT min(fire_at_ms) FROM timers WHERE task_type = ANY(%s)",
-                               (list(task_types),)).fetchone()
+            row = conn.execute(f"SELECT min(fire_at_ms) - {_DATABASE_NOW_MS} FROM timers"
+                               " WHERE task_type = ANY(%s)", (list(task_types),)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+
+# Tables pruned by age, and the column their age is read from (indexes in 008).
+PRUNABLE = {"processed_messages": "processed_at", "webhook_deliveries": "attempted_at"}
+
+
+def prune_older_than(
+    pool: ConnectionPool, table: str, retention_s: float, batch_size: int = 5000,
+) -> int:
+    """Delete the rows of ``table`` older than ``retention_s``, in short transactions of at
+    most ``batch_size`` rows (no long lock, no long transaction); returns how many."""
+    if table not in PRUNABLE:
+        raise ValueError(f"{table!r} is not prunable; prunable tables: {', '.join(PRUNABLE)}")
+    if retention_s <= 0:
+        raise ValueError(f"the retention of {table} must be positive, got {retention_s} s")
+    column = PRUNABLE[table]
+    total = 0
+    while True:
+        with pool.connection() as conn, conn.transaction():
+            deleted = conn.execute(
+                f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}"
+                f" WHERE {column} < now() - make_interval(secs => %s) LIMIT %s))",
+                (retention_s, batch_size),
+            ).rowcount
+        total += deleted
+        if deleted < batch_size:
+            return total
 
 
 def open_pool(database_url: str, max_size: int = 8, name: str = "tasksaga") -> ConnectionPool:

@@ -6,6 +6,8 @@ import logging
 import os
 import threading
 
+from psycopg_pool import ConnectionPool
+
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms, random_fraction
@@ -19,25 +21,49 @@ from tasksaga.adapters.pg_store import (
     OUTBOX_CHANNEL,
     PostgresEventStore,
     open_pool,
+    prune_older_than,
 )
-from tasksaga.adapters.projections import Projector
+from tasksaga.adapters.projections import Projector, projection_lag
 from tasksaga.adapters.topics import all_topic_names, ensure_topics
 from tasksaga.adapters.wire import Topics
 from tasksaga.config import configure_logging
 from tasksaga.core.registry import load_registry
-from tasksaga.orchestrator.processor import Orchestrator
+from tasksaga.orchestrator.processor import Orchestrator, database_clock
 from tasksaga.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger("tasksaga.orchestrator")
+PROJECTION_LAG_WARN_S = 30.0  # the maintenance log line turns into a warning past this
 
 
 def run_timers(orchestrator: Orchestrator, stop: threading.Event) -> None:
     """Fire due timers; sleep until the next one is due (at most 250 ms, for new timers)."""
     while not stop.is_set():
         orchestrator.fire_due_timers()
-        next_due = orchestrator.next_timer_due_ms()
-        wait_ms = 250 if next_due is None else min(max(next_due - now_ms(), 5), 250)
+        delay = orchestrator.next_timer_delay_ms()
+        wait_ms = 250 if delay is None else min(max(delay, 5), 250)
         stop.wait(wait_ms / 1000)
+
+
+def run_maintenance(
+    pool: ConnectionPool, settings: OrchestratorSettings, stop: threading.Event,
+) -> None:
+    """Prune the inbox and the delivery log, and log how far the projections are behind."""
+    while not stop.wait(settings.maintenance_interval_s):
+        try:
+            pruned = {
+                "processed_messages": prune_older_than(
+                    pool, "processed_messages", settings.inbox_retention_hours * 3600),
+                "webhook_deliveries": prune_older_than(
+                    pool, "webhook_deliveries", settings.delivery_log_retention_hours * 3600),
+            }
+            if any(pruned.values()):
+                log.info("pruned %s", ", ".join(f"{n} {t} rows" for t, n in pruned.items()))
+            lag = projection_lag(pool)
+            (log.warning if lag.seconds > PROJECTION_LAG_WARN_S else log.info)(
+                "projection lag: %s", lag)
+        except Exception:
+            log.exception("maintenance failed; trying again in %.0f s",
+                          settings.maintenance_interval_s)
 
 
 def main() -> int:
@@ -54,7 +80,8 @@ def main() -> int:
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
     pool = open_pool(settings.database_url, settings.orchestrator_pool_size, "orchestrator")
     store = PostgresEventStore(pool, codec)
-    orchestrator = Orchestrator(registry, store, codec, topics, now_ms, random_fraction)
+    orchestrator = Orchestrator(registry, store, codec, topics, database_clock, random_fraction,
+                                state_cache_bytes=settings.orchestrator_state_cache_bytes)
     client_id = f"orchestrator-{settings.orchestrator_instance_id or os.getpid()}"
     relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap, f"{client_id}-relay"),
                         settings.topic_prefix, codec)
@@ -65,9 +92,10 @@ def main() -> int:
             settings.database_url, OUTBOX_CHANNEL, relay.publish_pending, stop,
             name="outbox-relay"), stop),
         start_thread("timers", lambda: run_timers(orchestrator, stop), stop),
+        start_thread("maintenance", lambda: run_maintenance(pool, settings, stop), stop),
     ]
     if settings.orchestrator_run_projector:
-        projector = Projector(pool, codec)
+        projector = Projector(pool, codec, settings.projector_cache_bytes)
         threads.append(start_thread("projector", lambda: run_on_notify(
             settings.database_url, EVENTS_CHANNEL, projector.catch_up, stop,
             name="projector"), stop))

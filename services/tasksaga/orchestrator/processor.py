@@ -32,16 +32,33 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 20
 
+# The time decisions are taken at, read once per transaction. Timers are compared with one
+# clock: the database's, for scheduling (decide's now + delay) and for firing (due <= now),
+# so an orchestrator whose own clock jumps never fires a timeout or compensation early.
+Clock = Callable[[StoreTransaction], int]
+
+
+def database_clock(tx: StoreTransaction) -> int:
+    return tx.database_now_ms()
+
 
 class _UnitOfWork:
     """One transaction: states decided in it are seen by its later messages, and reach the
     cache only once it committed."""
 
-    def __init__(self, tx: StoreTransaction, cache: StateCache) -> None:
+    def __init__(self, tx: StoreTransaction, cache: StateCache, clock: Clock) -> None:
         self.tx = tx
         self.cache = cache
         self.decided: dict[str, TaskState] = {}
         self.versions: dict[str, int] = {}
+        self._clock = clock
+        self._now_ms: int | None = None
+
+    def now_ms(self) -> int:
+        """The transaction's time (read once: one round trip per batch, not per message)."""
+        if self._now_ms is None:
+            self._now_ms = self._clock(self.tx)
+        return self._now_ms
 
     @property
     def touched(self) -> set[str]:
@@ -78,18 +95,19 @@ class Orchestrator:
         store: PostgresEventStore,
         codec: AvroCodec,
         topics: Topics,
-        now_ms: Callable[[], int],
+        clock: Clock,
         random: Callable[[], float],
         consumer_name: str = "orchestrator",
+        state_cache_bytes: int | None = None,
     ) -> None:
         self._registry = registry
         self._store = store
         self._codec = codec
         self._topics = topics
-        self._now_ms = now_ms
+        self._clock = clock
         self._random = random
         self._consumer = consumer_name
-        self._cache = StateCache()
+        self._cache = StateCache() if state_cache_bytes is None else StateCache(state_cache_bytes)
 
     # -- inbound messages ----------------------------------------------------------------------
 
@@ -132,7 +150,7 @@ class Orchestrator:
     @contextmanager
     def _unit_of_work(self) -> Iterator[_UnitOfWork]:
         with self._store.transaction() as tx:
-            work = _UnitOfWork(tx, self._cache)
+            work = _UnitOfWork(tx, self._cache, self._clock)
             try:
                 yield work
             except BaseException:
@@ -140,8 +158,9 @@ class Orchestrator:
                 raise
         self._cache.put_all(work.decided)  # only what committed
 
-    def next_timer_due_ms(self) -> int | None:
-        return self._store.next_timer_due_ms(self._registry.names())
+    def next_timer_delay_ms(self) -> int | None:
+        """Milliseconds until this orchestrator's next timer is due, by the database's clock."""
+        return self._store.next_timer_delay_ms(self._registry.names())
 
     def fire_due_timers(self, limit: int = 100) -> int:
         """Fire due timers; each in its own transaction with the events it causes."""
@@ -149,7 +168,7 @@ class Orchestrator:
         while fired < limit:
             try:
                 with self._unit_of_work() as work:
-                    due = work.tx.claim_due_timers(self._now_ms(), 1, self._registry.names())
+                    due = work.tx.claim_due_timers(work.now_ms(), 1, self._registry.names())
                     if not due:
                         return fired
                     timer = due[0]
@@ -176,18 +195,17 @@ class Orchestrator:
             definition = self._registry.get(task_type)
         except UnknownTaskType as error:
             raise Unprocessable(str(error)) from error
-        decision = decide(definition, state, message, self._now_ms(), self._random)
-        self._write(work.tx, state, decision, cause)
+        decision = decide(definition, state, message, work.now_ms(), self._random)
+        self._write(work.tx, state, decision, cause, work.now_ms())
         if decision.events:
             work.decided[message.task_id] = decision.state
 
     def _write(
-        self, tx: StoreTransaction, before: TaskState, decision: Decision, cause: str
+        self, tx: StoreTransaction, before: TaskState, decision: Decision, cause: str, now: int,
     ) -> None:
         if decision.is_empty:
             return
         after = decision.state
-        now = self._now_ms()
         envelopes = [
             Envelope(
                 payload=event,
@@ -244,7 +262,7 @@ class Orchestrator:
             definition = self._registry.get(state.task_type)
             if not definition.has_step(beat.step):
                 return
-            decision = decide(definition, state, beat, self._now_ms(), self._random)
+            decision = decide(definition, state, beat, work.now_ms(), self._random)
             work.tx.schedule(state.task_type, decision.timers)
             work.tx.record_progress(beat.task_id, beat.step, beat.attempt, beat.progress,
                                     beat.message)

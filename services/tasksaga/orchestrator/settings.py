@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from tasksaga.config import CommonSettings
 
 
@@ -10,3 +12,14 @@ class OrchestratorSettings(CommonSettings):
     orchestrator_instance_id: str | None = None
     orchestrator_pool_size: int = 8
     orchestrator_run_projector: bool = True
+    # Caches bounded by bytes (approximate state sizes), not entries: a state holds its
+    # request and every step's data.
+    orchestrator_state_cache_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    projector_cache_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # Retention of the inbox (processed_messages) and of the webhook delivery log. The inbox
+    # must outlive every redelivery: a message can come back as long as a topic keeps it (the
+    # broker's retention.ms, 7 days by default) and a consumer group may rewind to it, so the
+    # default is 8 days; raise it with the topics' retention. See docs/architecture.md.
+    inbox_retention_hours: float = Field(default=192.0, gt=0)
+    delivery_log_retention_hours: float = Field(default=720.0, gt=0)
+    maintenance_interval_s: float = Field(default=60.0, gt=0)
