@@ -44,8 +44,9 @@ def markers(note: str) -> list[str]:
 class Api:
     client: httpx.Client
 
-    def submit(self, note: str) -> str:
-        reply = self.client.post("/tasks/SealedNote", json={"note": note},
+    def submit(self, note: str, callback_url: str | None = None) -> str:
+        params = {"callback_url": callback_url} if callback_url else {}
+        reply = self.client.post("/tasks/SealedNote", json={"note": note}, params=params,
                                  headers={"Idempotency-Key": uuid.uuid4().hex})
         assert reply.status_code == 202, reply.text
         task_id: str = reply.json()["task_id"]
@@ -93,7 +94,8 @@ def services(stack_env: dict[str, str], database_url: str, prefix: str, keys: st
                       TASKSAGA_TOPIC_PREFIX=prefix, TASKSAGA_TOPIC_PARTITIONS="2",
                       TASKSAGA_TASK_MODULES="tests.integration.sealed_task",
                       TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
-                      TASKSAGA_PAYLOAD_KEYS=keys, PYTHONPATH=str(REPO))
+                      TASKSAGA_PAYLOAD_KEYS=keys, TASKSAGA_URL_ALLOWLIST="127.0.0.1/32",
+                      PYTHONPATH=str(REPO))
     processes = ServiceProcesses(env, REPO / ".run" / "crypto-logs" / f"{prefix}-{generation}",
                                  port)
     try:
@@ -185,7 +187,8 @@ def plaintext_found(haystacks: dict[str, str | bytes], needles: list[str]) -> li
 def scan(database_url: str, bootstrap: str, prefix: str, needles: list[str]) -> list[str]:
     tables = dump_database(database_url)
     topics = read_topics(bootstrap, prefix)
-    assert tables["events"] and tables["outbox_capture"], "nothing written: the scan proves nothing"
+    assert tables["events"] and tables["outbox_capture"] and tables["pending_webhooks"], \
+        "nothing written: the scan proves nothing"
     for topic in ("task-commands", "task-events", "step-commands.sealed", "step-results"):
         assert topics[f"{prefix}.{topic}"], f"no records on {topic}"
     print(f"\nscanned {len(tables)} tables ({sum(map(len, tables.values())):,} chars) and "
@@ -213,8 +216,10 @@ def test_no_plaintext_at_rest_and_key_rotation_keeps_old_tasks_readable(
     first, second = f"note{uuid.uuid4().hex}", f"note{uuid.uuid4().hex}"
 
     with services(stack_env, private_database, topic_prefix, KEY_1, 1) as api:
-        old_task = api.submit(first)
+        # A receiver that is down: the notifier keeps the body (the response) queued.
+        old_task = api.submit(first, callback_url=f"http://127.0.0.1:{_free_port()}/hook")
         status = api.completed(old_task)
+        _wait_for_queued_webhook(private_database, old_task)
     assert status["request"] == {"note": first}  # the authorized reader sees plaintext
     assert status["response"] == {"shout": first.upper(), "stamp": first[::-1]}
     assert scan(private_database, kafka_bootstrap, topic_prefix, markers(first)) == []
@@ -242,6 +247,17 @@ def test_no_plaintext_at_rest_and_key_rotation_keeps_old_tasks_readable(
                 markers(first) + markers(second)) == []
     key_ids = _key_ids_by_task(private_database, [old_task, new_task])
     assert key_ids == {old_task: {"crypto1"}, new_task: {"crypto2"}}, key_ids
+
+
+def _wait_for_queued_webhook(database_url: str, task_id: str) -> None:
+    deadline = time.monotonic() + 30
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            if conn.execute("SELECT 1 FROM pending_webhooks WHERE task_id = %s"
+                            " AND event_type = 'TaskCompleted'", (task_id,)).fetchone():
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"no webhook queued for {task_id}")
 
 
 def _key_ids_by_task(database_url: str, task_ids: list[str]) -> dict[str, set[str]]:

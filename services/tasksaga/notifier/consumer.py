@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from psycopg_pool import ConnectionPool
 
+from tasksaga.adapters.payload_crypto import PayloadCipher
 from tasksaga.adapters.wire import Envelope
 from tasksaga.notifier import rules, store
 
@@ -19,9 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class NotificationConsumer:
-    def __init__(self, pool: ConnectionPool, now_ms: Callable[[], int]) -> None:
+    def __init__(self, pool: ConnectionPool, now_ms: Callable[[], int],
+                 cipher: PayloadCipher = store.PLAINTEXT) -> None:
         self._pool = pool
         self._now_ms = now_ms
+        self._cipher = cipher  # seals the queued bodies (they hold the response)
 
     def handle(self, envelope: Envelope) -> None:
         action = rules.plan(envelope)
@@ -33,6 +36,6 @@ class NotificationConsumer:
             if isinstance(action, rules.Subscribe):
                 store.upsert_subscription(conn, action.task_id, action.url, action.tenant)
                 return
-            if store.enqueue(conn, action, due_at_ms=self._now_ms()):
+            if store.enqueue(conn, action, due_at_ms=self._now_ms(), cipher=self._cipher):
                 log.debug("queued %s %s for task %s", action.event_type, action.delivery_id,
                           action.task_id)

@@ -78,7 +78,7 @@ def run(
         )
         threads.append(start_thread("webhook-sender", _run_closing(sender.run, poster.close),
                                     stop))
-        consumer = NotificationConsumer(pool, clock)
+        consumer = NotificationConsumer(pool, clock, codec.cipher)
         ConsumerLoop(
             ConsumerSettings(
                 bootstrap=settings.kafka_bootstrap,

@@ -153,7 +153,8 @@ class Sender:
         # One statement; the pool commits it as the block ends: a short transaction.
         with self._pool.connection() as conn:
             return store.claim(conn, now, now + self._lease_ms, uuid.uuid4().hex,
-                               busy_receivers or [], busy_tenants or [])
+                               busy_receivers or [], busy_tenants or [],
+                               self._codec.cipher if self._codec else store.PLAINTEXT)
 
     def attempt(self, lease: store.Lease) -> rules.Verdict:
         """Vet, POST and record one leased attempt. No transaction is open while it sends."""

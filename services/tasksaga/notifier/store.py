@@ -13,7 +13,12 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.notifier.rules import Notify, Outcome
+
+# The queued body holds the task's response: sealed at rest like the projections (pass the
+# services' cipher; the default, plaintext, still refuses to hand on a sealed body).
+PLAINTEXT = PayloadCipher(None)
 
 # NOTIFY'd in the transaction that queues a delivery (Postgres sends it at commit), so a
 # sender wakes as soon as there is work instead of polling.
@@ -54,7 +59,12 @@ def upsert_subscription(conn: psycopg.Connection, task_id: str, url: str, tenant
     )
 
 
-def enqueue(conn: psycopg.Connection, notify: Notify, due_at_ms: int) -> bool:
+def _body_context(task_id: str, delivery_id: str) -> bytes:
+    return column_context(task_id, "pending_webhooks.body", delivery_id)
+
+
+def enqueue(conn: psycopg.Connection, notify: Notify, due_at_ms: int,
+            cipher: PayloadCipher = PLAINTEXT) -> bool:
     """Queue the delivery if the task is subscribed and the event is new; True if queued."""
     row = conn.execute(
         "SELECT url, tenant FROM webhook_subscriptions WHERE task_id = %s", (notify.task_id,)
@@ -77,7 +87,8 @@ def enqueue(conn: psycopg.Connection, notify: Notify, due_at_ms: int) -> bool:
         " body, attempt, next_attempt_at_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, 0, %s)"
         " ON CONFLICT (delivery_id) DO NOTHING",
         (notify.delivery_id, notify.task_id, tenant, receiver_of(url), url, notify.event_type,
-         notify.body, due_at_ms),
+         cipher.seal(notify.body.decode(), _body_context(notify.task_id, notify.delivery_id))
+         .encode(), due_at_ms),
     )
     if queued.rowcount == 1:
         conn.execute(f"NOTIFY {WEBHOOKS_CHANNEL}")
@@ -91,6 +102,7 @@ def claim(
     lease_token: str,
     busy_receivers: Sequence[str] = (),
     busy_tenants: Sequence[str] = (),
+    cipher: PayloadCipher = PLAINTEXT,
 ) -> Lease | None:
     """Lease the most overdue delivery whose receiver and tenant have a free slot.
 
@@ -110,8 +122,8 @@ def claim(
     ).fetchone()
     if row is None:
         return None
-    return Lease(row[0], row[1], row[2], row[3], row[4], row[5], bytes(row[6]), row[7],
-                 lease_token)
+    body = cipher.open(bytes(row[6]).decode(), _body_context(row[1], row[0])).encode()
+    return Lease(row[0], row[1], row[2], row[3], row[4], row[5], body, row[7], lease_token)
 
 
 def next_due_ms(
