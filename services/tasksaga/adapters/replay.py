@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict
 
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.payload_crypto import payload_cipher_from_env
+from tasksaga.adapters.payload_crypto import PayloadKeyError, payload_cipher_from_env
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.adapters.projections import Projector
 from tasksaga.core.audit import describe
@@ -65,7 +65,11 @@ def main() -> int:
     if not args.database_url:
         print("set TASKSAGA_DATABASE_URL or pass --database-url", file=sys.stderr)
         return 2
-    codec = AvroCodec(cipher=payload_cipher_from_env())
+    try:
+        codec = AvroCodec(cipher=payload_cipher_from_env())
+    except PayloadKeyError as error:
+        print(error, file=sys.stderr)
+        return 2
     if args.task:
         return show_task(args.database_url, codec, args.task)
     count, seconds = rebuild(args.database_url, codec)
