@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from localrun import REPO, ServiceProcesses, local_token, service_env
+from localrun import REPO, ServiceProcesses, local_payload_cipher, local_token, service_env
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.core.state import fold
 from tests.chaos.ledger_tasks import LEDGER_DDL
@@ -206,7 +206,7 @@ class Chaos:
 
     def projection_mismatches(self, task_ids: Sequence[str]) -> list[str]:
         """Tasks whose projected status/version differ from the fold of their own log."""
-        codec = AvroCodec()
+        codec = AvroCodec(cipher=local_payload_cipher())
         problems: list[str] = []
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             projected = {r[0]: (r[1], r[2]) for r in conn.execute(
@@ -247,7 +247,7 @@ class Chaos:
 
     def step_failures(self, task_ids: Sequence[str], error_type: str) -> int:
         """StepFailed/StepCompensationFailed events of the tasks with that error type."""
-        codec = AvroCodec()
+        codec = AvroCodec(cipher=local_payload_cipher())
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             rows = conn.execute("SELECT payload FROM events WHERE stream_id = ANY(%s) AND"
                                 " event_type IN ('StepFailed', 'StepCompensationFailed')",

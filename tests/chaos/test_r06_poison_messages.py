@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.wire import DeadLetter, Envelope, Topics
 from tasksaga.core import events as ev
@@ -83,7 +84,7 @@ def _poisons(prefix: str, follower: str, codec: AvroCodec, partitions: int) -> l
 def test_poison_on_every_consumed_topic_is_dead_lettered_and_its_partition_moves_on(
     stack_env: dict[str, str],
 ) -> None:
-    codec = AvroCodec()
+    codec = AvroCodec(cipher=local_payload_cipher())
     bootstrap = stack_env["TASKSAGA_KAFKA_BOOTSTRAP"]
     with chaos_system(stack_env) as chaos:
         warm = chaos.submit()  # every consumer assigned and running before the poison
@@ -134,7 +135,7 @@ def test_poison_on_every_consumed_topic_is_dead_lettered_and_its_partition_moves
 
 
 def _dead_letters(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[DeadLetter]:
-    codec = AvroCodec()
+    codec = AvroCodec(cipher=local_payload_cipher())
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r6-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.pg_store import ConcurrencyConflict, PostgresEventStore, open_pool
 from tasksaga.adapters.wire import Envelope
@@ -36,7 +37,7 @@ def _envelope(task_id: str, version: int, payload: object) -> Envelope:
 def test_twenty_writers_of_one_stream_write_once_per_version_without_conflicts(
     database_url: str,
 ) -> None:
-    codec = AvroCodec()
+    codec = AvroCodec(cipher=local_payload_cipher())
     pool = open_pool(database_url, max_size=WRITERS, name="chaos-r11")
     store = PostgresEventStore(pool, codec)
     task_id = f"r11-{uuid.uuid4()}"

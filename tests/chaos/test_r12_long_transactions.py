@@ -15,6 +15,7 @@ import uuid
 import psycopg
 import pytest
 
+from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.adapters.wire import Envelope
@@ -47,7 +48,7 @@ def test_projector_skips_nothing_behind_long_transactions_and_keeps_up_meanwhile
     written: list[str] = []
     lag_s: list[float] = []
     lock = threading.Lock()
-    codec = AvroCodec()
+    codec = AvroCodec(cipher=local_payload_cipher())
 
     def writer() -> None:
         pool = open_pool(database_url, max_size=1, name="chaos-r12")

@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer
 
+from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.wire import Topics
 from tests.chaos.harness import chaos_system, figure, not_terminal, pick
@@ -60,7 +61,7 @@ def test_relay_killed_after_publish_before_delete_duplicates_records_applies_non
 
 def _duplicated_records(bootstrap: str, topics: Topics) -> int:
     """Records on the relay's topics whose message id an earlier record already had."""
-    codec = AvroCodec()
+    codec = AvroCodec(cipher=local_payload_cipher())
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r13-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.partition.eof": True})
     consumer.subscribe([topics.task_events, topics.step_commands("chaos")])
