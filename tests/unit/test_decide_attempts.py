@@ -69,7 +69,8 @@ def test_a_newer_attempt_that_also_succeeds_has_its_own_effect_compensated() -> 
     (surplus,) = [e for e in d.events if isinstance(e, ev.StepSurplusSucceeded)]
     assert (surplus.step, surplus.attempt, surplus.will_compensate) == ("S1", 2, True)
     (undo,) = [c for c in d.commands if isinstance(c, msg.CompensateStep)]
-    assert undo.surplus_attempt == 2 and undo.step_data["S1"] == Data(value="second").model_dump_json()
+    assert undo.surplus_attempt == 2
+    assert undo.step_data["S1"] == Data(value="second").model_dump_json()
     assert d.state.step("S1").data_json == Data(value="first").model_dump_json()  # unchanged
     d.send(msg.CompensationSucceeded("t1", "S1", undo.attempt, surplus_attempt=2))
     assert d.state.step("S1").surplus_of(2).status is SurplusStatus.COMPENSATED  # type: ignore[union-attr]

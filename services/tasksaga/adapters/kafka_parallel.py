@@ -2,35 +2,86 @@
 
 Step commands of one parallel group share a task and may share a partition; a consumer that
 handles one message at a time would run them one after another. Here a pool of threads runs
-them concurrently while the consumer keeps polling (paused when the pool is full), so long
+them concurrently while the consumer keeps polling (paused when the pool stays full), so long
 steps never exceed Kafka's poll interval either.
 
 Offsets complete out of order, so each partition's committed position is the lowest offset
-still running (``OffsetTracker``): a crash re-delivers whatever had not finished below it,
-never skips it. Re-delivered commands are re-run; their results carry the same message id, so
-the orchestrator's inbox drops the duplicates.
+not yet finished (``OffsetTracker``): a crash re-delivers whatever had not finished below it,
+never skips it. The position is committed as soon as a message finishes (its result was
+acknowledged), not on a timer, so a killed worker re-runs only what was in flight.
+
+Each message runs under a ``Lease`` on its partition. When the partition is revoked (a
+rebalance gave it to another worker), its leases are revoked: handlers are told to stop, and
+what they finish afterwards is neither reported nor committed by this worker.
+
+A slot and an offset are always released, whatever the handler raises: an unexpected failure
+dead-letters the message with its reason (re-running a step handler in a loop would repeat its
+effects); only a message that could not even be dead-lettered keeps its offset uncommitted.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 
 from confluent_kafka import KafkaException, Message, TopicPartition
 
-from tasksaga.adapters.kafka_bus import ConsumerLoop
+from tasksaga.adapters import telemetry
+from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
+from tasksaga.adapters.kafka_bus import (
+    ConsumerLoop,
+    ConsumerSettings,
+    KafkaProducer,
+    Unprocessable,
+)
+from tasksaga.adapters.wire import Envelope
 
 log = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]
 
 
+class Lease:
+    """One message's hold on its partition, revoked when the partition moves to another
+    consumer. Callbacks registered with ``on_revoke`` run once, on revocation."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self._revoked = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def revoked(self) -> bool:
+        return self._revoked.is_set()
+
+    def on_revoke(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._revoked.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def revoke(self) -> None:
+        with self._lock:
+            self._revoked.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+# Handles one message; True when done (commit it), False when it must be redelivered.
+LeasedHandler = Callable[[Envelope, Lease], bool]
+
+
 @dataclass
 class _Partition:
     running: set[int] = field(default_factory=set)
+    held: set[int] = field(default_factory=set)  # not running, not done: blocks the position
     highest_done: int = -1
     committed: int = -1
 
@@ -51,6 +102,13 @@ class OffsetTracker:
         partition.running.discard(offset)
         partition.highest_done = max(partition.highest_done, offset)
 
+    def hold(self, key: PartitionKey, offset: int) -> None:
+        """Stopped without being done: frees its slot, keeps the position below it."""
+        partition = self._partitions.get(key)
+        if partition is not None and offset in partition.running:
+            partition.running.discard(offset)
+            partition.held.add(offset)
+
     def forget(self, key: PartitionKey) -> None:
         self._partitions.pop(key, None)
 
@@ -62,7 +120,8 @@ class OffsetTracker:
         """The next offset to consume, per partition whose position moved since last asked."""
         moved = {}
         for key, partition in self._partitions.items():
-            position = min(partition.running) if partition.running else partition.highest_done + 1
+            blocking = partition.running | partition.held
+            position = min(blocking) if blocking else partition.highest_done + 1
             if position > partition.committed and position > 0:
                 partition.committed = position
                 moved[key] = position
@@ -70,63 +129,107 @@ class OffsetTracker:
 
 
 class ParallelConsumerLoop(ConsumerLoop):
-    def __init__(self, *args: object, concurrency: int, shutdown_seconds: float = 20.0,
-                 **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    PAUSE_AFTER_S = 5.0
+
+    def __init__(
+        self, settings: ConsumerSettings, codec: AvroCodec, handler: LeasedHandler,
+        dead_letters: KafkaProducer, stop: threading.Event, now_ms: Callable[[], int], *,
+        concurrency: int, shutdown_seconds: float = 20.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        # Offsets are committed explicitly as messages finish; a timer would commit late.
+        settings = replace(settings, extra={**settings.extra, "enable.auto.commit": False})
+        super().__init__(settings, codec, self._unleased, dead_letters, stop, now_ms)
+        self._leased_handler = handler
         self._concurrency = concurrency
         self._shutdown_seconds = shutdown_seconds
         self._tracker = OffsetTracker()
-        self._finished: queue.SimpleQueue[tuple[PartitionKey, int, bool]] = queue.SimpleQueue()
+        self._leases: dict[PartitionKey, dict[int, Lease]] = {}
+        self._changed = threading.Condition()  # guards the tracker and leases; signals a free slot
         self._paused: set[PartitionKey] = set()
+        self.commits = 0  # explicit offset commits sent (a figure for tests and benchmarks)
+
+    @staticmethod
+    def _unleased(_envelope: Envelope) -> None:
+        raise RuntimeError("the parallel loop runs its handler with a lease")
 
     def run(self) -> None:
-        self.consumer.subscribe(self.settings.topics, on_revoke=self._on_revoke)
-        futures = set()
+        self.consumer.subscribe(self.settings.topics, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        futures: set[Future[None]] = set()
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="step") as pool:
             try:
                 while not self._stop.is_set():
-                    self._collect_finished()
                     self._throttle()
                     message = self.poll(0.2)
                     if message is None:
                         continue
-                    key = (message.topic() or "", message.partition() or 0)
-                    self._tracker.started(key, message.offset() or 0)
-                    futures.add(pool.submit(self._run_one, key, message))
+                    topic, partition = message.topic() or "", message.partition() or 0
+                    offset = message.offset() or 0
+                    lease = Lease(topic, partition, offset)
+                    with self._changed:
+                        self._tracker.started((topic, partition), offset)
+                        self._leases.setdefault((topic, partition), {})[offset] = lease
+                    futures.add(pool.submit(self._run_one, message, lease))
                     futures = {f for f in futures if not f.done()}
             finally:
-                # Let running steps finish (their results are worth sending), then commit.
+                # Let running steps finish (their results are worth sending); what still runs
+                # after that loses its lease when close() revokes the partitions.
                 wait(futures, timeout=self._shutdown_seconds)
-                self._collect_finished()
                 self.consumer.close()
 
-    def _run_one(self, key: PartitionKey, message: Message) -> None:
+    def _run_one(self, message: Message, lease: Lease) -> None:
         done = False
         try:
-            done = self.handle(message)
-        except Exception:
-            log.exception("unexpected failure handling %s@%s", key, message.offset())
+            done = self._handle_leased(message, lease)
+        except BaseException as error:  # a pool thread must never stall
+            log.exception("could not even dead-letter %s[%d]@%d (%r): it stays uncommitted",
+                          lease.topic, lease.partition, lease.offset, error)
         finally:
-            self._finished.put((key, message.offset() or 0, done))
+            self._settle(lease, done)
 
-    def _collect_finished(self) -> None:
-        while True:
-            try:
-                key, offset, done = self._finished.get_nowait()
-            except queue.Empty:
-                break
-            if done:
-                self._tracker.finished(key, offset)
-        positions = self._tracker.commit_positions()
-        if positions:
-            try:
-                self.consumer.store_offsets(
-                    offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()]
-                )
-            except KafkaException as error:  # a partition revoked in between: harmless
-                log.info("could not store offsets %s: %s", positions, error)
+    def _handle_leased(self, message: Message, lease: Lease) -> bool:
+        try:
+            envelope = self._codec.decode(message.value())
+        except DecodeError as error:
+            self.dead_letter(message, str(error))
+            return True
+        try:
+            with telemetry.consume_span(self.settings.group_id, message, envelope):
+                return self._leased_handler(envelope, lease)
+        except Unprocessable as error:
+            self.dead_letter(message, str(error))
+        except BaseException as error:  # SystemExit & co. from user code too
+            log.exception("handler failed on %s[%d]@%d; dead-lettering", lease.topic,
+                          lease.partition, lease.offset)
+            self.dead_letter(message, f"handler failed: {type(error).__name__}: {error}")
+        return True
 
-    PAUSE_AFTER_S = 5.0
+    def _settle(self, lease: Lease, done: bool) -> None:
+        key = (lease.topic, lease.partition)
+        with self._changed:
+            self._leases.get(key, {}).pop(lease.offset, None)
+            if not lease.revoked:
+                if done:
+                    self._tracker.finished(key, lease.offset)
+                else:
+                    self._tracker.hold(key, lease.offset)
+                self._commit(self._tracker.commit_positions())
+            self._changed.notify_all()
+
+    def _commit(self, positions: dict[PartitionKey, int]) -> None:
+        """Commit at once (asynchronously, in order: callers hold the lock)."""
+        if not positions:
+            return
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+                asynchronous=True,
+            )
+            self.commits += 1
+        except (KafkaException, RuntimeError) as error:  # revoked or closing meanwhile
+            log.info("could not commit offsets %s: %s", positions, error)
 
     def _throttle(self) -> None:
         """With a full pool, wait for a free slot; pause the partitions only when the pool
@@ -134,15 +237,11 @@ class ParallelConsumerLoop(ConsumerLoop):
         Kafka's poll interval. Pausing is the exception because librdkafka drops its
         prefetched messages on pause/resume and backs off about a second before fetching."""
         waited_until = time.monotonic() + self.PAUSE_AFTER_S
-        while (self._tracker.running >= self._concurrency and not self._paused
-               and time.monotonic() < waited_until and not self._stop.is_set()):
-            try:
-                key, offset, done = self._finished.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if done:
-                self._tracker.finished(key, offset)
-        full = self._tracker.running >= self._concurrency
+        with self._changed:
+            while (self._tracker.running >= self._concurrency and not self._paused
+                   and time.monotonic() < waited_until and not self._stop.is_set()):
+                self._changed.wait(0.1)
+            full = self._tracker.running >= self._concurrency
         if full:
             assignment = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
             newly = assignment - self._paused
@@ -154,7 +253,11 @@ class ParallelConsumerLoop(ConsumerLoop):
             self._paused = set()
 
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
-        self._collect_finished()
-        for partition in partitions:
-            self._tracker.forget((partition.topic, partition.partition))
-            self._paused.discard((partition.topic, partition.partition))
+        with self._changed:
+            for partition in partitions:
+                key = (partition.topic, partition.partition)
+                for lease in self._leases.pop(key, {}).values():
+                    lease.revoke()  # the handler is told to stop; its result is not sent
+                self._tracker.forget(key)
+                self._paused.discard(key)
+            self._changed.notify_all()

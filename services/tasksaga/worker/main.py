@@ -18,7 +18,7 @@ from tasksaga.adapters.kafka_parallel import ParallelConsumerLoop
 from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.payload_crypto import payload_cipher_for
-from tasksaga.adapters.topics import all_topic_names, ensure_topics
+from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.config import ObjectStoreSettings, configure_logging
 from tasksaga.core import messages as msg
@@ -38,8 +38,7 @@ def main() -> int:
     registry = load_registry(settings.task_modules)
     queues = settings.worker_queues or sorted(registry.queues())
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings.kafka_bootstrap, all_topic_names(topics, queues),
-                  settings.topic_partitions)
+    ensure_service_topics(settings, all_topic_names(topics, queues))
 
     stop = stop_on_signals()
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
@@ -69,8 +68,10 @@ def main() -> int:
         ).run()
 
     def consumer(queue: str) -> None:
-        producer = KafkaProducer(settings.kafka_bootstrap, f"{instance}-{queue}")
-        runner = StepRunner(registry, objects, producer, codec, topics, cancellations, now_ms)
+        producer = KafkaProducer(settings.kafka_bootstrap, f"{instance}-{queue}",
+                                 settings.worker_delivery_timeout_ms)
+        runner = StepRunner(registry, objects, producer, codec, topics, cancellations, now_ms,
+                            stop, settings.worker_max_result_bytes)
         ParallelConsumerLoop(
             ConsumerSettings(
                 bootstrap=settings.kafka_bootstrap,

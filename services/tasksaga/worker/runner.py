@@ -1,12 +1,16 @@
 """Runs one step command on this worker and reports its result.
 
 The result's message id derives from the command's, so executing a redelivered command again
-produces a result the orchestrator's inbox recognises as a duplicate.
+produces a result the orchestrator's inbox recognises as a duplicate. A result that could not
+be sent is sent again (``ResultSender``); the handler never runs twice for one delivery.
+Commands not worth running (expired, superseded, already answered: ``CommandGuard``) are
+skipped, and a command whose partition was revoked mid-run is neither answered nor committed.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.kafka_bus import KafkaProducer, Unprocessable
+from tasksaga.adapters.kafka_bus import DeliveryFailed, KafkaProducer, Unprocessable
+from tasksaga.adapters.kafka_parallel import Lease
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
 from tasksaga.core.context import StepContext, dump_model
@@ -24,6 +29,8 @@ from tasksaga.core.errors import NonRetryableError, StepCancelled
 from tasksaga.core.ports import ObjectStore
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
 from tasksaga.worker.cancellation import CancellationBook
+from tasksaga.worker.guard import CommandGuard
+from tasksaga.worker.results import DEFAULT_MAX_RESULT_BYTES, ResultSender, ResultTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,8 @@ class StepRunner:
         topics: Topics,
         cancellations: CancellationBook,
         now_ms: Callable[[], int],
+        stop: threading.Event | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self._registry = registry
         self._objects = objects
@@ -49,36 +58,79 @@ class StepRunner:
         self._topics = topics
         self._cancellations = cancellations
         self._now_ms = now_ms
+        self._stop = stop or threading.Event()
+        self.guard = CommandGuard(now_ms)
+        self.results = ResultSender(producer, codec, topics.step_results, self._stop,
+                                    max_result_bytes)
+        self.executions = 0  # handler runs (a figure for tests and the chaos suite)
+        self.skipped = 0
 
-    def handle(self, envelope: Envelope) -> None:
+    def handle(self, envelope: Envelope, lease: Lease) -> bool:
+        """Run the command and deliver its result; True when done (commit the offset)."""
         command = envelope.payload
-        if isinstance(command, msg.ExecuteStep):
-            result: Result = self.execute(command)
-        elif isinstance(command, msg.CompensateStep):
-            result = self.compensate(command)
-        else:
+        if not isinstance(command, msg.ExecuteStep | msg.CompensateStep):
             raise Unprocessable(f"a step worker does not handle {type(command).__name__}")
-        self._producer.send_envelope(
-            self._codec,
-            self._topics.step_results,
-            Envelope(
-                payload=result,
-                message_id=f"{envelope.message_id}:result",
-                task_id=command.task_id,
-                correlation_id=envelope.correlation_id,
-                causation_id=envelope.message_id,
-                occurred_at_ms=self._now_ms(),
-                task_type=command.task_type,
-            ),
-        )
+        skip = self.guard.admit(envelope.message_id, command)
+        if skip is not None:
+            self.skipped += 1
+            log.info("skipping %s/%s attempt %d: %s", command.task_id, command.step,
+                     command.attempt, skip)
+            return True
+        self.executions += 1
+        if isinstance(command, msg.ExecuteStep):
+            result: Result = self.execute(command, lease)
+        else:
+            result = self.compensate(command)
+        if lease.revoked:
+            log.info("%s/%s attempt %d: partition revoked while running; its new owner "
+                     "answers", command.task_id, command.step, command.attempt)
+            self.guard.abandoned(envelope.message_id)
+            return False
+        try:
+            self._deliver(envelope, command, result, lease)
+        except DeliveryFailed as error:
+            log.warning("result of %s/%s attempt %d not delivered (%s): left to redelivery",
+                        command.task_id, command.step, command.attempt, error.reason)
+            self.guard.abandoned(envelope.message_id)
+            return False
+        self.guard.answered(envelope.message_id)
+        return True
+
+    def _deliver(self, envelope: Envelope, command: msg.ExecuteStep | msg.CompensateStep,
+                 result: Result, lease: Lease) -> None:
+        def wrap(payload: Result) -> Envelope:
+            return Envelope(payload=payload, message_id=f"{envelope.message_id}:result",
+                            task_id=command.task_id, correlation_id=envelope.correlation_id,
+                            causation_id=envelope.message_id, occurred_at_ms=self._now_ms(),
+                            task_type=command.task_type)
+
+        try:
+            value = self.results.encode(wrap(result))
+        except ResultTooLarge as error:
+            value = self.results.encode(wrap(_failure(command, "ResultTooLarge", str(error))))
+        except Exception as error:  # a result the codec refuses: the attempt failed for good
+            log.exception("could not encode the result of %s/%s", command.task_id, command.step)
+            value = self.results.encode(wrap(_failure(
+                command, "ResultEncodingFailed", f"{type(error).__name__}: {error}")))
+        key = command.task_id.encode()
+        try:
+            self.results.deliver(key, value, lambda: lease.revoked)
+        except DeliveryFailed as error:
+            if not error.too_large:
+                raise
+            refused = _failure(command, "ResultTooLarge",
+                               f"the broker refused the result as too large: {error.reason}")
+            self.results.deliver(key, self.results.encode(wrap(refused)), lambda: lease.revoked)
 
     # -- forward -------------------------------------------------------------------------------
 
-    def execute(self, command: msg.ExecuteStep) -> msg.StepSucceeded | msg.StepAttemptFailed:
+    def execute(self, command: msg.ExecuteStep,
+                lease: Lease) -> msg.StepSucceeded | msg.StepAttemptFailed:
         def failed(error_type: str, message: str, retryable: bool) -> msg.StepAttemptFailed:
             return msg.StepAttemptFailed(command.task_id, command.step, command.attempt,
                                          error_type, message, retryable,
-                                         telemetry.current_trace_id() or None)
+                                         telemetry.current_trace_id() or None,
+                                         command.fencing_token)
 
         try:
             definition, step = self._lookup(command.task_type, command.step)
@@ -88,43 +140,41 @@ class StepRunner:
             return failed("NoHandler", f"step {step.name!r} has no handler", False)
         key = (command.task_id, command.step, command.attempt)
         signal = self._cancellations.register(key)
+        lease.on_revoke(signal.set)  # another worker owns the step now: stop
         if step.heartbeat_timeout_seconds:
-            self._heartbeat(command, None, "started")  # arms the heartbeat deadline
+            self._heartbeat(command, lease, None, "started")  # arms the heartbeat deadline
         try:
-            context = self._context(definition, command, signal)
+            context = self._context(definition, command, signal, lease)
             log.info("running %s/%s attempt %d", command.task_id, command.step, command.attempt)
             data = step.handler(context)
         except StepCancelled as error:
             return failed("Cancelled", str(error) or "cancelled", False)
         except (NonRetryableError, ValidationError) as error:
             return failed(type(error).__name__, str(error), False)
-        except Exception as error:
+        except BaseException as error:  # SystemExit & co. from user code fail the attempt too
             log.warning("step %s/%s failed: %r", command.task_id, command.step, error)
             return failed(type(error).__name__, str(error), True)
         finally:
             self._cancellations.unregister(key)
         if step.data_type is not None and not isinstance(data, step.data_type):
-            return failed(
-                "WrongStepData",
-                f"handler of {step.name!r} returned {type(data).__name__}, "
-                f"expected {step.data_type.__name__}",
-                False,
-            )
-        return msg.StepSucceeded(command.task_id, command.step, command.attempt, dump_model(data))
+            return failed("WrongStepData",
+                          f"handler of {step.name!r} returned {type(data).__name__}, "
+                          f"expected {step.data_type.__name__}", False)
+        try:
+            data_json = dump_model(data)
+        except Exception as error:  # the same data would fail the same way: no retry
+            return failed("ResultEncodingFailed", f"{type(error).__name__}: {error}", False)
+        return msg.StepSucceeded(command.task_id, command.step, command.attempt, data_json,
+                                 command.fencing_token)
 
     # -- backward ------------------------------------------------------------------------------
 
     def compensate(
         self, command: msg.CompensateStep
     ) -> msg.CompensationSucceeded | msg.CompensationAttemptFailed:
-        def failed(error_type: str, message: str) -> msg.CompensationAttemptFailed:
-            return msg.CompensationAttemptFailed(command.task_id, command.step, command.attempt,
-                                                 error_type, message,
-                                                 telemetry.current_trace_id() or None)
-
         try:
             definition, step = self._lookup(command.task_type, command.step)
-            context = self._context(definition, command, None)
+            context = self._context(definition, command, None, None)
             data = _step_data(step, command.step_data)
             if step.upload is not None and isinstance(data, UploadStepData):
                 for file in data.files:
@@ -132,10 +182,13 @@ class StepRunner:
             if step.compensation is not None:
                 log.info("compensating %s/%s", command.task_id, command.step)
                 step.compensation(context, data)
-        except Exception as error:
+        except BaseException as error:
             log.warning("compensation %s/%s failed: %r", command.task_id, command.step, error)
-            return failed(type(error).__name__, str(error))
-        return msg.CompensationSucceeded(command.task_id, command.step, command.attempt)
+            return msg.CompensationAttemptFailed(
+                command.task_id, command.step, command.attempt, type(error).__name__,
+                str(error), telemetry.current_trace_id() or None, command.surplus_attempt)
+        return msg.CompensationSucceeded(command.task_id, command.step, command.attempt,
+                                         command.surplus_attempt)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -148,8 +201,9 @@ class StepRunner:
 
     def _context(
         self, definition: TaskDefinition, command: msg.ExecuteStep | msg.CompensateStep,
-        signal: Any,
+        signal: Any, lease: Lease | None,
     ) -> StepContext[Any]:
+        token = command.fencing_token if isinstance(command, msg.ExecuteStep) else 0
         return StepContext(
             task_id=command.task_id,
             definition=definition,
@@ -160,14 +214,22 @@ class StepRunner:
             idempotency_key=command.idempotency_key,
             objects=self._objects,
             cancelled=signal,
-            heartbeat=lambda progress, message: self._heartbeat(command, progress, message),
+            heartbeat=lambda progress, message: self._heartbeat(command, lease, progress,
+                                                                message),
+            fencing_token=token,
         )
 
     def _heartbeat(
-        self, command: msg.ExecuteStep | msg.CompensateStep, progress: float | None,
-        message: str | None,
+        self, command: msg.ExecuteStep | msg.CompensateStep, lease: Lease | None,
+        progress: float | None, message: str | None,
     ) -> None:
-        beat = msg.StepHeartbeat(command.task_id, command.step, command.attempt, progress, message)
+        if lease is not None and lease.revoked:
+            return  # no longer ours: the new owner's heartbeats count
+        token = command.fencing_token if isinstance(command, msg.ExecuteStep) else 0
+        beat = msg.StepHeartbeat(command.task_id, command.step, command.attempt, progress,
+                                 message, token)
+        # Fire and forget: a lost heartbeat is covered by the next one (or the step's deadline),
+        # and its outcome is its own, never another send's.
         self._producer.send_envelope(
             self._codec,
             self._topics.step_results,
@@ -176,6 +238,17 @@ class StepRunner:
                      occurred_at_ms=self._now_ms(), task_type=command.task_type),
             flush=False,
         )
+
+
+def _failure(command: msg.ExecuteStep | msg.CompensateStep, error_type: str, message: str,
+             retryable: bool = False) -> msg.StepAttemptFailed | msg.CompensationAttemptFailed:
+    trace_id = telemetry.current_trace_id() or None
+    if isinstance(command, msg.CompensateStep):
+        return msg.CompensationAttemptFailed(command.task_id, command.step, command.attempt,
+                                             error_type, message, trace_id,
+                                             command.surplus_attempt)
+    return msg.StepAttemptFailed(command.task_id, command.step, command.attempt, error_type,
+                                 message, retryable, trace_id, command.fencing_token)
 
 
 def _step_data(step: StepDef, step_data: dict[str, str]) -> BaseModel | None:

@@ -18,6 +18,11 @@ class WorkerSettings(CommonSettings):
     # On SIGTERM, running steps get this long to finish before the process exits (their
     # commands are then redelivered to another worker).
     worker_shutdown_seconds: float = 20.0
+    # A step result larger than this (encoded) fails the attempt for good (ResultTooLarge)
+    # instead of producing a record the broker would refuse (message.max.bytes, 1 MiB).
+    worker_max_result_bytes: int = Field(default=900_000, gt=0)
+    # How long the broker may take to acknowledge a result before the worker sends it again.
+    worker_delivery_timeout_ms: int = Field(default=30_000, gt=0)
 
     @field_validator("worker_queues", mode="before")
     @classmethod
