@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tasksaga.notifier.sender import Limits
 from tasksaga.notifier.settings import NotifierSettings, load_settings
 
 REQUIRED = {
@@ -49,3 +50,29 @@ def test_settings_can_be_given_directly() -> None:
         webhook_backoff_base_s=0.05, webhook_backoff_cap_s=0.2, webhook_max_attempts=3,
     )
     assert settings.retry_policy().delay_ms == 50
+
+
+def test_url_allowlist_and_send_bounds(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TASKSAGA_WEBHOOK_SECRET", "0123456789abcdef")
+    settings = load_settings()
+    assert settings.url_allowlist == []  # nothing but public receivers by default
+    assert (settings.webhook_senders, settings.webhook_per_receiver,
+            settings.webhook_per_tenant) == (16, 4, 8)
+    env.setenv("TASKSAGA_URL_ALLOWLIST", "127.0.0.2/32, hooks.internal")
+    env.setenv("TASKSAGA_WEBHOOK_PER_RECEIVER", "2")
+    settings = load_settings()
+    assert settings.url_allowlist == ["127.0.0.2/32", "hooks.internal"]
+    assert settings.webhook_per_receiver == 2
+
+
+def test_bad_allowlist_entry_stops_the_start_with_its_name(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TASKSAGA_WEBHOOK_SECRET", "0123456789abcdef")
+    env.setenv("TASKSAGA_URL_ALLOWLIST", "127.0.0.2/32,10.0.0.0/33")
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    assert "TASKSAGA_URL_ALLOWLIST: '10.0.0.0/33' is not a CIDR" in str(stopped.value)
+
+
+def test_send_bounds_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="per_receiver must be >= 1"):
+        Limits(per_receiver=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from tasksaga.adapters.url_guard import parse_allowlist
 from tasksaga.config import CommonSettings
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.notifier.rules import webhook_retry_policy
@@ -45,6 +46,12 @@ class NotifierSettings(CommonSettings):
                 f"TASKSAGA_WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters: "
                 "receivers trust a webhook because only they and tasksaga know it"
             )
+        return value
+
+    @field_validator("url_allowlist")
+    @classmethod
+    def _valid_allowlist(cls, value: list[str]) -> list[str]:
+        parse_allowlist(value)  # a bad entry stops the start with its name, not at send time
         return value
 
     def retry_policy(self) -> RetryPolicy:
