@@ -19,3 +19,12 @@ UPDATE pending_webhooks
 
 -- Attempts shown to the submitter: scoped by tenant like every other read.
 ALTER TABLE webhook_deliveries ADD COLUMN tenant text NOT NULL DEFAULT 'default';
+
+-- Outcomes are shown to the submitter and must not describe the internal network: attempts
+-- recorded before this migration kept the exception text (addresses, errno); make them generic
+-- as the notifier now writes them (the detail goes to its log only).
+UPDATE webhook_deliveries
+   SET error = CASE WHEN error ~ '^HTTP [0-9]{3}$' THEN error
+                    WHEN error LIKE 'timeout%' THEN 'timed out'
+                    ELSE 'connection failed' END
+ WHERE error IS NOT NULL;
