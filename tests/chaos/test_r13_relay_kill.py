@@ -29,8 +29,8 @@ def test_relay_killed_after_publish_before_delete_duplicates_records_applies_non
     with chaos_system(stack_env) as chaos:
         with chaos.load(rate_per_s=5.0, sleep_ms=20, fail_last=False):
             time.sleep(2.0)
+            chaos.kill("orchestrator")
             for index in range(kills):
-                chaos.kill("orchestrator")
                 chaos.services.start("orchestrator", {
                     "TASKSAGA_FAULT_POINTS": f"after_produce_before_delete:kill@{3 + index}"})
                 if not chaos.wait_exit("orchestrator", timeout_s=40):
