@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from tasksaga.adapters.url_guard import UnresolvedHost, UnsafeUrl, UrlGuard
 from tasksaga.core import (
     Backoff,
+    CallbackUrl,
     NonRetryableError,
     RetryPolicy,
     SagaContext,
@@ -45,7 +46,7 @@ RESOLUTIONS = {"Transcode720p": ("720p", 720), "Transcode1080p": ("1080p", 1080)
 class VideoRequest(BaseModel):
     video_file: UploadedFile
     title: str = Field(min_length=1, max_length=200)
-    callback_url: str | None = Field(default=None, pattern=r"^https?://")
+    callback_url: CallbackUrl | None = None  # vetted by the API's SSRF guard at submit
     fail_step: str | None = None
     fail_times: int = Field(default=0, ge=0)
     fail_compensation_of: str | None = None

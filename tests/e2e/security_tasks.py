@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tasksaga.core import StepContext, TaskDefinition
+from tasksaga.core import CallbackUrl, StepContext, TaskDefinition
 
 
 class Address(BaseModel):
@@ -16,6 +16,7 @@ class GreetRequest(BaseModel):
     name: str
     express: bool = False
     address: Address | None = None
+    hook: CallbackUrl | None = None
 
 
 class Greeting(BaseModel):

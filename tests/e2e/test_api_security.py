@@ -282,6 +282,24 @@ def test_mass_assignment_and_unknown_fields_are_refused_without_echo(secure: Sec
     print(f"S4 mass assignment: fields accepted {accepted}/{len(attempts) + 1}")
 
 
+def test_callback_urls_in_the_query_and_in_the_body_pass_the_ssrf_guard(secure: Secure
+                                                                       ) -> None:
+    hostile = ["http://169.254.169.254/latest/meta-data", "http://127.0.0.1:8000/",
+               "http://2130706433/", "http://[::ffff:10.0.0.1]/", "http://0x7f.1/"]
+    refused = 0
+    with secure.client(_tenant(), "greeter") as client:
+        for url in hostile:
+            in_query = client.post("/tasks/Greet", params={"callback_url": url},
+                                   json={"name": "x"})
+            in_body = client.post("/tasks/Greet", json={"name": "x", "hook": url})
+            for reply, field in ((in_query, "callback_url"), (in_body, "hook")):
+                assert reply.status_code == 422, (url, reply.text)
+                assert f"{field} refused" in reply.json()["detail"]
+                assert url not in reply.text  # the refusal never echoes the URL
+                refused += 1
+    print(f"callback URLs refused at submit: {refused}/{2 * len(hostile)}")
+
+
 def _raw_request(secure: Secure, head: str, body_chunks: Iterator[bytes] | None = None,
                  pause_s: float = 0.0) -> tuple[int | None, int, float]:
     """Send a request over a raw socket; (status or None if cut off, body bytes sent, secs)."""

@@ -67,3 +67,12 @@ def test_roles_given_for_an_unknown_action_are_diagnosed() -> None:
 def test_roles_as_a_mapping_equal_the_same_roles_declared_directly() -> None:
     assert Roles.from_mapping({"submit": ["a"], "operate": ["b"]}) == Roles(submit=["a"],
                                                                             operate=["b"])
+
+
+def test_request_fields_declared_as_callback_urls_are_found_for_vetting() -> None:
+    from tasksaga.core.definition import outbound_urls
+    from tasksaga_examples.video_pipeline import VideoRequest
+
+    values = {"title": "t", "callback_url": "http://10.0.0.1/"}
+    assert outbound_urls(VideoRequest, values) == [("callback_url", "http://10.0.0.1/")]
+    assert outbound_urls(VideoRequest, {"title": "t"}) == []

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from tasksaga.adapters.clock import now_ms
@@ -21,7 +22,7 @@ from tasksaga.api.body_limits import parse_form
 from tasksaga.api.dependencies import ApiDependencies, SubmitUnavailable
 from tasksaga.core import messages as msg
 from tasksaga.core.authorization import Action, Principal
-from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.definition import TaskDefinition, outbound_urls
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ async def submit_task(
         try:
             parts = sub.split_form(definition, form)
             sub.prevalidate(definition, parts)
+            await _vet_urls(d, definition, parts.values)  # before a byte is uploaded
             if existing is not None:
                 return accepted(existing.task_id, task_type, existing=True)
             validated, api_steps = await run_in_threadpool(
@@ -60,6 +62,7 @@ async def submit_task(
         raise HTTPException(
             415, f"unsupported content type {content_type!r}: send application/json or "
                  "multipart/form-data")
+    await _vet_urls(d, definition, validated.model_dump())
     request_json = validated.model_dump_json()
     if existing is None and definition.api_steps():
         api_steps = await run_in_threadpool(
@@ -79,11 +82,28 @@ async def submit_task(
     try:
         await run_in_threadpool(d.send_command, command, f"submit:{task_id}")
     except SubmitUnavailable:
-        # Nothing was accepted, so nothing it stored may stay behind.
-        await run_in_threadpool(undo_api_steps, definition, task_id, validated, api_steps,
-                                d.objects)
+        await _forget_uploads(definition, task_id, validated, api_steps, d)
         raise
     return accepted(task_id, task_type, existing=False)
+
+
+async def _vet_urls(d: ApiDependencies, definition: TaskDefinition,
+                    values: dict[str, Any]) -> None:
+    """Request fields declared as ``CallbackUrl`` pass the SSRF guard like ``callback_url``."""
+    for field_name, url in outbound_urls(definition.request_type, values):
+        problem = await run_in_threadpool(d.url_guard.problem, url)
+        if problem is not None:
+            raise sub.SubmissionError(f"{field_name} refused: {problem}",
+                                      [{"loc": ["body", field_name], "msg": problem,
+                                        "type": "unsafe_url"}])
+
+
+async def _forget_uploads(definition: TaskDefinition, task_id: str, validated: BaseModel,
+                          done: list[msg.ApiStepResult], d: ApiDependencies) -> None:
+    """Nothing was accepted, so nothing the submission stored may stay behind."""
+    if done:
+        await run_in_threadpool(undo_api_steps, definition, task_id, validated, done,
+                                d.objects)
 
 
 def accepted(task_id: str, task_type: str, existing: bool) -> JSONResponse:

@@ -3,8 +3,10 @@
 Nothing in this package performs I/O; tests/unit/test_core_is_pure.py enforces it.
 """
 
+from tasksaga.core.authorization import Roles
 from tasksaga.core.context import SagaContext, StepContext
 from tasksaga.core.definition import (
+    CallbackUrl,
     Placement,
     StepCondition,
     TaskDefinition,
@@ -16,9 +18,11 @@ from tasksaga.core.retry import Backoff, RetryPolicy
 
 __all__ = [
     "Backoff",
+    "CallbackUrl",
     "NonRetryableError",
     "Placement",
     "RetryPolicy",
+    "Roles",
     "SagaContext",
     "StepCancelled",
     "StepCondition",

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tasksaga.core.authorization import Roles
 from tasksaga.core.context import SagaContext, StepContext
@@ -65,6 +65,35 @@ class UploadedFile(BaseModel):
     filename: str
     content_type: str = "application/octet-stream"
     size: int
+
+
+@dataclass(frozen=True)
+class OutboundUrlMarker:
+    """Marks a request field as a URL a service will call later (a webhook): the API vets
+    it with the SSRF guard at submit time, and the step that calls it vets it again."""
+
+
+OUTBOUND_URL = OutboundUrlMarker()
+#: A request field holding an http(s) URL that a step or the notifier will call.
+CallbackUrl = typing.Annotated[str, OUTBOUND_URL, Field(pattern=r"^https?://", max_length=2048)]
+
+
+def outbound_urls(request_type: type[BaseModel], values: Mapping[str, Any]
+                  ) -> list[tuple[str, str]]:
+    """(field, URL) of every top-level field declared as ``CallbackUrl`` that has a value."""
+    found = []
+    for name, info in request_type.model_fields.items():
+        if _is_outbound(info.annotation) or OUTBOUND_URL in info.metadata:
+            value = values.get(info.alias or name, values.get(name))
+            if isinstance(value, str):
+                found.append((name, value))
+    return found
+
+
+def _is_outbound(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return OUTBOUND_URL in annotation.__metadata__
+    return any(_is_outbound(arg) for arg in typing.get_args(annotation))
 
 
 class UploadStepData(BaseModel):
