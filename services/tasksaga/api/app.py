@@ -18,7 +18,7 @@ from tasksaga.adapters.clock import now_ms
 from tasksaga.api import submission as sub
 from tasksaga.api.body_limits import BodyLimits, BodyTimeout, BodyTooLarge
 from tasksaga.api.dependencies import ApiDependencies, Deps
-from tasksaga.api.queries import TaskRow
+from tasksaga.api.queries import ACCEPTED, TaskRow
 from tasksaga.api.security import Caller, not_found
 from tasksaga.api.submit_route import submit_task
 from tasksaga.core import messages as msg
@@ -130,9 +130,11 @@ def create_app(deps: ApiDependencies) -> FastAPI:
         definition = definition_of(row.task_type)
         if not definition.cancellable:
             raise HTTPException(409, f"task type {row.task_type!r} is not cancellable")
-        if TaskStatus(row.status) in TERMINAL_STATUSES:
+        # An Accepted task is cancelled like a running one: the command follows its
+        # SubmitTask on the same partition, so the orchestrator sees them in that order.
+        if row.status != ACCEPTED and TaskStatus(row.status) in TERMINAL_STATUSES:
             raise HTTPException(409, f"task {task_id} already ended: {row.status}")
-        if TaskStatus(row.status) is TaskStatus.COMPENSATING:
+        if row.status != ACCEPTED and TaskStatus(row.status) is TaskStatus.COMPENSATING:
             raise HTTPException(409, f"task {task_id} is already compensating")
         d.submit_gate.check()
         d.send_command(msg.CancelTask(task_id, f"{reason} (by {caller.subject})", now_ms()),
@@ -143,7 +145,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     @app.post("/tasks/{task_id}/retry-compensation", status_code=202)
     def retry_compensation(task_id: str, caller: Caller, d: Deps) -> dict[str, Any]:
         row = visible_task(task_id, caller, Action.OPERATE)
-        if TaskStatus(row.status) is not TaskStatus.COMPENSATION_FAILED:
+        if row.status != TaskStatus.COMPENSATION_FAILED:
             raise HTTPException(409, f"task {task_id} is {row.status}; only a task in "
                                      "CompensationFailed can retry its compensation")
         d.submit_gate.check()

@@ -13,6 +13,9 @@ from psycopg_pool import ConnectionPool
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.core.definition import TaskDefinition
 
+#: The status of a task accepted with 202 that the projections do not show yet.
+ACCEPTED = "Accepted"
+
 
 @dataclass(frozen=True)
 class TaskRow:
@@ -35,8 +38,10 @@ class ProjectionQueries:
     def __init__(self, pool: ConnectionPool, cipher: PayloadCipher) -> None:
         self._pool = pool
         self._cipher = cipher  # opens the payload columns the projector sealed
+        self._accepted = 0
 
     def task(self, task_id: str) -> TaskRow | None:
+        """The projected task, or an Accepted one the projector has not seen yet."""
         with self._pool.connection() as conn:
             row = conn.execute(
                 "SELECT task_id, task_type, status, version, request_json, response_json,"
@@ -44,7 +49,32 @@ class ProjectionQueries:
                 " submitted_by FROM task_status WHERE task_id = %s",
                 (task_id,),
             ).fetchone()
-        return None if row is None else self._opened(TaskRow(*row))
+            if row is None:
+                marker = conn.execute(
+                    "SELECT task_type, request_json, accepted_at, tenant, submitted_by"
+                    " FROM accepted_tasks WHERE task_id = %s", (task_id,)).fetchone()
+                if marker is None:
+                    return None
+                request = self._cipher.open(marker[1], column_context(
+                    task_id, "accepted_tasks.request_json"))
+                return TaskRow(task_id, marker[0], ACCEPTED, 0, request, None, None, marker[2],
+                               marker[2], tenant=marker[3], submitted_by=marker[4])
+        return self._opened(TaskRow(*row))
+
+    def mark_accepted(self, task_id: str, tenant: str, task_type: str,
+                      submitted_by: str | None, request_json: str) -> None:
+        """Record a 202 at once; markers older than a day are pruned now and then."""
+        sealed = self._cipher.seal(request_json,
+                                   column_context(task_id, "accepted_tasks.request_json"))
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO accepted_tasks (task_id, tenant, task_type, submitted_by,"
+                " request_json) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (task_id, tenant, task_type, submitted_by, sealed))
+            self._accepted += 1
+            if self._accepted % 100 == 1:
+                conn.execute("DELETE FROM accepted_tasks"
+                             " WHERE accepted_at < now() - interval '1 day'")
 
     def _opened(self, row: TaskRow) -> TaskRow:
         return replace(

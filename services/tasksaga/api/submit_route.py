@@ -84,6 +84,12 @@ async def submit_task(
     except SubmitUnavailable:
         await _forget_uploads(definition, task_id, validated, api_steps, d)
         raise
+    try:
+        await run_in_threadpool(d.queries.mark_accepted, task_id, caller.tenant, task_type,
+                                caller.subject, request_json)
+    except Exception:
+        # The command is in Kafka: the task is accepted, only visible a moment later.
+        log.exception("could not record task %s as accepted", task_id)
     return accepted(task_id, task_type, existing=False)
 
 
