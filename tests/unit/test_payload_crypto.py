@@ -205,19 +205,21 @@ def test_plaintext_written_before_encryption_stays_readable() -> None:
 
 
 def test_encryption_cost_of_the_codec_is_printed() -> None:
-    """Encode+decode of a typical ExecuteStep (1 KB request, two steps' data), per message."""
+    """Encode+decode of a typical ExecuteStep (1 KB request, two steps' data), per message;
+    the best of alternating rounds, as the machine is shared."""
     request = '{"files": [' + ",".join(f'"k{i:04}"' for i in range(120)) + "]}"
     payload = msg.ExecuteStep("task-1", "T", "S", 1, "q", request,
                               {"A": '{"x": 1}', "B": '{"y": "z"}'}, "i", 9)
-    results = {}
-    for name, subject in (("plain", codec(None)), ("aes-gcm", codec(RING_2))):
-        item = envelope(payload)
-        rounds = 3000
-        started = time.perf_counter()
-        for _ in range(rounds):
-            subject.decode(subject.encode(item))
-        results[name] = (time.perf_counter() - started) / rounds * 1e6
-    assert codec(RING_2).decode(codec(RING_2).encode(envelope(payload))).payload == payload
+    subjects = {"plain": codec(None), "aes-gcm": codec(RING_2)}
+    best = {name: float("inf") for name in subjects}
+    item, rounds = envelope(payload), 500
+    for _ in range(7):
+        for name, subject in subjects.items():
+            started = time.perf_counter()
+            for _ in range(rounds):
+                decoded = subject.decode(subject.encode(item))
+            best[name] = min(best[name], (time.perf_counter() - started) / rounds * 1e6)
+            assert decoded == item
     print(f"\ncodec encode+decode per ExecuteStep ({len(request)} B request): "
-          f"plain {results['plain']:.1f} us, aes-gcm {results['aes-gcm']:.1f} us, "
-          f"ratio {results['aes-gcm'] / results['plain']:.2f}x")
+          f"plain {best['plain']:.1f} us, aes-gcm {best['aes-gcm']:.1f} us, "
+          f"ratio {best['aes-gcm'] / best['plain']:.2f}x")
