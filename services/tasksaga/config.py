@@ -24,6 +24,10 @@ class CommonSettings(BaseSettings):
     database_url: str = Field(description="postgresql://user:password@host:port/db")
     topic_prefix: str = "tasksaga"
     topic_partitions: int = 6
+    # Replication of every topic the services create: 1 on the one-broker local stack; 3 and
+    # 2 on a real cluster (deploy/), so that acks=all survives the loss of a broker.
+    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_min_insync_replicas: int = Field(default=1, ge=1)
     task_modules: Annotated[list[str], NoDecode] = Field(
         default=["tasksaga_examples.zip_archive", "tasksaga_examples.video_pipeline"],
         description="importable modules whose TaskDefinitions this service knows",

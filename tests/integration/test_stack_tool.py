@@ -231,3 +231,64 @@ def test_stale_pid_files_are_ignored_and_cleaned_up(tmp_path: Path) -> None:
         assert pid_file.exists(), "status must not delete pid files (it runs without the lock)"
         service.forget_stale_pid()
         assert not pid_file.exists()
+
+
+@pytest.mark.integration
+def test_three_broker_cluster_keeps_acknowledging_with_one_broker_killed(tmp_path: Path) -> None:
+    """`tools/stack up --brokers 3`: topics with replication factor 3 and min.insync.replicas
+    2; SIGKILL of one broker leaves acks=all writes succeeding, and `up` restarts only it.
+
+    A throwaway stack (own folder and ports) sharing the installed jars and MinIO binary, so
+    the shared stack and a cluster the chaos suite may be running are left alone.
+    """
+    import signal
+
+    from tasksaga.adapters.kafka_bus import KafkaProducer
+    from tasksaga.adapters.topics import ensure_topics
+
+    shared = stack_tool.Settings.from_env()
+    stack_dir = tmp_path / "stack"
+    (stack_dir / "kafka").mkdir(parents=True)
+    (stack_dir / "kafka" / "lib").symlink_to(shared.stack_dir / "kafka" / "lib")
+    (stack_dir / "bin").symlink_to(shared.bin_dir)
+    env = {
+        **os.environ,
+        "TASKSAGA_STACK_DIR": str(stack_dir), "TASKSAGA_KAFKA_CLUSTER_PORT": "21192",
+        "TASKSAGA_PG_PORT": "21532", "TASKSAGA_MINIO_PORT": "21100",
+        "TASKSAGA_MINIO_CONSOLE_PORT": "21101",
+    }
+    settings = stack_tool.Settings.from_env(env).with_brokers(3)
+    first = run_stack("up", "--brokers", "3", env=env, timeout=FIRST_UP_TIMEOUT_S)
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        exported = stack_tool.env(settings)
+        assert exported["TASKSAGA_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert exported["TASKSAGA_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
+        bootstrap = exported["TASKSAGA_KAFKA_BOOTSTRAP"]
+        assert bootstrap == "127.0.0.1:21192,127.0.0.1:21194,127.0.0.1:21196"
+
+        ensure_topics(bootstrap, ["replicated"], partitions=3, replication=3,
+                      min_insync_replicas=2)
+        from confluent_kafka.admin import AdminClient
+
+        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
+        partitions = metadata.topics["replicated"].partitions.values()
+        assert [len(p.replicas) for p in partitions] == [3, 3, 3]
+
+        victim = stack_tool.status(settings)["kafka-2"]["pid"]
+        assert isinstance(victim, int)
+        os.kill(victim, signal.SIGKILL)
+        producer = KafkaProducer(bootstrap, "cluster-test")
+        started = time.monotonic()
+        for index in range(20):  # each acknowledged by the two brokers left in sync
+            producer.send_and_wait("replicated", f"k{index}".encode(), b"v")
+        print(f"\n20 acks=all writes with one broker killed: {time.monotonic() - started:.1f} s")
+        producer.close()
+
+        again = run_stack("up", "--brokers", "3", env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert again.stdout.count("(already running)") == 4, again.stdout  # 2 nodes, PG, MinIO
+        assert "kafka-2   up" in again.stdout and "(started)" in again.stdout
+    finally:
+        run_stack("down", "--brokers", "3", env=env)
+        run_stack("down", env=env)

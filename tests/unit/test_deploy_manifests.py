@@ -37,7 +37,9 @@ K8S_DIR = ROOT / "deploy" / "k8s"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SCRIPTS: dict[str, str] = PYPROJECT["project"]["scripts"]
 
-SERVER_IMAGES = {"kafka": "apache/kafka", "postgres": "postgres", "minio": "minio/minio"}
+SERVER_IMAGES = {"kafka": "apache/kafka", "kafka-2": "apache/kafka", "kafka-3": "apache/kafka",
+                 "postgres": "postgres", "minio": "minio/minio"}
+BROKERS = ("kafka", "kafka-2", "kafka-3")
 APP_COMMANDS = {
     "api": "tasksaga-api",
     "orchestrator": "tasksaga-orchestrator",
@@ -217,7 +219,7 @@ def test_servers_use_official_images_with_pinned_tags_and_healthchecks(name: str
 
 
 def test_kafka_is_the_requested_release() -> None:
-    assert _services()["kafka"]["image"] == "apache/kafka:4.1.1"
+    assert {_services()[b]["image"] for b in BROKERS} == {"apache/kafka:4.1.1"}
 
 
 @pytest.mark.parametrize("name", sorted(APP_COMMANDS))
@@ -247,7 +249,8 @@ def test_services_wait_for_healthy_servers_and_a_completed_migrate() -> None:
     services = _services()
     for name in SERVER_IMAGES:
         assert "depends_on" not in services[name]
-    expected_migrate = {"kafka": "service_healthy", "postgres": "service_healthy"}
+    expected_migrate = {**dict.fromkeys(BROKERS, "service_healthy"),
+                        "postgres": "service_healthy"}
     assert {k: v["condition"] for k, v in services["migrate"]["depends_on"].items()} == (
         expected_migrate
     )
@@ -269,22 +272,31 @@ def test_api_is_published_and_services_stop_gracefully() -> None:
         assert "container_name" not in services[name], f"{name}: would prevent --scale"
 
 
-def test_kafka_runs_kraft_without_zookeeper() -> None:
+@pytest.mark.parametrize("node", [1, 2, 3])
+def test_kafka_runs_kraft_without_zookeeper(node: int) -> None:
+    """Three brokers, each also a controller: topics replicated 3 times, 2 in sync."""
     services = _services()
-    env = _environment(services["kafka"])
+    name = BROKERS[node - 1]
+    env = _environment(services[name])
     assert not any("zookeeper" in name.lower() for name in services)
     assert not any("ZOOKEEPER" in key for key in env)
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+    assert env["KAFKA_NODE_ID"] == str(node)
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == ",".join(
+        f"{n}@{b}:9093" for n, b in enumerate(BROKERS, start=1))
     assert set(env["KAFKA_LISTENERS"].split(",")) == {"PLAINTEXT://:9092", "CONTROLLER://:9093"}
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
     assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
     factors = [v for k, v in env.items() if k.endswith("REPLICATION_FACTOR")]
-    assert factors and set(factors) == {"1"}
-    bootstrap = {_environment(services[n])["TASKSAGA_KAFKA_BOOTSTRAP"] for n in APP_COMMANDS}
-    assert bootstrap == {"kafka:9092"}
+    assert factors and set(factors) == {"3"}
+    assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    app_envs = [_environment(services[n]) for n in [*APP_COMMANDS, "migrate"]]
+    assert {e["TASKSAGA_KAFKA_BOOTSTRAP"] for e in app_envs} == {
+        ",".join(f"{b}:9092" for b in BROKERS)}
+    assert {e["TASKSAGA_TOPIC_REPLICATION_FACTOR"] for e in app_envs} == {"3"}
+    assert {e["TASKSAGA_TOPIC_MIN_INSYNC_REPLICAS"] for e in app_envs} == {"2"}
 
 
 def test_postgres_commits_durably() -> None:

@@ -11,7 +11,7 @@ from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import open_pool
-from tasksaga.adapters.topics import all_topic_names, ensure_topics
+from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
 from tasksaga.adapters.url_guard import UrlGuard
 from tasksaga.adapters.wire import Topics
 from tasksaga.api.access_store import ApiKeyStore, RateLimiter
@@ -34,8 +34,7 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
     registry = load_registry(settings.task_modules)
     topics = Topics(settings.topic_prefix)
     apply_migrations(settings.database_url)
-    ensure_topics(settings.kafka_bootstrap, all_topic_names(topics, registry.queues()),
-                  settings.topic_partitions)
+    ensure_service_topics(settings, all_topic_names(topics, registry.queues()))
     objects = MinioObjectStore(s3.endpoint, s3.access_key, s3.secret_key, s3.secure, s3.region)
     buckets = []
     for definition in registry:

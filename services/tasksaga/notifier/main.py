@@ -20,7 +20,7 @@ from tasksaga.adapters.lifecycle import ServiceStop, start_thread, stop_on_signa
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import open_pool
-from tasksaga.adapters.topics import ensure_topics
+from tasksaga.adapters.topics import ensure_service_topics
 from tasksaga.adapters.url_guard import UrlGuard
 from tasksaga.adapters.wire import Topics
 from tasksaga.config import configure_logging
@@ -46,11 +46,8 @@ def run(
     """Run the notifier until ``stop`` is set; returns once everything is shut down."""
     apply_migrations(settings.database_url)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(
-        settings.kafka_bootstrap,
-        [topics.task_events, topics.webhook_deliveries, topics.dead_letter],
-        settings.topic_partitions,
-    )
+    ensure_service_topics(
+        settings, [topics.task_events, topics.webhook_deliveries, topics.dead_letter])
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
     # Connections are held only for short claims and records, never during a POST.
     pool = open_pool(settings.database_url, max_size=6, name=SERVICE)

@@ -24,7 +24,7 @@ from tasksaga.adapters.pg_store import (
     prune_older_than,
 )
 from tasksaga.adapters.projections import Projector, projection_lag
-from tasksaga.adapters.topics import all_topic_names, ensure_topics
+from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
 from tasksaga.adapters.wire import Topics
 from tasksaga.config import configure_logging
 from tasksaga.core.registry import load_registry
@@ -73,8 +73,7 @@ def main() -> int:
     registry = load_registry(settings.task_modules)
     topics = Topics(settings.topic_prefix)
     apply_migrations(settings.database_url)
-    ensure_topics(settings.kafka_bootstrap, all_topic_names(topics, registry.queues()),
-                  settings.topic_partitions)
+    ensure_service_topics(settings, all_topic_names(topics, registry.queues()))
 
     stop = stop_on_signals()
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
