@@ -61,6 +61,20 @@ class System:
                              f"{self.status(task_id)}")
 
 
+    def wait_terminal_with(self, client: httpx.Client, task_id: str,
+                           timeout_s: float = 60.0) -> str:
+        """The terminal status of a task, read with ``client`` (another caller's token)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            reply = client.get(f"/tasks/{task_id}")
+            if reply.status_code == 200 and reply.json()["status"] in TERMINAL:
+                status: str = reply.json()["status"]
+                return status
+            self.services.check_alive()
+            time.sleep(0.3)
+        raise AssertionError(f"task {task_id} not terminal after {timeout_s} s")
+
+
 @contextlib.contextmanager
 def running_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[System]:
     prefix = f"e2e{uuid.uuid4().hex[:8]}"

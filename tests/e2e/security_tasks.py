@@ -43,3 +43,20 @@ lenient = TaskDefinition("Lenient", queue="security", request=OpenRequest,
 @lenient.step("Note", order=1)
 def note(ctx: StepContext[OpenRequest]) -> None:
     return None
+
+
+class WaitRequest(BaseModel):
+    seconds: float = 60.0
+
+
+slow = TaskDefinition("Slow", queue="security", request=WaitRequest, cancellable=True)
+
+
+@slow.step("Wait", order=1, timeout_seconds=120)
+def wait(ctx: StepContext[WaitRequest]) -> None:
+    if ctx.cancelled is not None:
+        ctx.cancelled.wait(ctx.request.seconds)
+    if ctx.is_cancelled():
+        from tasksaga.core import StepCancelled
+
+        raise StepCancelled("cancelled while waiting")

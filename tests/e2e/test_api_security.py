@@ -426,6 +426,40 @@ def test_pages_are_capped(secure: Secure) -> None:
     assert listing["limit"] == 100 and audit["limit"] == 1000
 
 
+def test_search_filters_and_bulk_cancel_with_a_dry_run(secure: Secure) -> None:
+    tenant = _tenant()
+    with secure.client(tenant, "greeter") as client:
+        greeted = secure.greet(client, "find-me", key="search-key")
+        secure.wait_completed(client, greeted)
+        slow = [client.post("/tasks/Slow", json={"seconds": 60}).json()["task_id"]
+                for _ in range(3)]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            running = client.get("/tasks", params={"task_type": "Slow",
+                                                   "status": "Running"}).json()["tasks"]
+            if len(running) == 3:
+                break
+            time.sleep(0.5)
+        by_key = client.get("/tasks", params={"idempotency_key": "search-key"}).json()
+        future = client.get("/tasks", params={"submitted_after": "2999-01-01T00:00:00Z"})
+        completed = client.get("/tasks", params={"status": ["Completed"]}).json()["tasks"]
+        dry = client.post("/bulk/cancel", params={"task_type": "Slow"}).json()
+        still = client.get("/tasks", params={"status": "Running"}).json()["tasks"]
+        done = client.post("/bulk/cancel", params={"task_type": "Slow", "dry_run": "false"})
+        ended = {task_id: secure.system.wait_terminal_with(client, task_id) for task_id in slow}
+    with secure.client(_tenant(), "greeter") as other:
+        foreign = other.post("/bulk/cancel", params={"dry_run": "true"}).json()
+    assert [t["task_id"] for t in by_key["tasks"]] == [greeted]
+    assert future.json()["tasks"] == []
+    assert [t["task_id"] for t in completed] == [greeted]
+    assert dry == {"matched": 3, "dry_run": True} and len(still) == 3
+    assert done.json()["cancel_requested"] == 3
+    assert set(ended.values()) == {"Cancelled"}
+    assert foreign["matched"] == 0
+    print(f"search: by key 1, future 0, completed 1; bulk cancel dry run {dry['matched']}, "
+          f"then {done.json()['cancel_requested']} cancelled; another tenant matched 0")
+
+
 def test_a_bursting_tenant_is_rate_limited_across_replicas(secure: Secure) -> None:
     """S5: one tenant's burst gets 429 with Retry-After, counted across two API replicas
     (the counter lives in Postgres), while another tenant's requests all pass."""

@@ -8,7 +8,7 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +18,7 @@ from tasksaga.adapters.clock import now_ms
 from tasksaga.api import submission as sub
 from tasksaga.api.body_limits import BodyLimits, BodyTimeout, BodyTooLarge
 from tasksaga.api.dependencies import ApiDependencies, Deps
-from tasksaga.api.queries import ACCEPTED, TaskRow
+from tasksaga.api.queries import ACCEPTED, TaskFilter, TaskRow
 from tasksaga.api.security import Caller, not_found
 from tasksaga.api.submit_route import submit_task
 from tasksaga.core import messages as msg
@@ -59,9 +59,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
         return row
 
     def readable_types(caller: Principal) -> list[str]:
-        return [t.name for t in deps.registry
-                if deps.security.authorization.allows(caller, Action.READ, t.name, t.roles,
-                                                      None)]
+        return task_filter(deps, caller, Action.READ).task_types
 
     @app.get("/task-types")
     def task_types(caller: Caller, d: Deps) -> dict[str, Any]:
@@ -85,24 +83,47 @@ def create_app(deps: ApiDependencies) -> FastAPI:
 
     @app.get("/tasks")
     def list_tasks(
-        caller: Caller, d: Deps,
+        d: Deps, where: ReadableFilter,
         limit: Annotated[int, Query(ge=1)] = 50,
-        status: Annotated[str | None, Query(max_length=64)] = None,
-        task_type: Annotated[str | None, Query(max_length=200)] = None,
         before: Annotated[str | None, Query(max_length=200,
                                             description="next_cursor of the previous page")
                           ] = None,
     ) -> dict[str, Any]:
-        """The caller's tenant's tasks, newest first; ``limit`` is capped by the server."""
+        """The caller's tenant's tasks, newest first, filtered by type, status (repeatable),
+        submitted-time range and Idempotency-Key; ``limit`` is capped by the server."""
         page = min(limit, d.max_page_size)
-        types = readable_types(caller)
-        if task_type is not None:
-            types = [t for t in types if t == task_type]
         cursor = _parse_cursor(before) if before else None
-        tasks = d.queries.list_tasks(caller.tenant, types, page, cursor, status)
+        tasks = d.queries.list_tasks(where, page, cursor)
         next_cursor = (f"{tasks[-1]['submitted_at']}|{tasks[-1]['task_id']}"
                        if len(tasks) == page else None)
         return {"tasks": tasks, "limit": page, "next_cursor": next_cursor}
+
+    @app.post("/bulk/cancel")
+    def bulk_cancel(
+        caller: Caller, d: Deps,
+        task_type: Annotated[str | None, Query(max_length=200)] = None,
+        submitted_after: datetime | None = None,
+        submitted_before: datetime | None = None,
+        dry_run: bool = True,
+        reason: Annotated[str, Query(max_length=500)] = "cancelled in bulk",
+    ) -> dict[str, Any]:
+        """Cancel the caller's running tasks that match, at most a page of
+        ``max_page_size * 10`` per call; ``dry_run`` (the default) only counts them."""
+        where = task_filter(d, caller, Action.CANCEL, task_type, list(_CANCELLABLE),
+                            submitted_after, submitted_before)
+        where = TaskFilter(where.tenant, [t for t in where.task_types
+                                          if d.registry.get(t).cancellable],
+                           where.statuses, where.submitted_after, where.submitted_before)
+        matched = d.queries.count_tasks(where)
+        if dry_run:
+            return {"matched": matched, "dry_run": True}
+        d.submit_gate.check()
+        tasks = d.queries.list_tasks(where, d.max_page_size * 10)
+        for task in tasks:
+            d.send_command(msg.CancelTask(task["task_id"], f"{reason} (by {caller.subject})",
+                                          now_ms()), f"cancel:{task['task_id']}")
+        return {"matched": matched, "cancel_requested": len(tasks),
+                "remaining": matched - len(tasks), "dry_run": False}
 
     @app.get("/tasks/{task_id}")
     def status(task_id: str, caller: Caller, d: Deps) -> dict[str, Any]:
@@ -177,6 +198,37 @@ def create_app(deps: ApiDependencies) -> FastAPI:
                                      "checks": checks})
 
     return app
+
+
+_CANCELLABLE = (TaskStatus.RUNNING.value,)
+
+
+def task_filter(d: ApiDependencies, caller: Principal, action: Action,
+                task_type: str | None = None, statuses: list[str] | None = None,
+                submitted_after: datetime | None = None,
+                submitted_before: datetime | None = None,
+                idempotency_key: str | None = None) -> TaskFilter:
+    """The caller's tenant, and only the types it may take ``action`` on."""
+    types = [t.name for t in d.registry
+             if d.security.authorization.allows(caller, action, t.name, t.roles, None)
+             and (task_type is None or t.name == task_type)]
+    return TaskFilter(caller.tenant, types, statuses, submitted_after, submitted_before,
+                      idempotency_key)
+
+
+def readable_filter(
+    caller: Caller, d: Deps,
+    task_type: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[list[str] | None, Query()] = None,
+    submitted_after: datetime | None = None,
+    submitted_before: datetime | None = None,
+    idempotency_key: Annotated[str | None, Query(max_length=256)] = None,
+) -> TaskFilter:
+    return task_filter(d, caller, Action.READ, task_type, status, submitted_after,
+                       submitted_before, idempotency_key)
+
+
+ReadableFilter = Annotated[TaskFilter, Depends(readable_filter)]
 
 
 def _parse_cursor(cursor: str) -> tuple[datetime, str]:

@@ -34,6 +34,35 @@ class TaskRow:
     submitted_by: str | None = None
 
 
+@dataclass(frozen=True)
+class TaskFilter:
+    """A search over one tenant's tasks; every list and bulk action goes through it."""
+
+    tenant: str
+    task_types: list[str]
+    statuses: list[str] | None = None
+    submitted_after: datetime | None = None
+    submitted_before: datetime | None = None
+    idempotency_key: str | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        query = " WHERE tenant = %s AND task_type = ANY(%s)"
+        params: list[Any] = [self.tenant, self.task_types]
+        if self.statuses is not None:
+            query += " AND status = ANY(%s)"
+            params.append(self.statuses)
+        if self.submitted_after is not None:
+            query += " AND submitted_at >= %s"
+            params.append(self.submitted_after)
+        if self.submitted_before is not None:
+            query += " AND submitted_at < %s"
+            params.append(self.submitted_before)
+        if self.idempotency_key is not None:
+            query += " AND idempotency_key = %s"
+            params.append(self.idempotency_key)
+        return query, params
+
+
 class ProjectionQueries:
     def __init__(self, pool: ConnectionPool, cipher: PayloadCipher) -> None:
         self._pool = pool
@@ -140,25 +169,27 @@ class ProjectionQueries:
                 (task_id, after_version, limit)).fetchall()
         return [_jsonable(r) for r in rows]
 
-    def list_tasks(self, tenant: str, task_types: list[str], limit: int,
-                   before: tuple[datetime, str] | None = None,
-                   status: str | None = None) -> list[dict[str, Any]]:
-        """One tenant's tasks of the given types, newest first, ``limit`` at most; keyset
-        paging on (submitted_at, task_id) so a page never skips or repeats a task."""
-        query = ("SELECT task_id, task_type, status, version, submitted_at, updated_at"
-                 " FROM task_status WHERE tenant = %s AND task_type = ANY(%s)")
-        params: list[Any] = [tenant, task_types]
-        if status is not None:
-            query += " AND status = %s"
-            params.append(status)
+    def list_tasks(self, where: TaskFilter, limit: int,
+                   before: tuple[datetime, str] | None = None) -> list[dict[str, Any]]:
+        """One tenant's matching tasks, newest first, ``limit`` at most; keyset paging on
+        (submitted_at, task_id) so a page never skips or repeats a task."""
+        query, params = where.sql()
         if before is not None:
             query += " AND (submitted_at, task_id) < (%s, %s)"
             params += [before[0], before[1]]
         query += " ORDER BY submitted_at DESC, task_id DESC LIMIT %s"
         params.append(limit)
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(query, params).fetchall()
+            rows = cur.execute(
+                "SELECT task_id, task_type, status, version, submitted_at, updated_at,"
+                " idempotency_key FROM task_status" + query, params).fetchall()
         return [_jsonable(r) for r in rows]
+
+    def count_tasks(self, where: TaskFilter) -> int:
+        query, params = where.sql()
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT count(*) FROM task_status" + query, params).fetchone()
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
         self._pool.close()
