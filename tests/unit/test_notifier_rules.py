@@ -300,3 +300,14 @@ def test_rules_signature_and_sample_receiver_do_no_io() -> None:
         imported |= {node.module for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and node.module}
         assert not {m for m in imported if m.split(".")[0] in forbidden or m in forbidden}, name
+
+
+def test_a_record_that_is_not_a_task_event_is_refused_for_the_dead_letter_topic() -> None:
+    from tasksaga.adapters.wire import Envelope
+    from tasksaga.core import messages as msg
+    from tasksaga.notifier import rules
+
+    command = msg.CancelTask(task_id="t1", reason="r", requested_at_ms=0)
+    action = rules.plan(Envelope(payload=command, message_id="m", task_id="t1",
+                                 correlation_id="t1", causation_id=None, occurred_at_ms=0))
+    assert isinstance(action, rules.Refuse) and "CancelTask" in action.reason

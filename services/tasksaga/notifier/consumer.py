@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from psycopg_pool import ConnectionPool
 
+from tasksaga.adapters.kafka_bus import Unprocessable
 from tasksaga.adapters.payload_crypto import PayloadCipher
 from tasksaga.adapters.wire import Envelope
 from tasksaga.notifier import rules, store
@@ -28,6 +29,8 @@ class NotificationConsumer:
 
     def handle(self, envelope: Envelope) -> None:
         action = rules.plan(envelope)
+        if isinstance(action, rules.Refuse):
+            raise Unprocessable(action.reason)
         if isinstance(action, rules.Ignore):
             if action.reason:
                 log.warning("not notifying: %s", action.reason)

@@ -109,11 +109,21 @@ class Ignore:
     reason: str = ""
 
 
-Action = Subscribe | Notify | Ignore
+@dataclass(frozen=True)
+class Refuse:
+    """The record can never be handled here (it is not a task event): dead-letter it."""
+
+    reason: str
+
+
+Action = Subscribe | Notify | Ignore | Refuse
 
 
 def plan(envelope: Envelope) -> Action:
     event = envelope.payload
+    if not isinstance(event, ev.EVENT_TYPES):
+        return Refuse(f"{type(event).__name__} is not a task event: it does not belong on the "
+                      "task-events topic")
     if isinstance(event, ev.TaskSubmitted):
         url = (event.callback_url or "").strip()
         if not url:
