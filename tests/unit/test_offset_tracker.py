@@ -43,3 +43,15 @@ def test_no_position_ever_passes_an_unfinished_offset(order: list[int], done_cou
     assert all(o in finished for o in range(position))
     unfinished = set(range(20)) - finished
     assert position == (min(unfinished) if unfinished else 20)
+
+
+def test_a_held_offset_frees_its_slot_but_keeps_the_position_below_it() -> None:
+    """A message stopped without being done (its result could not be sent) must not hold a
+    concurrency slot, nor let the commit pass it: a restart redelivers it."""
+    tracker = OffsetTracker()
+    for offset in (3, 4):
+        tracker.started(P, offset)
+    tracker.hold(P, 3)
+    tracker.finished(P, 4)
+    assert tracker.running == 0
+    assert tracker.commit_positions() == {P: 3}
