@@ -12,7 +12,7 @@ from psycopg_pool import ConnectionPool
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.pg_store import PostgresEventStore
-from tasksaga.adapters.projections import Projector
+from tasksaga.adapters.projections import Projector, projection_lag
 from tests.integration.conftest import new_task_id, submitted
 
 
@@ -104,3 +104,29 @@ def _opened(table: str, row: dict[str, Any], cipher: PayloadCipher) -> dict[str,
             row[column] = cipher.open(
                 row[column], column_context(row["task_id"], f"{table}.{column}", step))
     return row
+
+
+def test_an_unreadable_stream_does_not_halt_the_others(
+    pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
+) -> None:
+    """An event that cannot be decoded (corrupt bytes, a key missing from the ring) leaves its
+    stream queued and counted as lag; every other stream is still projected."""
+    projector = Projector(pool, codec)
+    projector.catch_up_fully()
+    broken, healthy = new_task_id(), new_task_id()
+    with pool.connection() as conn:
+        conn.execute("INSERT INTO events (stream_id, version, event_type, message_id, payload)"
+                     " VALUES (%s, 1, 'TaskSubmitted', %s, %s)",
+                     (broken, f"{broken}:1", b"\xc3\x01not-an-event"))
+    with store.transaction() as tx:
+        tx.append(healthy, 0, [submitted(healthy)])
+    projector.catch_up_fully()
+    assert _status(pool, healthy) == "Running"
+    assert _status(pool, broken) is None
+    with pool.connection() as conn:
+        queued = conn.execute("SELECT count(*) FROM projection_queue WHERE stream_id = %s",
+                              (broken,)).fetchone()
+    assert queued is not None and queued[0] == 1, "the unreadable stream stays queued"
+    assert projection_lag(pool).events >= 1
+    with pool.connection() as conn:  # the shared database's lag must not count it forever
+        conn.execute("DELETE FROM projection_queue WHERE stream_id = %s", (broken,))

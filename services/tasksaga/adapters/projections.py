@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
@@ -78,15 +78,18 @@ class Projector:
         self._pool = pool
         self._codec = codec
         self._states = StateCache(max_bytes=cache_bytes, keep_terminal=True)
+        self._poisoned: set[str] = set()  # streams that could not be decoded (logged)
 
     def catch_up(self, batch_size: int = 2000) -> int:
         """Project the next batch of committed events; returns how many were projected
         (0: nothing left, or another process is projecting)."""
         while True:
+            poisoned = len(self._poisoned)
             settled, projected = self._batch(batch_size)
-            if projected or not settled:
+            if projected or not (settled or len(self._poisoned) > poisoned):
                 return projected
-            # Only entries already projected by an earlier batch: settle the next ones.
+            # Only entries already projected, or a stream found unreadable: go on with the
+            # next entries rather than report "nothing left".
 
     def _batch(self, batch_size: int) -> tuple[int, int]:
         """One transaction: (queue entries settled, events projected)."""
@@ -95,8 +98,9 @@ class Projector:
             if not locked or not locked[0]:
                 return 0, 0  # another process is projecting
             queued = conn.execute(
-                "SELECT id, stream_id, version FROM projection_queue ORDER BY id LIMIT %s",
-                (batch_size,),
+                "SELECT id, stream_id, version FROM projection_queue"
+                " WHERE NOT (stream_id = ANY(%s)) ORDER BY id LIMIT %s",
+                (list(self._poisoned), batch_size),
             ).fetchall()
             if not queued:
                 return 0, 0
@@ -119,11 +123,13 @@ class Projector:
                 self._states.clear()  # the transaction rolls back: cached states are ahead
                 raise
             for _position, stream_id, version, _payload in rows:
-                projected_version[stream_id] = version
+                if stream_id not in self._poisoned:
+                    projected_version[stream_id] = version
             # An entry is settled once its stream is projected up to its version; the rest
             # (a stream cut by the batch limit) stay for the next batch.
             settled = [entry_id for entry_id, stream_id, version in queued
-                       if version <= projected_version[stream_id]]
+                       if version <= projected_version[stream_id]
+                       and stream_id not in self._poisoned]
             conn.execute("DELETE FROM projection_queue WHERE id = ANY(%s)", (settled,))
             return len(settled), len(rows)
 
@@ -167,17 +173,33 @@ class Projector:
     ) -> None:
         """Fold the batch per stream, then write each row once (its final state)."""
         rows_of: dict[str, _StreamRows] = {}
-        audit: list[tuple[Any, ...]] = []
+        audit: dict[str, list[tuple[Any, ...]]] = {}
         for position, stream_id, version, payload in rows:
-            envelope = self._codec.decode(bytes(payload))
+            if stream_id in self._poisoned:
+                continue
+            try:
+                envelope = self._codec.decode(bytes(payload))
+                stream = rows_of.get(stream_id)
+                if stream is None:
+                    if version != projected[stream_id] + 1:
+                        raise DecodeError(f"a gap after version {projected[stream_id]}")
+                    stream = rows_of[stream_id] = _StreamRows(
+                        self._state_before(conn, stream_id, version), self._codec.cipher)
+            except DecodeError as error:
+                # One stream that cannot be read (a key missing from the ring, a corrupt
+                # event) must not halt every other status: it stays queued, counted as lag,
+                # and is tried again when the process restarts.
+                log.error("stream %s cannot be projected from version %d, skipped until"
+                          " restart: %s", stream_id, version, error)
+                self._poisoned.add(stream_id)
+                rows_of.pop(stream_id, None)
+                audit.pop(stream_id, None)
+                continue
             event = envelope.payload
-            stream = rows_of.get(stream_id)
-            if stream is None:
-                stream = rows_of[stream_id] = _StreamRows(
-                    self._state_before(conn, stream_id, version), self._codec.cipher)
             stream.apply(event, _ts(envelope.occurred_at_ms))
-            audit.append((position, stream_id, version, type(event).__name__, step_of(event),
-                          describe(event), _ts(envelope.occurred_at_ms)))
+            audit.setdefault(stream_id, []).append((
+                position, stream_id, version, type(event).__name__, step_of(event),
+                describe(event), _ts(envelope.occurred_at_ms)))
         with conn.cursor() as cursor:
             cursor.executemany(_UPSERT_TASK, [r.task_row(sid) for sid, r in rows_of.items()])
             cursor.executemany(_UPSERT_STEP, [row for sid, r in rows_of.items()
@@ -185,7 +207,7 @@ class Projector:
             conditions = [row for sid, r in rows_of.items() for row in r.condition_rows(sid)]
             if conditions:
                 cursor.executemany(_UPSERT_CONDITION, conditions)
-            cursor.executemany(_INSERT_AUDIT, audit)
+            cursor.executemany(_INSERT_AUDIT, [row for rs in audit.values() for row in rs])
         self._states.put_all({sid: stream.state for sid, stream in rows_of.items()})
 
 
