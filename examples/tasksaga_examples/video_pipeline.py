@@ -124,7 +124,7 @@ def _source_url(ctx: StepContext[VideoRequest]) -> str:
     return ctx.store.presigned_get_url(video.bucket, video.key)
 
 
-@video_transcode.step("ExtractMetadata", order=2)
+@video_transcode.step("ExtractMetadata", order=2, reads=())
 def extract_metadata(ctx: StepContext[VideoRequest]) -> MetadataData:
     _switch(ctx)
     info = media.probe(_source_url(ctx))
@@ -174,7 +174,7 @@ def _delete_rendition(ctx: StepContext[VideoRequest], data: TranscodeData) -> No
 for _step in RESOLUTIONS:
     video_transcode.step(
         _step, order=3, group="TranscodeAll", data=TranscodeData, retry=transcode_retry,
-        heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
+        heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S, reads=["ExtractMetadata"],
     )(_transcode)
     video_transcode.compensation(_step)(_delete_rendition)
 
@@ -182,7 +182,7 @@ video_transcode.condition("Transcode4K", "Source >= 4K", is_source_4k_or_higher,
                           summary=source_size)
 
 
-@video_transcode.step("GenerateThumbnails", order=4)
+@video_transcode.step("GenerateThumbnails", order=4, reads=["ExtractMetadata"])
 def generate_thumbnails(ctx: StepContext[VideoRequest]) -> ThumbnailsData:
     _switch(ctx)
     metadata = ctx.data(MetadataData)
@@ -215,7 +215,8 @@ def _renditions(ctx: SagaContext[VideoRequest]) -> dict[str, str]:
     }
 
 
-@video_transcode.step("UpdateCatalog", order=5)
+@video_transcode.step("UpdateCatalog", order=5,
+                      reads=["ExtractMetadata", "GenerateThumbnails", *RESOLUTIONS])
 def update_catalog(ctx: StepContext[VideoRequest]) -> CatalogData:
     _switch(ctx)
     catalog.upsert_entry(ctx.task_id, ctx.request.title, ctx.data(MetadataData).duration_s,
@@ -230,7 +231,7 @@ def remove_catalog_entry(ctx: StepContext[VideoRequest], data: CatalogData) -> N
 
 
 @video_transcode.step(
-    "NotifyWebhook", order=6,
+    "NotifyWebhook", order=6, reads=list(RESOLUTIONS),
     retry=RetryPolicy(max_retries=1, backoff=Backoff.CONSTANT, delay_ms=3000),
 )
 def notify_webhook(ctx: StepContext[VideoRequest]) -> NotifyData:
@@ -248,7 +249,8 @@ def notify_webhook(ctx: StepContext[VideoRequest]) -> NotifyData:
         raise NonRetryableError(f"callback URL refused: {refused.public_reason}") from None
     body = {"task_id": ctx.task_id, "title": ctx.request.title, "renditions": _renditions(ctx)}
     reply = _WEBHOOK_POSTER.post(vetted, json.dumps(body).encode(), {
-        "Content-Type": "application/json", "Idempotency-Key": ctx.idempotency_key})
+        # Stable across attempts: a receiver that dedupes by it gets one notification.
+        "Content-Type": "application/json", "Idempotency-Key": ctx.step_key})
     if reply.status_code is None or reply.status_code >= 500:
         raise RuntimeError(f"webhook {reply.error}")
     if 300 <= reply.status_code < 400:

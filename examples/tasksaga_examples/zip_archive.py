@@ -72,7 +72,7 @@ create_zip.upload_step("UploadFiles", order=1, bucket="zip-uploads", source="fil
 
 
 @create_zip.step(
-    "CreateArchive", order=2,
+    "CreateArchive", order=2, reads=(),  # the uploads are in the request
     retry=RetryPolicy(max_retries=3, delay_ms=500, max_delay_ms=5_000, jitter=0.2),
 )
 def create_archive(ctx: StepContext[ZipRequest]) -> ArchiveData:
@@ -102,7 +102,7 @@ def delete_archive(ctx: StepContext[ZipRequest], data: ArchiveData) -> None:
     ctx.store.delete(data.bucket, data.key)
 
 
-@create_zip.step("PublishManifest", order=3)
+@create_zip.step("PublishManifest", order=3, reads=["CreateArchive"])
 def publish_manifest(ctx: StepContext[ZipRequest]) -> ManifestData:
     archive = ctx.data(ArchiveData)
     digest = hashlib.sha256()

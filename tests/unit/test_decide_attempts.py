@@ -131,6 +131,16 @@ def test_a_step_command_carries_only_the_data_its_step_reads() -> None:
     assert set(undo_c.step_data) == {"A", "C"}  # what it reads, and its own data
 
 
+def test_reads_naming_an_unknown_or_later_step_is_reported() -> None:
+    from tasksaga.core.diagnostics import diagnose
+
+    task = _reading_task()
+    task.step("E", order=5, data=Data, reads=["D", "E", "Nope"])(_noop)
+    found = [d.message for d in diagnose(task) if d.code == "TS119"]
+    assert len(found) == 2 and "'E'" in found[0] and "'Nope'" in found[1]
+    assert not [d for d in diagnose(_reading_task()) if d.code == "TS119"]
+
+
 def test_handlers_get_a_key_stable_across_attempts() -> None:
     from tasksaga.core.context import StepContext
 

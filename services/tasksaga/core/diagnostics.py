@@ -38,6 +38,7 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
     found += _conditions(definition)
     found += _attachments(definition)
     found += _groups(definition)
+    found += _reads(definition)
     found += [
         Diagnostic("TS118", f"roles given for unknown action {name!r}; the actions are "
                             "submit, read, cancel and operate")
@@ -50,6 +51,17 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
             "@task.response_builder builds it",
         ))
     return found
+
+
+def _reads(definition: TaskDefinition) -> list[Diagnostic]:
+    """A step reads only steps that complete before it starts (an earlier order)."""
+    order = {s.name: s.order for s in definition.steps}
+    return [
+        Diagnostic("TS119", f"step {step.name!r} reads {name!r}, which is not a step ordered "
+                            f"before it; name only earlier steps in reads=")
+        for step in definition.steps for name in step.reads or ()
+        if order.get(name, step.order) >= step.order
+    ]
 
 
 def _duplicate_names(definition: TaskDefinition) -> list[Diagnostic]:
