@@ -7,10 +7,11 @@ import os
 import uuid
 
 import psycopg
+from confluent_kafka import KafkaError
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.kafka_bus import Delivery, KafkaProducer
+from tasksaga.adapters.kafka_bus import Delivery, DeliveryFailed, Headers, KafkaProducer
 from tasksaga.adapters.outbox_relay import OutboxRelay
 from tasksaga.adapters.pg_store import OutboxRecord, PostgresEventStore, open_pool
 from tasksaga.adapters.topics import ensure_topics
@@ -115,3 +116,43 @@ def test_no_transaction_is_open_while_records_travel_to_the_broker(
     assert producer.states, "the relay's session was watched while it published"
     assert all(state == "idle" for state in producer.states), producer.states
     assert read_all(kafka_bootstrap, topic, expected=1) == [b"v"]
+
+
+class FailsOnce(KafkaProducer):
+    """The first record with value ``fail`` is reported not delivered (a timeout), once."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap, f"relay-once-{uuid.uuid4().hex[:6]}")
+        self.failed = False
+
+    def produce(self, topic: str, key: bytes | None, value: bytes,
+                headers: Headers = ()) -> Delivery:
+        if value == b"fail" and not self.failed:
+            self.failed = True
+            delivery = Delivery(topic)
+            delivery._refuse(DeliveryFailed(topic, "message timed out",
+                                            KafkaError._MSG_TIMED_OUT))
+            return delivery
+        return super().produce(topic, key, value, headers)
+
+
+def test_a_record_that_may_pass_is_sent_again_with_the_later_records_of_its_key(
+    kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
+    topic_prefix: str,
+) -> None:
+    """Per-key order: after a transient failure of A1, the acknowledged A2 is kept and sent
+    again after A1, so key A's last copies arrive in order; key B is not held back."""
+    topic = f"{topic_prefix}.relay-order"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    with store.transaction() as tx:
+        tx.enqueue([OutboxRecord(topic, b"A", b"fail"), OutboxRecord(topic, b"A", b"A2"),
+                    OutboxRecord(topic, b"B", b"B1")])
+    relay = OutboxRelay(pool, FailsOnce(kafka_bootstrap), topic_prefix, codec)
+    assert relay.publish_pending() == 1, "only B1 is settled in the first round"
+    with pool.connection() as conn:
+        left = [bytes(r[0]) for r in conn.execute(
+            "SELECT value FROM outbox WHERE topic = %s ORDER BY id", (topic,))]
+    assert left == [b"fail", b"A2"]
+    _drain(relay)
+    received = read_all(kafka_bootstrap, topic, expected=4)
+    assert received == [b"A2", b"B1", b"fail", b"A2"]
