@@ -12,26 +12,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasksaga.core import attempts
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.context import SagaContext
 from tasksaga.core.definition import Placement, Stage, StepDef, TaskDefinition
-from tasksaga.core.state import StepState, StepStatus, SurplusStatus, TaskState, TaskStatus, evolve
+from tasksaga.core.state import StepStatus, TaskState, TaskStatus, evolve
 
 RandomFraction = Callable[[], float]
 
 STEP_TIMED_OUT = "StepTimedOut"
 HEARTBEAT_MISSED = "HeartbeatMissed"
 COMPENSATION_TIMED_OUT = "CompensationTimedOut"
-CANCELLED = "Cancelled"
-SUPERSEDED = "Superseded"
+CANCELLED = attempts.CANCELLED
+SUPERSEDED = attempts.SUPERSEDED
 
 _UNFINISHED = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
-# The step's data is the effect of its recorded attempt (``StepState.attempt``).
-_EFFECT_RECORDED = (
-    StepStatus.COMPLETED, StepStatus.COMPENSATING, StepStatus.COMPENSATION_RETRY_SCHEDULED,
-    StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED,
-)
 
 
 @dataclass
@@ -115,53 +111,32 @@ class _Rules:
         step = self.state.step(result.step)
         if step.attempt == 0:
             return  # never dispatched by this task: no attempt of ours did this
-        if self.completes_step(step, result):
-            if step.status is StepStatus.RUNNING and not self.holds_lease(step, result):
+        if attempts.completes_step(self.state, step, result):
+            if step.status is StepStatus.RUNNING and not attempts.holds_lease(step, result):
                 # A late success of an earlier attempt completes the step: the attempt running
                 # now is no longer needed; should it succeed too, its effect is surplus.
                 self.request_step_cancellation(
                     result.step, f"attempt {result.attempt} already completed the step")
             self.emit(ev.StepCompleted(result.step, result.attempt, result.data_json, self.now))
-        elif not ((step.attempt == result.attempt and step.status in _EFFECT_RECORDED)
-                  or step.surplus_of(result.attempt) is not None):  # else: a duplicate
+        elif not attempts.already_recorded(step, result):
             self.record_surplus(result)
-
-    def completes_step(self, step: StepState, result: msg.StepSucceeded) -> bool:
-        if self.state.status.is_terminal:
-            return False
-        # A late success of an earlier attempt still counts: the work was done, and recording
-        # it means it will be compensated if the task fails. A result of the running attempt
-        # number under another lease is not its holder's: surplus.
-        if step.status is StepStatus.RUNNING:
-            return result.attempt < step.attempt or self.holds_lease(step, result)
-        return step.status is StepStatus.RETRY_SCHEDULED or (
-            step.status is StepStatus.FAILED and step.error_type in (CANCELLED, SUPERSEDED)
-        )
-
-    @staticmethod
-    def holds_lease(step: StepState, result: msg.StepSucceeded | msg.StepAttemptFailed
-                    | msg.StepHeartbeat) -> bool:
-        """The result comes from the step's current dispatch (attempt and fencing token; a
-        token of 0 comes from a worker that predates tokens)."""
-        return step.status is StepStatus.RUNNING and step.attempt == result.attempt and (
-            result.fencing_token in (0, step.fencing_token) or step.fencing_token == 0
-        )
 
     def record_surplus(self, result: msg.StepSucceeded) -> None:
         step = self.definition.get_step(result.step)
         self.emit(ev.StepSurplusSucceeded(result.step, result.attempt, result.data_json,
                                           step.has_compensation, self.now))
         if step.has_compensation:
-            self.dispatch_surplus_compensation(step, result.attempt)
+            self.send(attempts.surplus_compensation(self.state, self.definition, step,
+                                                    result.attempt))
 
     def step_failed(self, result: msg.StepAttemptFailed) -> None:
-        if not self.holds_lease(self.state.step(result.step), result):
+        if not attempts.holds_lease(self.state.step(result.step), result):
             return  # an older attempt, or a stale lease: the current holder decides
         self.fail_step(result.step, result.attempt, result.error_type, result.error_message,
                        result.retryable, result.trace_id)
 
     def heartbeat(self, beat: msg.StepHeartbeat) -> None:
-        if not self.holds_lease(self.state.step(beat.step), beat):
+        if not attempts.holds_lease(self.state.step(beat.step), beat):
             return
         timeout = self.definition.get_step(beat.step).heartbeat_timeout_seconds
         if timeout:
@@ -171,10 +146,9 @@ class _Rules:
     def compensation_succeeded(self, result: msg.CompensationSucceeded) -> None:
         step = self.state.step(result.step)
         if result.surplus_attempt:
-            surplus = step.surplus_of(result.surplus_attempt)
-            if (surplus is not None and surplus.status is SurplusStatus.COMPENSATING
-                    and surplus.compensation_attempt == result.attempt):
-                self.emit(ev.StepSurplusCompensated(result.step, surplus.attempt, self.now))
+            undone = attempts.surplus_compensated(self.state, result, self.now)
+            if undone is not None:
+                self.emit(undone)
             return
         if step.status is StepStatus.COMPENSATING and step.compensation_attempt == result.attempt:
             self.emit(ev.StepCompensated(result.step, result.attempt, self.now))
@@ -182,7 +156,14 @@ class _Rules:
     def compensation_failed(self, result: msg.CompensationAttemptFailed) -> None:
         step = self.state.step(result.step)
         if result.surplus_attempt:
-            self.surplus_compensation_failed(result)
+            failed = attempts.surplus_compensation_failed(self.state, self.definition, result,
+                                                          self.now)
+            if failed is not None:
+                self.emit(failed)
+                if failed.will_retry:
+                    self.send(attempts.surplus_compensation(
+                        self.state, self.definition, self.definition.get_step(result.step),
+                        result.surplus_attempt))
             return
         if step.status is StepStatus.COMPENSATING and step.compensation_attempt == result.attempt:
             self.fail_compensation(result.step, result.attempt, result.error_type,
@@ -251,22 +232,6 @@ class _Rules:
         else:
             self.emit(ev.TaskCompensationFailed(name, error_type, message, self.now, trace_id))
 
-    def surplus_compensation_failed(self, result: msg.CompensationAttemptFailed) -> None:
-        """Retried at once (no timer: a lost command is redelivered by Kafka, the worker commits
-        it only once its result is acknowledged) up to the step's compensation retries."""
-        surplus = self.state.step(result.step).surplus_of(result.surplus_attempt)
-        if (surplus is None or surplus.status is not SurplusStatus.COMPENSATING
-                or surplus.compensation_attempt != result.attempt):
-            return
-        step = self.definition.get_step(result.step)
-        policy = self.definition.compensation_retry_of(step)
-        will_retry = policy.allows_retry(result.attempt, result.error_type)
-        self.emit(ev.StepSurplusCompensationFailed(
-            result.step, surplus.attempt, result.attempt, result.error_type,
-            result.error_message, will_retry, self.now, result.trace_id))
-        if will_retry:
-            self.dispatch_surplus_compensation(step, surplus.attempt)
-
     def start_compensation(self, reason: str) -> None:
         self.emit(ev.CompensationStarted(reason, self.now))
         for step in self.state.steps_in(StepStatus.RETRY_SCHEDULED):
@@ -295,7 +260,7 @@ class _Rules:
         self.send(msg.ExecuteStep(
             task_id=self.state.task_id, task_type=self.state.task_type, step=step.name,
             attempt=attempt, queue=queue, request_json=self.state.request_json,
-            step_data=self.data_read_by(step),
+            step_data=attempts.data_read_by(self.state, step),
             idempotency_key=f"{self.state.task_id}:{step.name}:{attempt}",
             timeout_at_ms=timeout_at, fencing_token=token,
         ))
@@ -309,35 +274,11 @@ class _Rules:
             task_id=self.state.task_id, task_type=self.state.task_type, step=step.name,
             attempt=attempt, queue=self.definition.queue_of(step),
             request_json=self.state.request_json,
-            step_data={**self.data_read_by(step), **self.own_data(step)},
+            step_data={**attempts.data_read_by(self.state, step), **self.own_data(step)},
             idempotency_key=f"{self.state.task_id}:{step.name}:compensate:{attempt}",
         ))
         timeout_at = self.now + self.definition.step_timeout_ms(step)
         self.schedule(timeout_at, msg.TimerKind.COMPENSATION_TIMEOUT, step.name, attempt)
-
-    def dispatch_surplus_compensation(self, step: StepDef, surplus_attempt: int) -> None:
-        """Undo the effect of an attempt that succeeded in surplus; called right after the
-        event that set its compensation attempt (commands are named after the version)."""
-        surplus = self.state.step(step.name).surplus_of(surplus_attempt)
-        assert surplus is not None
-        attempt = surplus.compensation_attempt
-        self.send(msg.CompensateStep(
-            task_id=self.state.task_id, task_type=self.state.task_type, step=step.name,
-            attempt=attempt, queue=self.definition.queue_of(step),
-            request_json=self.state.request_json,
-            step_data={**self.data_read_by(step), step.name: surplus.data_json},
-            idempotency_key=(f"{self.state.task_id}:{step.name}:compensate-surplus:"
-                             f"{surplus_attempt}:{attempt}"),
-            surplus_attempt=surplus_attempt,
-        ))
-
-    def data_read_by(self, step: StepDef) -> dict[str, str]:
-        """Only the data the step declares it reads travels with its commands, so commands do
-        not grow with every earlier step; without a declaration, every completed step's."""
-        data = self.state.step_data()
-        if step.reads is None:
-            return data
-        return {name: data[name] for name in step.reads if name in data}
 
     def own_data(self, step: StepDef) -> dict[str, str]:
         data = self.state.step(step.name).data_json
