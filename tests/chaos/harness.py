@@ -255,6 +255,30 @@ class Chaos:
         return sum(1 for r in rows
                    if getattr(codec.decode(bytes(r[0])).payload, "error_type", "") == error_type)
 
+    @contextlib.contextmanager
+    def supervised(self) -> Iterator[list[str]]:
+        """Restart any service that exits while the body runs, as Kubernetes would; yields
+        the names restarted (one entry per restart)."""
+        stop = threading.Event()
+        restarts: list[str] = []
+
+        def watch() -> None:
+            while not stop.wait(0.5):
+                for name, process in list(self.services.processes.items()):
+                    if process.poll() is None:
+                        continue
+                    restarts.append(name)
+                    self.services.processes.pop(name)
+                    self.services.start(name)
+
+        thread = threading.Thread(target=watch, name="chaos-supervisor", daemon=True)
+        thread.start()
+        try:
+            yield restarts
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
     # -- faults -------------------------------------------------------------------------------
 
     def kill(self, name: str) -> float:
