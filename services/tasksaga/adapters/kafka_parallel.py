@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
-from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
@@ -139,7 +139,8 @@ class ParallelConsumerLoop(ConsumerLoop):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         # Offsets are committed explicitly as messages finish; a timer would commit late.
-        settings = replace(settings, extra={**settings.extra, "enable.auto.commit": False})
+        settings = replace(settings, extra={**settings.extra, "enable.auto.commit": False,
+                                            "on_commit": self._on_commit})
         super().__init__(settings, codec, self._unleased, dead_letters, stop, now_ms)
         self._leased_handler = handler
         self._concurrency = concurrency
@@ -230,6 +231,14 @@ class ParallelConsumerLoop(ConsumerLoop):
             self.commits += 1
         except (KafkaException, RuntimeError) as error:  # revoked or closing meanwhile
             log.info("could not commit offsets %s: %s", positions, error)
+
+    @staticmethod
+    def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        # Served by poll(). A failed commit (a rebalance in between) costs at most the
+        # re-execution of what it covered, unless a later commit of the partition covers it.
+        if error is not None:
+            log.warning("offset commit failed (%s): %s", error,
+                        [(p.topic, p.partition, p.offset) for p in partitions])
 
     def _throttle(self) -> None:
         """With a full pool, wait for a free slot; pause the partitions only when the pool
