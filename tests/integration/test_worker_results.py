@@ -61,6 +61,7 @@ def test_a_failed_result_send_is_resent_without_running_the_step_again(
     finally:
         worker.close()
     assert [type(r) for r in results] == [msg.StepSucceeded]
+    assert results[0].fencing_token == 1  # the lease of the command, echoed
     assert _executions("t-resend") == 1
     assert worker.runner.results.resends == 2 and flaky.failures_left == 0
 
