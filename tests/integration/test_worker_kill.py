@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import KafkaProducer
 from tasksaga.adapters.wire import Topics
@@ -31,9 +33,10 @@ def _ledger_lines(ledger: Path) -> list[str]:
     return ledger.read_text().splitlines() if ledger.exists() else []
 
 
+@pytest.mark.parametrize("static_membership", [False, True], ids=["dynamic", "static"])
 def test_a_killed_worker_re_runs_under_one_percent_of_the_steps(
     stack_env: dict[str, str], kafka_bootstrap: str, codec: AvroCodec, topic_prefix: str,
-    tmp_path: Path,
+    tmp_path: Path, static_membership: bool,
 ) -> None:
     from localrun import REPO, ServiceProcesses, service_env
 
@@ -44,7 +47,8 @@ def test_a_killed_worker_re_runs_under_one_percent_of_the_steps(
                       TASKSAGA_TOPIC_PARTITIONS="4",
                       TASKSAGA_TASK_MODULES="tests.integration.worker_probe",
                       TASKSAGA_WORKER_QUEUES=probe.QUEUE, TASKSAGA_WORKER_CONCURRENCY="4",
-                      PYTHONPATH=str(REPO))
+                      PYTHONPATH=str(REPO),
+                      TASKSAGA_WORKER_INSTANCE_ID="probe-0" if static_membership else "")
     services = ServiceProcesses(env, tmp_path / "logs", api_port=0)
     producer = KafkaProducer(kafka_bootstrap, "kill-test")
     request = ProbeRequest(sleep_s=0.02, ledger=str(ledger))
@@ -57,6 +61,7 @@ def test_a_killed_worker_re_runs_under_one_percent_of_the_steps(
     feeder = threading.Thread(target=feed, daemon=True)
     services.start("worker")
     feeder.start()
+    resumed_after: list[float] = []
     try:
         for kill in range(1, KILLS + 1):
             deadline = time.monotonic() + 60
@@ -64,7 +69,11 @@ def test_a_killed_worker_re_runs_under_one_percent_of_the_steps(
                    and time.monotonic() < deadline):
                 time.sleep(0.05)
             services.kill("worker")  # SIGKILL mid-stream
+            killed_at, done_at_kill = time.monotonic(), len(_ledger_lines(ledger))
             services.start("worker")
+            while len(_ledger_lines(ledger)) <= done_at_kill and time.monotonic() < deadline:
+                time.sleep(0.05)
+            resumed_after.append(time.monotonic() - killed_at)
         feeder.join(60)
         envelopes = probe.read_envelopes(kafka_bootstrap, codec, topics.step_results, STEPS,
                                          timeout_s=120, settle_s=3)
@@ -76,6 +85,8 @@ def test_a_killed_worker_re_runs_under_one_percent_of_the_steps(
     per_kill = re_executions / KILLS
     print(f"\nworker SIGKILL x{KILLS} at {RATE_PER_S} steps/s, {STEPS} steps: "
           f"{re_executions} re-executions ({per_kill:.1f} per kill, "
-          f"{100 * per_kill / STEPS:.2f}% of the steps per kill)")
+          f"{100 * per_kill / STEPS:.2f}% of the steps per kill); work resumed "
+          f"{', '.join(f'{s:.1f}' for s in resumed_after)} s after each kill "
+          f"({'static' if static_membership else 'dynamic'} membership)")
     assert answered == {f"k-{i}" for i in range(STEPS)}  # nothing lost
     assert per_kill < STEPS / 100

@@ -80,6 +80,10 @@ def main() -> int:
                 topics=[topics.step_commands(queue)],
                 dead_letter_topic=topics.dead_letter,
                 client_id=f"{instance}-{queue}",
+                # Static membership: a restarted worker gets its partitions back at once
+                # instead of after the dead member's session timeout.
+                group_instance_id=(f"{settings.worker_instance_id}-{queue}"
+                                   if settings.worker_instance_id else None),
             ),
             codec, runner.handle, producer, stop, now_ms,
             concurrency=settings.worker_concurrency,
