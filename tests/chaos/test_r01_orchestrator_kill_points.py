@@ -64,7 +64,7 @@ def test_orchestrator_killed_at_fault_points_loses_nothing_and_repeats_nothing(
     lost = sum(1 for s in statuses.values() if s == "missing")
     figure("R1", kills=kills, self_kills=kills - external_kills, tasks=len(accepted),
            lost=lost, not_terminal=len(stuck), not_completed=len(not_completed),
-           duplicated_transitions=len(log),
+           log_problems=len(log),
            projection_mismatches=len(projections), refused=len(chaos.refused),
            resume_p50_s=percentile(resume_s, 0.5), resume_p95_s=percentile(resume_s, 0.95),
            step_reexecutions=ledger.reexecutions())

@@ -66,7 +66,7 @@ def test_adding_and_removing_orchestrators_and_workers_loses_and_doubles_nothing
            not_completed=sum(1 for s in statuses.values() if s != "Completed"),
            peak_lag=peak_lag, reexecutions=ledger.reexecutions(),
            same_key_reruns=ledger.same_key_reruns(),
-           doubled_effects=len(ledger.doubled_effects()), duplicated_transitions=len(log))
+           doubled_effects=len(ledger.doubled_effects()), log_problems=len(log))
     assert not_terminal(statuses) == {}
     assert set(statuses.values()) == {"Completed"}
     assert log == []

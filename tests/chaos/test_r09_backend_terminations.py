@@ -80,7 +80,7 @@ def test_terminated_backends_are_survived_without_loss_or_duplicates(
     figure("R9", rounds=rounds, terminated=terminated, busy_when_terminated=in_transaction,
            tasks=len(accepted), not_terminal=len(not_terminal(statuses)),
            api_5xx=len(server_errors), other_refusals=len(chaos.refused) - len(server_errors),
-           duplicated_transitions=len(log), doubled_effects=len(ledger.doubled_effects()),
+           log_problems=len(log), doubled_effects=len(ledger.doubled_effects()),
            services_exited=len(crashed))
     assert crashed == [], f"services that died of a terminated connection: {crashed}"
     assert not_terminal(statuses) == {}

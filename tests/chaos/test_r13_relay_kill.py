@@ -47,7 +47,7 @@ def test_relay_killed_after_publish_before_delete_duplicates_records_applies_non
     failed = {t for t in failing if t is not None}
     figure("R13", kills=kills, tasks=len(accepted), not_terminal=len(not_terminal(statuses)),
            duplicates_published=duplicates,
-           duplicated_transitions=len(log), doubled_effects=len(ledger.doubled_effects()),
+           log_problems=len(log), doubled_effects=len(ledger.doubled_effects()),
            doubled_compensations=len(ledger.doubled_effects("compensate")),
            same_key_reruns=ledger.same_key_reruns())
     assert not_terminal(statuses) == {}
