@@ -239,7 +239,10 @@ def test_three_broker_cluster_keeps_acknowledging_with_one_broker_killed(tmp_pat
     2; SIGKILL of one broker leaves acks=all writes succeeding, and `up` restarts only it.
 
     A throwaway stack (own folder and ports) sharing the installed jars and MinIO binary, so
-    the shared stack and a cluster the chaos suite may be running are left alone.
+    the shared stack and a cluster the chaos suite may be running are left alone. Its folder
+    is under the shared stack's, not pytest's tmp_path: a pytest session starting meanwhile
+    makes /tmp/pytest-of-<user> private again, and the postgres user could no longer reach
+    its cluster to stop it.
     """
     import signal
 
@@ -247,15 +250,15 @@ def test_three_broker_cluster_keeps_acknowledging_with_one_broker_killed(tmp_pat
     from tasksaga.adapters.topics import ensure_topics
 
     shared = stack_tool.Settings.from_env()
-    stack_dir = tmp_path / "stack"
+    stack_dir = shared.stack_dir / f"test-cluster-{tmp_path.name}"
     (stack_dir / "kafka").mkdir(parents=True)
     (stack_dir / "kafka" / "lib").symlink_to(shared.stack_dir / "kafka" / "lib")
     (stack_dir / "bin").symlink_to(shared.bin_dir)
     env = {
         **os.environ,
-        "TASKSAGA_STACK_DIR": str(stack_dir), "TASKSAGA_KAFKA_CLUSTER_PORT": "21192",
-        "TASKSAGA_PG_PORT": "21532", "TASKSAGA_MINIO_PORT": "21100",
-        "TASKSAGA_MINIO_CONSOLE_PORT": "21101",
+        "TASKSAGA_STACK_DIR": str(stack_dir), "TASKSAGA_KAFKA_CLUSTER_PORT": "22192",
+        "TASKSAGA_PG_PORT": "22532", "TASKSAGA_MINIO_PORT": "22100",
+        "TASKSAGA_MINIO_CONSOLE_PORT": "22101",
     }
     settings = stack_tool.Settings.from_env(env).with_brokers(3)
     first = run_stack("up", "--brokers", "3", env=env, timeout=FIRST_UP_TIMEOUT_S)
@@ -265,15 +268,20 @@ def test_three_broker_cluster_keeps_acknowledging_with_one_broker_killed(tmp_pat
         assert exported["TASKSAGA_TOPIC_REPLICATION_FACTOR"] == "3"
         assert exported["TASKSAGA_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
         bootstrap = exported["TASKSAGA_KAFKA_BOOTSTRAP"]
-        assert bootstrap == "127.0.0.1:21192,127.0.0.1:21194,127.0.0.1:21196"
+        assert bootstrap == "127.0.0.1:22192,127.0.0.1:22194,127.0.0.1:22196"
 
         ensure_topics(bootstrap, ["replicated"], partitions=3, replication=3,
                       min_insync_replicas=2)
         from confluent_kafka.admin import AdminClient
 
-        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
-        partitions = metadata.topics["replicated"].partitions.values()
-        assert [len(p.replicas) for p in partitions] == [3, 3, 3]
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for _ in range(60):  # a new topic reaches every broker's metadata shortly after
+            topic = admin.list_topics(timeout=30).topics.get("replicated")
+            if topic is not None and len(topic.partitions) == 3:
+                break
+            time.sleep(0.5)
+        assert topic is not None
+        assert [len(p.replicas) for p in topic.partitions.values()] == [3, 3, 3]
 
         victim = stack_tool.status(settings)["kafka-2"]["pid"]
         assert isinstance(victim, int)
@@ -291,4 +299,5 @@ def test_three_broker_cluster_keeps_acknowledging_with_one_broker_killed(tmp_pat
         assert "kafka-2   up" in again.stdout and "(started)" in again.stdout
     finally:
         run_stack("down", "--brokers", "3", env=env)
-        run_stack("down", env=env)
+        if run_stack("down", env=env).returncode == 0:
+            shutil.rmtree(stack_dir, ignore_errors=True)
