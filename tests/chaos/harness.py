@@ -398,12 +398,24 @@ def chaos_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[Chaos]
                       TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
                       PYTHONPATH=python_path, **{**CHAOS_ENV, **extra_env})
     services = ServiceProcesses(env, REPO / ".run" / "chaos-logs" / prefix, port)
+    chaos: Chaos | None = None
     try:
         services.start_all()
         token = local_token(tenant="default", subject="chaos", lifetime_s=4 * 3600,
                             secret=env["TASKSAGA_AUTH_HS256_SECRET"])
         with httpx.Client(base_url=services.api_url, timeout=60,
                           headers={"Authorization": f"Bearer {token}"}) as client:
-            yield Chaos(System(services, client, prefix, env), stack_env["TASKSAGA_DATABASE_URL"])
+            chaos = Chaos(System(services, client, prefix, env),
+                          stack_env["TASKSAGA_DATABASE_URL"])
+            yield chaos
     finally:
         services.stop_all()
+        if chaos is not None:
+            _forget_timers(chaos)
+
+
+def _forget_timers(chaos: Chaos) -> None:
+    """Timers are claimed by task type, not deployment: a later run's orchestrator would
+    adopt this run's unfinished tasks (a test that failed leaves some). Drop them."""
+    with psycopg.connect(chaos.database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM timers WHERE task_id = ANY(%s)", (list(chaos.accepted),))
