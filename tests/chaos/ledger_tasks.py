@@ -70,6 +70,11 @@ class StepDone(BaseModel):
     pid: int
 
 
+# One data type per step: ctx.data(type) must name one step.
+STEP_DATA: dict[str, type[StepDone]] = {
+    name: type(f"{name}Done", (StepDone,), {"__module__": __name__}) for name in STEPS}
+
+
 class ChaosResponse(BaseModel):
     steps: list[str]
 
@@ -111,6 +116,8 @@ def record(ctx: StepContext[Any], kind: str, started: float, effect: bool = True
 
 
 def _step(name: str, last: bool) -> StepHandler:
+    data_type = STEP_DATA[name]
+
     def run(ctx: StepContext[ChaosRequest]) -> StepDone:
         started = time.time()
         record(ctx, "start", started, effect=False)  # counts runs a kill cut short, too
@@ -122,7 +129,7 @@ def _step(name: str, last: bool) -> StepHandler:
             record(ctx, "execute", started, effect=False)
             raise NonRetryableError("chaos: the last step fails on purpose")
         record(ctx, "execute", started)
-        return StepDone(attempt=ctx.attempt, pid=os.getpid())
+        return data_type(attempt=ctx.attempt, pid=os.getpid())
 
     return run
 
@@ -141,7 +148,7 @@ def _define(name: str, step_timeout_s: float) -> TaskDefinition:
         retry=RetryPolicy(max_retries=5, delay_ms=200, max_delay_ms=2_000),
         step_timeout_seconds=step_timeout_s, cancellable=True)
     for order, step in enumerate(STEPS, start=1):
-        task.step(step, order=order, data=StepDone)(_step(step, order == len(STEPS)))
+        task.step(step, order=order, data=STEP_DATA[step])(_step(step, order == len(STEPS)))
         task.compensation(step)(_undo)
     task.response_builder(_response)
     return task
