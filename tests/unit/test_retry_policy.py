@@ -39,3 +39,45 @@ def test_error_types_that_are_never_retried_and_only_retried() -> None:
 def test_a_negative_retry_count_is_refused_with_a_clear_message() -> None:
     with pytest.raises(ValueError, match="max_retries must be >= 0"):
         RetryPolicy(max_retries=-1)
+
+
+def test_backoff_given_as_its_value_backs_off_as_named() -> None:
+    constant = RetryPolicy(max_retries=3, backoff="constant", delay_ms=500)
+    assert [constant.delay_before(n, 0.0) for n in (2, 3, 4)] == [500, 500, 500]
+    linear = RetryPolicy(max_retries=3, backoff="linear", delay_ms=500)
+    assert [linear.delay_before(n, 0.0) for n in (2, 3, 4)] == [500, 1000, 1500]
+
+
+def test_an_unknown_backoff_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="'constant', 'linear', 'exponential'"):
+        RetryPolicy(backoff="exponentail")
+
+
+class CardError(Exception):
+    pass
+
+
+class CardNetworkTimeout(CardError):
+    pass
+
+
+def test_retry_on_takes_exception_classes_and_matches_their_subclasses() -> None:
+    from tasksaga.core.retry import lineage_of
+
+    policy = RetryPolicy(max_retries=2, retry_on=CardError)
+    assert policy.retry_on_names == ("CardError",)
+    timeout = CardNetworkTimeout("slow")
+    assert policy.allows_retry(1, "CardNetworkTimeout", lineage_of(timeout))
+    assert not policy.allows_retry(1, "KeyError", lineage_of(KeyError("k")))
+
+
+def test_error_names_are_matched_whole_never_as_substrings() -> None:
+    policy = RetryPolicy(max_retries=2, never_retry_on="CardNetworkTimeout")
+    assert policy.never_retry_names == ("CardNetworkTimeout",)
+    assert policy.allows_retry(1, "Card")  # "Card" is not "CardNetworkTimeout"
+    assert not policy.allows_retry(1, "CardNetworkTimeout")
+
+
+def test_retry_on_refuses_what_is_not_an_exception() -> None:
+    with pytest.raises(ValueError, match="retry_on takes exception classes"):
+        RetryPolicy(retry_on=[int])  # type: ignore[list-item]

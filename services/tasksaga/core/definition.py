@@ -209,6 +209,8 @@ class TaskDefinition:
         self.response_type = response
         self.max_retries = max_retries
         self.default_retry = retry or RetryPolicy(max_retries=max_retries)
+        # Both given: the policy wins and max_retries would be silently ignored (TS125).
+        self.retry_conflict = retry is not None and max_retries != 0
         self.timeout_seconds = timeout_seconds
         self.cancellable = cancellable
         self.step_timeout_seconds = step_timeout_seconds

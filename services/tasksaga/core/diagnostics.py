@@ -18,6 +18,7 @@ from tasksaga.core.definition import (
     TaskDefinition,
     UploadedFile,
 )
+from tasksaga.core.diagnostics_handlers import handler_signatures, retry_policies
 
 _ATTACHMENT_CODES = {
     "compensation": ("TS105", "compensation"),
@@ -39,6 +40,8 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
     found += _attachments(definition)
     found += _groups(definition)
     found += _reads(definition)
+    found += handler_signatures(definition)
+    found += retry_policies(definition)
     found += [
         Diagnostic("TS118", f"roles given for unknown action {name!r}; the actions are "
                             "submit, read, cancel and operate")

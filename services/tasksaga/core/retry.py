@@ -6,8 +6,13 @@ tests can pin both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+#: An error a policy names: an exception class (matched with its subclasses) or its name.
+ErrorSpec = str | type[BaseException]
 
 
 class Backoff(StrEnum):
@@ -25,14 +30,19 @@ class RetryPolicy:
     """
 
     max_retries: int = 0
-    backoff: Backoff = Backoff.EXPONENTIAL
+    backoff: Backoff | str = Backoff.EXPONENTIAL
     delay_ms: int = 1000
     max_delay_ms: int = 60_000
     jitter: float = 0.0
-    retry_on: tuple[str, ...] = field(default=())
-    never_retry_on: tuple[str, ...] = field(default=())
+    # Exception classes (or their names); stored as names, the form errors travel in.
+    retry_on: ErrorSpec | Iterable[ErrorSpec] = ()
+    never_retry_on: ErrorSpec | Iterable[ErrorSpec] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "backoff", _backoff(self.backoff))
+        object.__setattr__(self, "retry_on", error_names(self.retry_on, "retry_on"))
+        object.__setattr__(self, "never_retry_on",
+                           error_names(self.never_retry_on, "never_retry_on"))
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.delay_ms < 0 or self.max_delay_ms < 0:
@@ -40,13 +50,29 @@ class RetryPolicy:
         if not 0.0 <= self.jitter <= 1.0:
             raise ValueError(f"jitter is a fraction of the delay in [0, 1], got {self.jitter}")
 
-    def allows_retry(self, failed_attempt: int, error_type: str) -> bool:
-        """True when the attempt that just failed may be followed by another one."""
+    def allows_retry(self, failed_attempt: int, error_type: str,
+                     lineage: Iterable[str] = ()) -> bool:
+        """True when the attempt that just failed may be followed by another one.
+
+        ``lineage`` names the error's classes from itself up to ``BaseException``, so naming
+        a base class matches its subclasses; names are compared whole, never as substrings.
+        """
         if failed_attempt > self.max_retries:
             return False
-        if error_type in self.never_retry_on:
+        names = {error_type, *lineage}
+        if names & set(self.never_retry_names):
             return False
-        return not self.retry_on or error_type in self.retry_on
+        return not self.retry_on_names or bool(names & set(self.retry_on_names))
+
+    @property
+    def retry_on_names(self) -> tuple[str, ...]:
+        names: tuple[str, ...] = self.retry_on  # type: ignore[assignment]  # normalized
+        return names
+
+    @property
+    def never_retry_names(self) -> tuple[str, ...]:
+        names: tuple[str, ...] = self.never_retry_on  # type: ignore[assignment]
+        return names
 
     def delay_before(self, next_attempt: int, random_fraction: float) -> int:
         """Milliseconds to wait before ``next_attempt`` (2 for the first retry)."""
@@ -60,6 +86,35 @@ class RetryPolicy:
         capped = min(base, self.max_delay_ms)
         # Full jitter subtracted from the delay keeps the cap a true upper bound.
         return int(capped - capped * self.jitter * random_fraction)
+
+
+def _backoff(value: Any) -> Backoff:
+    try:
+        return Backoff(value)
+    except ValueError:
+        choices = ", ".join(repr(b.value) for b in Backoff)
+        raise ValueError(f"backoff must be a Backoff or one of {choices}; got {value!r}"
+                         ) from None
+
+
+def error_names(specs: Any, what: str) -> tuple[str, ...]:
+    """Normalize a policy's errors to class names: one class or name, or several."""
+    if isinstance(specs, str | type):
+        specs = (specs,)
+    names = []
+    for spec in specs:
+        if isinstance(spec, type) and issubclass(spec, BaseException):
+            names.append(spec.__name__)
+        elif isinstance(spec, str) and spec.isidentifier():
+            names.append(spec)
+        else:
+            raise ValueError(f"{what} takes exception classes (or their names); got {spec!r}")
+    return tuple(names)
+
+
+def lineage_of(error: BaseException) -> tuple[str, ...]:
+    """The names of an error's classes, most specific first (what a worker reports)."""
+    return tuple(cls.__name__ for cls in type(error).__mro__ if issubclass(cls, BaseException))
 
 
 NO_RETRY = RetryPolicy(max_retries=0)
