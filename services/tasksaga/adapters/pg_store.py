@@ -143,6 +143,13 @@ class StoreTransaction:
                 ],
             )
 
+    def postpone_timer(self, timer: msg.TimerFired, fire_at_ms: int) -> None:
+        self._conn.execute(
+            "UPDATE timers SET fire_at_ms = %s"
+            " WHERE task_id = %s AND kind = %s AND step = %s AND attempt = %s",
+            (fire_at_ms, timer.task_id, timer.kind.value, timer.step, timer.attempt),
+        )
+
     def delete_timer(self, timer: msg.TimerFired) -> None:
         self._conn.execute(
             "DELETE FROM timers WHERE task_id = %s AND kind = %s AND step = %s AND attempt = %s",

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from psycopg import errors
 
 from tasksaga.adapters import faults, telemetry
-from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
 from tasksaga.adapters.kafka_bus import Unprocessable
 from tasksaga.adapters.pg_store import (
     ConcurrencyConflict,
@@ -31,6 +31,7 @@ from tasksaga.orchestrator.state_cache import StateCache
 log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 20
+UNREADABLE_TIMER_DELAY_MS = 300_000
 
 # The time decisions are taken at, read once per transaction. Timers are compared with one
 # clock: the database's, for scheduling (decide's now + delay) and for firing (due <= now),
@@ -166,6 +167,7 @@ class Orchestrator:
         """Fire due timers; each in its own transaction with the events it causes."""
         fired = 0
         while fired < limit:
+            timer: msg.TimerFired | None = None
             try:
                 with self._unit_of_work() as work:
                     due = work.tx.claim_due_timers(work.now_ms(), 1, self._registry.names())
@@ -180,6 +182,14 @@ class Orchestrator:
                 fired += 1
             except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
                 log.info("timer raced a concurrent append, retrying: %s", conflict)
+            except (DecodeError, Unprocessable) as error:
+                # One task whose stream cannot be read (a key missing from the ring, a corrupt
+                # event) must not stop every timer: it waits, and is tried again later.
+                assert timer is not None
+                log.error("timer %s of task %s cannot fire, postponed %d s: %s", timer.kind,
+                          timer.task_id, UNREADABLE_TIMER_DELAY_MS // 1000, error)
+                with self._store.transaction() as tx:
+                    tx.postpone_timer(timer, tx.database_now_ms() + UNREADABLE_TIMER_DELAY_MS)
         return fired
 
     # -- the transaction's body ----------------------------------------------------------------
