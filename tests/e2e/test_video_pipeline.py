@@ -141,7 +141,7 @@ def test_a_failing_1080p_transcode_compensates_only_what_completed_in_reverse(
     assert by_step["Transcode1080p"]["attempt"] == 6  # 1 + 5 retries (seed: MaxRetries = 5)
     assert by_step["Transcode720p"]["status"] == "Compensated"
     assert by_step["UploadVideo"]["status"] == "Compensated"
-    assert by_step["GenerateThumbnails"]["status"] == "Pending"  # never ran
+    assert by_step["GenerateThumbnails"]["status"] == "NotRun"  # never ran
     if source == "1080p":
         assert by_step["Transcode4K"]["status"] == "Skipped"  # skipped: untouched
     else:
@@ -183,7 +183,7 @@ def test_cancellation_mid_transcode_stops_ffmpeg_and_compensates(
     assert not _ffmpeg_running_for(task_id)
     by_step = steps(status)
     assert by_step["UploadVideo"]["status"] == "Compensated"
-    assert by_step["GenerateThumbnails"]["status"] == "Pending"
+    assert by_step["GenerateThumbnails"]["status"] == "NotRun"
     stopped = [name for name in TRANSCODES if by_step[name]["error_type"] == "Cancelled"]
     assert stopped, by_step
     kinds = [e["event_type"] for e in audit(video, task_id)]

@@ -196,10 +196,12 @@ class Projector:
                 audit.pop(stream_id, None)
                 continue
             event = envelope.payload
+            before = stream.state
             stream.apply(event, _ts(envelope.occurred_at_ms))
             audit.setdefault(stream_id, []).append((
                 position, stream_id, version, type(event).__name__, step_of(event),
-                describe(event), _ts(envelope.occurred_at_ms)))
+                describe(event, before, envelope.occurred_at_ms),
+                _ts(envelope.occurred_at_ms)))
         with conn.cursor() as cursor:
             cursor.executemany(_UPSERT_TASK, [r.task_row(sid) for sid, r in rows_of.items()])
             cursor.executemany(_UPSERT_STEP, [row for sid, r in rows_of.items()

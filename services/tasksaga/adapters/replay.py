@@ -21,7 +21,7 @@ from tasksaga.adapters.payload_crypto import PayloadKeyError, payload_cipher_fro
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.adapters.projections import Projector
 from tasksaga.core.audit import describe
-from tasksaga.core.state import fold
+from tasksaga.core.state import evolve, fold
 
 
 def rebuild(database_url: str, codec: AvroCodec) -> tuple[int, float]:
@@ -46,10 +46,11 @@ def show_task(database_url: str, codec: AvroCodec, task_id: str) -> int:
     if not envelopes:
         print(f"no events for task {task_id}", file=sys.stderr)
         return 1
+    state = fold([])
     for envelope in envelopes:
         print(f"v{envelope.version:<4} {type(envelope.payload).__name__:28} "
-              f"{describe(envelope.payload)}")
-    state = fold([e.payload for e in envelopes])
+              f"{describe(envelope.payload, state, envelope.occurred_at_ms)}")
+        state = evolve(state, envelope.payload)
     print(json.dumps(asdict(state), indent=2, default=str))
     return 0
 

@@ -155,7 +155,8 @@ class ProjectionQueries:
                 {"step": row.failed_step, "trace_id": row.error_trace_id}
                 if row.failed_step else None
             ),
-            "steps": [_step_document(name, steps.get(name), progress.get(name)) for name in order],
+            "steps": [_step_document(name, steps.get(name), progress.get(name),
+                                     row.status in _ENDED) for name in order],
             "conditions": [_jsonable(c) for c in conditions],
             "notifications": [_jsonable(d) for d in deliveries],
         }
@@ -200,11 +201,16 @@ class ProjectionQueries:
         return True
 
 
+_ENDED = frozenset({"Completed", "Failed", "Cancelled", "CompensationFailed"})
+
+
 def _step_document(
-    name: str, record: dict[str, Any] | None, progress: dict[str, Any] | None
+    name: str, record: dict[str, Any] | None, progress: dict[str, Any] | None,
+    task_ended: bool = False,
 ) -> dict[str, Any]:
     if record is None:
-        return {"step": name, "status": "Pending", "attempt": 0}
+        # A step with no record on an ended task never ran, and never will.
+        return {"step": name, "status": "NotRun" if task_ended else "Pending", "attempt": 0}
     document = {
         "step": name,
         "status": record["status"],

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from tasksaga.core import events as ev
+from tasksaga.core.state import StepStatus, TaskState
+
+_COMPENSATED_OR_COMPENSABLE = (StepStatus.COMPLETED, StepStatus.COMPENSATING,
+                               StepStatus.COMPENSATION_RETRY_SCHEDULED, StepStatus.COMPENSATED,
+                               StepStatus.COMPENSATION_FAILED)
 
 
 def step_of(event: ev.TaskEvent) -> str | None:
@@ -10,7 +15,12 @@ def step_of(event: ev.TaskEvent) -> str | None:
     return step if isinstance(step, str) and step else None
 
 
-def describe(event: ev.TaskEvent) -> str:
+def describe(event: ev.TaskEvent, before: TaskState | None = None,
+             at_ms: int | None = None) -> str:
+    """The line for ``event``; ``before`` (the state it applies to) and ``at_ms`` (when it was
+    written) let the line say exactly what happened: whether anything was compensated, how
+    long a retry waits."""
+    nothing_done = before is not None and not _compensable(before)
     match event:
         case ev.TaskSubmitted():
             return f"task {event.task_type} submitted"
@@ -23,7 +33,8 @@ def describe(event: ev.TaskEvent) -> str:
             return (f"step {event.step} failed (attempt {event.attempt}): "
                     f"{event.error_type}: {event.error_message}; {then}")
         case ev.StepRetryScheduled():
-            return f"step {event.step} retry scheduled (attempt {event.next_attempt})"
+            return (f"step {event.step} retry scheduled (attempt {event.next_attempt})"
+                    f"{_wait(event.fire_at_ms, at_ms)}")
         case ev.ConditionEvaluated():
             summary = f" [{event.context_summary}]" if event.context_summary else ""
             return (f"condition {event.description!r} of step {event.step} "
@@ -38,6 +49,8 @@ def describe(event: ev.TaskEvent) -> str:
         case ev.CancellationRequested():
             return f"cancellation requested: {event.reason}"
         case ev.CompensationStarted():
+            if nothing_done:
+                return f"nothing completed, nothing to compensate: {event.reason}"
             return f"compensation started: {event.reason}"
         case ev.StepCompensationDispatched():
             return f"compensation of step {event.step} dispatched (attempt {event.attempt})"
@@ -49,7 +62,7 @@ def describe(event: ev.TaskEvent) -> str:
                     f"{event.error_type}: {event.error_message}; {then}")
         case ev.StepCompensationRetryScheduled():
             return (f"compensation of step {event.step} retry scheduled "
-                    f"(attempt {event.next_attempt})")
+                    f"(attempt {event.next_attempt}){_wait(event.fire_at_ms, at_ms)}")
         case ev.StepSurplusSucceeded():
             then = "compensating it" if event.will_compensate else "no compensation declared"
             return (f"step {event.step}: attempt {event.attempt} also succeeded after the step's "
@@ -64,11 +77,34 @@ def describe(event: ev.TaskEvent) -> str:
         case ev.TaskCompleted():
             return "task completed"
         case ev.TaskFailed():
-            return f"task failed, compensated: {event.reason}"
+            done = "nothing to compensate" if nothing_done else "compensated"
+            return f"task failed, {done}: {event.reason}"
         case ev.TaskCancelled():
-            return f"task cancelled, compensated: {event.reason}"
+            done = "nothing to compensate" if nothing_done else "compensated"
+            return f"task cancelled, {done}: {event.reason}"
         case ev.TaskCompensationFailed():
             trace = f" (trace {event.trace_id})" if event.trace_id else ""
             return (f"task needs an operator: compensation of step {event.step} failed: "
                     f"{event.error_type}: {event.error_message}{trace}")
     return type(event).__name__
+
+
+def _compensable(state: TaskState) -> bool:
+    """Did anything complete that compensation had (or has) to undo?"""
+    return any(s.status in _COMPENSATED_OR_COMPENSABLE for s in state.steps.values())
+
+
+def _wait(fire_at_ms: int, at_ms: int | None) -> str:
+    fire_at = _utc_time_of_day(fire_at_ms)
+    if at_ms is None:
+        return f" at {fire_at} UTC"
+    return f" in {max(fire_at_ms - at_ms, 0)} ms (at {fire_at} UTC)"
+
+
+def _utc_time_of_day(epoch_ms: int) -> str:
+    # Arithmetic rather than datetime: the core reads no clock and imports none.
+    ms_of_day = epoch_ms % 86_400_000
+    hours, rest = divmod(ms_of_day, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
