@@ -9,6 +9,7 @@ to ``.run/chaos-figures.jsonl``, from which docs/reliability.md tables the last 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -98,6 +99,7 @@ class Chaos:
     database_url: str
     accepted: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    acked_at: list[float] = field(default_factory=list)  # time.time() of each 202
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -131,6 +133,7 @@ class Chaos:
         task_id = str(reply.json()["task_id"])
         with self._lock:
             self.accepted.append(task_id)
+            self.acked_at.append(time.time())
         return task_id
 
     def submit_many(self, count: int, threads: int = 4, **request: Any) -> list[str]:
@@ -167,6 +170,12 @@ class Chaos:
             thread.join(timeout=60)
 
     # -- observation --------------------------------------------------------------------------
+
+    def unavailability_s(self, since: float, until: float) -> float:
+        """The longest time between ``since`` and ``until`` without an acknowledged
+        submission."""
+        edges = [since, *sorted(t for t in self.acked_at if since <= t <= until), until]
+        return max(b - a for a, b in itertools.pairwise(edges))
 
     def statuses(self, task_ids: Sequence[str]) -> dict[str, str]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:

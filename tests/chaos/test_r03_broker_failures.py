@@ -1,0 +1,77 @@
+"""R3: brokers of the three-broker cluster (`tools/stack up --brokers 3`: replication factor 3,
+min.insync.replicas 2) are stopped with SIGTERM, then killed with SIGKILL, and restarted, under
+load.
+
+No submission the API acknowledged may be missing afterwards; the figure is the longest time
+without an acknowledged submission after each fault (the unavailability window).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+import stack_tool
+from tests.chaos.harness import chaos_system, figure, not_terminal, pick
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
+
+
+@pytest.fixture
+def cluster_env(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The shared stack's three-broker cluster (beside its single broker, sharing Postgres
+    and MinIO), stopped again afterwards."""
+    settings = stack_tool.Settings.from_env().with_brokers(3)
+    stack_tool.up(settings)
+    try:
+        yield {**stack_env, **stack_tool.env(settings)}
+    finally:
+        stack_tool.down(settings)
+
+
+def _broker_pid(node: str) -> int:
+    pid = stack_tool.status(stack_tool.Settings.from_env().with_brokers(3))[node]["pid"]
+    assert isinstance(pid, int), f"{node} is not running"
+    return pid
+
+
+def test_broker_stops_and_kills_lose_no_acknowledged_submission(
+    cluster_env: dict[str, str],
+) -> None:
+    assert cluster_env["TASKSAGA_TOPIC_REPLICATION_FACTOR"] == "3"
+    rounds = pick(reduced=1, full=3)
+    windows: list[float] = []
+    with chaos_system(cluster_env) as chaos, chaos.supervised() as restarts:
+        with chaos.load(rate_per_s=5.0, sleep_ms=20):
+            time.sleep(4.0)
+            for index in range(rounds):
+                for node, sig in ((f"kafka-{1 + index % 3}", signal.SIGTERM),
+                                  (f"kafka-{1 + (index + 1) % 3}", signal.SIGKILL)):
+                    at = time.time()
+                    os.kill(_broker_pid(node), sig)
+                    time.sleep(8.0)
+                    windows.append(chaos.unavailability_s(at, time.time()))
+                    stack_tool.up(stack_tool.Settings.from_env().with_brokers(3))
+                    time.sleep(4.0)
+        accepted = list(chaos.accepted)
+        statuses = chaos.settle(accepted, timeout_s=180, check_alive=False)
+        with psycopg.connect(chaos.database_url, autocommit=True) as conn:
+            logged = {r[0] for r in conn.execute(
+                "SELECT stream_id FROM events WHERE version = 1 AND stream_id = ANY(%s)",
+                (accepted,)).fetchall()}
+        log = chaos.log_problems(accepted)
+
+    missing = [t for t in accepted if t not in logged]
+    figure("R3", faults=len(windows), accepted=len(accepted), refused=len(chaos.refused),
+           acked_but_missing=len(missing), not_terminal=len(not_terminal(statuses)),
+           unavailability_max_s=max(windows), service_restarts=len(restarts),
+           log_problems=len(log))
+    assert missing == []
+    assert not_terminal(statuses) == {}
+    assert set(statuses.values()) == {"Completed"}
+    assert log == []
