@@ -26,7 +26,7 @@ POINTS = ("after_append_before_commit", "after_append_before_produce",
 def test_orchestrator_killed_at_fault_points_loses_nothing_and_repeats_nothing(
     stack_env: dict[str, str],
 ) -> None:
-    kills = pick(reduced=6, full=50)
+    kills = pick(reduced=4, full=50)
     rng = random.Random(1)
     resume_s: list[float] = []
     external_kills = 0

@@ -22,7 +22,7 @@ RATE_PER_S = 8.0  # tasks per second: ~24 steps/s, half of what this machine's w
 def test_worker_kills_rerun_only_interrupted_steps_and_never_double_an_effect(
     stack_env: dict[str, str],
 ) -> None:
-    single = pick(reduced=3, full=10)
+    single = pick(reduced=2, full=10)
     bursts = pick(reduced=1, full=5)
     burst_size = 3
     kill_times: list[float] = []

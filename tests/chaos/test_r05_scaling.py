@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 def test_adding_and_removing_orchestrators_and_workers_loses_and_doubles_nothing(
     stack_env: dict[str, str],
 ) -> None:
-    changes = pick(reduced=6, full=30)
-    period_s = pick(reduced=5, full=10)
+    changes = pick(reduced=4, full=30)
+    period_s = pick(reduced=4, full=10)
     bootstrap = stack_env["TASKSAGA_KAFKA_BOOTSTRAP"]
     peak_lag = 0
     sampling = threading.Event()

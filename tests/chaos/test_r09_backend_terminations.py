@@ -49,7 +49,7 @@ def _client_ports(pids: list[int], server_port: int) -> set[int]:
 def test_terminated_backends_are_survived_without_loss_or_duplicates(
     stack_env: dict[str, str], database_url: str,
 ) -> None:
-    rounds = pick(reduced=6, full=30)
+    rounds = pick(reduced=4, full=30)
     pg_port = int(stack_env["TASKSAGA_DATABASE_URL"].rsplit(":", 1)[1].split("/")[0])
     terminated = 0
     in_transaction = 0

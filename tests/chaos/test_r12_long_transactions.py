@@ -41,7 +41,7 @@ def test_projector_skips_nothing_behind_long_transactions_and_keeps_up_meanwhile
     stack_env: dict[str, str], database_url: str,
 ) -> None:
     per_writer = pick(reduced=4_000, full=100_000)
-    transactions = pick(reduced=2, full=10)
+    transactions = pick(reduced=1, full=6)
     # Each transaction stays open at least this long: longer than the status lag allowed.
     hold_s = pick(reduced=15, full=30)
     streams_per_tx = per_writer // transactions // EVENTS_PER_STREAM

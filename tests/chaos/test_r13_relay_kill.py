@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 def test_relay_killed_after_publish_before_delete_duplicates_records_applies_none_twice(
     stack_env: dict[str, str],
 ) -> None:
-    kills = pick(reduced=4, full=20)
+    kills = pick(reduced=3, full=20)
     with chaos_system(stack_env) as chaos:
         with chaos.load(rate_per_s=5.0, sleep_ms=20, fail_last=False):
             time.sleep(2.0)
