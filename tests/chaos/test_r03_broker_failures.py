@@ -40,6 +40,14 @@ def _broker_pid(node: str) -> int:
     return pid
 
 
+def _wait_gone(node: str, timeout_s: float) -> None:
+    settings = stack_tool.Settings.from_env().with_brokers(3)
+    deadline = time.monotonic() + timeout_s
+    while stack_tool.status(settings)[node]["running"]:
+        assert time.monotonic() < deadline, f"{node} did not stop within {timeout_s:.0f} s"
+        time.sleep(0.5)
+
+
 def test_broker_stops_and_kills_lose_no_acknowledged_submission(
     cluster_env: dict[str, str],
 ) -> None:
@@ -56,6 +64,7 @@ def test_broker_stops_and_kills_lose_no_acknowledged_submission(
                     os.kill(_broker_pid(node), sig)
                     time.sleep(8.0)
                     windows.append(chaos.unavailability_s(at, time.time()))
+                    _wait_gone(node, timeout_s=90)  # a graceful stop may still be running
                     stack_tool.up(stack_tool.Settings.from_env().with_brokers(3))
                     time.sleep(4.0)
         accepted = list(chaos.accepted)
