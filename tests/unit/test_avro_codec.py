@@ -29,7 +29,8 @@ def sample(cls: type[Any]) -> Any:
         if annotation is msg.TimerKind:
             values[field.name] = msg.TimerKind.STEP_RETRY
         elif typing.get_origin(annotation) is list:
-            values[field.name] = [sample(typing.get_args(annotation)[0])]
+            item = typing.get_args(annotation)[0]
+            values[field.name] = [SAMPLES[item] if item in SAMPLES else sample(item)]
         elif typing.get_origin(annotation) is dict:
             values[field.name] = {"k": "v"}
         else:

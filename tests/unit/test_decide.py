@@ -196,3 +196,26 @@ def test_group_failure_compensates_completed_members_not_failed_or_skipped_ones(
     d.compensated("A")
     assert d.state.status == TaskStatus.FAILED
     assert d.state.step("B3").status is StepStatus.SKIPPED
+
+
+class CardError(Exception):
+    pass
+
+
+class CardNetworkTimeout(CardError):
+    pass
+
+
+def test_a_policy_naming_a_base_class_retries_its_subclasses_by_their_lineage() -> None:
+    from tasksaga.core.retry import lineage_of
+
+    d = Driver(linear(1, retry=RetryPolicy(max_retries=2, delay_ms=100, retry_on=CardError)))
+    d.submit()
+    lineage = list(lineage_of(CardNetworkTimeout("slow")))
+    d.send(msg.StepAttemptFailed(d.state.task_id, "S1", 1, "CardNetworkTimeout", "slow", True,
+                                 None, 0, lineage))
+    assert d.state.step("S1").status is StepStatus.RETRY_SCHEDULED
+    d.advance(100)
+    d.send(msg.StepAttemptFailed(d.state.task_id, "S1", 2, "KeyError", "k", True, None, 0,
+                                 list(lineage_of(KeyError("k")))))
+    assert d.state.step("S1").status is StepStatus.FAILED  # not a CardError: no retry

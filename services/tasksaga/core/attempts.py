@@ -104,5 +104,6 @@ def surplus_compensation_failed(
     policy = definition.compensation_retry_of(definition.get_step(result.step))
     return ev.StepSurplusCompensationFailed(
         result.step, result.surplus_attempt, result.attempt, result.error_type,
-        result.error_message, policy.allows_retry(result.attempt, result.error_type), now,
+        result.error_message, policy.allows_retry(result.attempt, result.error_type,
+                                                result.error_lineage), now,
         result.trace_id)

@@ -133,7 +133,7 @@ class _Rules:
         if not attempts.holds_lease(self.state.step(result.step), result):
             return  # an older attempt, or a stale lease: the current holder decides
         self.fail_step(result.step, result.attempt, result.error_type, result.error_message,
-                       result.retryable, result.trace_id)
+                       result.retryable, result.trace_id, result.error_lineage)
 
     def heartbeat(self, beat: msg.StepHeartbeat) -> None:
         if not attempts.holds_lease(self.state.step(beat.step), beat):
@@ -167,7 +167,7 @@ class _Rules:
             return
         if step.status is StepStatus.COMPENSATING and step.compensation_attempt == result.attempt:
             self.fail_compensation(result.step, result.attempt, result.error_type,
-                                   result.error_message, result.trace_id)
+                                   result.error_message, result.trace_id, result.error_lineage)
 
     def timer_fired(self, timer: msg.TimerFired) -> None:
         step = self.state.step(timer.step)
@@ -202,13 +202,14 @@ class _Rules:
 
     def fail_step(
         self, name: str, attempt: int, error_type: str, message: str, retryable: bool,
-        trace_id: str | None = None,
+        trace_id: str | None = None, lineage: list[str] | None = None,
     ) -> None:
         step = self.definition.get_step(name)
         policy = self.definition.retry_policy_of(step)
         stage = self.definition.stage_of(name)
         wanted = self.state.status is TaskStatus.RUNNING and not self.satisfied(stage)
-        will_retry = wanted and retryable and policy.allows_retry(attempt, error_type)
+        will_retry = (wanted and retryable
+                      and policy.allows_retry(attempt, error_type, lineage or ()))
         self.emit(ev.StepFailed(name, attempt, error_type, message, will_retry, self.now,
                                 trace_id))
         if will_retry:
@@ -219,10 +220,11 @@ class _Rules:
             self.start_compensation(f"step {name} failed: {error_type}: {message}")
 
     def fail_compensation(
-        self, name: str, attempt: int, error_type: str, message: str, trace_id: str | None
+        self, name: str, attempt: int, error_type: str, message: str, trace_id: str | None,
+        lineage: list[str] | None = None,
     ) -> None:
         policy = self.definition.compensation_retry_of(self.definition.get_step(name))
-        will_retry = policy.allows_retry(attempt, error_type)
+        will_retry = policy.allows_retry(attempt, error_type, lineage or ())
         self.emit(ev.StepCompensationFailed(name, attempt, error_type, message, will_retry,
                                             self.now, trace_id))
         if will_retry:

@@ -72,6 +72,8 @@ class StepAttemptFailed:
     retryable: bool
     trace_id: str | None = None
     fencing_token: int = 0
+    # The error's classes, most specific first, so a policy naming a base class matches.
+    error_lineage: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class CompensationAttemptFailed:
     error_message: str
     trace_id: str | None = None
     surplus_attempt: int = 0  # echoed from CompensateStep
+    error_lineage: list[str] = field(default_factory=list)
 
 
 # -- timers (orchestrator -> itself, durable in Postgres) ---------------------------------------

@@ -28,6 +28,7 @@ from tasksaga.core.definition import StepDef, TaskDefinition, UploadStepData
 from tasksaga.core.errors import NonRetryableError, StepCancelled
 from tasksaga.core.ports import ObjectStore
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
+from tasksaga.core.retry import lineage_of
 from tasksaga.worker.cancellation import CancellationBook
 from tasksaga.worker.guard import CommandGuard
 from tasksaga.worker.results import DEFAULT_MAX_RESULT_BYTES, ResultSender, ResultTooLarge
@@ -126,11 +127,13 @@ class StepRunner:
 
     def execute(self, command: msg.ExecuteStep,
                 lease: Lease) -> msg.StepSucceeded | msg.StepAttemptFailed:
-        def failed(error_type: str, message: str, retryable: bool) -> msg.StepAttemptFailed:
+        def failed(error_type: str, message: str, retryable: bool,
+                   error: BaseException | None = None) -> msg.StepAttemptFailed:
             return msg.StepAttemptFailed(command.task_id, command.step, command.attempt,
                                          error_type, message, retryable,
                                          telemetry.current_trace_id() or None,
-                                         command.fencing_token)
+                                         command.fencing_token,
+                                         list(lineage_of(error)) if error else [])
 
         try:
             definition, step = self._lookup(command.task_type, command.step)
@@ -150,10 +153,10 @@ class StepRunner:
         except StepCancelled as error:
             return failed("Cancelled", str(error) or "cancelled", False)
         except (NonRetryableError, ValidationError) as error:
-            return failed(type(error).__name__, str(error), False)
+            return failed(type(error).__name__, str(error), False, error)
         except BaseException as error:  # SystemExit & co. from user code fail the attempt too
             log.warning("step %s/%s failed: %r", command.task_id, command.step, error)
-            return failed(type(error).__name__, str(error), True)
+            return failed(type(error).__name__, str(error), True, error)
         finally:
             self._cancellations.unregister(key)
         if step.data_type is not None and not isinstance(data, step.data_type):
@@ -186,7 +189,8 @@ class StepRunner:
             log.warning("compensation %s/%s failed: %r", command.task_id, command.step, error)
             return msg.CompensationAttemptFailed(
                 command.task_id, command.step, command.attempt, type(error).__name__,
-                str(error), telemetry.current_trace_id() or None, command.surplus_attempt)
+                str(error), telemetry.current_trace_id() or None, command.surplus_attempt,
+                list(lineage_of(error)))
         return msg.CompensationSucceeded(command.task_id, command.step, command.attempt,
                                          command.surplus_attempt)
 
