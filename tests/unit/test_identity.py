@@ -26,7 +26,8 @@ from tasksaga.api.identity import (
 from tasksaga.api.settings import ApiSettings
 
 SECRET = "s" * 40
-BASE = {"kafka_bootstrap": "k:1", "database_url": "postgresql://x", "task_id_secret": "t" * 40}
+BASE: dict[str, Any] = {"kafka_bootstrap": "k:1", "database_url": "postgresql://x",
+                        "task_id_secret": "t" * 40}
 
 
 def settings(**extra: Any) -> ApiSettings:
