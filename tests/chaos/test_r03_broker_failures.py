@@ -55,6 +55,13 @@ def test_broker_stops_and_kills_lose_no_acknowledged_submission(
     rounds = pick(reduced=1, full=3)
     windows: list[float] = []
     with chaos_system(cluster_env) as chaos, chaos.supervised() as restarts:
+        first = chaos.submit()
+        assert first is not None
+        warm = chaos.settle([first], timeout_s=60)[first]
+        assert warm == "Completed", (
+            f"a first task on the fresh cluster is {warm} after 60 s (before any fault): "
+            "a consumer that subscribed before its topic reached every broker's metadata "
+            "waits for the next metadata refresh (see the orchestrator's log)")
         with chaos.load(rate_per_s=5.0, sleep_ms=20):
             time.sleep(4.0)
             for index in range(rounds):
