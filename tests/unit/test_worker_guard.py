@@ -15,10 +15,18 @@ def _execute(attempt: int = 1, timeout_at_ms: int = NOW + 1_000,
 
 
 def test_a_command_whose_step_timed_out_is_skipped_by_the_injected_clock() -> None:
-    guard = CommandGuard(lambda: NOW)
+    guard = CommandGuard(lambda: NOW, clock_skew_ms=0)
     assert guard.admit("m1", _execute(timeout_at_ms=NOW)) == (
         "its step timed out before it could start")
     assert guard.admit("m2", _execute(timeout_at_ms=NOW + 1)) is None
+
+
+def test_a_worker_whose_clock_runs_ahead_still_runs_commands_within_the_skew() -> None:
+    # timeout_at_ms is on the orchestrators' (database) clock; this worker's is 30 s ahead.
+    guard = CommandGuard(lambda: NOW + 30_000)
+    assert guard.admit("m1", _execute(timeout_at_ms=NOW + 1_000)) is None
+    assert guard.admit("m2", _execute(timeout_at_ms=NOW - 60_000, task="t2")) == (
+        "its step timed out before it could start")
 
 
 def test_an_older_attempt_arriving_after_a_newer_one_is_superseded() -> None:

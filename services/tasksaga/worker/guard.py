@@ -30,16 +30,22 @@ def _attempt_key(command: Command) -> _AttemptKey:
 
 class CommandGuard:
     REMEMBERED = 20_000
+    # ``timeout_at_ms`` is on the orchestrators' clock (the database's), this worker compares
+    # it with its own: a command is skipped only when expired by more than any plausible skew.
+    # Skipping wrongly would starve a step; running an expired one only costs a stale result.
+    CLOCK_SKEW_MS = 60_000
 
-    def __init__(self, now_ms: Callable[[], int]) -> None:
+    def __init__(self, now_ms: Callable[[], int], clock_skew_ms: int = CLOCK_SKEW_MS) -> None:
         self._now_ms = now_ms
+        self._skew_ms = clock_skew_ms
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, bool] = OrderedDict()  # message id -> answered
         self._latest: OrderedDict[_AttemptKey, int] = OrderedDict()
 
     def admit(self, message_id: str, command: Command) -> str | None:
         """Why the command is skipped, or None (then it is recorded as running)."""
-        if isinstance(command, msg.ExecuteStep) and 0 < command.timeout_at_ms <= self._now_ms():
+        if (isinstance(command, msg.ExecuteStep)
+                and 0 < command.timeout_at_ms + self._skew_ms <= self._now_ms()):
             return "its step timed out before it could start"
         key = _attempt_key(command)
         with self._lock:
