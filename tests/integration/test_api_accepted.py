@@ -36,3 +36,15 @@ def test_an_accepted_task_is_visible_at_once_on_another_replica(
     assert hidden.status_code == 404 and missing.status_code == 404
     assert hidden.text.replace(task_id, "X") == missing.text.replace(
         missing.json()["detail"].split()[-1], "X")
+
+
+def test_readiness_reports_every_dependency_and_the_projection_lag(
+    stack_env: dict[str, str], kafka_bootstrap: str,
+) -> None:
+    with inprocess_api(stack_env, kafka_bootstrap) as (client, _):
+        reply = client.get("/health/ready")
+    body = reply.json()
+    assert set(body["checks"]) == {"postgres", "kafka", "object_store"}
+    assert reply.status_code == 200 and set(body["checks"].values()) == {"ok"}
+    assert body["projection_lag"]["events"] >= 0 and body["projection_lag"]["seconds"] >= 0
+    print(f"projection lag seen by the API: {body['projection_lag']}")

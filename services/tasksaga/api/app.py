@@ -193,9 +193,13 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     async def ready(d: Deps) -> JSONResponse:
         checks = await run_in_threadpool(d.readiness) if d.readiness else {}
         failing = {name: state for name, state in checks.items() if state != "ok"}
-        return JSONResponse(status_code=503 if failing else 200,
-                            content={"status": "not ready" if failing else "ready",
-                                     "checks": checks})
+        body: dict[str, Any] = {"status": "not ready" if failing else "ready",
+                                "checks": checks}
+        if "postgres" not in failing:
+            # How stale statuses may be: reported, not a reason to take this replica out.
+            lag = await run_in_threadpool(d.queries.projection_lag)
+            body["projection_lag"] = {"seconds": round(lag.seconds, 3), "events": lag.events}
+        return JSONResponse(status_code=503 if failing else 200, content=body)
 
     return app
 

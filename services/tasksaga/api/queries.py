@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
+from tasksaga.adapters.projections import ProjectionLag, projection_lag
 from tasksaga.core.definition import TaskDefinition
 
 #: The status of a task accepted with 202 that the projections do not show yet.
@@ -191,6 +192,9 @@ class ProjectionQueries:
         with self._pool.connection() as conn:
             row = conn.execute("SELECT count(*) FROM task_status" + query, params).fetchone()
         return int(row[0]) if row else 0
+
+    def projection_lag(self) -> ProjectionLag:
+        return projection_lag(self._pool)
 
     def close(self) -> None:
         self._pool.close()

@@ -16,6 +16,7 @@ from tasksaga.core.ports import ObjectStore
 def readiness_checks(queries: ProjectionQueries, kafka_bootstrap: str, objects: ObjectStore,
                      bucket: str | None, timeout_s: float = 2.0
                      ) -> Callable[[], dict[str, str]]:
+    """Named checks, each "ok" or "failing (<error type>)"."""
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap,
                          "socket.timeout.ms": int(timeout_s * 1000)})
 
