@@ -6,12 +6,14 @@ import logging
 import os
 import threading
 
+from opentelemetry import metrics
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms, random_fraction
 from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
+from tasksaga.adapters.lag_watch import LagWatch
 from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.outbox_relay import OutboxRelay, run_on_notify
@@ -66,6 +68,29 @@ def run_maintenance(
                           settings.maintenance_interval_s)
 
 
+def deployment_groups(settings: OrchestratorSettings, topics: Topics,
+                      queues: set[str]) -> dict[str, list[str]]:
+    """Every consumer group of this deployment and the topics it consumes."""
+    prefix = settings.topic_prefix
+    groups = {f"{prefix}-{settings.orchestrator_group}": [topics.task_commands,
+                                                          topics.step_results],
+              f"{prefix}-notifier": [topics.task_events]}
+    for queue in sorted(queues):
+        groups[f"{prefix}-{settings.worker_group}-{queue}"] = [topics.step_commands(queue)]
+    return groups
+
+
+def run_lag_watch(watch: LagWatch, settings: OrchestratorSettings,
+                  stop: threading.Event) -> None:
+    while not stop.wait(settings.lag_watch_interval_s):
+        try:
+            watch.check(now_ms())
+        except Exception:
+            log.exception("consumer lag watch failed; trying again in %.0f s",
+                          settings.lag_watch_interval_s)
+    watch.close()
+
+
 def main() -> int:
     settings = OrchestratorSettings()
     configure_logging(settings.log_level, "orchestrator")
@@ -93,6 +118,11 @@ def main() -> int:
         start_thread("timers", lambda: run_timers(orchestrator, stop), stop),
         start_thread("maintenance", lambda: run_maintenance(pool, settings, stop), stop),
     ]
+    watch = LagWatch(settings.kafka_bootstrap,
+                     deployment_groups(settings, topics, registry.queues()),
+                     settings.lag_alert_ratio, metrics.get_meter("tasksaga.orchestrator"))
+    threads.append(start_thread("lag-watch", lambda: run_lag_watch(watch, settings, stop),
+                                stop))
     if settings.orchestrator_run_projector:
         projector = Projector(pool, codec, settings.projector_cache_bytes)
         threads.append(start_thread("projector", lambda: run_on_notify(

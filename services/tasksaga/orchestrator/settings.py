@@ -23,3 +23,9 @@ class OrchestratorSettings(CommonSettings):
     inbox_retention_hours: float = Field(default=192.0, gt=0)
     delivery_log_retention_hours: float = Field(default=720.0, gt=0)
     maintenance_interval_s: float = Field(default=60.0, gt=0)
+    # Consumer lag watch (every group of this deployment): alert once a group's oldest
+    # unconsumed record is older than this fraction of its topic's retention.
+    lag_watch_interval_s: float = Field(default=30.0, gt=0)
+    lag_alert_ratio: float = Field(default=0.5, gt=0, lt=1)
+    # The workers' consumer group name (TASKSAGA_WORKER_GROUP of the workers), to watch them.
+    worker_group: str = "worker"
