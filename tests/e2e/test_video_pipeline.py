@@ -139,13 +139,18 @@ def test_a_failing_1080p_transcode_compensates_only_what_completed_in_reverse(
     by_step = steps(status)
     assert by_step["Transcode1080p"]["status"] == "Failed"
     assert by_step["Transcode1080p"]["attempt"] == 6  # 1 + 5 retries (seed: MaxRetries = 5)
-    assert by_step["Transcode720p"]["status"] == "Compensated"
+    # A sibling transcode either completed (then it is compensated) or was still running when
+    # the group became unsatisfiable (then it was told to stop, and is not compensated):
+    # which one depends on how fast ffmpeg is next to six quick failures.
+    siblings = ["Transcode720p"] + (["Transcode4K"] if source == "2160p" else [])
+    for name in siblings:
+        sibling = by_step[name]
+        assert (sibling["status"] == "Compensated"
+                or (sibling["status"] == "Failed" and sibling["error_type"] == "Cancelled")), sibling
     assert by_step["UploadVideo"]["status"] == "Compensated"
     assert by_step["GenerateThumbnails"]["status"] == "NotRun"  # never ran
     if source == "1080p":
         assert by_step["Transcode4K"]["status"] == "Skipped"  # skipped: untouched
-    else:
-        assert by_step["Transcode4K"]["status"] == "Compensated"
     store = store_of(video)
     for name in ("Transcode720p", "Transcode4K"):
         data = by_step[name]["data"]
@@ -160,7 +165,7 @@ def test_a_failing_1080p_transcode_compensates_only_what_completed_in_reverse(
     with_compensation = [s for s in reversed(completed) if s != "ExtractMetadata"]
     assert compensated == with_compensation
     failed = [e for e in entries if e["event_type"] == "StepFailed"]
-    assert all(e["step"] == "Transcode1080p" for e in failed)
+    assert all(e["step"] == "Transcode1080p" or "Cancelled" in e["summary"] for e in failed)
 
 
 def _ffmpeg_running_for(task_id: str) -> bool:
