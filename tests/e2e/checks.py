@@ -26,7 +26,10 @@ def log_problems(database_url: str, task_ids: list[str]) -> list[str]:
                 problems.append(f"{task_id}: versions {versions}")
             events = [codec.decode(bytes(r[1])).payload for r in rows]
             transitions = Counter(
-                (type(e).__name__, getattr(e, "step", None), getattr(e, "attempt", None))
+                # A retry is keyed by the attempt it schedules: two retries of one step are
+                # two transitions, not one repeated.
+                (type(e).__name__, getattr(e, "step", None),
+                 getattr(e, "attempt", getattr(e, "next_attempt", None)))
                 for e in events
             )
             duplicated = [t for t, n in transitions.items() if n > 1]
