@@ -39,9 +39,19 @@ PROJECTION_LAG_WARN_S = 30.0  # the maintenance log line turns into a warning pa
 
 def run_timers(orchestrator: Orchestrator, stop: threading.Event) -> None:
     """Fire due timers; sleep until the next one is due (at most 250 ms, for new timers)."""
+    failures = 0
     while not stop.is_set():
-        orchestrator.fire_due_timers()
-        delay = orchestrator.next_timer_delay_ms()
+        try:
+            orchestrator.fire_due_timers()
+            delay = orchestrator.next_timer_delay_ms()
+            failures = 0
+        except Exception:
+            # A lost connection (a failover, a terminated backend) must not end the service:
+            # the timers are durable rows, so the next round fires whatever is due.
+            failures += 1
+            log.exception("firing timers failed (%d in a row); trying again", failures)
+            stop.wait(min(0.2 * 2 ** failures, 5.0))
+            continue
         wait_ms = 250 if delay is None else min(max(delay, 5), 250)
         stop.wait(wait_ms / 1000)
 

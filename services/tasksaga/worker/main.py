@@ -13,7 +13,12 @@ import uuid
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms
-from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
+from tasksaga.adapters.kafka_bus import (
+    ConsumerLoop,
+    ConsumerSettings,
+    KafkaProducer,
+    Unprocessable,
+)
 from tasksaga.adapters.kafka_parallel import ParallelConsumerLoop
 from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
 from tasksaga.adapters.object_store import MinioObjectStore
@@ -49,9 +54,10 @@ def main() -> int:
     def cancellation_listener() -> None:
         def on_cancel(envelope: Envelope) -> None:
             cancel = envelope.payload
-            if isinstance(cancel, msg.CancelStep) and cancellations.cancel(
-                (cancel.task_id, cancel.step, cancel.attempt)
-            ):
+            if not isinstance(cancel, msg.CancelStep):
+                raise Unprocessable(f"{type(cancel).__name__} is not a CancelStep: it does not "
+                                    "belong on the step-cancellations topic")
+            if cancellations.cancel((cancel.task_id, cancel.step, cancel.attempt)):
                 log.info("cancelled running step %s/%s", cancel.task_id, cancel.step)
 
         ConsumerLoop(
