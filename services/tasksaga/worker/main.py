@@ -10,6 +10,8 @@ import threading
 import time
 import uuid
 
+from psycopg_pool import ConnectionPool
+
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms
@@ -29,6 +31,7 @@ from tasksaga.config import ObjectStoreSettings, configure_logging
 from tasksaga.core import messages as msg
 from tasksaga.core.registry import load_registry
 from tasksaga.worker.cancellation import CancellationBook
+from tasksaga.worker.finished_steps import ProjectedSteps
 from tasksaga.worker.runner import StepRunner
 from tasksaga.worker.settings import WorkerSettings
 
@@ -73,11 +76,20 @@ def main() -> int:
             stop, now_ms,
         ).run()
 
+    # Commands whose answer the projections already show are not run again (a restart, a
+    # group reset, a republished topic). Short timeouts: with the database down, a command
+    # runs after at most a couple of seconds instead of waiting for it.
+    finished_pool = ConnectionPool(
+        settings.database_url, min_size=0, max_size=4, timeout=2.0, open=True,
+        name="worker-finished", kwargs={"application_name": "worker-finished",
+                                        "connect_timeout": 2})
+    finished = ProjectedSteps(finished_pool) if settings.worker_skip_finished else None
+
     def consumer(queue: str) -> None:
         producer = KafkaProducer(settings.kafka_bootstrap, f"{instance}-{queue}",
                                  settings.worker_delivery_timeout_ms)
         runner = StepRunner(registry, objects, producer, codec, topics, cancellations, now_ms,
-                            stop, settings.worker_max_result_bytes)
+                            stop, settings.worker_max_result_bytes, finished)
         ParallelConsumerLoop(
             ConsumerSettings(
                 bootstrap=settings.kafka_bootstrap,

@@ -30,6 +30,7 @@ from tasksaga.core.ports import ObjectStore
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
 from tasksaga.core.retry import lineage_of
 from tasksaga.worker.cancellation import CancellationBook
+from tasksaga.worker.finished_steps import FinishedSteps
 from tasksaga.worker.guard import CommandGuard
 from tasksaga.worker.results import DEFAULT_MAX_RESULT_BYTES, ResultSender, ResultTooLarge
 
@@ -51,6 +52,7 @@ class StepRunner:
         now_ms: Callable[[], int],
         stop: threading.Event | None = None,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        finished: FinishedSteps | None = None,
     ) -> None:
         self._registry = registry
         self._objects = objects
@@ -61,6 +63,7 @@ class StepRunner:
         self._now_ms = now_ms
         self._stop = stop or threading.Event()
         self.guard = CommandGuard(now_ms)
+        self._finished = finished
         self.results = ResultSender(producer, codec, topics.step_results, self._stop,
                                     max_result_bytes)
         self.executions = 0  # handler runs (a figure for tests and the chaos suite)
@@ -72,6 +75,10 @@ class StepRunner:
         if not isinstance(command, msg.ExecuteStep | msg.CompensateStep):
             raise Unprocessable(f"a step worker does not handle {type(command).__name__}")
         skip = self.guard.admit(envelope.message_id, command)
+        if skip is None and self._finished is not None:
+            skip = self._finished_reason(command)
+            if skip is not None:
+                self.guard.answered(envelope.message_id)
         if skip is not None:
             self.skipped += 1
             log.info("skipping %s/%s attempt %d: %s", command.task_id, command.step,
@@ -96,6 +103,15 @@ class StepRunner:
             return False
         self.guard.answered(envelope.message_id)
         return True
+
+    def _finished_reason(self, command: msg.ExecuteStep | msg.CompensateStep) -> str | None:
+        assert self._finished is not None
+        try:
+            return self._finished.why_finished(command)
+        except Exception as error:  # the database is down: run it, as before the check
+            log.warning("could not check whether %s/%s is finished: %s", command.task_id,
+                        command.step, error)
+            return None
 
     def _deliver(self, envelope: Envelope, command: msg.ExecuteStep | msg.CompensateStep,
                  result: Result, lease: Lease) -> None:

@@ -26,6 +26,8 @@ class WorkerSettings(CommonSettings):
     # TASKSAGA_WORKER_INSTANCE_ID: a stable id per worker (a StatefulSet pod name) turns on
     # static group membership; two live workers must never share one.
     worker_instance_id: str | None = None
+    # Skip commands whose answer the projections already show (worker/finished_steps.py).
+    worker_skip_finished: bool = True
 
     @field_validator("worker_queues", mode="before")
     @classmethod
