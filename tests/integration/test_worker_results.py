@@ -14,6 +14,7 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import DeliveryFailed, KafkaProducer
 from tasksaga.adapters.wire import Topics
 from tasksaga.core import messages as msg
+from tasksaga.worker.guard import CommandGuard
 from tests.integration import worker_probe as probe
 from tests.integration.worker_probe import ProbeRequest
 
@@ -160,7 +161,8 @@ def test_expired_superseded_and_duplicate_commands_are_skipped_and_committed(
                                      group=group).start()
     try:
         probe.send(producer, codec, topics,
-                   probe.command("t-expired", ProbeRequest(), timeout_at_ms=now[0] - 1))
+                   probe.command("t-expired", ProbeRequest(),
+                                 timeout_at_ms=now[0] - CommandGuard.CLOCK_SKEW_MS - 1))
         probe.send(producer, codec, topics, probe.command("t-newer", ProbeRequest(), attempt=2))
         probe.read_envelopes(kafka_bootstrap, codec, topics.step_results, 1)
         probe.send(producer, codec, topics, probe.command("t-newer", ProbeRequest(), attempt=1))
