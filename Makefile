@@ -15,9 +15,10 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(PY) tools/demo.py
 
+# -s: every test prints its figure (S1..S6, R1..R16, the worker and projection figures).
 test: $(INSTALLED) lint
 	tools/stack up
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -s
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check services examples tests tools
