@@ -27,8 +27,11 @@ from tasksaga.adapters.wire import DeadLetter, Envelope
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConsumerLoop", "ConsumerSettings", "Delivery", "DeliveryFailed", "Headers",
-           "KafkaProducer", "Unprocessable", "producer_config"]
+__all__ = ["METADATA_REFRESH_MS", "ConsumerLoop", "ConsumerSettings", "Delivery",
+           "DeliveryFailed", "Headers", "KafkaProducer", "Unprocessable", "producer_config"]
+
+# How often a consumer asks for the metadata of its subscribed topics (see ConsumerLoop).
+METADATA_REFRESH_MS = 10_000
 
 
 class Unprocessable(Exception):
@@ -101,6 +104,10 @@ class ConsumerLoop:
             # stalls longer is evicted and rejoins.
             "session.timeout.ms": 6_000,
             "heartbeat.interval.ms": 1_000,
+            # A subscribed topic missing from the metadata (created later, or not yet known
+            # to the broker that answered) is looked up again only this often: librdkafka's
+            # default of 5 min left a fresh group consuming nothing for minutes.
+            "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
             **settings.extra,
         }
         if settings.group_instance_id:
