@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 from stacklib.kafka_cluster import live_brokers
 from stacklib.procs import port_open
@@ -42,7 +43,7 @@ from stacklib.toxiproxy import Toxiproxy
 import stack_tool
 from localrun import REPO
 from tasksaga.adapters.migrations import apply_migrations
-from tests.chaos.harness import Chaos, chaos_system, figure, pick
+from tests.chaos.harness import Chaos, chaos_system, figure, percentile, pick
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -181,6 +182,15 @@ def _batch(chaos: Chaos, count: int, timeout_s: float) -> tuple[dict[str, str], 
     return statuses, time.monotonic() - started
 
 
+def _task_seconds_p50(chaos: Chaos, task_ids: list[str]) -> float:
+    """Median time from a task's first event to its last (submission to completion)."""
+    with psycopg.connect(chaos.database_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT extract(epoch FROM max(recorded_at) - min(recorded_at))"
+                            " FROM events WHERE stream_id = ANY(%s) GROUP BY stream_id",
+                            (task_ids,)).fetchall()
+    return percentile([float(r[0]) for r in rows], 0.5)
+
+
 def test_latency_and_loss_degrade_throughput_without_duplicate_effects(
     toxic_stack: ToxicStack,
 ) -> None:
@@ -193,16 +203,19 @@ def test_latency_and_loss_degrade_throughput_without_duplicate_effects(
         warm = chaos.settle([first], timeout_s=90)[first]
         assert warm == "Completed", f"a first task without faults is {warm} after 90 s"
         reconnections: dict[str, int] = {}
+        task_p50: dict[str, float] = {}
         rolls = 0
         for setting in SETTINGS:
             toxic_stack.apply(setting)
             before = toxic_stack.reconnections()
+            submitted = len(chaos.accepted)
             with (toxic_stack.losing() if setting == "latency+loss"
                   else contextlib.nullcontext([0])) as rolled:
                 batch, seconds = _batch(chaos, count, timeout_s=pick(reduced=90, full=300))
             rolls += rolled[0]
             reconnections[setting] = toxic_stack.reconnections() - before
             done = sum(1 for s in batch.values() if s == "Completed")
+            task_p50[setting] = _task_seconds_p50(chaos, chaos.accepted[submitted:])
             throughput[setting] = done / seconds
         toxic_stack.apply("none")
         accepted = list(chaos.accepted)
@@ -215,6 +228,7 @@ def test_latency_and_loss_degrade_throughput_without_duplicate_effects(
            refused=len(chaos.refused),
            **{f"tasks_per_s_{s.replace('+', '_')}": throughput[s] for s in SETTINGS},
            **{f"reconnections_{s.replace('+', '_')}": reconnections[s] for s in SETTINGS},
+           **{f"task_p50_s_{s.replace('+', '_')}": task_p50[s] for s in SETTINGS},
            loss_rolls=rolls,
            not_completed=sum(1 for s in statuses.values() if s != "Completed"),
            reexecutions=ledger.reexecutions(), doubled_effects=len(doubled),
