@@ -60,8 +60,14 @@ def test_broker_stops_and_kills_lose_no_acknowledged_submission(
     rounds = pick(reduced=1, full=3)
     windows: list[float] = []
     with chaos_system(cluster_env) as chaos, chaos.supervised() as restarts:
-        first = chaos.submit()
-        assert first is not None
+        first = None
+        deadline = time.monotonic() + 60
+        while first is None and time.monotonic() < deadline:  # 503 while topics are created
+            first = chaos.submit()
+            if first is None:
+                time.sleep(1.0)
+        assert first is not None, f"the fresh cluster accepted no submission: {chaos.refused[-3:]}"
+        chaos.refused.clear()
         warm = chaos.settle([first], timeout_s=60)[first]
         assert warm == "Completed", (
             f"a first task on the fresh cluster is {warm} after 60 s (before any fault): "

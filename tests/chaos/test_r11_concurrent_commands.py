@@ -88,7 +88,7 @@ def test_twenty_concurrent_cancels_of_one_task_cancel_it_once(
     stack_env: dict[str, str],
 ) -> None:
     with chaos_system(stack_env) as chaos:
-        task_id = chaos.submit(sleep_ms=1500)
+        task_id = chaos.submit(sleep_ms=4000)  # still running when the cancels land
         assert task_id is not None
         deadline = time.monotonic() + 30
         while chaos.statuses([task_id]).get(task_id) != "Running":
