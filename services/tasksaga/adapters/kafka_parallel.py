@@ -8,7 +8,8 @@ steps never exceed Kafka's poll interval either.
 Offsets complete out of order, so each partition's committed position is the lowest offset
 not yet finished (``OffsetTracker``): a crash re-delivers whatever had not finished below it,
 never skips it. The position is committed as soon as a message finishes (its result was
-acknowledged), not on a timer, so a killed worker re-runs only what was in flight.
+acknowledged; the polling thread sends it between two short polls), not on a timer, so a
+killed worker re-runs only what was in flight.
 
 Each message runs under a ``Lease`` on its partition. When the partition is revoked (a
 rebalance gave it to another worker), its leases are revoked: handlers are told to stop, and
@@ -130,6 +131,7 @@ class OffsetTracker:
 
 class ParallelConsumerLoop(ConsumerLoop):
     PAUSE_AFTER_S = 5.0
+    BUSY_POLL_S = 0.01
 
     def __init__(
         self, settings: ConsumerSettings, codec: AvroCodec, handler: LeasedHandler,
@@ -149,6 +151,12 @@ class ParallelConsumerLoop(ConsumerLoop):
         self._leases: dict[PartitionKey, dict[int, Lease]] = {}
         self._changed = threading.Condition()  # guards the tracker and leases; signals a free slot
         self._paused: set[PartitionKey] = set()
+        # Positions taken from the tracker, not yet sent (guarded by _changed): the polling
+        # thread sends them (_send_commits).
+        self._pending: dict[PartitionKey, int] = {}
+        # The partitions owned, as the rebalance callbacks reported them. Other threads read
+        # this instead of consumer.assignment(), which would wait for the polling thread.
+        self.assignment: frozenset[PartitionKey] = frozenset()
         self.commits = 0  # explicit offset commits sent (a figure for tests and benchmarks)
 
     @staticmethod
@@ -156,14 +164,19 @@ class ParallelConsumerLoop(ConsumerLoop):
         raise RuntimeError("the parallel loop runs its handler with a lease")
 
     def run(self) -> None:
-        self.consumer.subscribe(self.settings.topics, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
+        self.consumer.subscribe(self.settings.topics, on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
         futures: set[Future[None]] = set()
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="step") as pool:
             try:
                 while not self._stop.is_set():
                     self._throttle()
-                    message = self.poll(0.2)
+                    self._send_commits()
+                    # While steps run, poll briefly: their positions are committed between
+                    # polls, and a killed worker re-runs what finished but was not committed.
+                    with self._changed:
+                        busy = self._tracker.running > 0
+                    message = self.poll(self.BUSY_POLL_S if busy else 0.2)
                     if message is None:
                         continue
                     topic, partition = message.topic() or "", message.partition() or 0
@@ -178,6 +191,7 @@ class ParallelConsumerLoop(ConsumerLoop):
                 # Let running steps finish (their results are worth sending); what still runs
                 # after that loses its lease when close() revokes the partitions.
                 wait(futures, timeout=self._shutdown_seconds)
+                self._send_commits()
                 self.consumer.close()
 
     def _run_one(self, message: Message, lease: Lease) -> None:
@@ -216,11 +230,24 @@ class ParallelConsumerLoop(ConsumerLoop):
                     self._tracker.finished(key, lease.offset)
                 else:
                     self._tracker.hold(key, lease.offset)
-                self._commit(self._tracker.commit_positions())
+                # A partition's positions only grow: the latest one covers the earlier ones.
+                self._pending.update(self._tracker.commit_positions())
             self._changed.notify_all()
 
+    def _send_commits(self) -> None:
+        """Send the positions the pool threads left, from the polling thread only.
+
+        The client lets one thread at a time into a consumer (2.16's gate): a pool thread
+        calling commit() waits while the polling thread is inside poll(), which a tight poll
+        loop hardly ever leaves, and inside poll() a rebalance runs ``_on_revoke``, which needs
+        ``_changed``. Committing from the pool threads under ``_changed`` deadlocked the worker
+        at the first rebalance that came while a commit waited (R5: it never polled again)."""
+        with self._changed:
+            positions, self._pending = self._pending, {}
+        self._commit(positions)
+
     def _commit(self, positions: dict[PartitionKey, int]) -> None:
-        """Commit at once (asynchronously, in order: callers hold the lock)."""
+        """Commit asynchronously (on the polling thread, so in the order positions were taken)."""
         if not positions:
             return
         try:
@@ -261,12 +288,18 @@ class ParallelConsumerLoop(ConsumerLoop):
             self.consumer.resume([TopicPartition(t, p) for t, p in self._paused])
             self._paused = set()
 
+    def _on_assign(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        # Not assigning here: the client then adds these partitions itself (incrementally).
+        self.assignment |= {(p.topic, p.partition) for p in partitions}
+
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        self.assignment -= {(p.topic, p.partition) for p in partitions}
         with self._changed:
             for partition in partitions:
                 key = (partition.topic, partition.partition)
                 for lease in self._leases.pop(key, {}).values():
                     lease.revoke()  # the handler is told to stop; its result is not sent
                 self._tracker.forget(key)
+                self._pending.pop(key, None)  # its new owner commits it from now on
                 self._paused.discard(key)
             self._changed.notify_all()
