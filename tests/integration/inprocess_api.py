@@ -66,3 +66,4 @@ def inprocess_api(stack_env: dict[str, str], kafka_bootstrap: str, topic_prefix:
             yield client, deps
     finally:
         pool.close()
+        deps.producer.close(1.0)  # else its client keeps reconnecting (a dead broker) for good
