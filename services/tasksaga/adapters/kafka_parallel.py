@@ -294,11 +294,6 @@ class ParallelConsumerLoop(ConsumerLoop):
 
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         self.assignment -= {(p.topic, p.partition) for p in partitions}
-        # librdkafka keeps a partition's pause flag across revoke and re-assign: resume what
-        # this loop paused, or a partition given back later would stay paused for good.
-        paused = [p for p in partitions if (p.topic, p.partition) in self._paused]
-        if paused:
-            self.consumer.resume(paused)
         with self._changed:
             for partition in partitions:
                 key = (partition.topic, partition.partition)
