@@ -2,7 +2,8 @@
 
 Each change rebalances a consumer group (the orchestrators' partitions move with their
 tasks; the workers' move with running steps). Nothing may be lost or done twice, and the
-work must keep moving: the lag is sampled throughout and every task ends.
+work must keep moving: the lag is sampled throughout and every task ends. A second test runs
+handlers that sleep past the worker's ``max.poll.interval.ms`` while a peer joins and leaves.
 """
 
 from __future__ import annotations
@@ -20,11 +21,6 @@ from tests.chaos.kafka_tools import lag
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
 
-@pytest.mark.xfail(
-    reason="known failure, open in issue 8 (docs/reliability.md, R5): nothing lost and no effect "
-           "doubled, but a rebalance can still let two workers start one attempt of a step "
-           "(2 same-key re-runs), and stopping a worker mid-rebalance once took over 30 s; "
-           "reported as XFAIL until fixed, never skipped", strict=False)
 def test_adding_and_removing_orchestrators_and_workers_loses_and_doubles_nothing(
     stack_env: dict[str, str],
 ) -> None:
@@ -77,3 +73,31 @@ def test_adding_and_removing_orchestrators_and_workers_loses_and_doubles_nothing
     assert log == []
     assert ledger.doubled_effects() == []
     assert ledger.same_key_reruns() == 0, "a step ran twice under one attempt (two owners)"
+
+
+def test_handlers_sleeping_past_the_poll_interval_are_not_run_twice(
+    stack_env: dict[str, str],
+) -> None:
+    """Steps run on the worker's pool while its consumer keeps polling, so a handler that
+    outlives ``max.poll.interval.ms`` (7 s here) neither gets its worker evicted nor its
+    command handed to another worker, even across a rebalance that moves its partition."""
+    tasks = pick(reduced=3, full=8)
+    with chaos_system(stack_env, TASKSAGA_WORKER_MAX_POLL_INTERVAL_MS="7000") as chaos:
+        ids = [chaos.submit(long_sleep_s=9.0) for _ in range(tasks)]
+        accepted = [task_id for task_id in ids if task_id is not None]
+        time.sleep(3.0)  # the first steps are running
+        chaos.services.start("worker#2")  # takes partitions whose steps are mid-sleep
+        time.sleep(12.0)
+        chaos.services.kill("worker#2", signal.SIGTERM)
+        statuses = chaos.settle(accepted, timeout_s=120)
+        ledger = chaos.ledger(accepted)
+        log = chaos.log_problems(accepted)
+
+    figure("R5b", tasks=len(accepted), poll_interval_s=7, handler_sleep_s=9,
+           not_completed=sum(1 for s in statuses.values() if s != "Completed"),
+           reexecutions=ledger.reexecutions(), same_key_reruns=ledger.same_key_reruns(),
+           log_problems=len(log))
+    assert len(accepted) == tasks
+    assert set(statuses.values()) == {"Completed"}
+    assert log == []
+    assert ledger.reexecutions() == 0, "a long step was started again"

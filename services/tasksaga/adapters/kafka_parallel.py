@@ -11,9 +11,13 @@ never skips it. The position is committed as soon as a message finishes (its res
 acknowledged; the polling thread sends it between two short polls), not on a timer, so a
 killed worker re-runs only what was in flight.
 
-Each message runs under a ``Lease`` on its partition. When the partition is revoked (a
-rebalance gave it to another worker), its leases are revoked: handlers are told to stop, and
-what they finish afterwards is neither reported nor committed by this worker.
+Each message runs under a ``Lease`` on its partition. When a rebalance takes a partition away,
+the consumer first lets what runs on it finish (up to ``revoke_drain_seconds``) and commits its
+position before giving it up: with the cooperative protocol the new owner starts only after
+that, so a step is not run by two workers at once. What still runs at the deadline, or on a
+partition *lost* (this member was evicted: another one already owns it), has its lease
+revoked: handlers are told to stop, and what they finish afterwards is neither reported nor
+committed by this worker.
 
 A slot and an offset are always released, whatever the handler raises: an unexpected failure
 dead-letters the message with its reason (re-running a step handler in a loop would repeat its
@@ -136,7 +140,7 @@ class ParallelConsumerLoop(ConsumerLoop):
     def __init__(
         self, settings: ConsumerSettings, codec: AvroCodec, handler: LeasedHandler,
         dead_letters: KafkaProducer, stop: threading.Event, now_ms: Callable[[], int], *,
-        concurrency: int, shutdown_seconds: float = 20.0,
+        concurrency: int, shutdown_seconds: float = 20.0, revoke_drain_seconds: float = 10.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -147,6 +151,7 @@ class ParallelConsumerLoop(ConsumerLoop):
         self._leased_handler = handler
         self._concurrency = concurrency
         self._shutdown_seconds = shutdown_seconds
+        self._revoke_drain_seconds = revoke_drain_seconds
         self._tracker = OffsetTracker()
         self._leases: dict[PartitionKey, dict[int, Lease]] = {}
         self._changed = threading.Condition()  # guards the tracker and leases; signals a free slot
@@ -165,7 +170,7 @@ class ParallelConsumerLoop(ConsumerLoop):
 
     def run(self) -> None:
         self.consumer.subscribe(self.settings.topics, on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
         futures: set[Future[None]] = set()
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="step") as pool:
             try:
@@ -292,11 +297,47 @@ class ParallelConsumerLoop(ConsumerLoop):
         # Not assigning here: the client then adds these partitions itself (incrementally).
         self.assignment |= {(p.topic, p.partition) for p in partitions}
 
-    def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
-        self.assignment -= {(p.topic, p.partition) for p in partitions}
+    def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        """Served inside poll() on the polling thread: the group waits for it, and the new
+        owner of these partitions starts from the position committed here."""
+        keys = {(p.topic, p.partition) for p in partitions}
+        self.assignment -= keys
+        # While stopping, run() has already waited for the running steps.
+        drain_s = 0.0 if self._stop.is_set() else self._revoke_drain_seconds
+        deadline = time.monotonic() + drain_s
         with self._changed:
-            for partition in partitions:
-                key = (partition.topic, partition.partition)
+            while (any(self._leases.get(key) for key in keys)
+                   and time.monotonic() < deadline):
+                self._changed.wait(0.05)
+            positions = {key: self._pending.pop(key) for key in keys if key in self._pending}
+        if positions:
+            try:
+                self.consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+                    asynchronous=False)
+                self.commits += 1
+            except KafkaException as error:
+                log.warning("could not commit %s before giving the partitions up: %s "
+                            "(their new owner runs those steps again)", positions, error)
+        self._release(keys)
+
+    def _on_lost(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        """Another member already owns these partitions: stop at once, commit nothing."""
+        keys = {(p.topic, p.partition) for p in partitions}
+        self.assignment -= keys
+        self._release(keys)
+
+    def _release(self, keys: set[PartitionKey]) -> None:
+        # librdkafka keeps a partition's pause flag across revocation and re-assignment:
+        # resume what this loop paused, or a partition given back later stays paused for good.
+        paused = [TopicPartition(t, p) for t, p in keys & self._paused]
+        if paused:
+            try:
+                self.consumer.resume(paused)
+            except KafkaException as error:
+                log.warning("could not resume %s before giving them up: %s", paused, error)
+        with self._changed:
+            for key in keys:
                 for lease in self._leases.pop(key, {}).values():
                     lease.revoke()  # the handler is told to stop; its result is not sent
                 self._tracker.forget(key)

@@ -102,10 +102,12 @@ def main() -> int:
                 # instead of after the dead member's session timeout.
                 group_instance_id=(f"{settings.worker_instance_id}-{queue}"
                                    if settings.worker_instance_id else None),
+                max_poll_interval_ms=settings.worker_max_poll_interval_ms,
             ),
             codec, runner.handle, producer, stop, now_ms,
             concurrency=settings.worker_concurrency,
             shutdown_seconds=settings.worker_shutdown_seconds,
+            revoke_drain_seconds=settings.worker_revoke_drain_seconds,
         ).run()
 
     threads: list[threading.Thread] = [

@@ -18,6 +18,14 @@ class WorkerSettings(CommonSettings):
     # On SIGTERM, running steps get this long to finish before the process exits (their
     # commands are then redelivered to another worker).
     worker_shutdown_seconds: float = 20.0
+    # When a rebalance moves a partition to another worker, its running steps get this long to
+    # finish and have their offsets committed before the partition is given up, so the new
+    # owner does not start them again. Keep it under max.poll.interval.ms.
+    worker_revoke_drain_seconds: float = Field(default=10.0, ge=0)
+    # A worker that does not poll for this long is evicted from its group. The consumer polls
+    # while steps run (they run on a pool), so long steps never reach it; it bounds a stuck
+    # polling thread.
+    worker_max_poll_interval_ms: int = Field(default=600_000, ge=6_000)
     # A step result larger than this (encoded) fails the attempt for good (ResultTooLarge)
     # instead of producing a record the broker would refuse (message.max.bytes, 1 MiB).
     worker_max_result_bytes: int = Field(default=900_000, gt=0)
