@@ -11,6 +11,10 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.core import events as ev
 
 TERMINAL_EVENTS = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskCompensationFailed)
+# A late success of an attempt the task no longer waited for is recorded, and undone, even
+# after the task ended: its effect exists and must be compensated (issue 8, defect 7).
+AFTER_TERMINAL = (ev.StepSurplusSucceeded, ev.StepSurplusCompensated,
+                  ev.StepSurplusCompensationFailed)
 
 
 def log_problems(database_url: str, task_ids: list[str]) -> list[str]:
@@ -36,6 +40,8 @@ def log_problems(database_url: str, task_ids: list[str]) -> list[str]:
             if duplicated:
                 problems.append(f"{task_id}: duplicated transitions {duplicated}")
             terminal = [e for e in events if isinstance(e, TERMINAL_EVENTS)]
-            if len(terminal) != 1 or events[-1] is not terminal[0]:
-                problems.append(f"{task_id}: terminal events {terminal}")
+            after = events[events.index(terminal[0]) + 1:] if len(terminal) == 1 else []
+            if len(terminal) != 1 or not all(isinstance(e, AFTER_TERMINAL) for e in after):
+                problems.append(f"{task_id}: terminal events {terminal}, then "
+                                f"{[type(e).__name__ for e in after]}")
     return problems

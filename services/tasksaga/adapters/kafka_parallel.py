@@ -9,7 +9,8 @@ Offsets complete out of order, so each partition's committed position is the low
 not yet finished (``OffsetTracker``): a crash re-delivers whatever had not finished below it,
 never skips it. The position is committed as soon as a message finishes (its result was
 acknowledged; the polling thread sends it between two short polls), not on a timer, so a
-killed worker re-runs only what was in flight.
+killed worker re-runs only what was in flight. One commit is in flight at a time: what
+finishes meanwhile goes in the next one, and a failed commit is sent again.
 
 Each message runs under a ``Lease`` on its partition. When a rebalance takes a partition away,
 the consumer first lets what runs on it finish (up to ``revoke_drain_seconds``) and commits its
@@ -136,6 +137,8 @@ class OffsetTracker:
 class ParallelConsumerLoop(ConsumerLoop):
     PAUSE_AFTER_S = 5.0
     BUSY_POLL_S = 0.01
+    # An unanswered commit stops holding back the next one after this long.
+    COMMIT_ANSWER_S = 10.0
 
     def __init__(
         self, settings: ConsumerSettings, codec: AvroCodec, handler: LeasedHandler,
@@ -159,6 +162,14 @@ class ParallelConsumerLoop(ConsumerLoop):
         # Positions taken from the tracker, not yet sent (guarded by _changed): the polling
         # thread sends them (_send_commits).
         self._pending: dict[PartitionKey, int] = {}
+        # The latest position sent per partition (polling thread only): a failed commit is
+        # sent again only if nothing later was sent meanwhile, so a position never goes back.
+        self._sent: dict[PartitionKey, int] = {}
+        # One asynchronous commit in flight at a time (polling thread only): positions that
+        # move meanwhile wait in _pending and go in the next. A queue of commits to a slow
+        # group coordinator held back the heartbeats behind them, and the member was evicted
+        # over and over while a broker recovered (R3).
+        self._commit_sent_at: float | None = None
         # The partitions owned, as the rebalance callbacks reported them. Other threads read
         # this instead of consumer.assignment(), which would wait for the polling thread.
         self.assignment: frozenset[PartitionKey] = frozenset()
@@ -247,6 +258,9 @@ class ParallelConsumerLoop(ConsumerLoop):
         loop hardly ever leaves, and inside poll() a rebalance runs ``_on_revoke``, which needs
         ``_changed``. Committing from the pool threads under ``_changed`` deadlocked the worker
         at the first rebalance that came while a commit waited (R5: it never polled again)."""
+        if (self._commit_sent_at is not None
+                and time.monotonic() - self._commit_sent_at < self.COMMIT_ANSWER_S):
+            return  # the previous commit is unanswered: its successor waits in _pending
         with self._changed:
             positions, self._pending = self._pending, {}
         self._commit(positions)
@@ -255,6 +269,8 @@ class ParallelConsumerLoop(ConsumerLoop):
         """Commit asynchronously (on the polling thread, so in the order positions were taken)."""
         if not positions:
             return
+        self._sent.update(positions)
+        self._commit_sent_at = time.monotonic()
         try:
             self.consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
@@ -262,15 +278,25 @@ class ParallelConsumerLoop(ConsumerLoop):
             )
             self.commits += 1
         except (KafkaException, RuntimeError) as error:  # revoked or closing meanwhile
+            self._commit_sent_at = None  # refused at once: no answer will come
             log.info("could not commit offsets %s: %s", positions, error)
 
-    @staticmethod
-    def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        # Served by poll(). A failed commit (a rebalance in between) costs at most the
-        # re-execution of what it covered, unless a later commit of the partition covers it.
-        if error is not None:
-            log.warning("offset commit failed (%s): %s", error,
-                        [(p.topic, p.partition, p.offset) for p in partitions])
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Served by poll(). A failed commit is sent again with the next ones (positions are
+        only taken from the tracker when they move, so an idle partition would otherwise keep
+        an old committed offset, and its next owner would run finished steps again)."""
+        self._commit_sent_at = None
+        failed = {(p.topic, p.partition): p.offset for p in partitions
+                  if error is not None or p.error is not None}
+        if not failed:
+            return
+        log.warning("offset commit failed (%s), sending it again: %s",
+                    error or [p.error for p in partitions if p.error is not None], failed)
+        with self._changed:
+            for key, offset in failed.items():
+                if (key in self.assignment and offset >= self._sent.get(key, -1)
+                        and offset > self._pending.get(key, -1)):
+                    self._pending[key] = offset
 
     def _throttle(self) -> None:
         """With a full pool, wait for a free slot; pause the partitions only when the pool
@@ -342,5 +368,6 @@ class ParallelConsumerLoop(ConsumerLoop):
                     lease.revoke()  # the handler is told to stop; its result is not sent
                 self._tracker.forget(key)
                 self._pending.pop(key, None)  # its new owner commits it from now on
+                self._sent.pop(key, None)
                 self._paused.discard(key)
             self._changed.notify_all()

@@ -8,6 +8,7 @@ the records of the calling thread.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -107,7 +108,11 @@ class KafkaProducer:
     def __init__(self, bootstrap: str, client_id: str, delivery_timeout_ms: int = 30_000) -> None:
         if delivery_timeout_ms <= 0:
             raise ValueError(f"delivery_timeout_ms must be positive, got {delivery_timeout_ms}")
-        self._producer = Producer(producer_config(bootstrap, client_id, delivery_timeout_ms))
+        self._producer = Producer({**producer_config(bootstrap, client_id, delivery_timeout_ms),
+                                   "error_cb": self._on_client_error})
+        # librdkafka found every broker unreachable; cleared by the next acknowledged record.
+        # A record refused while this holds means an outage, not one leaderless partition.
+        self.brokers_down = False
         self.delivery_timeout_s = delivery_timeout_ms / 1000
         self._mine = threading.local()  # the records this thread produced since its last flush
         self._poller: threading.Thread | None = None
@@ -138,7 +143,7 @@ class KafkaProducer:
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=list(headers),
-                                       on_delivery=delivery._report)
+                                       on_delivery=functools.partial(self._report, delivery))
                 return delivery
             except BufferError:  # local queue full: let deliveries drain, up to the timeout
                 if time.monotonic() >= deadline:
@@ -150,6 +155,16 @@ class KafkaProducer:
                 kafka_error = error.args[0]
                 delivery._refuse(DeliveryFailed(topic, str(kafka_error), kafka_error.code()))
                 return delivery
+
+    def _report(self, delivery: Delivery, error: KafkaError | None,
+                message: Message | None = None) -> None:
+        if error is None:
+            self.brokers_down = False
+        delivery._report(error, message)
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.brokers_down = True
 
     def send_and_wait(self, topic: str, key: bytes | None, value: bytes, headers: Headers = (),
                       timeout_s: float | None = None) -> None:

@@ -37,13 +37,20 @@ class SubmitUnavailable(HTTPException):
 
 @dataclass
 class SubmitGate:
-    """Fail fast while Kafka is down: after a failed send, refuse at once for ``open_s``
-    (then let one request try again), so submits never pile up on the thread pool and
-    reads and health probes keep answering."""
+    """Fail fast while Kafka is down: after a send failed with every broker unreachable, or
+    after ``trip_after`` failed sends in a row (no send acknowledged in between: a cluster
+    that accepts connections but no records), refuse at once for ``open_s`` (then let one
+    request try again), so submits never pile up on the thread pool and reads and health
+    probes keep answering.
+
+    Otherwise one failure does not trip it: while a broker fails over, only the partitions it
+    led refuse records, and the submissions bound for the others must keep being accepted."""
 
     open_s: float = 5.0
+    trip_after: int = 3
     monotonic: Callable[[], float] = time.monotonic
     _failed_at: float | None = None
+    _failures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check(self) -> None:
@@ -56,13 +63,16 @@ class SubmitGate:
                                         "the message broker is unreachable")
             self._failed_at = self.monotonic()  # this request probes; others still wait
 
-    def failed(self) -> None:
+    def failed(self, brokers_down: bool = False) -> None:
         with self._lock:
-            self._failed_at = self.monotonic()
+            self._failures += 1
+            if brokers_down or self._failures >= self.trip_after or self._failed_at is not None:
+                self._failed_at = self.monotonic()
 
     def succeeded(self) -> None:
         with self._lock:
             self._failed_at = None
+            self._failures = 0
 
 
 @dataclass
@@ -94,7 +104,7 @@ class ApiDependencies:
             self.producer.send_envelope(self.codec, self.topics.task_commands, envelope)
         except Exception as error:
             log.warning("command %s not accepted by Kafka: %s", message_id, error)
-            self.submit_gate.failed()
+            self.submit_gate.failed(self.producer.brokers_down)
             raise SubmitUnavailable(max(1, round(self.submit_gate.open_s)),
                                     "the message broker did not acknowledge it") from error
         self.submit_gate.succeeded()

@@ -1,0 +1,74 @@
+"""A failed offset commit of the parallel consumer is sent again, and never sends a partition's
+position backwards (no broker needed: the loop's commit bookkeeping is driven directly)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
+
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_bus import ConsumerSettings, KafkaProducer
+from tasksaga.adapters.kafka_parallel import ParallelConsumerLoop
+
+P = ("step-commands.q", 0)
+FAILED = KafkaError(KafkaError.ILLEGAL_GENERATION)
+
+
+@pytest.fixture
+def loop() -> Iterator[ParallelConsumerLoop]:
+    # Nothing listens there: the clients are built but never used.
+    dead_letters = KafkaProducer("127.0.0.1:1", "unit-dlq")
+    loop = ParallelConsumerLoop(
+        ConsumerSettings(bootstrap="127.0.0.1:1", group_id="unit", topics=[P[0]],
+                         dead_letter_topic="dlq"),
+        AvroCodec(), lambda _envelope, _lease: True, dead_letters, threading.Event(),
+        lambda: 0, concurrency=2)
+    loop.assignment = frozenset({P})
+    yield loop
+    loop.consumer.close()
+    dead_letters.close(timeout=0)
+
+
+def test_a_failed_commit_is_sent_again_with_the_next_ones(loop: ParallelConsumerLoop) -> None:
+    loop._sent[P] = 7
+    loop._on_commit(FAILED, [TopicPartition(*P, 7)])
+    assert loop._pending == {P: 7}  # an idle partition keeps no stale committed position
+
+
+def test_a_failed_commit_overtaken_by_a_later_one_is_not_sent_again(
+    loop: ParallelConsumerLoop,
+) -> None:
+    loop._sent[P] = 9  # sent after 7 was: re-sending 7 would move the position back
+    loop._on_commit(FAILED, [TopicPartition(*P, 7)])
+    assert loop._pending == {}
+
+
+def test_a_failed_commit_of_a_partition_given_up_is_dropped(loop: ParallelConsumerLoop) -> None:
+    loop.assignment = frozenset()
+    loop._sent[P] = 7
+    loop._on_commit(FAILED, [TopicPartition(*P, 7)])
+    assert loop._pending == {}
+
+
+def test_a_successful_commit_queues_nothing(loop: ParallelConsumerLoop) -> None:
+    loop._sent[P] = 7
+    loop._on_commit(None, [TopicPartition(*P, 7)])
+    assert loop._pending == {}
+
+
+def test_one_commit_is_in_flight_at_a_time(loop: ParallelConsumerLoop) -> None:
+    """Commits queued behind a slow group coordinator held back the member's heartbeats
+    until it was evicted (R3): positions that move meanwhile wait for the answer."""
+    loop._pending = {P: 5}
+    loop._send_commits()  # sent (the client refuses it here, unassigned: logged only)
+    assert loop._pending == {}
+    loop._pending = {P: 6}
+    loop._send_commits()
+    assert loop._pending == {P: 6}  # waits for the answer to the first
+    loop._on_commit(None, [TopicPartition(*P, 5)])
+    loop._send_commits()
+    assert loop._pending == {}
+    assert loop._sent == {P: 6}
