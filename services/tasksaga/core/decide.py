@@ -26,7 +26,8 @@ HEARTBEAT_MISSED = "HeartbeatMissed"
 COMPENSATION_TIMED_OUT = "CompensationTimedOut"
 SUPERSEDED = attempts.SUPERSEDED
 
-# Decision and RandomFraction live in tasksaga.core.decision; callers import them from here.
+# Decision and RandomFraction are defined in tasksaga.core.decision and re-exported here,
+# where the orchestrator, the tests and the benchmarks import them.
 __all__ = [
     "COMPENSATION_TIMED_OUT",
     "HEARTBEAT_MISSED",
