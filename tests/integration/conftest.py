@@ -1,16 +1,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from urllib.parse import quote
 
+import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
 from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
+from tests.integration.http_receivers import QuietHandler, port_of, serving
+from tests.integration.notifier_support import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +58,50 @@ def completed_step(task_id: str, version: int, step: str = "CreateArchive") -> E
         causation_id=None, occurred_at_ms=1_700_000_000_500, task_type="CreateZip",
         version=version,
     )
+
+
+# -- the notifier's tests: a private schema, recording webhook receivers --------------------------
+# In a schema of its own (search_path), a test's deliveries are invisible to any other notifier
+# sharing the stack — say an end-to-end run with a different secret — which could claim them.
+
+
+@pytest.fixture
+def schema_url(database_url: str) -> Iterator[str]:
+    """The stack's database, but every table in a fresh schema of this test's own."""
+    schema = f"notifier_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in database_url else "?"
+    url = f"{database_url}{separator}options={quote(f'-csearch_path={schema}')}"
+    try:
+        apply_migrations(url)
+        yield url
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def schema_pool(schema_url: str) -> Iterator[ConnectionPool]:
+    pool = open_pool(schema_url, max_size=4, name="notifier-tests")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def receiver_factory() -> Iterator[Callable[[int], tuple[Receiver, str]]]:
+    """Starts receivers that answer 500 to the first ``failures`` POSTs of each delivery."""
+    with ExitStack() as servers:
+
+        def start(failures: int) -> tuple[Receiver, str]:
+            receiver = Receiver(failures)
+
+            class Handler(QuietHandler):
+                def do_POST(self) -> None:
+                    body = self.read_body()
+                    self.answer(receiver.answer(dict(self.headers.items()), body))
+
+            server = servers.enter_context(serving(Handler))
+            return receiver, f"http://127.0.0.1:{port_of(server)}/hooks/tasks"
+
+        yield start

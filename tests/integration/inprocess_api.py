@@ -3,10 +3,12 @@ tests of what the API alone guarantees."""
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fastapi.dependencies import models as fastapi_dependencies
 from fastapi.testclient import TestClient
 
 from tasksaga.adapters.avro_codec import AvroCodec
@@ -66,4 +68,20 @@ def inprocess_api(stack_env: dict[str, str], kafka_bootstrap: str, topic_prefix:
             yield client, deps
     finally:
         pool.close()
-        deps.producer.close(1.0)  # else its client keeps reconnecting (a dead broker) for good
+        deps.producer.close(1.0)  # delivers what is queued; the client lives on until freed
+
+
+def release_inprocess_apps() -> None:
+    """Free the in-process apps nobody uses any more, and with them their Kafka clients (the
+    producer and the readiness check's admin client), which otherwise keep reconnecting to a
+    broker that is gone — logging each refusal — until the process exits.
+
+    FastAPI remembers what kind of callable each dependency is in module-level LRU caches,
+    whose keys hold the callables: the app's dependency closures, and through them its
+    ``ApiDependencies``. Call this once the test dropped its own references.
+    """
+    for cache in (fastapi_dependencies._is_gen_callable_cached,
+                  fastapi_dependencies._is_async_gen_callable_cached,
+                  fastapi_dependencies._is_coroutine_callable_cached):
+        cache.cache_clear()
+    gc.collect()  # the app and its dependencies reference each other

@@ -10,7 +10,7 @@ from tasksaga.adapters.kafka_bus import KafkaProducer
 from tasksaga.adapters.topics import ensure_topics
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import messages as msg
-from tests.integration.test_outbox_relay import read_all
+from tests.integration.relay_support import read_all
 
 
 def test_a_command_round_trips_through_kafka(

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from psycopg_pool import ConnectionPool
@@ -25,14 +24,8 @@ from tasksaga.notifier import rules
 from tasksaga.notifier.consumer import NotificationConsumer
 from tasksaga.notifier.pinned_http import PinnedPoster
 from tasksaga.notifier.sender import Limits, Sender
-from tests.integration.test_notifier_delivery import (  # noqa: F401 (fixtures)
-    DEADLINE_S,
-    SECRET,
-    event,
-    now_ms,
-    schema_pool,
-    schema_url,
-)
+from tests.integration.http_receivers import QuietHandler, port_of, serving
+from tests.integration.notifier_support import DEADLINE_S, SECRET, event, now_ms
 
 pytestmark = pytest.mark.integration
 
@@ -70,29 +63,21 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     state = Receiver()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.read_body()
             if self.path == "/slow":
                 state.slow(self.headers.get("Host", ""))
             else:
                 with state.lock:
                     state.arrivals[self.headers.get("X-Tasksaga-Delivery", "")] = (
                         time.monotonic())
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.answer(200)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((HOST, 0), Handler)
-    state.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state
-    state.release.set()
-    server.shutdown()
-    server.server_close()
+    with serving(Handler, HOST) as server:
+        state.port = port_of(server)
+        yield state
+        state.release.set()  # before the server stops: its handlers may still hold requests
 
 
 def resolver(host: str, port: int) -> Sequence[str]:
@@ -110,7 +95,7 @@ def queue(consumer: NotificationConsumer, tenant: str, url: str) -> str:
 
 
 def test_s5_a_slow_receiver_only_occupies_its_own_slots(
-    schema_url: str, schema_pool: ConnectionPool,  # noqa: F811 (fixtures)
+    schema_url: str, schema_pool: ConnectionPool,
     receiver: Receiver,
 ) -> None:
     consumer = NotificationConsumer(schema_pool, now_ms)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import uuid
 
-from confluent_kafka import Consumer
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
@@ -14,6 +12,7 @@ from tasksaga.adapters.outbox_relay import OutboxRelay
 from tasksaga.adapters.pg_store import OutboxRecord, PostgresEventStore
 from tasksaga.adapters.topics import ensure_topics
 from tests.integration.conftest import new_task_id, submitted
+from tests.integration.relay_support import drain, read_all
 
 
 class CrashAfterFlush(KafkaProducer):
@@ -22,28 +21,6 @@ class CrashAfterFlush(KafkaProducer):
     def flush(self, timeout: float = 30.0, raise_on_error: bool = True) -> list[Delivery]:
         super().flush(timeout, raise_on_error)
         raise SystemExit("crash between publish and delete")
-
-
-def read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    try:
-        for _ in range(60):
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                values.append(message.value())  # type: ignore[arg-type]
-            if len(values) >= expected and message is None:
-                break
-    finally:
-        consumer.close()
-    return values
-
-
-def _drain(relay: OutboxRelay) -> None:
-    while relay.publish_pending():
-        pass
 
 
 def test_rolled_back_records_are_never_published_and_a_crash_resends(
@@ -55,7 +32,7 @@ def test_rolled_back_records_are_never_published_and_a_crash_resends(
 
     topic = f"{topic_prefix}.outbox-test"
     ensure_topics(kafka_bootstrap, [topic], partitions=1)
-    _drain(relay(KafkaProducer(kafka_bootstrap, "relay-pre")))
+    drain(relay(KafkaProducer(kafka_bootstrap, "relay-pre")))
     committed, rolled_back = new_task_id(), new_task_id()
     # Another deployment's record, to a topic that does not exist: not ours to publish, and
     # it must not block ours.
@@ -75,7 +52,7 @@ def test_rolled_back_records_are_never_published_and_a_crash_resends(
     crashing = relay(CrashAfterFlush(kafka_bootstrap, "relay-crash"))
     with contextlib.suppress(SystemExit):
         crashing.publish_pending()
-    _drain(relay(KafkaProducer(kafka_bootstrap, "relay-restarted")))
+    drain(relay(KafkaProducer(kafka_bootstrap, "relay-restarted")))
 
     received = [codec.decode(v) for v in read_all(kafka_bootstrap, topic, expected=2)]
     task_ids = [e.task_id for e in received]

@@ -18,7 +18,7 @@ from tasksaga.adapters.kafka_bus import DeliveryFailed, KafkaProducer
 from tasksaga.adapters.topics import ensure_topics
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import messages as msg
-from tests.integration.test_outbox_relay import read_all
+from tests.integration.relay_support import read_all
 
 
 def _topics(bootstrap: str, prefix: str) -> tuple[str, str]:

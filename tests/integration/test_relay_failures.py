@@ -7,6 +7,7 @@ import os
 import uuid
 
 import psycopg
+import pytest
 from confluent_kafka import KafkaError
 from psycopg_pool import ConnectionPool
 
@@ -16,33 +17,32 @@ from tasksaga.adapters.outbox_relay import OutboxRelay
 from tasksaga.adapters.pg_store import OutboxRecord, PostgresEventStore, open_pool
 from tasksaga.adapters.topics import ensure_topics
 from tasksaga.adapters.wire import DeadLetter, Topics
-from tests.integration.test_outbox_relay import read_all
+from tests.integration.relay_support import drain, read_all
 
 TOPIC_LIMIT = 50_000  # the topic's max.message.bytes
 
 
-def _drain(relay: OutboxRelay, rounds: int = 10) -> None:
-    for _ in range(rounds):  # bounded: a relay stuck on one batch fails the test, not hangs it
-        if not relay.publish_pending():
-            return
-    raise AssertionError(f"the relay still had work after {rounds} rounds")
+@pytest.fixture
+def limited_topic(kafka_bootstrap: str, topic_prefix: str) -> str:
+    """A topic that refuses records over TOPIC_LIMIT, and the dead-letter topic beside it."""
+    topic = f"{topic_prefix}.relay-limited"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1,
+                  config={"max.message.bytes": str(TOPIC_LIMIT)})
+    ensure_topics(kafka_bootstrap, [Topics(topic_prefix).dead_letter], partitions=1)
+    return topic
 
 
 def test_an_oversized_record_is_dead_lettered_and_the_others_go_on(
     kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
-    topic_prefix: str,
+    topic_prefix: str, limited_topic: str,
 ) -> None:
-    topics = Topics(topic_prefix)
-    topic = f"{topic_prefix}.relay-size"
-    ensure_topics(kafka_bootstrap, [topic], partitions=1,
-                  config={"max.message.bytes": str(TOPIC_LIMIT)})
-    ensure_topics(kafka_bootstrap, [topics.dead_letter], partitions=1)
+    topics, topic = Topics(topic_prefix), limited_topic
     too_large = os.urandom(4 * TOPIC_LIMIT)  # random: lz4 cannot shrink it under the limit
     with store.transaction() as tx:
         tx.enqueue([OutboxRecord(topic, b"k", b"before"),
                     OutboxRecord(topic, b"k", too_large),
                     OutboxRecord(topic, b"k", b"after")])
-    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-size"), topic_prefix, codec))
+    drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-size"), topic_prefix, codec))
 
     assert read_all(kafka_bootstrap, topic, expected=2) == [b"before", b"after"]
     letters = [codec.decode(v) for v in read_all(kafka_bootstrap, topics.dead_letter, 1)]
@@ -63,18 +63,14 @@ def test_an_oversized_record_is_dead_lettered_and_the_others_go_on(
 
 def test_an_oversized_dead_letter_value_is_cut_and_kept_whole_in_the_table(
     kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
-    topic_prefix: str,
+    topic_prefix: str, limited_topic: str,
 ) -> None:
-    topics = Topics(topic_prefix)
-    topic = f"{topic_prefix}.relay-cut"
-    ensure_topics(kafka_bootstrap, [topic], partitions=1,
-                  config={"max.message.bytes": str(TOPIC_LIMIT)})
-    ensure_topics(kafka_bootstrap, [topics.dead_letter], partitions=1)
+    topics, topic = Topics(topic_prefix), limited_topic
     too_large = os.urandom(4 * TOPIC_LIMIT)
     with store.transaction() as tx:
         tx.enqueue([OutboxRecord(topic, b"k", too_large)])
-    _drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-cut"), topic_prefix, codec,
-                       dead_letter_value_bytes=1000))
+    drain(OutboxRelay(pool, KafkaProducer(kafka_bootstrap, "relay-cut"), topic_prefix, codec,
+                      dead_letter_value_bytes=1000))
     letter = codec.decode(read_all(kafka_bootstrap, topics.dead_letter, 1)[0]).payload
     assert isinstance(letter, DeadLetter)
     assert letter.value == too_large[:1000]
@@ -110,7 +106,7 @@ def test_no_transaction_is_open_while_records_travel_to_the_broker(
         with store.transaction() as tx:
             tx.enqueue([OutboxRecord(topic, b"k", b"v")])
         producer = WatchedProducer(kafka_bootstrap, database_url, name)
-        _drain(OutboxRelay(relay_pool, producer, topic_prefix, codec))
+        drain(OutboxRelay(relay_pool, producer, topic_prefix, codec))
     finally:
         relay_pool.close()
     assert producer.states, "the relay's session was watched while it published"
@@ -153,6 +149,6 @@ def test_a_record_that_may_pass_is_sent_again_with_the_later_records_of_its_key(
         left = [bytes(r[0]) for r in conn.execute(
             "SELECT value FROM outbox WHERE topic = %s ORDER BY id", (topic,))]
     assert left == [b"fail", b"A2"]
-    _drain(relay)
+    drain(relay)
     received = read_all(kafka_bootstrap, topic, expected=4)
     assert received == [b"A2", b"B1", b"fail", b"A2"]

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import datetime
 import ssl
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from tasksaga.adapters.url_guard import UrlGuard
 from tasksaga.notifier.pinned_http import PinnedPoster
+from tests.integration.http_receivers import QuietHandler, port_of, serving
 
 pytestmark = pytest.mark.integration
 
@@ -75,24 +74,15 @@ def tls_receiver(tmp_path: Path) -> Iterator[TlsReceiver]:
     context.load_cert_chain(tmp_path / "leaf.pem")
     context.sni_callback = lambda sock, name, ctx: state.server_names.append(name)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.read_body()
             state.hosts.append(self.headers.get("Host", ""))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.answer(200)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((HOST, 0), Handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    state.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(Handler, HOST, tls=context) as server:
+        state.port = port_of(server)
+        yield state
 
 
 def resolver(host: str, port: int) -> Sequence[str]:

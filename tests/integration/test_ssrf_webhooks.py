@@ -17,7 +17,6 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -29,14 +28,8 @@ from tasksaga.notifier import rules
 from tasksaga.notifier.consumer import NotificationConsumer
 from tasksaga.notifier.pinned_http import PinnedPoster
 from tasksaga.notifier.sender import Sender
-from tests.integration.test_notifier_delivery import (  # noqa: F401 (fixtures)
-    SECRET,
-    event,
-    now_ms,
-    schema_pool,
-    schema_url,
-    submitted,
-)
+from tests.integration.http_receivers import QuietHandler, port_of, serving
+from tests.integration.notifier_support import SECRET, event, now_ms, submitted
 
 pytestmark = pytest.mark.integration
 
@@ -97,26 +90,19 @@ def allowed_receiver(loopback_counter: LoopbackCounter) -> Iterator[AllowedRecei
     }
     receiver = AllowedReceiver(0)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.read_body()
             receiver.requests.append((self.path, self.headers.get("Host", "")))
             where = self.path.removeprefix("/redirect/")
-            self.send_response(302 if where in targets else 200)
             if where in targets:
-                self.send_header("Location", targets[where])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+                self.answer(302, {"Location": targets[where]})
+            else:
+                self.answer(200)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((ALLOWED, 0), Handler)
-    receiver.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield receiver
-    server.shutdown()
-    server.server_close()
+    with serving(Handler, ALLOWED) as server:
+        receiver.port = port_of(server)
+        yield receiver
 
 
 # -- a resolver under the test's control ---------------------------------------------------------
@@ -179,7 +165,7 @@ def hostile_urls(port: int) -> list[str]:
 
 
 def test_s1_hostile_callback_urls_are_blocked_and_the_loopback_hears_nothing(
-    schema_url: str, schema_pool: ConnectionPool,  # noqa: F811 (fixtures)
+    schema_url: str, schema_pool: ConnectionPool,
     loopback_counter: LoopbackCounter, allowed_receiver: AllowedReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -251,7 +237,7 @@ def test_s1_hostile_callback_urls_are_blocked_and_the_loopback_hears_nothing(
 
 
 def test_a_refused_receiver_is_not_retried(
-    schema_url: str, schema_pool: ConnectionPool,  # noqa: F811 (fixtures)
+    schema_url: str, schema_pool: ConnectionPool,
     loopback_counter: LoopbackCounter,
 ) -> None:
     notifier = Sender(

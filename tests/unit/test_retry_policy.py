@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tasksaga.core import Backoff, RetryPolicy
+from tasksaga.core.retry import service_retry_delay_ms
 
 
 def test_exponential_backoff_doubles_and_is_capped() -> None:
@@ -81,3 +82,10 @@ def test_error_names_are_matched_whole_never_as_substrings() -> None:
 def test_retry_on_refuses_what_is_not_an_exception() -> None:
     with pytest.raises(ValueError, match="retry_on takes exception classes"):
         RetryPolicy(retry_on=[int])  # type: ignore[list-item]
+
+
+def test_a_service_retry_loop_waits_400_ms_then_doubles_up_to_its_cap() -> None:
+    assert [service_retry_delay_ms(n) for n in range(1, 7)] == [400, 800, 1600, 3200, 5000,
+                                                                5000]
+    assert service_retry_delay_ms(3, cap_ms=1000) == 1000
+    assert service_retry_delay_ms(10_000) == 5000  # no overflow after a long outage

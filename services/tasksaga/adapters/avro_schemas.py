@@ -46,17 +46,7 @@ def record_schema(cls: type[Any], defined: set[str]) -> Any:
         return name  # a named type is defined once, then referred to by name
     defined.add(name)
     hints = typing.get_type_hints(cls)
-    fields = []
-    for field in dataclasses.fields(cls):
-        avro, optional = _avro_type(hints[field.name], defined)
-        entry: dict[str, Any] = {"name": field.name, "type": avro}
-        if optional:
-            entry["default"] = None
-        elif field.default is not dataclasses.MISSING and field.default is not None:
-            entry["default"] = field.default
-        elif field.default_factory is not dataclasses.MISSING:
-            entry["default"] = field.default_factory()
-        fields.append(entry)
+    fields = [_field_schema(field, hints[field.name], defined) for field in dataclasses.fields(cls)]
     doc = (cls.__doc__ or "").strip().splitlines()
     record: dict[str, Any] = {"type": "record", "name": cls.__name__, "namespace": NAMESPACE}
     if doc and not doc[0].startswith(cls.__name__ + "("):
@@ -71,17 +61,22 @@ def message_schema(name: str, payload_types: tuple[type[Any], ...]) -> dict[str,
         {"name": "payload", "type": [record_schema(t, defined) for t in payload_types]}
     ]
     hints = typing.get_type_hints(Envelope)
-    for field in dataclasses.fields(Envelope):
-        if field.name == "payload":
-            continue
-        avro, optional = _avro_type(hints[field.name], defined)
-        entry: dict[str, Any] = {"name": field.name, "type": avro}
-        if optional:
-            entry["default"] = None
-        elif field.default is not dataclasses.MISSING:
-            entry["default"] = field.default
-        fields.append(entry)
+    fields += [_field_schema(field, hints[field.name], defined)
+               for field in dataclasses.fields(Envelope) if field.name != "payload"]
     return {"type": "record", "name": name, "namespace": NAMESPACE, "fields": fields}
+
+
+def _field_schema(field: dataclasses.Field[Any], hint: Any, defined: set[str]) -> dict[str, Any]:
+    """One record field; an optional field defaults to null, others to their declared default."""
+    avro, optional = _avro_type(hint, defined)
+    entry: dict[str, Any] = {"name": field.name, "type": avro}
+    if optional:
+        entry["default"] = None
+    elif field.default is not dataclasses.MISSING and field.default is not None:
+        entry["default"] = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        entry["default"] = field.default_factory()
+    return entry
 
 
 def build_schemas() -> dict[str, dict[str, Any]]:

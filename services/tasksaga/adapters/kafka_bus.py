@@ -24,6 +24,7 @@ from tasksaga.adapters.kafka_producer import (
     producer_config,
 )
 from tasksaga.adapters.wire import DeadLetter, Envelope
+from tasksaga.core.retry import service_retry_delay_ms
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ class ConsumerLoop:
                     self.dead_letter(message, f"handler failed: {type(error).__name__}: {error}")
                     break
                 log.warning("handler failed (%s), retrying: %s", type(error).__name__, error)
-                self._stop.wait(min(0.2 * 2**failures, 5.0))
+                self._stop.wait(service_retry_delay_ms(failures) / 1000)
         else:
             return False  # stopping: leave the offset unstored so the message is redelivered
         return True

@@ -13,9 +13,11 @@ from pydantic import BaseModel
 
 from tasksaga.api.submission import SubmissionError
 from tasksaga.core.context import StepContext, dump_model
-from tasksaga.core.definition import StepDef, TaskDefinition, UploadStepData
+from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.messages import ApiStepResult
 from tasksaga.core.ports import ObjectStore
+from tasksaga.core.request_fields import UploadStepData
+from tasksaga.core.steps import StepDef
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from tasksaga.core.definition import TaskDefinition, UploadedFile, UploadStepData
+from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.messages import ApiStepResult
 from tasksaga.core.ports import ObjectStore
+from tasksaga.core.request_fields import UploadedFile, UploadStepData
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Set by the server from the caller's identity and the log, never by a request body.

@@ -22,7 +22,8 @@ from tasksaga.api.body_limits import parse_form
 from tasksaga.api.dependencies import ApiDependencies, SubmitUnavailable
 from tasksaga.core import messages as msg
 from tasksaga.core.authorization import Action, Principal
-from tasksaga.core.definition import TaskDefinition, outbound_urls
+from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.request_fields import outbound_urls
 
 log = logging.getLogger(__name__)
 

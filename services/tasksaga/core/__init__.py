@@ -14,19 +14,11 @@ from tasksaga.core.authorization import (
     TaskRef,
 )
 from tasksaga.core.context import SagaContext, StepContext, StepDataMissing
-from tasksaga.core.definition import (
-    AwaitMode,
-    CallbackUrl,
-    DefinitionError,
-    Diagnostic,
-    Placement,
-    StepCondition,
-    TaskDefinition,
-    UploadedFile,
-    UploadStepData,
-)
+from tasksaga.core.definition import DefinitionError, Diagnostic, TaskDefinition
 from tasksaga.core.errors import NonRetryableError, StepCancelled
+from tasksaga.core.request_fields import CallbackUrl, UploadedFile, UploadStepData
 from tasksaga.core.retry import Backoff, RetryPolicy
+from tasksaga.core.steps import AwaitMode, Placement, StepCondition
 
 __all__ = [
     "OPERATOR_ROLE",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
-from tasksaga.core.definition import StepDef, TaskDefinition
+from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.state import StepState, StepStatus, SurplusStatus, TaskState
+from tasksaga.core.steps import StepDef
 
 CANCELLED = "Cancelled"
 SUPERSEDED = "Superseded"

@@ -8,63 +8,38 @@ old attempt's result, a timer for a step that already moved on) yield nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tasksaga.core import attempts
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.context import SagaContext
-from tasksaga.core.definition import Placement, Stage, StepDef, TaskDefinition
-from tasksaga.core.state import StepStatus, TaskState, TaskStatus, evolve
-
-RandomFraction = Callable[[], float]
+from tasksaga.core.decision import Decision, RandomFraction
+from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.stage_progress import satisfied
+from tasksaga.core.state import StepStatus, TaskState, TaskStatus
+from tasksaga.core.step_actions import StepActions
+from tasksaga.core.steps import Placement, Stage, StepDef
 
 STEP_TIMED_OUT = "StepTimedOut"
 HEARTBEAT_MISSED = "HeartbeatMissed"
 COMPENSATION_TIMED_OUT = "CompensationTimedOut"
-CANCELLED = attempts.CANCELLED
 SUPERSEDED = attempts.SUPERSEDED
 
-_UNFINISHED = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
+# Decision and RandomFraction are defined in tasksaga.core.decision and re-exported here,
+# where the orchestrator, the tests and the benchmarks import them.
+__all__ = [
+    "COMPENSATION_TIMED_OUT",
+    "HEARTBEAT_MISSED",
+    "STEP_TIMED_OUT",
+    "Decision",
+    "RandomFraction",
+    "decide",
+]
 
 
-@dataclass
-class Decision:
-    state: TaskState
-    events: list[ev.TaskEvent] = field(default_factory=list)
-    commands: list[msg.StepCommand] = field(default_factory=list)
-    timers: list[msg.ScheduleTimer] = field(default_factory=list)
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.events or self.commands or self.timers)
-
-
-class _Rules:
-    def __init__(
-        self, definition: TaskDefinition, state: TaskState, now_ms: int, random: RandomFraction
-    ) -> None:
-        self.definition = definition
-        self.now = now_ms
-        self.random = random
-        self.decision = Decision(state=state)
-
-    @property
-    def state(self) -> TaskState:
-        return self.decision.state
-
-    def emit(self, event: ev.TaskEvent) -> None:
-        self.decision.events.append(event)
-        self.decision.state = evolve(self.decision.state, event)
-
-    def send(self, command: msg.StepCommand) -> None:
-        self.decision.commands.append(command)
-
-    def schedule(self, fire_at_ms: int, kind: msg.TimerKind, step: str, attempt: int) -> None:
-        timer = msg.TimerFired(task_id=self.state.task_id, kind=kind, step=step, attempt=attempt)
-        self.decision.timers.append(msg.ScheduleTimer(fire_at_ms=fire_at_ms, timer=timer))
+class _Rules(StepActions):
+    """The rule for each inbound message, then moving the saga on as far as it can go."""
 
     # -- inbound messages ----------------------------------------------------------------------
 
@@ -198,108 +173,7 @@ class _Rules:
             self.fail_compensation(step.name, timer.attempt, COMPENSATION_TIMED_OUT,
                                    "no compensation result in time", None)
 
-    # -- rules ---------------------------------------------------------------------------------
-
-    def fail_step(
-        self, name: str, attempt: int, error_type: str, message: str, retryable: bool,
-        trace_id: str | None = None, lineage: list[str] | None = None,
-    ) -> None:
-        step = self.definition.get_step(name)
-        policy = self.definition.retry_policy_of(step)
-        stage = self.definition.stage_of(name)
-        wanted = self.state.status is TaskStatus.RUNNING and not self.satisfied(stage)
-        will_retry = (wanted and retryable
-                      and policy.allows_retry(attempt, error_type, lineage or ()))
-        self.emit(ev.StepFailed(name, attempt, error_type, message, will_retry, self.now,
-                                trace_id))
-        if will_retry:
-            fire_at = self.now + policy.delay_before(attempt + 1, self.random())
-            self.emit(ev.StepRetryScheduled(name, attempt + 1, fire_at))
-            self.schedule(fire_at, msg.TimerKind.STEP_RETRY, name, attempt + 1)
-        elif wanted and not self.satisfiable(stage):
-            self.start_compensation(f"step {name} failed: {error_type}: {message}")
-
-    def fail_compensation(
-        self, name: str, attempt: int, error_type: str, message: str, trace_id: str | None,
-        lineage: list[str] | None = None,
-    ) -> None:
-        policy = self.definition.compensation_retry_of(self.definition.get_step(name))
-        will_retry = policy.allows_retry(attempt, error_type, lineage or ())
-        self.emit(ev.StepCompensationFailed(name, attempt, error_type, message, will_retry,
-                                            self.now, trace_id))
-        if will_retry:
-            fire_at = self.now + policy.delay_before(attempt + 1, self.random())
-            self.emit(ev.StepCompensationRetryScheduled(name, attempt + 1, fire_at))
-            self.schedule(fire_at, msg.TimerKind.COMPENSATION_RETRY, name, attempt + 1)
-        else:
-            self.emit(ev.TaskCompensationFailed(name, error_type, message, self.now, trace_id))
-
-    def start_compensation(self, reason: str) -> None:
-        self.emit(ev.CompensationStarted(reason, self.now))
-        for step in self.state.steps_in(StepStatus.RETRY_SCHEDULED):
-            self.emit(ev.StepFailed(step.name, step.attempt, CANCELLED,
-                                    "not retried: the task is compensating", False, self.now))
-        for step in self.state.steps_in(StepStatus.RUNNING):
-            self.request_step_cancellation(step.name, reason)
-
-    def request_step_cancellation(self, name: str, reason: str) -> None:
-        step = self.state.step(name)
-        if step.cancel_requested:
-            return
-        self.emit(ev.StepCancellationRequested(name, step.attempt, reason, self.now))
-        self.send(msg.CancelStep(
-            task_id=self.state.task_id, step=name, attempt=step.attempt,
-            queue=self.definition.queue_of(self.definition.get_step(name)), reason=reason,
-        ))
-
-    def dispatch(self, step: StepDef, attempt: int) -> None:
-        queue = self.definition.queue_of(step)
-        timeout_at = self.now + self.definition.step_timeout_ms(step)
-        # The lease's fencing token: the version StepDispatched takes, so every later dispatch
-        # of the task holds a larger one.
-        token = self.state.version + 1
-        self.emit(ev.StepDispatched(step.name, attempt, queue, self.now, timeout_at, token))
-        self.send(msg.ExecuteStep(
-            task_id=self.state.task_id, task_type=self.state.task_type, step=step.name,
-            attempt=attempt, queue=queue, request_json=self.state.request_json,
-            step_data=attempts.data_read_by(self.state, step),
-            idempotency_key=f"{self.state.task_id}:{step.name}:{attempt}",
-            timeout_at_ms=timeout_at, fencing_token=token,
-        ))
-        # The heartbeat deadline is armed by the worker's first heartbeat, sent when it
-        # starts the step: time spent waiting in the queue is the step timeout's business.
-        self.schedule(timeout_at, msg.TimerKind.STEP_TIMEOUT, step.name, attempt)
-
-    def dispatch_compensation(self, step: StepDef, attempt: int) -> None:
-        self.emit(ev.StepCompensationDispatched(step.name, attempt, self.now))
-        self.send(msg.CompensateStep(
-            task_id=self.state.task_id, task_type=self.state.task_type, step=step.name,
-            attempt=attempt, queue=self.definition.queue_of(step),
-            request_json=self.state.request_json,
-            step_data={**attempts.data_read_by(self.state, step), **self.own_data(step)},
-            idempotency_key=f"{self.state.task_id}:{step.name}:compensate:{attempt}",
-        ))
-        timeout_at = self.now + self.definition.step_timeout_ms(step)
-        self.schedule(timeout_at, msg.TimerKind.COMPENSATION_TIMEOUT, step.name, attempt)
-
-    def own_data(self, step: StepDef) -> dict[str, str]:
-        data = self.state.step(step.name).data_json
-        return {} if data is None else {step.name: data}
-
-    # -- stages --------------------------------------------------------------------------------
-
-    def _count(self, stage: Stage, *statuses: StepStatus) -> int:
-        return sum(1 for s in stage.steps if self.state.step(s.name).status in statuses)
-
-    def satisfied(self, stage: Stage) -> bool:
-        required = stage.required_successes(self._count(stage, StepStatus.SKIPPED))
-        launched = self._count(stage, StepStatus.PENDING) == 0
-        return launched and self._count(stage, StepStatus.COMPLETED) >= required
-
-    def satisfiable(self, stage: Stage) -> bool:
-        required = stage.required_successes(self._count(stage, StepStatus.SKIPPED))
-        possible = self._count(stage, StepStatus.COMPLETED, *_UNFINISHED)
-        return possible >= required
+    # -- moving on -----------------------------------------------------------------------------
 
     def release_stragglers(self, stage: Stage) -> None:
         """A satisfied any/quorum group no longer needs its other members."""
@@ -311,8 +185,6 @@ class _Rules:
                 self.emit(ev.StepFailed(member.name, step.attempt, SUPERSEDED,
                                         f"group {stage.group} satisfied", False, self.now))
 
-    # -- moving on -----------------------------------------------------------------------------
-
     def advance(self) -> None:
         """Move the saga forward as far as the state allows."""
         if self.state.status is TaskStatus.RUNNING:
@@ -322,14 +194,15 @@ class _Rules:
 
     def advance_forward(self) -> None:
         for stage in self.definition.stages():
-            if not self.satisfied(stage):
+            if not satisfied(self.state, stage):
                 for step in stage.steps:
                     if self.state.status is not TaskStatus.RUNNING:
                         return
                     if (step.placement is Placement.WORKER
                             and self.state.step(step.name).status is StepStatus.PENDING):
                         self.launch(step)
-                if self.state.status is not TaskStatus.RUNNING or not self.satisfied(stage):
+                if (self.state.status is not TaskStatus.RUNNING
+                        or not satisfied(self.state, stage)):
                     return  # wait for this stage before the next one
             self.release_stragglers(stage)
         if not self.state.steps_in(StepStatus.RUNNING):  # stragglers answer first

@@ -26,151 +26,59 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from tasksaga.core.authorization import Roles
-from tasksaga.core.context import SagaContext, StepContext
+from tasksaga.core.request_fields import (
+    CallbackUrl,
+    UploadedFile,
+    UploadStepData,
+    outbound_urls,
+)
 from tasksaga.core.retry import RetryPolicy
+from tasksaga.core.steps import (
+    AwaitMode,
+    CompensationHandler,
+    ConditionFunction,
+    ConditionSummary,
+    FileUpload,
+    GroupDef,
+    Placement,
+    ResponseBuilder,
+    Stage,
+    StepCondition,
+    StepDef,
+    StepHandler,
+)
 
-StepHandler = Callable[[StepContext[Any]], BaseModel | None]
-CompensationHandler = Callable[[StepContext[Any], Any], None]
-ResponseBuilder = Callable[[SagaContext[Any]], BaseModel]
-ConditionFunction = Callable[[SagaContext[Any]], bool]
-ConditionSummary = Callable[[SagaContext[Any]], str]
+# The step shapes and request field types moved to their own modules; definition modules and
+# services that import them from here keep working.
+__all__ = [
+    "DEFAULT_STEP_TIMEOUT_SECONDS",
+    "AwaitMode",
+    "CallbackUrl",
+    "CompensationHandler",
+    "ConditionFunction",
+    "ConditionSummary",
+    "DefinitionError",
+    "Diagnostic",
+    "FileUpload",
+    "GroupDef",
+    "Placement",
+    "ResponseBuilder",
+    "Stage",
+    "StepCondition",
+    "StepDef",
+    "StepHandler",
+    "TaskDefinition",
+    "UploadStepData",
+    "UploadedFile",
+    "outbound_urls",
+]
 
 DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
-
-
-class Placement(StrEnum):
-    API = "api"
-    WORKER = "worker"
-
-
-class AwaitMode(StrEnum):
-    """When a parallel group is done: all members, the first success, or N successes."""
-
-    ALL = "all"
-    ANY = "any"
-    QUORUM = "quorum"
-
-
-class UploadedFile(BaseModel):
-    """A file field of a request once the API has streamed it to object storage."""
-
-    bucket: str
-    key: str
-    filename: str
-    content_type: str = "application/octet-stream"
-    size: int
-
-
-@dataclass(frozen=True)
-class OutboundUrlMarker:
-    """Marks a request field as a URL a service will call later (a webhook): the API vets
-    it with the SSRF guard at submit time, and the step that calls it vets it again."""
-
-
-OUTBOUND_URL = OutboundUrlMarker()
-#: A request field holding an http(s) URL that a step or the notifier will call.
-CallbackUrl = typing.Annotated[str, OUTBOUND_URL, Field(pattern=r"^https?://", max_length=2048)]
-
-
-def outbound_urls(request_type: type[BaseModel], values: Mapping[str, Any]
-                  ) -> list[tuple[str, str]]:
-    """(field, URL) of every top-level field declared as ``CallbackUrl`` that has a value."""
-    found = []
-    for name, info in request_type.model_fields.items():
-        if _is_outbound(info.annotation) or OUTBOUND_URL in info.metadata:
-            value = values.get(info.alias or name, values.get(name))
-            if isinstance(value, str):
-                found.append((name, value))
-    return found
-
-
-def _is_outbound(annotation: Any) -> bool:
-    if typing.get_origin(annotation) is typing.Annotated:
-        return OUTBOUND_URL in annotation.__metadata__
-    return any(_is_outbound(arg) for arg in typing.get_args(annotation))
-
-
-class UploadStepData(BaseModel):
-    """Data of a file-upload step: the objects it stored (workers see keys, never bytes)."""
-
-    files: list[UploadedFile]
-
-
-@dataclass(frozen=True)
-class StepCondition:
-    description: str
-    function: ConditionFunction | None
-    summary: ConditionSummary | None = None
-
-    @property
-    def function_name(self) -> str:
-        return getattr(self.function, "__qualname__", repr(self.function))
-
-
-@dataclass(frozen=True)
-class FileUpload:
-    bucket: str
-    source: str
-
-
-@dataclass
-class StepDef:
-    name: str
-    order: int
-    placement: Placement = Placement.WORKER
-    queue: str | None = None
-    group: str | None = None
-    data_type: type[BaseModel] | None = None
-    retry: RetryPolicy | None = None
-    compensation_retry: RetryPolicy | None = None
-    timeout_seconds: float | None = None
-    heartbeat_timeout_seconds: float | None = None
-    condition: StepCondition | None = None
-    upload: FileUpload | None = None
-    handler: StepHandler | None = None
-    compensation: CompensationHandler | None = None
-    # The earlier steps whose data the handler (and its compensation) reads: only their data
-    # travels in the step's commands. None: every completed step's data (commands then grow
-    # with the task).
-    reads: tuple[str, ...] | None = None
-
-    @property
-    def has_compensation(self) -> bool:
-        # A file upload is undone by deleting what it stored, without user code.
-        return self.compensation is not None or self.upload is not None
-
-
-@dataclass(frozen=True)
-class GroupDef:
-    name: str
-    order: int
-    mode: AwaitMode = AwaitMode.ALL
-    quorum: int | None = None
-
-
-@dataclass(frozen=True)
-class Stage:
-    """Steps that start together; the next stage starts when this one is satisfied."""
-
-    order: int
-    steps: tuple[StepDef, ...]
-    mode: AwaitMode = AwaitMode.ALL
-    quorum: int | None = None
-    group: str | None = None
-
-    def required_successes(self, skipped: int) -> int:
-        eligible = len(self.steps) - skipped
-        if self.mode is AwaitMode.ALL:
-            return eligible
-        if self.mode is AwaitMode.ANY:
-            return min(1, eligible)
-        return min(self.quorum or 1, eligible)
 
 
 @dataclass

@@ -11,14 +11,10 @@ import typing
 from collections import Counter
 from typing import Any
 
-from tasksaga.core.definition import (
-    AwaitMode,
-    Diagnostic,
-    Placement,
-    TaskDefinition,
-    UploadedFile,
-)
+from tasksaga.core.definition import Diagnostic, TaskDefinition
 from tasksaga.core.diagnostics_handlers import handler_signatures, retry_policies
+from tasksaga.core.request_fields import UploadedFile
+from tasksaga.core.steps import AwaitMode, Placement
 
 _ATTACHMENT_CODES = {
     "compensation": ("TS105", "compensation"),

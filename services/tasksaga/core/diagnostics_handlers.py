@@ -8,8 +8,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tasksaga.core.definition import Diagnostic, Placement, TaskDefinition
+from tasksaga.core.definition import Diagnostic, TaskDefinition
 from tasksaga.core.retry import RetryPolicy
+from tasksaga.core.steps import Placement
 
 #: Error types the orchestrator itself records (timeouts), so policies may name them.
 ORCHESTRATOR_ERRORS = frozenset({"StepTimedOut", "HeartbeatMissed", "CompensationTimedOut"})

@@ -118,3 +118,20 @@ def lineage_of(error: BaseException) -> tuple[str, ...]:
 
 
 NO_RETRY = RetryPolicy(max_retries=0)
+
+# A service's own loop retrying an infrastructure call (a broker or database outage) waits
+# 0.4 s after the first failure in a row, doubling up to a cap: soon enough to recover fast,
+# sparse enough not to hammer what is down. No jitter: one process, nothing to de-synchronise.
+SERVICE_RETRY_FIRST_MS = 400
+SERVICE_RETRY_CAP_MS = 5000
+
+
+def service_retry_delay_ms(failures: int, cap_ms: int = SERVICE_RETRY_CAP_MS) -> int:
+    """Milliseconds to wait after ``failures`` (>= 1) failures in a row, before trying again.
+
+    The same exponential rule as a step's ``RetryPolicy``, without a retry limit: the loop
+    keeps trying for as long as the service runs.
+    """
+    policy = RetryPolicy(backoff=Backoff.EXPONENTIAL, delay_ms=SERVICE_RETRY_FIRST_MS,
+                         max_delay_ms=cap_ms)
+    return policy.delay_before(next_attempt=failures + 1, random_fraction=0.0)

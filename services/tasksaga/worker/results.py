@@ -14,6 +14,7 @@ from collections.abc import Callable
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import DeliveryFailed, KafkaProducer
 from tasksaga.adapters.wire import Envelope
+from tasksaga.core.retry import service_retry_delay_ms
 
 log = logging.getLogger(__name__)
 
@@ -66,4 +67,5 @@ class ResultSender:
                 self.resends += 1
                 log.warning("result not delivered (%s); sending it again (try %d)",
                             error.reason, failures + 1)
-                self._stop.wait(min(0.2 * 2**failures, self._retry_cap_s))
+                cap_ms = round(self._retry_cap_s * 1000)
+                self._stop.wait(service_retry_delay_ms(failures, cap_ms) / 1000)
