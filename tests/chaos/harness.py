@@ -405,6 +405,9 @@ def chaos_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[Chaos]
     python_path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     env = service_env(stack_env, port, TASKSAGA_TOPIC_PREFIX=prefix,
                       TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
+                      # As deploy/k8s names them by pod: a killed and restarted service
+                      # rejoins its groups at once (a second instance needs its own id).
+                      TASKSAGA_WORKER_INSTANCE_ID=f"{prefix}-worker-0",
                       PYTHONPATH=python_path, **{**CHAOS_ENV, **extra_env})
     services = ServiceProcesses(env, REPO / ".run" / "chaos-logs" / prefix, port)
     chaos: Chaos | None = None

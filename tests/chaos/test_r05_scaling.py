@@ -50,7 +50,8 @@ def test_adding_and_removing_orchestrators_and_workers_loses_and_doubles_nothing
                 if index % 2 == 0:
                     chaos.services.start("orchestrator#2", {
                         "TASKSAGA_ORCHESTRATOR_INSTANCE_ID": f"{chaos.prefix}-orchestrator-1"})
-                    chaos.services.start("worker#2")
+                    chaos.services.start("worker#2", {
+                        "TASKSAGA_WORKER_INSTANCE_ID": f"{chaos.prefix}-worker-1"})
                 else:
                     chaos.services.kill("orchestrator#2", signal.SIGTERM)
                     chaos.services.kill("worker#2", signal.SIGTERM)
@@ -86,7 +87,9 @@ def test_handlers_sleeping_past_the_poll_interval_are_not_run_twice(
         ids = [chaos.submit(long_sleep_s=9.0) for _ in range(tasks)]
         accepted = [task_id for task_id in ids if task_id is not None]
         time.sleep(3.0)  # the first steps are running
-        chaos.services.start("worker#2")  # takes partitions whose steps are mid-sleep
+        # A second worker takes partitions whose steps are mid-sleep.
+        chaos.services.start("worker#2",
+                             {"TASKSAGA_WORKER_INSTANCE_ID": f"{chaos.prefix}-worker-1"})
         time.sleep(12.0)
         chaos.services.kill("worker#2", signal.SIGTERM)
         statuses = chaos.settle(accepted, timeout_s=120)

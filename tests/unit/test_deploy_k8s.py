@@ -95,6 +95,12 @@ def test_k8s_api_has_probes_and_a_service() -> None:
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
 
 
+def test_k8s_worker_rejoins_as_its_pod_after_a_container_restart() -> None:
+    env = {e["name"]: e for e in only_container(k8s_workloads()["worker"])["env"]}
+    field = env["TASKSAGA_WORKER_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.name"
+
+
 def test_k8s_orchestrator_is_a_statefulset_named_by_its_pod() -> None:
     orchestrator = k8s_workloads()["orchestrator"]
     assert orchestrator["kind"] == "StatefulSet"
