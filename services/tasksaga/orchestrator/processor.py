@@ -274,5 +274,6 @@ class Orchestrator:
                 return
             decision = decide(definition, state, beat, work.now_ms(), self._random)
             work.tx.schedule(state.task_type, decision.timers)
-            work.tx.record_progress(beat.task_id, beat.step, beat.attempt, beat.progress,
-                                    beat.message)
+            if beat.progress is not None or beat.message is not None:  # not a bare start
+                work.tx.record_progress(beat.task_id, beat.step, beat.attempt, beat.progress,
+                                        beat.message)
