@@ -101,6 +101,12 @@ class Driver:
         return self.send(msg.SubmitTask(task_id, self.definition.name,
                                         Req(width=width).model_dump_json(), None, None, self.now))
 
+    def start(self, step: str) -> Decision:
+        """The worker's start report for the step's running attempt."""
+        record = self.state.step(step)
+        return self.send(msg.StepHeartbeat(self.state.task_id, step, record.attempt, None, None,
+                                           record.fencing_token, started=True))
+
     def succeed(self, step: str, attempt: int | None = None) -> Decision:
         attempt = attempt or self.state.step(step).attempt
         return self.send(msg.StepSucceeded(self.state.task_id, step, attempt,

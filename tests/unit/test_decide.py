@@ -73,6 +73,7 @@ def test_retries_stop_at_max_retries_then_the_task_compensates() -> None:
 def test_a_step_without_result_times_out_and_is_retried() -> None:
     d = Driver(linear(1, retry=RetryPolicy(max_retries=1, delay_ms=0)))
     d.submit()
+    d.start("S1")
     d.advance(30_000)  # the step timeout of the definition
     failed = [e for e in d.events if isinstance(e, ev.StepFailed)]
     assert failed[0].error_type == "StepTimedOut" and failed[0].will_retry
@@ -83,6 +84,7 @@ def test_a_step_without_result_times_out_and_is_retried() -> None:
 def test_a_late_result_of_a_timed_out_attempt_still_completes_the_step() -> None:
     d = Driver(linear(1, retry=RetryPolicy(max_retries=1, delay_ms=5_000)))
     d.submit()
+    d.start("S1")
     d.advance(30_000)
     d.succeed("S1", attempt=1)
     assert d.state.status == TaskStatus.COMPLETED

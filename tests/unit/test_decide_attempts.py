@@ -18,6 +18,7 @@ def _retried_once() -> Driver:
     """S1's attempt 1 timed out and attempt 2 runs: two attempts that can both act."""
     d = Driver(linear(2, retry=RetryPolicy(max_retries=3, delay_ms=0)))
     d.submit()
+    d.start("S1")
     d.advance(30_000)  # the step timeout
     d.fire_due()  # the retry
     assert d.state.step("S1").attempt == 2 and d.running() == ["S1"]
@@ -81,6 +82,7 @@ def test_a_newer_attempt_that_also_succeeds_has_its_own_effect_compensated() -> 
 def test_a_success_after_the_task_ended_is_compensated_too() -> None:
     d = Driver(linear(1, retry=RetryPolicy(max_retries=3, delay_ms=0)))
     d.submit()
+    d.start("S1")
     d.advance(30_000)
     d.fire_due()
     d.send(_success(d, "S1", 1, "first"))
@@ -95,6 +97,7 @@ def test_a_failing_surplus_compensation_is_retried_then_recorded_as_failed() -> 
     task.compensation_retry_policy("S1", RetryPolicy(max_retries=1, delay_ms=0))
     d = Driver(task)
     d.submit()
+    d.start("S1")
     d.advance(30_000)
     d.fire_due()
     d.send(_success(d, "S1", 1, "first"))
@@ -172,8 +175,8 @@ def test_every_successful_attempt_is_kept_or_compensated(script: list[tuple[str,
     for action, pick in script:
         dispatched = [(c.step, c.attempt, c.fencing_token) for c in d.commands
                       if isinstance(c, msg.ExecuteStep)]
-        if action == "tick":
-            d.advance(30_000)
+        if action == "tick":  # past the start and step timeouts: whatever runs times out
+            d.advance(330_000)
         elif action == "succeed_any" and dispatched:
             step, attempt, token = dispatched[pick % len(dispatched)]
             if (step, attempt) not in succeeded:

@@ -73,7 +73,7 @@ def test_a_missed_heartbeat_fails_the_attempt_and_it_is_retried() -> None:
     d = Driver(task)
     d.submit()
     assert d.advance(20_000) == []  # queued, not started: no heartbeat deadline yet
-    d.send(msg.StepHeartbeat("t1", "S1", 1, None, "started"))
+    d.start("S1")  # the worker's start report arms the heartbeat deadline
     d.advance(4_000)
     d.send(msg.StepHeartbeat("t1", "S1", 1, 0.5, "half"))
     assert d.advance(4_000) == []  # the heartbeat pushed the deadline

@@ -37,11 +37,25 @@ def charge(ctx: Any) -> None:
     raise CardDeclined("declined")
 
 
+class SentEnvelopes:
+    """The producer's one method the runner uses for heartbeats, recording what it sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send_envelope(self, _codec: Any, _topic: str, envelope: Any, flush: bool = True) -> None:
+        self.sent.append(envelope.payload)
+
+
 def test_a_failed_attempt_names_every_class_of_its_error() -> None:
-    runner = StepRunner(TaskRegistry([task]), None, None, AvroCodec(),  # type: ignore[arg-type]
-                        Topics("t"), CancellationBook(), lambda: 0)
+    producer = SentEnvelopes()
+    runner = StepRunner(TaskRegistry([task]), None, producer,  # type: ignore[arg-type]
+                        AvroCodec(), Topics("t"), CancellationBook(), lambda: 0)
     command = msg.ExecuteStep("t1", "Pay", "Charge", 1, "pay", "{}", {}, "t1:Charge:1", 10**13)
     result = runner.execute(command, Lease("t", 0, 0))
     assert isinstance(result, msg.StepAttemptFailed)
     assert result.error_type == "CardDeclined"
     assert result.error_lineage[:3] == ["CardDeclined", "PaymentError", "Exception"]
+    # The worker reported the start first: the step timeout counts from there.
+    assert [type(p).__name__ for p in producer.sent] == ["StepHeartbeat"]
+    assert producer.sent[0].started

@@ -113,7 +113,11 @@ class _Rules(StepActions):
     def heartbeat(self, beat: msg.StepHeartbeat) -> None:
         if not attempts.holds_lease(self.state.step(beat.step), beat):
             return
-        timeout = self.definition.get_step(beat.step).heartbeat_timeout_seconds
+        step = self.definition.get_step(beat.step)
+        if beat.started:  # the step timeout counts from now (a redelivered run restarts it)
+            self.schedule(self.now + self.definition.step_timeout_ms(step),
+                          msg.TimerKind.STEP_TIMEOUT, beat.step, beat.attempt)
+        timeout = step.heartbeat_timeout_seconds
         if timeout:
             self.schedule(self.now + int(timeout * 1000), msg.TimerKind.HEARTBEAT_TIMEOUT,
                           beat.step, beat.attempt)
@@ -158,7 +162,9 @@ class _Rules(StepActions):
         elif kind is msg.TimerKind.STEP_TIMEOUT and running_attempt:
             timeout_ms = self.definition.step_timeout_ms(self.definition.get_step(step.name))
             self.fail_step(step.name, step.attempt, STEP_TIMED_OUT,
-                           f"no result within {timeout_ms / 1000:g} s", True)
+                           f"no result within {timeout_ms / 1000:g} s of its start (or no "
+                           f"worker started it within {self.definition.start_timeout_seconds:g}"
+                           " s of its dispatch)", True)
         elif kind is msg.TimerKind.HEARTBEAT_TIMEOUT and running_attempt:
             timeout_s = self.definition.get_step(step.name).heartbeat_timeout_seconds
             self.fail_step(step.name, step.attempt, HEARTBEAT_MISSED,

@@ -56,6 +56,7 @@ from tasksaga.core.steps import (
 # The step shapes and request field types moved to their own modules; definition modules and
 # services that import them from here keep working.
 __all__ = [
+    "DEFAULT_START_TIMEOUT_SECONDS",
     "DEFAULT_STEP_TIMEOUT_SECONDS",
     "AwaitMode",
     "CallbackUrl",
@@ -79,6 +80,8 @@ __all__ = [
 ]
 
 DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
+# How long a dispatched step may wait in its queue for a worker to start it.
+DEFAULT_START_TIMEOUT_SECONDS = 300.0
 
 
 @dataclass
@@ -108,6 +111,7 @@ class TaskDefinition:
         timeout_seconds: float | None = None,
         cancellable: bool = True,
         step_timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS,
+        start_timeout_seconds: float = DEFAULT_START_TIMEOUT_SECONDS,
         roles: Roles | Mapping[str, Iterable[str] | None] | None = None,
         allow_extra_fields: bool = False,
     ) -> None:
@@ -122,6 +126,14 @@ class TaskDefinition:
         self.timeout_seconds = timeout_seconds
         self.cancellable = cancellable
         self.step_timeout_seconds = step_timeout_seconds
+        # A step attempt's timeout counts from the moment a worker starts it (the worker says
+        # so); before that, the attempt may wait this long in its queue. A backlog longer than
+        # the step timeout must not time out (and retry, and lengthen) every queued step.
+        if start_timeout_seconds <= 0:
+            raise ValueError(f"start_timeout_seconds must be positive, got "
+                             f"{start_timeout_seconds!r}: it bounds how long a step may wait "
+                             "for a worker")
+        self.start_timeout_seconds = start_timeout_seconds
         # Who may submit, read, cancel and operate this type (the seed's [RequiresRole]).
         self.roles = roles if isinstance(roles, Roles) else Roles.from_mapping(roles or {})
         # By default a request field the model does not declare is refused: a typo such as
@@ -309,7 +321,12 @@ class TaskDefinition:
         return step.compensation_retry or self.default_retry
 
     def step_timeout_ms(self, step: StepDef) -> int:
+        """How long an attempt may run once a worker started it."""
         return int((step.timeout_seconds or self.step_timeout_seconds) * 1000)
+
+    def dispatch_timeout_ms(self, step: StepDef) -> int:
+        """How long after its dispatch an attempt that no worker reported started times out."""
+        return int(self.start_timeout_seconds * 1000) + self.step_timeout_ms(step)
 
     def step_for_data_type(self, data_type: type[BaseModel]) -> StepDef:
         matches = [s for s in self.steps if s.data_type is data_type]

@@ -86,6 +86,8 @@ class StepHeartbeat:
     progress: float | None
     message: str | None
     fencing_token: int = 0
+    # The worker's report that it starts the attempt now: the step timeout counts from here.
+    started: bool = False
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,10 @@ class StepActions(DecisionRecorder):
 
     def dispatch(self, step: StepDef, attempt: int) -> None:
         queue = self.definition.queue_of(step)
-        timeout_at = self.now + self.definition.step_timeout_ms(step)
+        # Until a worker reports the attempt started, it may wait in the queue (start timeout)
+        # and then run (step timeout); the start report moves the deadline to start + step
+        # timeout (decide's heartbeat rule).
+        timeout_at = self.now + self.definition.dispatch_timeout_ms(step)
         # The lease's fencing token: the version StepDispatched takes, so every later dispatch
         # of the task holds a larger one.
         token = self.state.version + 1
@@ -84,8 +87,7 @@ class StepActions(DecisionRecorder):
             idempotency_key=f"{self.state.task_id}:{step.name}:{attempt}",
             timeout_at_ms=timeout_at, fencing_token=token,
         ))
-        # The heartbeat deadline is armed by the worker's first heartbeat, sent when it
-        # starts the step: time spent waiting in the queue is the step timeout's business.
+        # The heartbeat deadline is armed by the worker's start report too.
         self.schedule(timeout_at, msg.TimerKind.STEP_TIMEOUT, step.name, attempt)
 
     def dispatch_compensation(self, step: StepDef, attempt: int) -> None:

@@ -122,10 +122,11 @@ class Orchestrator:
         which isolates the bad one (and its dead letter) from the others.
         """
         commands: list[Envelope] = []
+        beats: list[msg.StepHeartbeat] = []
         for envelope in envelopes:
             payload = envelope.payload
             if isinstance(payload, msg.StepHeartbeat):
-                self._record_heartbeat(payload)
+                beats.append(payload)
             elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
                             | msg.StepSucceeded | msg.StepAttemptFailed
                             | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
@@ -133,6 +134,8 @@ class Orchestrator:
             else:
                 raise Unprocessable(
                     f"the orchestrator does not handle {type(payload).__name__}")
+        if beats:
+            self._record_heartbeats(beats)
         if not commands:
             return
         for _ in range(MAX_CONFLICT_RETRIES):
@@ -262,17 +265,20 @@ class Orchestrator:
         tx.enqueue(records)
         tx.schedule(after.task_type, decision.timers)
 
-    def _record_heartbeat(self, beat: msg.StepHeartbeat) -> None:
-        """A heartbeat moves the step's heartbeat deadline and records progress. It is not an
-        event: no inbox record, and a lost or repeated heartbeat changes nothing."""
+    def _record_heartbeats(self, beats: Sequence[msg.StepHeartbeat]) -> None:
+        """Heartbeats (a start report for every step) move the steps' deadlines and record
+        progress, a batch's in one transaction. They are not events: no inbox record, and a
+        lost or repeated heartbeat changes nothing."""
         with self._unit_of_work() as work:
-            state = work.load(beat.task_id)
-            if not state.task_type or state.task_type not in self._registry.names():
-                return
-            definition = self._registry.get(state.task_type)
-            if not definition.has_step(beat.step):
-                return
-            decision = decide(definition, state, beat, work.now_ms(), self._random)
-            work.tx.schedule(state.task_type, decision.timers)
-            work.tx.record_progress(beat.task_id, beat.step, beat.attempt, beat.progress,
-                                    beat.message)
+            for beat in beats:
+                state = work.load(beat.task_id)
+                if not state.task_type or state.task_type not in self._registry.names():
+                    continue
+                definition = self._registry.get(state.task_type)
+                if not definition.has_step(beat.step):
+                    continue
+                decision = decide(definition, state, beat, work.now_ms(), self._random)
+                work.tx.schedule(state.task_type, decision.timers)
+                if beat.progress is not None or beat.message is not None:  # not a bare start
+                    work.tx.record_progress(beat.task_id, beat.step, beat.attempt,
+                                            beat.progress, beat.message)

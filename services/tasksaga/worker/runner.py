@@ -160,8 +160,9 @@ class StepRunner:
         key = (command.task_id, command.step, command.attempt)
         signal = self._cancellations.register(key)
         lease.on_revoke(signal.set)  # another worker owns the step now: stop
-        if step.heartbeat_timeout_seconds:
-            self._heartbeat(command, lease, None, "started")  # arms the heartbeat deadline
+        # The start report: the step timeout (and the heartbeat deadline) count from now,
+        # not from the dispatch, so time spent waiting in a backlog does not time it out.
+        self._heartbeat(command, lease, None, None, started=True)
         try:
             context = self._context(definition, command, signal, lease)
             log.info("running %s/%s attempt %d", command.task_id, command.step, command.attempt)
@@ -241,13 +242,13 @@ class StepRunner:
 
     def _heartbeat(
         self, command: msg.ExecuteStep | msg.CompensateStep, lease: Lease | None,
-        progress: float | None, message: str | None,
+        progress: float | None, message: str | None, started: bool = False,
     ) -> None:
         if lease is not None and lease.revoked:
             return  # no longer ours: the new owner's heartbeats count
         token = command.fencing_token if isinstance(command, msg.ExecuteStep) else 0
         beat = msg.StepHeartbeat(command.task_id, command.step, command.attempt, progress,
-                                 message, token)
+                                 message, token, started)
         # Fire and forget: a lost heartbeat is covered by the next one (or the step's deadline),
         # and its outcome is its own, never another send's.
         self._producer.send_envelope(
