@@ -156,8 +156,9 @@ def in_process_worker(
 
 def read_envelopes(bootstrap: str, codec: AvroCodec, topic: str, expected: int,
                    timeout_s: float = 60.0, settle_s: float = 1.0) -> list[Envelope]:
-    """Everything on ``topic`` once ``expected`` records arrived and nothing more came for
-    ``settle_s`` (or at the timeout)."""
+    """Everything on ``topic`` once ``expected`` records other than heartbeats (every step
+    run sends a start report) arrived and nothing more came for ``settle_s`` (or at the
+    timeout)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])
@@ -170,7 +171,8 @@ def read_envelopes(bootstrap: str, codec: AvroCodec, topic: str, expected: int,
             if message is not None and message.error() is None:
                 found.append(codec.decode(message.value()))
                 quiet_since = time.monotonic()
-            elif len(found) >= expected and time.monotonic() - quiet_since >= settle_s:
+            elif (len(results_of(found)) >= expected
+                  and time.monotonic() - quiet_since >= settle_s):
                 break
     finally:
         consumer.close()
