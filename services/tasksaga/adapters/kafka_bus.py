@@ -174,9 +174,29 @@ class ConsumerLoop:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None and partition is not None and offset is not None
             positions[(topic, partition)] = max(positions.get((topic, partition), 0), offset + 1)
-        if positions:
+        self._store(positions)
+
+    def _store(self, positions: dict[tuple[str, int], int]) -> None:
+        """Store the positions of the partitions still assigned. A rebalance served by the
+        poll that fetched a batch can revoke partitions of messages fetched just before; their
+        new owner handles those messages again (the inbox recognises them), and storing their
+        offsets fails with _STATE, which stopped the orchestrator (R5)."""
+        if not positions:
+            return
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        owned = {key: offset for key, offset in positions.items() if key in assigned}
+        if len(owned) < len(positions):
+            log.info("not storing offsets of revoked partitions %s",
+                     sorted(set(positions) - set(owned)))
+        if not owned:
+            return
+        try:
             self.consumer.store_offsets(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()])
+                offsets=[TopicPartition(t, p, o) for (t, p), o in owned.items()])
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError._STATE:
+                raise
+            log.info("offsets %s not stored, revoked meanwhile: %s", owned, error)
 
     def _on_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -218,7 +238,7 @@ class ConsumerLoop:
     def store_offset(self, message: Message) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         assert topic is not None and partition is not None and offset is not None
-        self.consumer.store_offsets(offsets=[TopicPartition(topic, partition, offset + 1)])
+        self._store({(topic, partition): offset + 1})
 
     def dead_letter(self, message: Message, reason: str) -> None:
         log.error("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(),
