@@ -53,8 +53,10 @@ SERVICE_SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
 # Service-specific variables the deployment may set before a settings class defines them
 # (explicitly, so that a typo is never taken for one). Empty: every one is defined today.
 PENDING_SERVICE_VARIABLES: frozenset[str] = frozenset()
-# Set in Kubernetes only: compose runs a single orchestrator with no static membership.
-K8S_ONLY_VARIABLES = {"TASKSAGA_ORCHESTRATOR_INSTANCE_ID"}
+# Set in Kubernetes only, from the pod's name: compose has no per-replica name to give (a
+# worker scaled with --scale would share one id, and static members sharing an id fence each
+# other), so its services use dynamic membership.
+K8S_ONLY_VARIABLES = {"TASKSAGA_ORCHESTRATOR_INSTANCE_ID", "TASKSAGA_WORKER_INSTANCE_ID"}
 
 
 # -- loading ----------------------------------------------------------------------------------
