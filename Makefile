@@ -18,7 +18,7 @@ demo: $(INSTALLED)
 # -s: every test prints its figure (S1..S6, R1..R16, the worker and projection figures).
 test: $(INSTALLED) lint
 	tools/stack up
-	$(PY) -m pytest tests -s
+	$(PY) -m pytest tests -s --durations=25
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check services examples tests tools

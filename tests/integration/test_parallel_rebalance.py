@@ -26,6 +26,7 @@ PARTITIONS = 6
 CYCLES = 4
 FEED_RATE_PER_S = 40
 AFTER_BATCH = 60
+HANDOVER_CYCLES = 2
 
 
 def test_the_surviving_worker_consumes_every_partition_after_peers_join_and_leave(
@@ -107,7 +108,7 @@ def test_a_rebalance_lets_no_command_run_on_two_workers(
     peers_ran = 0
     try:
         time.sleep(3)
-        for cycle in range(CYCLES):
+        for cycle in range(HANDOVER_CYCLES):
             batch = [f"{prefix}-{cycle}-{i}" for i in range(16)]
             for task_id in batch:
                 probe.send(producer, codec, topics, probe.command(task_id, request))
