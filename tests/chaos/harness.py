@@ -1,5 +1,6 @@
 """The chaos suite's harness: the four services as real processes on the local stack, load,
-the ledger of step effects, and the invariants every run must keep.
+the ledger of step effects (counted in tests/chaos/ledger.py), and the invariants every run
+must keep.
 
 ``CHAOS_SCALE`` picks the counts: ``reduced`` (the default, run by ``make test``) or ``full``
 (``make chaos``). Each test prints one figure line ("R1 lost=0 ...") and appends it, as JSON,
@@ -29,6 +30,7 @@ import psycopg
 from localrun import REPO, ServiceProcesses, local_payload_cipher, local_token, service_env
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.core.state import fold
+from tests.chaos.ledger import Ledger, LedgerRun
 from tests.chaos.ledger_tasks import LEDGER_DDL
 from tests.e2e.checks import log_problems
 from tests.e2e.conftest import System, free_port
@@ -317,73 +319,6 @@ class Chaos:
                     return float(row[0])
                 time.sleep(0.05)
         return None
-
-
-@dataclass(frozen=True)
-class LedgerRun:
-    task_id: str
-    step: str
-    kind: str
-    idempotency_key: str
-    attempt: int
-    applied: bool
-    stable_key: bool
-    started_at: float
-    ended_at: float
-
-
-@dataclass(frozen=True)
-class Ledger:
-    runs: list[LedgerRun]
-    effects: dict[tuple[str, str, str], int]
-
-    def executions(self, kind: str = "execute") -> list[LedgerRun]:
-        return [r for r in self.runs if r.kind == kind]
-
-    def steps_run(self) -> int:
-        """Distinct (task, step) that started at least once."""
-        return len({(r.task_id, r.step) for r in self.executions("start")})
-
-    def reexecutions(self) -> int:
-        """Starts beyond the first of each (task, step): redeliveries and new attempts alike."""
-        return len(self.executions("start")) - self.steps_run()
-
-    def same_key_reruns(self, kind: str = "start") -> int:
-        """Runs of an (idempotency key, attempt) already run: the same command run again."""
-        runs = self.executions(kind)
-        return len(runs) - len({(r.idempotency_key, r.attempt) for r in runs})
-
-    def retry_latencies(self, kill_times: Sequence[float]) -> list[float]:
-        """For each step a kill cut short (started before it, not ended by it): the time from
-        the kill to the end of the step's next run."""
-        starts: dict[tuple[str, str], list[float]] = {}
-        ends: dict[tuple[str, str], list[float]] = {}
-        for run in self.runs:
-            book = starts if run.kind == "start" else ends if run.kind == "execute" else None
-            if book is not None:
-                book.setdefault((run.task_id, run.step), []).append(
-                    run.started_at if run.kind == "start" else run.ended_at)
-        latencies: list[float] = []
-        for kill in kill_times:
-            for step, step_starts in starts.items():
-                step_ends = ends.get(step, [])
-                began = [s for s in step_starts if s < kill]
-                if not began or any(began[-1] <= e <= kill for e in step_ends):
-                    continue
-                after = [e for e in step_ends if e > kill]
-                if after:
-                    latencies.append(min(after) - kill)
-        return latencies
-
-    def doubled_effects(self, kind: str = "execute") -> list[tuple[str, str, int]]:
-        """(task, step, effects) where one step made its effect more than once."""
-        return [(t, s, n) for (t, s, k), n in self.effects.items() if k == kind and n > 1]
-
-    def uncompensated(self, failed_tasks: set[str]) -> list[tuple[str, str]]:
-        """Forward effects of tasks that ended compensated but whose step was never undone."""
-        undone = {(t, s) for (t, s, k) in self.effects if k == "compensate"}
-        return [(t, s) for (t, s, k) in self.effects
-                if k == "execute" and t in failed_tasks and (t, s) not in undone]
 
 
 CHAOS_ENV = {

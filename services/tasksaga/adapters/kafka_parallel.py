@@ -323,7 +323,7 @@ class ParallelConsumerLoop(ConsumerLoop):
         # Not assigning here: the client then adds these partitions itself (incrementally).
         self.assignment |= {(p.topic, p.partition) for p in partitions}
 
-    def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         """Served inside poll() on the polling thread: the group waits for it, and the new
         owner of these partitions starts from the position committed here."""
         keys = {(p.topic, p.partition) for p in partitions}
