@@ -18,16 +18,21 @@ def partitions_of(bootstrap: str, topic: str) -> list[int]:
 
 def lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
     """Messages of the topics the group has not committed past (uncommitted = from 0)."""
+    return sum(partition_lags(bootstrap, group, topics).values())
+
+
+def partition_lags(bootstrap: str, group: str,
+                   topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> records the group has not committed past (uncommitted = from 0)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                          "enable.auto.commit": False})
     try:
         wanted = [TopicPartition(t, p) for t in topics for p in partitions_of(bootstrap, t)]
-        committed = consumer.committed(wanted, timeout=10)
-        total = 0
-        for position in committed:
+        lags = {}
+        for position in consumer.committed(wanted, timeout=10):
             _low, high = consumer.get_watermark_offsets(position, timeout=10)
-            total += high - max(position.offset, 0)
-        return total
+            lags[(position.topic, position.partition)] = high - max(position.offset, 0)
+        return lags
     finally:
         consumer.close()
 

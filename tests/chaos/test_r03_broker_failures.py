@@ -17,7 +17,9 @@ import psycopg
 import pytest
 
 import stack_tool
+from tasksaga.adapters.wire import Topics
 from tests.chaos.harness import chaos_system, figure, not_terminal, pick
+from tests.chaos.kafka_tools import partition_lags
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -92,8 +94,18 @@ def test_broker_stops_and_kills_lose_no_acknowledged_submission(
                 "SELECT stream_id FROM events WHERE version = 1 AND stream_id = ANY(%s)",
                 (accepted,)).fetchall()}
         log = chaos.log_problems(accepted)
+        missing = [t for t in accepted if t not in logged]
+        if missing:  # where the orchestrator stopped, for the reader of a failed run
+            topics = Topics(chaos.prefix)
+            print("orchestrator lag by partition:", partition_lags(
+                cluster_env["TASKSAGA_KAFKA_BOOTSTRAP"], f"{chaos.prefix}-orchestrator",
+                [topics.task_commands, topics.step_results]))
+            print("restarted:", restarts)
+            for name in ("orchestrator", "api"):
+                lines = chaos.services.log_tail(name, 2000).splitlines()
+                ours = [line for line in lines if not line.startswith("%")]  # librdkafka's
+                print(f"--- {name} log tail ---", *ours[-40:], sep="\n")
 
-    missing = [t for t in accepted if t not in logged]
     figure("R3", faults=len(windows), accepted=len(accepted), refused=len(chaos.refused),
            acked_but_missing=len(missing), not_terminal=len(not_terminal(statuses)),
            unavailability_max_s=max(windows), service_restarts=len(restarts),
