@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from tasksaga.check import check_modules
 from tasksaga.core import TaskDefinition
 from tasksaga.core.definition import DefinitionError
 from tasksaga.core.diagnostics import diagnose
@@ -82,3 +83,12 @@ def test_a_second_pivot_is_refused() -> None:
     task.step("Deliver", order=4, pivot=True)(handler)
     [found] = diagnose(task)
     assert found.code == "TS129" and "'Deliver'" in found.message and "'Ship'" in found.message
+
+
+def test_tasksaga_check_reports_every_pivot_mistake_and_passes_the_order_example() -> None:
+    out: list[str] = []
+    assert check_modules(["tests.unit.fixtures.broken_pivots"], out) == 1
+    assert sorted(line.split(": ")[1].split()[0] for line in out) == ["TS127", "TS128", "TS129"]
+    out = []
+    assert check_modules(["tasksaga_examples.order_fulfilment"], out) == 0
+    assert out == ["tasksaga_examples.order_fulfilment:FulfilOrder: ok (6 steps)"]
