@@ -35,4 +35,4 @@ def stuck_forward(state: TaskState, stage: Stage) -> StepState | None:
         return None  # forward recovery: what still runs may finish first
     failed = [m for m in members if m.status is StepStatus.FAILED]
     causes = [m for m in failed if m.error_type not in _NOT_THE_CAUSE]
-    return (causes or failed or [None])[0]
+    return next(iter(causes or failed), None)
