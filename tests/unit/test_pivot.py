@@ -174,3 +174,15 @@ def test_the_audit_says_what_was_and_was_not_done() -> None:
         "cancellation refused: the pivot Ship completed, so the task only goes forward and "
         "nothing is compensated (by alice)")
     assert describe(ev.ForwardRetryRequested(1)).startswith("forward retry requested")
+
+
+def test_a_forward_retry_after_a_failed_response_builder_builds_it_again() -> None:
+    d = Driver(pivoted(builder_fails=True))
+    through_pivot(d)
+    for step in ("Notify", "Invoice", "Archive"):
+        d.succeed(step)
+    decision = d.send(msg.RetryForward("t1", d.now))
+    assert decision.commands == []  # no step failed: only the builder runs again
+    assert [type(e) for e in decision.events] == [ev.ForwardRetryRequested,
+                                                  ev.TaskNeedsAttention]
+    assert d.state.status is TaskStatus.NEEDS_ATTENTION
