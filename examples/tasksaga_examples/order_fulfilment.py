@@ -81,7 +81,7 @@ class ServiceOutage(RuntimeError):
 
 fulfil_order = TaskDefinition(
     "FulfilOrder", queue="orders", request=OrderRequest, response=OrderResponse,
-    retry=RetryPolicy(max_retries=2, delay_ms=200, max_delay_ms=1_000),
+    retry=RetryPolicy(max_retries=2, delay_ms=500, max_delay_ms=2_000),
     timeout_seconds=600, step_timeout_seconds=60,
 )
 
