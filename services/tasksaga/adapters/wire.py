@@ -54,7 +54,8 @@ class Envelope:
 
 
 # Each Kafka record schema: its name, and the payload types its union holds, in order.
-TASK_COMMAND = ("TaskCommandMessage", (msg.SubmitTask, msg.CancelTask, msg.RetryCompensation))
+TASK_COMMAND = ("TaskCommandMessage", (msg.SubmitTask, msg.CancelTask, msg.RetryCompensation,
+                                        msg.RetryForward))
 TASK_EVENT = ("TaskEventMessage", ev.EVENT_TYPES)
 STEP_COMMAND = ("StepCommandMessage", (msg.ExecuteStep, msg.CompensateStep, msg.CancelStep))
 STEP_RESULT = (

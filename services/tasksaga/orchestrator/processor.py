@@ -128,7 +128,7 @@ class Orchestrator:
             if isinstance(payload, msg.StepHeartbeat):
                 beats.append(payload)
             elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
-                            | msg.StepSucceeded | msg.StepAttemptFailed
+                            | msg.RetryForward | msg.StepSucceeded | msg.StepAttemptFailed
                             | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
                 commands.append(envelope)
             else:
