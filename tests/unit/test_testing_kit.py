@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tasksaga.core import RetryPolicy, StepContext
+from tasksaga.api.submission import SubmissionError
+from tasksaga.core import RetryPolicy, StepContext, TaskDefinition
 from tasksaga.core.audit import describe
 from tasksaga.core.errors import StepCancelled
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus, evolve
@@ -189,6 +190,27 @@ def test_bad_submissions_are_refused_with_a_clear_message() -> None:
         run.submit(ZipRequest(files=[missing]))
     with pytest.raises(ValueError, match="at least 1"):
         run.faults.fail("CreateArchive", times=0)
+    run.faults.fail("CreateArchiv")  # a typo must not make a test pass without its fault
+    with pytest.raises(ValueError, match=r"names steps \['CreateArchiv'\] that no definition"):
+        run.submit(ZipRequest(files=[run.upload("b.txt", b"y")]))
+
+
+def test_an_injected_failure_of_an_api_step_refuses_the_submission() -> None:
+    task = TaskDefinition("Reserved", queue="q", request=Req)
+
+    @task.api_step("Reserve", order=1)
+    def reserve(ctx: StepContext[Req]) -> None:
+        return None
+
+    @task.step("Work", order=2)
+    def work(ctx: StepContext[Req]) -> None:
+        return None
+
+    run = SagaTestRun(task)
+    run.faults.fail("Reserve", error=PermissionError("over quota"))
+    with pytest.raises(SubmissionError, match=r"'Reserve' refused the submission.*over quota"):
+        run.submit(Req())
+    assert run.store.stream_ids() == []  # nothing was accepted
 
 
 def test_the_manual_clock_only_moves_forward_when_told() -> None:

@@ -68,6 +68,10 @@ class FaultPlan:
         the task while the step runs, or to look at the step's context."""
         self._forward.setdefault(step, []).append(_Rule("call", None, callback=callback))
 
+    def steps(self) -> list[str]:
+        """The steps this plan injects something into."""
+        return sorted(set(self._forward) | set(self._backward))
+
     def wrap(self, definition: TaskDefinition) -> TaskDefinition:
         """A copy of ``definition`` whose handlers consult this plan on every run."""
         clone = copy.copy(definition)

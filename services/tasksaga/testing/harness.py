@@ -70,20 +70,28 @@ class SagaTestRun:
         self.store = InMemoryEventStore(self.clock)
         self.bus = InMemoryBus()
         self.objects = objects or InMemoryObjectStore()
-        self.faults = faults or FaultPlan()
+        self._faults = faults or FaultPlan()
         self.topics = Topics("test")
         self.codec = _codec()
         self.registry = TaskRegistry(definitions)  # diagnosed as a service would
         self.orchestrator = Orchestrator(self.registry, self.store, self.codec, self.topics,
                                          database_clock, lambda: jitter)
         self.cancellations = CancellationBook()
+        # The worker (and the API steps) run copies whose handlers consult the fault plan.
+        self._wrapped = {d.name: self._faults.wrap(d) for d in definitions}
         self.worker = StepRunner(
-            TaskRegistry(self.faults.wrap(d) for d in definitions), self.objects, self.bus,
-            self.codec, self.topics, self.cancellations, self.clock.now_ms)
+            TaskRegistry(self._wrapped.values()), self.objects, self.bus, self.codec,
+            self.topics, self.cancellations, self.clock.now_ms)
         self._queued: deque[tuple[str, Envelope]] = deque()
         self._running_steps = False
         self._task_ids: list[str] = []
         self._uploads = 0
+        self._operator_actions = 0
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The failures to inject (the plan the handlers were wrapped with: not replaceable)."""
+        return self._faults
 
     # -- driving the run -----------------------------------------------------------------------
 
@@ -117,13 +125,14 @@ class SagaTestRun:
         task_id = task_id or f"task-{len(self._task_ids) + 1}"
         if task_id in self._task_ids:
             raise ValueError(f"task id {task_id!r} was already submitted in this run")
-        api_steps = run_api_steps(definition, task_id, request,
+        self._check_fault_plan()
+        api_steps = run_api_steps(self._wrapped[definition.name], task_id, request,
                                   self._upload_results(definition, request), self.objects)
         self._task_ids.append(task_id)
         self._send(msg.SubmitTask(task_id, definition.name, request.model_dump_json(), None,
                                   None, self.clock.now_ms(), api_steps, tenant),
                    task_id, definition.name, f"{task_id}:submit")
-        self.run_until_settled(task_id) if settle else self.run_now()
+        self._run(task_id, settle)
         return TaskRun(self.store, task_id)
 
     def cancel(self, task_id: str | None = None, reason: str = "cancelled by the test") -> None:
@@ -131,15 +140,15 @@ class SagaTestRun:
         running step's cancellation signal is set before the handler goes on."""
         task_id = self._task(task_id)
         self._send(msg.CancelTask(task_id, reason, self.clock.now_ms()), task_id,
-                   self._task_type(task_id), f"{task_id}:cancel:{self.clock.now_ms()}")
+                   self._task_type(task_id), self._operator_message_id(task_id, "cancel"))
         self.run_now()
 
     def retry_compensation(self, task_id: str | None = None, settle: bool = True) -> None:
         """An operator's retry of failed compensations."""
         task_id = self._task(task_id)
         self._send(msg.RetryCompensation(task_id, self.clock.now_ms()), task_id,
-                   self._task_type(task_id), f"{task_id}:retry:{self.clock.now_ms()}")
-        self.run_until_settled(task_id) if settle else self.run_now()
+                   self._task_type(task_id), self._operator_message_id(task_id, "retry"))
+        self._run(task_id, settle)
 
     def advance(self, ms: int = 0, *, seconds: float = 0.0) -> None:
         """Move the clock forward, firing every timer that falls due on the way at its own
@@ -194,6 +203,24 @@ class SagaTestRun:
         return TaskRun(self.store, self._task(task_id))
 
     # -- the wiring ----------------------------------------------------------------------------
+
+    def _run(self, task_id: str, settle: bool) -> None:
+        if settle:
+            self.run_until_settled(task_id)
+        else:
+            self.run_now()
+
+    def _operator_message_id(self, task_id: str, action: str) -> str:
+        # Each request its own id: two cancels at one instant are two messages, as over HTTP.
+        self._operator_actions += 1
+        return f"{task_id}:{action}:{self._operator_actions}"
+
+    def _check_fault_plan(self) -> None:
+        known = {s.name for d in self.registry for s in d.steps}
+        unknown = sorted(set(self._faults.steps()) - known)
+        if unknown:
+            raise ValueError(f"the fault plan names steps {unknown} that no definition of this "
+                             f"run has; its steps are {sorted(known)}")
 
     def _send(self, payload: Any, task_id: str, task_type: str, message_id: str) -> None:
         envelope = Envelope(payload=payload, message_id=message_id, task_id=task_id,
