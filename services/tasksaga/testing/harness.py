@@ -26,7 +26,6 @@ from tasksaga.core import messages as msg
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.registry import TaskRegistry
 from tasksaga.core.request_fields import UploadedFile, UploadStepData
-from tasksaga.core.state import TaskStatus
 from tasksaga.orchestrator.processor import Orchestrator, database_clock
 from tasksaga.testing.clock import ManualClock
 from tasksaga.testing.faults import FaultPlan
@@ -39,8 +38,6 @@ from tasksaga.worker.runner import StepRunner
 
 #: How far ``run_until_settled`` may move the clock before it calls the task stuck.
 DEFAULT_TIME_BUDGET_MS = 7 * 24 * 3_600_000
-_SETTLED = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED,
-                      TaskStatus.COMPENSATION_FAILED})
 
 
 class SagaStuck(AssertionError):
@@ -171,10 +168,10 @@ class SagaTestRun:
         wanted = list(task_ids) or list(self._task_ids)
         started = self.clock.now_ms()
         self.run_now()
-        while not all(TaskRun(self.store, t).status in _SETTLED for t in wanted):
+        while not all(TaskRun(self.store, t).status.is_terminal for t in wanted):
             delay = self.store.next_timer_delay_ms(self.registry.names())
             if delay is None or self.clock.now_ms() + delay - started > budget_ms:
-                stuck = [t for t in wanted if TaskRun(self.store, t).status not in _SETTLED]
+                stuck = [t for t in wanted if not TaskRun(self.store, t).status.is_terminal]
                 trail = "\n".join(f"  {line}" for line in TaskRun(self.store, stuck[0]).audit())
                 why = "no timer is left" if delay is None else f"not within {budget_ms} ms"
                 raise SagaStuck(f"tasks {stuck} did not settle: {why}\naudit trail of "
