@@ -3,16 +3,27 @@ ports, a clock that only moves when told, injected failures, and the real audit 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_producer import DeliveryFailed
 from tasksaga.api.submission import SubmissionError
 from tasksaga.core import RetryPolicy, StepContext, TaskDefinition
 from tasksaga.core.audit import describe
 from tasksaga.core.errors import StepCancelled
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus, evolve
-from tasksaga.testing import InjectedFailure, ManualClock, SagaStuck, SagaTestRun, run_saga
+from tasksaga.testing import (
+    InjectedFailure,
+    InMemoryBus,
+    ManualClock,
+    SagaStuck,
+    SagaTestRun,
+    run_saga,
+)
+from tasksaga.worker.results import ResultSender
 from tasksaga_examples.zip_archive import (
     ARCHIVE_BUCKET,
     ArchiveData,
@@ -20,7 +31,7 @@ from tasksaga_examples.zip_archive import (
     ZipResponse,
     create_zip,
 )
-from tests.unit.sagas import Req, linear
+from tests.unit.sagas import Req, grouped, linear
 
 
 def zip_run(*contents: bytes) -> tuple[SagaTestRun, ZipRequest]:
@@ -228,3 +239,32 @@ def test_an_injected_failure_is_retryable_by_default() -> None:
     task = run.submit(Req())
     task.assert_completed()
     assert task.attempts[0].error_type == InjectedFailure.__name__
+
+
+def test_a_parallel_group_runs_every_member_and_a_false_condition_skips_its_step() -> None:
+    hd = run_saga(grouped(), Req(width=1920))
+    hd.assert_completed()
+    hd.assert_steps_completed(["A", "B1", "B2", "C"])  # members in dispatch order
+    assert hd.skipped == ["B3"]
+    hd.assert_audit_contains("condition 'Source >= 4K' of step B3 (is_4k) = False [Width=1920]",
+                             "step B3 skipped")
+    uhd = run_saga(grouped(), Req(width=3840))
+    uhd.assert_completed()
+    assert uhd.skipped == [] and "B3" in uhd.steps_completed
+
+
+def test_a_result_the_bus_refuses_is_sent_again_until_it_is_taken() -> None:
+    bus = InMemoryBus()
+    sender = ResultSender(bus, AvroCodec(), "results", threading.Event(), retry_cap_s=0.001)
+    bus.refuse_next(2)
+    sender.deliver(b"t1", b"result", lost=lambda: False)
+    assert sender.resends == 2
+    assert [r.value for r in bus.records("results")] == [b"result"]  # once, after the outage
+
+
+def test_a_record_too_large_for_the_bus_is_not_sent_again() -> None:
+    bus = InMemoryBus(max_record_bytes=10)
+    sender = ResultSender(bus, AvroCodec(), "results", threading.Event())
+    with pytest.raises(DeliveryFailed) as refused:
+        sender.deliver(b"t1", b"x" * 11, lost=lambda: False)
+    assert refused.value.too_large and sender.resends == 0 and bus.records() == []
