@@ -18,6 +18,7 @@ from tasksaga.core.state import StepStatus, TaskState, TaskStatus, evolve
 from tasksaga.testing import (
     InjectedFailure,
     InMemoryBus,
+    InMemoryEventStore,
     ManualClock,
     SagaStuck,
     SagaTestRun,
@@ -268,3 +269,12 @@ def test_a_record_too_large_for_the_bus_is_not_sent_again() -> None:
     with pytest.raises(DeliveryFailed) as refused:
         sender.deliver(b"t1", b"x" * 11, lost=lambda: False)
     assert refused.value.too_large and sender.resends == 0 and bus.records() == []
+
+
+def test_a_transaction_opened_inside_another_fails_instead_of_hanging() -> None:
+    store = InMemoryEventStore()
+    with pytest.raises(RuntimeError, match="inside another"), store.transaction() as outer:
+        outer.claim_message("c", "m")
+        store.transaction().__enter__()
+    with store.transaction() as tx:  # the outer one rolled back and released the store
+        assert tx.claim_message("c", "m")

@@ -120,14 +120,23 @@ class InMemoryEventStore:
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock if clock is not None else ManualClock()
         self._lock = threading.Lock()
+        self._owner: int | None = None  # the thread inside a transaction
         self._tables = _Tables()
 
     @contextmanager
     def transaction(self) -> Iterator[InMemoryTransaction]:
+        if self._owner == threading.get_ident():
+            # Postgres would give the inner block a second connection and, for the same
+            # stream, a lock wait forever; fail at once instead of hanging the test.
+            raise RuntimeError("a transaction was opened inside another on the same thread")
         with self._lock:
-            working = self._tables.copy()
-            yield InMemoryTransaction(working, self.clock)
-            self._tables = working  # reached only when the block raised nothing: commit
+            self._owner = threading.get_ident()
+            try:
+                working = self._tables.copy()
+                yield InMemoryTransaction(working, self.clock)
+                self._tables = working  # reached only when the block raised nothing: commit
+            finally:
+                self._owner = None
 
     def next_timer_delay_ms(self, task_types: Sequence[str]) -> int | None:
         with self._lock:
