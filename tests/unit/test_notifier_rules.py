@@ -158,6 +158,8 @@ NOT_NOTIFIABLE = [
     ev.StepSurplusCompensationFailed("fetch", 1, 1, "E", "m", False, 1),
     ev.CancellationRefused("asked", "ship", 1),
     ev.ForwardRetryRequested(1),
+    ev.StepWaiting("approve", 1, "signal", None, 1),
+    ev.SignalReceived("approve", "sig-1", "{}", 1),
 ]
 
 

@@ -227,13 +227,14 @@ _UPSERT_TASK = (
 )
 _UPSERT_STEP = (
     "INSERT INTO step_records (task_id, step, status, attempt, compensation_attempt,"
-    " data_json, error_type, error_message, completion_rank, updated_at, trace_id)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " data_json, error_type, error_message, completion_rank, updated_at, trace_id,"
+    " waiting_until) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (task_id, step) DO UPDATE SET status = EXCLUDED.status,"
     " attempt = EXCLUDED.attempt, compensation_attempt = EXCLUDED.compensation_attempt,"
     " data_json = EXCLUDED.data_json, error_type = EXCLUDED.error_type,"
     " error_message = EXCLUDED.error_message, completion_rank = EXCLUDED.completion_rank,"
-    " updated_at = EXCLUDED.updated_at, trace_id = EXCLUDED.trace_id"
+    " updated_at = EXCLUDED.updated_at, trace_id = EXCLUDED.trace_id,"
+    " waiting_until = EXCLUDED.waiting_until"
 )
 _UPSERT_CONDITION = (
     "INSERT INTO condition_snapshots (task_id, step, description, function, result,"
@@ -295,7 +296,9 @@ class _StreamRows:
                          record.compensation_attempt,
                          self.cipher.seal_optional(record.data_json, column_context(
                              stream_id, "step_records.data_json", step)), record.error_type,
-                         record.error_message, rank, at, record.trace_id))
+                         record.error_message, rank, at, record.trace_id,
+                         None if record.waiting_until_ms is None
+                         else _ts(record.waiting_until_ms)))
         return rows
 
     def condition_rows(self, stream_id: str) -> list[tuple[Any, ...]]:

@@ -20,6 +20,7 @@ from tasksaga.api.body_limits import BodyLimits, BodyTimeout, BodyTooLarge
 from tasksaga.api.dependencies import ApiDependencies, Deps
 from tasksaga.api.queries import ACCEPTED, TaskFilter, TaskRow
 from tasksaga.api.security import Caller, not_found
+from tasksaga.api.signal_route import router as signal_router
 from tasksaga.api.submit_route import submit_task
 from tasksaga.core import messages as msg
 from tasksaga.core.authorization import Action, Principal, TaskRef
@@ -38,6 +39,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     app.state.security = deps.security
     app.add_middleware(BodyLimits, limits=deps.limits)
     _error_handlers(app)
+    app.include_router(signal_router)
 
     def definition_of(task_type: str) -> TaskDefinition:
         try:

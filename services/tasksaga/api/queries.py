@@ -125,7 +125,8 @@ class ProjectionQueries:
             steps = {
                 r["step"]: self._opened_step(row.task_id, r) for r in cur.execute(
                     "SELECT step, status, attempt, compensation_attempt, data_json, error_type,"
-                    " error_message, completion_rank, updated_at, trace_id FROM step_records"
+                    " error_message, completion_rank, updated_at, trace_id, waiting_until"
+                    " FROM step_records"
                     " WHERE task_id = %s", (row.task_id,))
             }
             progress = {
@@ -167,6 +168,14 @@ class ProjectionQueries:
             row = conn.execute("SELECT status FROM step_records WHERE task_id = %s AND step = %s",
                                (task_id, step)).fetchone()
         return str(row[0]) if row else None
+
+    def signal_lines(self, task_id: str, signal: str) -> list[str]:
+        """The audit lines of the signals received for wait_for step ``signal``."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT summary FROM audit_entries WHERE task_id = %s AND step = %s"
+                " AND event_type = 'SignalReceived'", (task_id, signal)).fetchall()
+        return [str(r[0]) for r in rows]
 
     def audit(self, task_id: str, after_version: int = 0,
               limit: int = 1000) -> list[dict[str, Any]]:
@@ -233,6 +242,8 @@ def _step_document(
         "trace_id": record["trace_id"],
         "updated_at": record["updated_at"].isoformat(),
     }
+    if record["waiting_until"] is not None:  # a sleep's wake-up, a wait_for's timeout
+        document["waiting_until"] = record["waiting_until"].isoformat()
     if progress is not None and progress["attempt"] == record["attempt"]:
         document["progress"] = progress["progress"]
         document["progress_message"] = progress["message"]

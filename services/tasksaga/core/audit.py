@@ -94,10 +94,24 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
         case ev.CancellationRefused():
             return (f"cancellation refused: the pivot {event.pivot} completed, so the task "
                     f"only goes forward and nothing is compensated ({event.reason})")
+        case ev.StepWaiting():
+            if event.waiting_for == "time":
+                return f"step {event.step} sleeping{_wait(event.until_ms or 0, at_ms)}"
+            timeout = ("" if event.until_ms is None else
+                       f"; times out at {_utc_time_of_day(event.until_ms)} UTC")
+            return f"step {event.step} waiting for signal {event.step!r}{timeout}"
+        case ev.SignalReceived():
+            by = f" from {event.sent_by}" if event.sent_by else ""
+            return f"{signal_line(event.step, event.signal_id)}{by}"
         case ev.ForwardRetryRequested():
             return ("forward retry requested by an operator: the failed steps run again, "
                     "each with a fresh retry budget")
     return type(event).__name__
+
+
+def signal_line(signal: str, signal_id: str) -> str:
+    """How the audit trail names a received signal (the API finds repeated ids by it)."""
+    return f"signal {signal!r} received (id {signal_id})"
 
 
 def _compensable(state: TaskState) -> bool:

@@ -19,6 +19,7 @@ class Action(StrEnum):
     READ = "read"
     CANCEL = "cancel"
     OPERATE = "operate"  # operator actions: retry a failed compensation, repair
+    SIGNAL = "signal"  # send a signal a wait_for step waits for (a human step: an approval)
 
 
 #: The role every deployment understands as "may operate any task type of its tenant".
@@ -45,6 +46,7 @@ class Roles:
     read: frozenset[str] | None = None
     cancel: frozenset[str] | None = None
     operate: frozenset[str] | None = frozenset({OPERATOR_ROLE})
+    signal: frozenset[str] | None = None
     # Actions named in a mapping that are not actions: reported by the diagnostics (TS120).
     unknown_actions: tuple[str, ...] = field(default=(), compare=False)
 
@@ -55,12 +57,14 @@ class Roles:
         cancel: Iterable[str] | None = None,
         operate: Iterable[str] | None = (OPERATOR_ROLE,),
         unknown_actions: tuple[str, ...] = (),
+        signal: Iterable[str] | None = None,
     ) -> None:
         object.__setattr__(self, "submit", _roles(submit))
         object.__setattr__(self, "read", _roles(read))
         object.__setattr__(self, "cancel", _roles(cancel))
         object.__setattr__(self, "operate", _roles(operate))
         object.__setattr__(self, "unknown_actions", unknown_actions)
+        object.__setattr__(self, "signal", _roles(signal))
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Iterable[str] | None]) -> Roles:

@@ -8,19 +8,16 @@ old attempt's result, a timer for a step that already moved on) yield nothing.
 
 from __future__ import annotations
 
-from typing import Any
-
 from tasksaga.core import attempts
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
-from tasksaga.core.context import SagaContext
 from tasksaga.core.decision import Decision, RandomFraction
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.pivot import passed_pivot, stuck_forward
 from tasksaga.core.stage_progress import satisfied
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus
-from tasksaga.core.step_actions import StepActions
 from tasksaga.core.steps import Placement, Stage, StepDef
+from tasksaga.core.waits import WaitActions
 
 STEP_TIMED_OUT = "StepTimedOut"
 HEARTBEAT_MISSED = "HeartbeatMissed"
@@ -39,7 +36,7 @@ __all__ = [
 ]
 
 
-class _Rules(StepActions):
+class _Rules(WaitActions):
     """The rule for each inbound message, then moving the saga on as far as it can go."""
 
     # -- inbound messages ----------------------------------------------------------------------
@@ -86,7 +83,7 @@ class _Rules(StepActions):
         for member in stage.steps if stage else ():
             step = self.state.step(member.name)
             if step.status is StepStatus.FAILED:
-                self.dispatch(member, step.attempt + 1)
+                self.start(member, step.attempt + 1)
 
     def retry_compensation(self) -> None:
         if self.state.status is not TaskStatus.COMPENSATION_FAILED:
@@ -167,6 +164,8 @@ class _Rules(StepActions):
                                    result.error_message, result.trace_id, result.error_lineage)
 
     def timer_fired(self, timer: msg.TimerFired) -> None:
+        if self.wait_timer_fired(timer):
+            return
         step = self.state.step(timer.step)
         kind = timer.kind
         running_attempt = step.status is StepStatus.RUNNING and step.attempt == timer.attempt
@@ -205,7 +204,7 @@ class _Rules(StepActions):
             step = self.state.step(member.name)
             if step.status is StepStatus.RUNNING:
                 self.request_step_cancellation(member.name, f"group {stage.group} satisfied")
-            elif step.status is StepStatus.RETRY_SCHEDULED:
+            elif step.status in (StepStatus.RETRY_SCHEDULED, StepStatus.WAITING):
                 self.emit(ev.StepFailed(member.name, step.attempt, SUPERSEDED,
                                         f"group {stage.group} satisfied", False, self.now))
 
@@ -222,7 +221,7 @@ class _Rules(StepActions):
                 for step in stage.steps:
                     if self.state.status is not TaskStatus.RUNNING:
                         return
-                    if (step.placement is Placement.WORKER
+                    if (step.placement is not Placement.API
                             and self.state.step(step.name).status is StepStatus.PENDING):
                         self.launch(step)
                 if (self.state.status is not TaskStatus.RUNNING
@@ -260,7 +259,7 @@ class _Rules(StepActions):
                 reason = f"condition {step.condition.description!r} was false"
                 self.emit(ev.StepSkipped(step.name, reason, self.now))
                 return
-        self.dispatch(step, 1)
+        self.start(step, 1)
 
     def complete(self) -> None:
         builder = self.definition.build_response
@@ -302,11 +301,6 @@ class _Rules(StepActions):
         else:
             self.emit(ev.TaskFailed(reason, self.now))
 
-    def saga_context(self) -> SagaContext[Any]:
-        request = self.definition.request_type.model_validate_json(self.state.request_json)
-        return SagaContext(task_id=self.state.task_id, definition=self.definition,
-                           request=request, step_data_json=self.state.step_data())
-
 
 def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
@@ -331,6 +325,8 @@ def decide(
             rules.retry_compensation()
         case msg.RetryForward():
             rules.retry_forward()
+        case msg.SendSignal():
+            rules.signal(message)
         case msg.StepSucceeded():
             rules.step_succeeded(message)
         case msg.StepAttemptFailed():

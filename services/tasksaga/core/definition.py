@@ -47,6 +47,9 @@ from tasksaga.core.steps import (
     GroupDef,
     Placement,
     ResponseBuilder,
+    SignalWait,
+    Sleep,
+    SleepUntil,
     Stage,
     StepCondition,
     StepDef,
@@ -199,6 +202,29 @@ class TaskDefinition:
             StepDef(name=name, order=order, placement=Placement.API, data_type=UploadStepData,
                     upload=FileUpload(bucket=bucket, source=source))
         )
+
+    def wait_for(
+        self, name: str, *, order: int, data: type[BaseModel] | None = None,
+        timeout_seconds: float | None = None, group: str | None = None,
+        condition: StepCondition | None = None,
+    ) -> StepDef:
+        """A human step: wait for ``POST /tasks/{id}/signals/{name}`` with a body of model
+        ``data`` (later steps read it with ``ctx.data``). After ``timeout_seconds`` without
+        the signal the step fails: the task's failure path (docs/dsl.md, "Signals")."""
+        return self._add(StepDef(
+            name=name, order=order, placement=Placement.ORCHESTRATOR, group=group,
+            data_type=data, condition=condition, signal=SignalWait(timeout_seconds)))
+
+    def sleep(
+        self, name: str, *, order: int, seconds: float | None = None,
+        until: SleepUntil | None = None, group: str | None = None,
+        condition: StepCondition | None = None,
+    ) -> StepDef:
+        """A durable sleep of ``seconds``, or until ``until(ctx)`` (epoch ms or an aware
+        datetime); it survives restarts: its timer is in the event store."""
+        return self._add(StepDef(
+            name=name, order=order, placement=Placement.ORCHESTRATOR, group=group,
+            condition=condition, sleep=Sleep(seconds, until)))
 
     def group(
         self, name: str, *, order: int, mode: AwaitMode = AwaitMode.ALL, quorum: int | None = None

@@ -13,6 +13,7 @@ from typing import Any
 
 from tasksaga.core.definition import Diagnostic, TaskDefinition
 from tasksaga.core.diagnostics_handlers import handler_signatures, retry_policies
+from tasksaga.core.diagnostics_waits import wait_steps
 from tasksaga.core.request_fields import UploadedFile
 from tasksaga.core.steps import AwaitMode, Placement
 
@@ -39,9 +40,10 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
     found += _pivots(definition)
     found += handler_signatures(definition)
     found += retry_policies(definition)
+    found += wait_steps(definition)
     found += [
         Diagnostic("TS118", f"roles given for unknown action {name!r}; the actions are "
-                            "submit, read, cancel and operate")
+                            "submit, read, cancel, operate and signal")
         for name in definition.roles.unknown_actions
     ]
     if definition.response_type is not None and definition.build_response is None:
@@ -110,7 +112,7 @@ def _duplicate_names(definition: TaskDefinition) -> list[Diagnostic]:
 
 def _placement_order(definition: TaskDefinition) -> list[Diagnostic]:
     first_worker = min(
-        (s.order for s in definition.steps if s.placement is Placement.WORKER), default=None
+        (s.order for s in definition.steps if s.placement is not Placement.API), default=None
     )
     return [
         Diagnostic(
@@ -150,7 +152,7 @@ def _handlers(definition: TaskDefinition) -> list[Diagnostic]:
     return [
         Diagnostic("TS106", f"step {s.name!r} has no handler function")
         for s in definition.steps
-        if s.handler is None and s.upload is None
+        if s.handler is None and s.upload is None and s.placement is not Placement.ORCHESTRATOR
     ]
 
 

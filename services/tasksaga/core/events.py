@@ -236,6 +236,31 @@ class ForwardRetryRequested:
     requested_at_ms: int
 
 
+@dataclass(frozen=True)
+class StepWaiting:
+    """A wait_for or sleep step was reached: the orchestrator itself completes it, when its
+    signal arrives (``waiting_for`` "signal") or its durable timer fires ("time").
+    ``until_ms``: when a sleep wakes, or when a wait_for times out (None: no timeout)."""
+
+    step: str
+    attempt: int
+    waiting_for: str
+    until_ms: int | None
+    started_at_ms: int
+
+
+@dataclass(frozen=True)
+class SignalReceived:
+    """A signal for a wait_for step, validated by the API. Received before the step is
+    reached, it is kept and completes the step when reached."""
+
+    step: str  # the wait_for step it is for: the signal's name
+    signal_id: str
+    data_json: str
+    received_at_ms: int
+    sent_by: str | None = None
+
+
 TaskEvent = (
     TaskSubmitted
     | StepDispatched
@@ -262,6 +287,8 @@ TaskEvent = (
     | TaskNeedsAttention
     | CancellationRefused
     | ForwardRetryRequested
+    | StepWaiting
+    | SignalReceived
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -291,4 +318,6 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     TaskNeedsAttention,
     CancellationRefused,
     ForwardRetryRequested,
+    StepWaiting,
+    SignalReceived,
 )

@@ -57,6 +57,19 @@ class RetryForward:
     requested_at_ms: int
 
 
+@dataclass(frozen=True)
+class SendSignal:
+    """A signal for the wait_for step of the same name; ``data_json`` was validated against
+    the step's data model. ``signal_id`` makes it idempotent: a repeated id records nothing."""
+
+    task_id: str
+    signal: str
+    signal_id: str
+    data_json: str
+    sent_at_ms: int
+    sent_by: str | None = None
+
+
 # -- step results (worker -> orchestrator) -------------------------------------------------------
 
 
@@ -129,6 +142,8 @@ class TimerKind(StrEnum):
     COMPENSATION_RETRY = "compensation_retry"
     COMPENSATION_TIMEOUT = "compensation_timeout"
     TASK_TIMEOUT = "task_timeout"
+    WAIT_TIMEOUT = "wait_timeout"  # a wait_for step's signal did not come in time
+    SLEEP_WAKE = "sleep_wake"  # a sleep step's time has come
 
 
 @dataclass(frozen=True)
@@ -190,7 +205,7 @@ class CancelStep:
     reason: str
 
 
-TaskCommand = SubmitTask | CancelTask | RetryCompensation | RetryForward
+TaskCommand = SubmitTask | CancelTask | RetryCompensation | RetryForward | SendSignal
 StepResult = (
     StepSucceeded | StepAttemptFailed | CompensationSucceeded | CompensationAttemptFailed
     | StepHeartbeat

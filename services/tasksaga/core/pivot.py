@@ -12,7 +12,8 @@ from tasksaga.core.stage_progress import satisfiable
 from tasksaga.core.state import StepState, StepStatus, TaskState
 from tasksaga.core.steps import Stage
 
-_UNFINISHED = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
+_UNFINISHED = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED,
+               StepStatus.WAITING)
 # Failures that say another step's outcome stopped this one, not why the stage failed.
 _NOT_THE_CAUSE = ("Cancelled", "Superseded")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from tasksaga.core.state import StepStatus, TaskState
 from tasksaga.core.steps import Stage
 
-_UNFINISHED = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
+_UNFINISHED = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED,
+               StepStatus.WAITING)
 
 
 def _count(state: TaskState, stage: Stage, *statuses: StepStatus) -> int:

@@ -47,6 +47,8 @@ class StepStatus(StrEnum):
     COMPENSATION_RETRY_SCHEDULED = "CompensationRetryScheduled"
     COMPENSATED = "Compensated"
     COMPENSATION_FAILED = "CompensationFailed"
+    # A wait_for step waiting for its signal, or a sleep step for its time.
+    WAITING = "Waiting"
 
 
 class SurplusStatus(StrEnum):
@@ -81,9 +83,19 @@ class StepState:
     surplus: tuple[SurplusEffect, ...] = ()
     # The attempts spent before an operator's forward retry: the policy counts from here.
     retry_base: int = 0
+    # While WAITING: when a sleep wakes, or when a wait_for times out (None: no timeout).
+    waiting_until_ms: int | None = None
 
     def surplus_of(self, attempt: int) -> SurplusEffect | None:
         return next((s for s in self.surplus if s.attempt == attempt), None)
+
+
+@dataclass(frozen=True)
+class ReceivedSignal:
+    signal: str
+    signal_id: str
+    data_json: str
+    consumed: bool = False  # it completed its wait_for step
 
 
 @dataclass(frozen=True)
@@ -103,12 +115,20 @@ class TaskState:
     response_json: str | None = None
     tenant: str = "default"
     submitted_by: str | None = None
+    signals: tuple[ReceivedSignal, ...] = ()
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState(name=name)
 
     def steps_in(self, *statuses: StepStatus) -> list[StepState]:
         return [s for s in self.steps.values() if s.status in statuses]
+
+    def pending_signal(self, name: str) -> ReceivedSignal | None:
+        """The signal received for wait_for step ``name`` that no step consumed yet."""
+        return next((s for s in self.signals if s.signal == name and not s.consumed), None)
+
+    def has_signal_id(self, name: str, signal_id: str) -> bool:
+        return any(s.signal == name and s.signal_id == signal_id for s in self.signals)
 
     def step_data(self) -> dict[str, str]:
         return {
@@ -160,15 +180,18 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
         case ev.StepCompleted():
             state = _with_step(
                 state, event.step, status=StepStatus.COMPLETED, attempt=event.attempt,
-                data_json=event.data_json,
+                data_json=event.data_json, waiting_until_ms=None,
             )
-            return replace(state, completion_order=(*state.completion_order, event.step))
+            signals = tuple(replace(s, consumed=True) if s.signal == event.step else s
+                            for s in state.signals)
+            return replace(state, completion_order=(*state.completion_order, event.step),
+                           signals=signals)
         case ev.StepFailed():
             return _with_step(
                 state, event.step,
                 status=StepStatus.RETRY_SCHEDULED if event.will_retry else StepStatus.FAILED,
                 error_type=event.error_type, error_message=event.error_message,
-                trace_id=event.trace_id,
+                trace_id=event.trace_id, waiting_until_ms=None,
             )
         case ev.StepRetryScheduled():
             return _with_step(state, event.step, status=StepStatus.RETRY_SCHEDULED)
@@ -251,6 +274,14 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 status=(SurplusStatus.COMPENSATING if event.will_retry
                         else SurplusStatus.COMPENSATION_FAILED),
             )
+        case ev.StepWaiting():
+            return _with_step(
+                state, event.step, status=StepStatus.WAITING, attempt=event.attempt,
+                waiting_until_ms=event.until_ms, error_type=None, error_message=None,
+            )
+        case ev.SignalReceived():
+            received = ReceivedSignal(event.step, event.signal_id, event.data_json)
+            return replace(state, signals=(*state.signals, received))
     raise TypeError(f"not a task event: {event!r}")
 
 

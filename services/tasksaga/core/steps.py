@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -23,9 +23,27 @@ ConditionFunction = Callable[[SagaContext[Any]], bool]
 ConditionSummary = Callable[[SagaContext[Any]], str]
 
 
+class PointInTime(Protocol):
+    """A datetime, seen structurally: the core imports no clock module."""
+
+    @property
+    def tzinfo(self) -> object: ...
+
+    def timestamp(self) -> float: ...
+
+    def isoformat(self) -> str: ...
+
+
+#: When a sleep step wakes: epoch milliseconds, or a timezone-aware datetime.
+SleepUntil = Callable[[SagaContext[Any]], "int | PointInTime"]
+
+
 class Placement(StrEnum):
     API = "api"
     WORKER = "worker"
+    # wait_for and sleep steps: no worker runs them, the orchestrator completes them when the
+    # signal arrives or the durable timer fires.
+    ORCHESTRATOR = "orchestrator"
 
 
 class AwaitMode(StrEnum):
@@ -53,6 +71,23 @@ class FileUpload:
     source: str
 
 
+@dataclass(frozen=True)
+class SignalWait:
+    """A human step: wait for ``POST /tasks/{id}/signals/{step name}``; ``timeout_seconds``
+    (None: wait for ever) takes the failure path when it passes first."""
+
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """A durable sleep: ``seconds`` from the moment it is reached, or ``until`` (evaluated by
+    the orchestrator with the saga's context when the step is reached)."""
+
+    seconds: float | None = None
+    until: SleepUntil | None = None
+
+
 @dataclass
 class StepDef:
     name: str
@@ -76,6 +111,8 @@ class StepDef:
     # The point of no return: once this step completes, the task only goes forward (later
     # failures are retried, then left to an operator), and nothing before it is compensated.
     pivot: bool = False
+    signal: SignalWait | None = None
+    sleep: Sleep | None = None
 
     @property
     def has_compensation(self) -> bool:

@@ -128,7 +128,8 @@ class Orchestrator:
             if isinstance(payload, msg.StepHeartbeat):
                 beats.append(payload)
             elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
-                            | msg.RetryForward | msg.StepSucceeded | msg.StepAttemptFailed
+                            | msg.RetryForward | msg.SendSignal | msg.StepSucceeded
+                            | msg.StepAttemptFailed
                             | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
                 commands.append(envelope)
             else:

@@ -147,6 +147,25 @@ class SagaTestRun:
                    self._task_type(task_id), self._operator_message_id(task_id, "retry"))
         self._run(task_id, settle)
 
+    def signal(self, signal: str, data: BaseModel | None = None, *, task_id: str | None = None,
+               signal_id: str | None = None) -> None:
+        """Send a wait_for step's signal as ``POST /tasks/{id}/signals/{signal}`` does, then
+        run without moving the clock. A repeated ``signal_id`` records nothing new."""
+        task_id = self._task(task_id)
+        step = self.registry.get(self._task_type(task_id)).get_step(signal)
+        if step.signal is None:
+            raise ValueError(f"step {signal!r} is not a wait_for step")
+        if step.data_type is not None and not isinstance(data, step.data_type):
+            raise TypeError(f"signal {signal!r} takes a {step.data_type.__name__}, got "
+                            f"{type(data).__name__}")
+        self._operator_actions += 1
+        signal_id = signal_id or f"signal-{self._operator_actions}"
+        self._send(msg.SendSignal(task_id, signal, signal_id,
+                                  data.model_dump_json() if data else "{}", self.clock.now_ms(),
+                                  "test"), task_id, self._task_type(task_id),
+                   f"signal:{task_id}:{signal}:{signal_id}")
+        self.run_now()
+
     def advance(self, ms: int = 0, *, seconds: float = 0.0) -> None:
         """Move the clock forward, firing every timer that falls due on the way at its own
         time (a retry due in 0.5 s runs, and its own next timer is then scheduled from then)."""
