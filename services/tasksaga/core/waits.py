@@ -31,11 +31,12 @@ def wake_time(sleep: Sleep, context: SagaContext[Any], now_ms: int) -> int:
     if sleep.until is None:
         return now_ms + round((sleep.seconds or 0.0) * 1000)
     until = sleep.until(context)
-    if isinstance(until, int) and not isinstance(until, bool):
-        return until
-    if not (hasattr(until, "timestamp") and hasattr(until, "tzinfo")):
+    if isinstance(until, bool) or not (isinstance(until, int) or (
+            hasattr(until, "timestamp") and hasattr(until, "tzinfo"))):
         raise TypeError(f"until must return epoch milliseconds (int) or a datetime, got "
                         f"{type(until).__name__}")
+    if isinstance(until, int):
+        return until
     if until.tzinfo is None:
         raise ValueError(f"until returned a naive datetime ({until.isoformat()}); return a "
                          "timezone-aware one (datetime.now(UTC) + ...) or epoch ms")
