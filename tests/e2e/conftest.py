@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 import uuid
@@ -18,6 +19,8 @@ from localrun import REPO, ServiceProcesses, local_token, service_env
 
 pytestmark = pytest.mark.e2e
 
+# The services import this tree's code first, ahead of whatever the venv has installed.
+CODE_PATH = os.pathsep.join(str(REPO / part) for part in ("services", "examples", "."))
 TERMINAL = {"Completed", "Failed", "Cancelled", "CompensationFailed"}
 
 
@@ -81,7 +84,7 @@ def running_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[Syst
     port = free_port()
     env = service_env(stack_env, port, TASKSAGA_TOPIC_PREFIX=prefix,
                       TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
-                      PYTHONPATH=str(REPO), **extra_env)
+                      PYTHONPATH=CODE_PATH, **extra_env)
     services = ServiceProcesses(env, Path(REPO / ".run" / "e2e-logs" / prefix), port)
     try:
         services.start_all()
