@@ -111,7 +111,12 @@ class LiveFeed:
                 if time.monotonic() - refreshed > PARTITION_REFRESH_S:
                     assigned |= self._assign_new(consumer, assigned)
                     refreshed = time.monotonic()
-                records = consumer.consume(num_messages=BATCH, timeout=0.2)
+                # Block for the first record only, then take what already arrived:
+                # consume() alone waits for a full batch or its timeout, on every hop.
+                first = consumer.poll(0.2)
+                if first is None:
+                    continue
+                records = [first, *consumer.consume(num_messages=BATCH - 1, timeout=0)]
                 messages = [m for m in (self._message(r) for r in records) if m is not None]
                 if messages and self._loop is not None:
                     self._hub.publish_threadsafe(self._loop, messages)

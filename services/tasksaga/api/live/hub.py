@@ -56,12 +56,19 @@ class Watcher:
         if not self._queue and self.dropped is None:
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):  # no extra task, unlike wait_for
+                    await self._wake.wait()
             except TimeoutError:
                 return None
         if self.dropped is not None or not self._queue:
             return None
         return self._queue.popleft()
+
+    def take_ready(self) -> list[LiveMessage]:
+        """Every message already queued (sent together: one write for a burst)."""
+        ready = list(self._queue)
+        self._queue.clear()
+        return ready
 
     @property
     def pending(self) -> int:

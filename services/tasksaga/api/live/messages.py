@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from tasksaga.adapters.wire import Envelope
@@ -39,6 +40,16 @@ class LiveMessage:
     version: int | None = None  # EVENT only: the event's version in the task's stream
     occurred_at_ms: int = 0
     terminal: bool = False
+
+    # Encoded once, however many watchers of the task it is sent to.
+    @cached_property
+    def json(self) -> str:
+        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=True)
+
+    @cached_property
+    def frame(self) -> str:
+        head = f"id: {self.version}\n" if self.version is not None else ""
+        return f"{head}event: {self.kind}\ndata: {self.json}\n\n"
 
 
 def iso_utc(epoch_ms: int) -> str:
@@ -105,13 +116,12 @@ def dropped_message(task_id: str, reason: str, last_version: int) -> LiveMessage
 
 
 def to_json(message: LiveMessage) -> str:
-    return json.dumps(message.data, separators=(",", ":"), ensure_ascii=True)
+    return message.json
 
 
 def sse_frame(message: LiveMessage) -> str:
     """One SSE message: ``id`` only for log events; the JSON is one line (ASCII escapes)."""
-    head = f"id: {message.version}\n" if message.version is not None else ""
-    return f"{head}event: {message.kind}\ndata: {to_json(message)}\n\n"
+    return message.frame
 
 
 def sse_comment(text: str) -> str:

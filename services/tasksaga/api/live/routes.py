@@ -60,28 +60,31 @@ def ws_url(task_id: str) -> str:
     return f"/tasks/{task_id}/ws"
 
 
-def _live(d: ApiDependencies) -> LiveService:
+def _service(d: ApiDependencies) -> LiveService:
     live: LiveService | None = d.live
     if live is None:
         raise HTTPException(404, "live progress is not enabled on this API")
+    return live
+
+
+def _require_ready(live: LiveService) -> None:
     if not live.feed.ready:
         raise HTTPException(503, "live progress is not available yet: the event feed is "
                                  "starting or stopped; retry shortly",
                             headers={"Retry-After": "2"})
-    return live
 
 
 async def _stream_caller(d: ApiDependencies, live: LiveService, task_id: str,
                          headers: Any, ticket: str | None, now_s: float) -> Principal:
-    if ticket:
+    """The header's credentials when there are any; else the ticket's identity."""
+    authorization, api_key = headers.get("authorization"), headers.get("x-api-key")
+    if ticket and not (authorization or api_key):
         try:
             principal = live.tickets.verify(ticket, task_id, now_s)
         except BadTicket as error:
             raise Unauthenticated(str(error)) from error
     else:
-        principal = await run_in_threadpool(d.security.authenticate,
-                                            headers.get("authorization"),
-                                            headers.get("x-api-key"))
+        principal = await run_in_threadpool(d.security.authenticate, authorization, api_key)
     await run_in_threadpool(d.security.count, principal)
     return principal
 
@@ -89,9 +92,11 @@ async def _stream_caller(d: ApiDependencies, live: LiveService, task_id: str,
 async def _open(d: ApiDependencies, visible: Visible, task_id: str, headers: Any,
                 ticket: str | None, last_event_id: str | None,
                 after_version: int | None) -> LiveSession:
-    live = _live(d)
+    """Authenticate, authorize (404 alike for missing and hidden), then subscribe and read."""
+    live = _service(d)
     caller = await _stream_caller(d, live, task_id, headers, ticket, d.security.clock_s())
     await run_in_threadpool(visible, task_id, caller, Action.READ)
+    _require_ready(live)
     try:
         after = resume_after(last_event_id, after_version)
     except BadResumePoint as error:
@@ -107,8 +112,9 @@ async def _open(d: ApiDependencies, visible: Visible, task_id: str, headers: Any
 async def _sse(session: LiveSession) -> AsyncIterator[str]:
     try:
         yield sse_retry(RECONNECT_MS)
-        async for message in session.messages():
-            yield sse_comment("keep-alive") if message is None else sse_frame(message)
+        async for batch in session.batches():
+            # A burst goes out as one write.
+            yield "".join(sse_frame(m) for m in batch) if batch else sse_comment("keep-alive")
     finally:
         session.close()
 
@@ -138,8 +144,9 @@ def register_live_routes(app: FastAPI, visible: Visible) -> None:
     def stream_ticket(task_id: str, caller: Caller, d: Deps) -> dict[str, Any]:
         """A short-lived ticket for this task's streams, for clients that cannot send an
         Authorization header (a browser's EventSource or WebSocket)."""
-        live = _live(d)
+        live = _service(d)
         visible(task_id, caller, Action.READ)
+        _require_ready(live)
         ticket = live.tickets.issue(caller, task_id, d.security.clock_s())
         query = f"?ticket={quote(ticket)}"
         return {"ticket": ticket, "expires_in_s": live.tickets.lifetime_s,

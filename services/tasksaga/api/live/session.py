@@ -82,48 +82,64 @@ class LiveSession:
             self._watcher = None
 
     async def messages(self) -> AsyncIterator[LiveMessage | None]:
-        """Messages in order, None for a keep-alive; ends after the terminal event (with an
-        END message) or when the fan-out dropped this watcher (with a DROPPED one)."""
+        """Messages one by one, None for a keep-alive (see ``batches``)."""
+        async for batch in self.batches():
+            if not batch:
+                yield None
+            for message in batch:
+                yield message
+
+    async def batches(self) -> AsyncIterator[list[LiveMessage]]:
+        """Messages in order, in the batches they became ready in, an empty batch for a
+        keep-alive; ends after the terminal event (with an END message) or when the fan-out
+        dropped this watcher (with a DROPPED one)."""
         watcher = self._watcher
         if watcher is None:
             return
         try:
+            out: list[LiveMessage] = []
             for message in self._backlog:
                 if (ended := self._accept(message)) is not None:
-                    yield message
+                    out.append(message)
                     if ended:
-                        yield end_message(self.task_id, message)
+                        yield [*out, end_message(self.task_id, message)]
                         return
             self._backlog = []
-            for progress in await self._log.progress(self.task_id):
-                yield progress
+            out.extend(await self._log.progress(self.task_id))
+            if out:
+                yield out
             while True:
-                live = await watcher.next(self._keepalive_s)
-                if live is None:
+                first = await watcher.next(self._keepalive_s)
+                if first is None:
                     if watcher.dropped is not None:
-                        yield dropped_message(self.task_id, watcher.dropped, self.last_version)
+                        yield [dropped_message(self.task_id, watcher.dropped,
+                                               self.last_version)]
                         return
-                    yield None
+                    yield []
                     continue
-                message = live
-                if message.kind == PROGRESS:
-                    yield message
-                    continue
-                assert message.version is not None
-                if message.version > self.last_version + 1:
-                    pending = await self._read(self.last_version + 1)
-                    if message not in pending:
-                        pending.append(message)
-                else:
-                    pending = [message]
-                for event in pending:
-                    if (ended := self._accept(event)) is not None:
-                        yield event
-                        if ended:
-                            yield end_message(self.task_id, event)
-                            return
+                out = []
+                for message in [first, *watcher.take_ready()]:
+                    if message.kind == PROGRESS:
+                        out.append(message)
+                        continue
+                    for event in await self._in_order(message):
+                        if (ended := self._accept(event)) is not None:
+                            out.append(event)
+                            if ended:
+                                yield [*out, end_message(self.task_id, event)]
+                                return
+                if out:
+                    yield out
         finally:
             self.close()
+
+    async def _in_order(self, message: LiveMessage) -> list[LiveMessage]:
+        """The live event, preceded by the events of the log it skipped, if any."""
+        assert message.version is not None
+        if message.version <= self.last_version + 1:
+            return [message]
+        pending = await self._read(self.last_version + 1)
+        return pending if message in pending else [*pending, message]
 
     def _accept(self, message: LiveMessage) -> bool | None:
         """None to skip (a duplicate, or still beyond a gap); else whether it ends the
