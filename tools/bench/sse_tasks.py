@@ -17,6 +17,7 @@ from tasksaga.core import StepContext, TaskDefinition
 
 class PulseRequest(BaseModel):
     gate: str  # a file path: the step starts its work once the file exists
+    delay_s: float = 0.0  # then waits this long (the benchmark spreads the tasks' starts)
     beats: int = 5
     interval_s: float = 0.2
 
@@ -29,6 +30,7 @@ def wait(ctx: StepContext[PulseRequest]) -> None:
     gate = Path(ctx.request.gate)
     while not gate.exists():
         time.sleep(0.05)
+    time.sleep(ctx.request.delay_s)
     for beat in range(1, ctx.request.beats + 1):
         ctx.heartbeat(beat / ctx.request.beats, f"beat {beat}")
         time.sleep(ctx.request.interval_s)

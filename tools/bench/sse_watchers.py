@@ -17,8 +17,9 @@ starts the four services against the running stack (its own topic prefix and dat
   orchestrator's outbox relay produced it), read by a consumer of the benchmark's own. The
   rest is the orchestrator's path from decision to Kafka (commit, outbox, relay).
 
-Then the gate opens, every task runs to its end, and each stream must end with its terminal
-event; the run fails if any watcher missed one or got a version twice.
+Then the gate opens, the tasks start one after the other over ``--spread-s`` (a steady flow;
+0 starts them all at once, a burst), every task runs to its end, and each stream must end
+with its terminal event; the run fails if any watcher missed one or got a version twice.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ class RecordTimes:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.times: dict[tuple[str, int], int] = {}
+        self.own_delay_ms: list[float] = []  # this consumer's receipt minus the timestamp
         self._codec = AvroCodec(cipher=local_payload_cipher())
         self._stop = threading.Event()
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "enable.auto.commit": False,
@@ -187,8 +189,10 @@ class RecordTimes:
             record = self._consumer.poll(0.2)
             if record is None or record.error() is not None:
                 continue
+            received_ms = time.time() * 1000
             envelope = self._codec.decode(record.value())
             self.times[(envelope.task_id, envelope.version)] = record.timestamp()[1]
+            self.own_delay_ms.append(received_ms - record.timestamp()[1])
 
     def close(self) -> None:
         self._stop.set()
@@ -234,7 +238,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             task_ids = []
             for index in range(args.tasks):
                 reply = await client.post("/tasks/Pulse?listen=sse", json={
-                    "gate": str(gate), "beats": args.beats, "interval_s": args.interval_s},
+                    "gate": str(gate), "beats": args.beats, "interval_s": args.interval_s,
+                    "delay_s": index * args.spread_s / args.tasks},
                     headers={"Idempotency-Key": f"{uuid.uuid4()}-{index}"})
                 reply.raise_for_status()
                 task_ids.append(reply.json()["task_id"])
@@ -281,6 +286,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for version, received in log.received_ms.items()
             if (log.task_id, version) in records.times]
     result["kafka_to_client_ms"] = figures(hops)
+    # The same records read by a plain consumer in this process: Kafka's own share.
+    result["kafka_to_plain_consumer_ms"] = figures(records.own_delay_ms)
     result["api_cpu_s_while_running"] = round(api_cpu, 2)
     result["client_cpu_s_while_running"] = round(client_cpu, 2)
     result["load_average_1m"] = round(os.getloadavg()[0], 1)  # shared machine: context
@@ -302,7 +309,7 @@ def report(args: argparse.Namespace, logs: list[WatcherLog], rss_before: int,
     progress = [ms for log in logs for ms in log.progress_latency_ms]
 
     return {
-        "watchers": args.watchers, "tasks": args.tasks,
+        "watchers": args.watchers, "tasks": args.tasks, "spread_s": args.spread_s,
         "connect_s": round(connect_s, 2), "run_s": round(run_s, 2),
         "rss_before_kib": rss_before, "rss_connected_kib": rss_connected,
         "rss_end_kib": rss_end,
@@ -320,6 +327,8 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--beats", type=int, default=5, help="progress reports per task")
     parser.add_argument("--interval-s", type=float, default=0.2)
+    parser.add_argument("--spread-s", type=float, default=10.0,
+                        help="the tasks start over this long once the gate opens (0: at once)")
     parser.add_argument("--connect-concurrency", type=int, default=50)
     parser.add_argument("--port", type=int, default=18595)
     parser.add_argument("--timeout-s", type=float, default=300.0)
