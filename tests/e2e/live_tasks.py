@@ -6,7 +6,7 @@ import time
 
 from pydantic import BaseModel
 
-from tasksaga.core import StepContext, TaskDefinition
+from tasksaga.core import StepCancelled, StepContext, TaskDefinition
 
 
 class TickRequest(BaseModel):
@@ -24,7 +24,12 @@ ticker = TaskDefinition("Ticker", queue="live", request=TickRequest, cancellable
 @ticker.step("Count", order=1, timeout_seconds=120)
 def count(ctx: StepContext[TickRequest]) -> Ticks:
     for tick in range(1, ctx.request.ticks + 1):
-        time.sleep(ctx.request.interval_s)
+        if ctx.cancelled is not None:
+            ctx.cancelled.wait(ctx.request.interval_s)
+        else:
+            time.sleep(ctx.request.interval_s)
+        if ctx.is_cancelled():
+            raise StepCancelled(f"cancelled at tick {tick}")
         ctx.heartbeat(tick / ctx.request.ticks, f"tick {tick} of {ctx.request.ticks}")
     return Ticks(count=ctx.request.ticks)
 

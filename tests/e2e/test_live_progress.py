@@ -4,6 +4,7 @@ terminal event, resumed mid-way, authorized like its status (issue 10, item 3)."
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -225,3 +226,36 @@ def test_many_watchers_of_one_task_each_get_every_event(live: System) -> None:
     assert len(results) == 8
     assert all(r.versions() == results[0].versions() for r in results)
     assert results[0].events()[-1]["event_type"] == "TaskCompleted"
+
+
+def test_a_stopping_api_ends_its_streams_and_they_resume_on_the_next_process(
+        live: System) -> None:
+    """SIGTERM must not wait for open streams (a task may run for hours): each gets a
+    ``dropped`` message, and Last-Event-ID resumes it on the next API process."""
+    accepted = submit_ticker(live, ticks=200, interval_s=0.3)  # a minute: longer than the
+    # 30 s the harness waits for the API to exit
+    first: list[Stream] = []
+    reader = threading.Thread(target=lambda: first.append(
+        read_sse(live.client, accepted["events_url"])))
+    reader.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = live.status(accepted["task_id"])
+        if status and status["version"] >= 2:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # the stream has replayed what the status shows
+    live.services.kill("api", signal.SIGTERM)  # raises if the API has not exited in 30 s
+    reader.join(30)
+    assert first and first[0].frames[-1].event == "dropped"
+    assert "stopping" in first[0].frames[-1].data["reason"]
+    last_seen = first[0].versions()[-1]
+    assert first[0].frames[-1].data["resume_after"] == last_seen
+    live.services.start("api")
+    live.services.wait_until_ready()
+    assert live.client.post(f"/tasks/{accepted['task_id']}/cancel").status_code == 202
+    rest = read_sse(live.client, accepted["events_url"],
+                    headers={"Last-Event-ID": str(last_seen)})
+    assert rest.frames[-1].event == "end" and rest.frames[-1].data["status"] == "Cancelled"
+    whole = read_sse(live.client, accepted["events_url"])
+    assert first[0].events() + rest.events() == whole.events()
