@@ -141,6 +141,8 @@ def test_last_event_id_resumes_mid_way_with_exactly_the_remaining_events(
     assert ended.status_code == 204
     bad = live.client.get(accepted["events_url"], headers={"Last-Event-ID": "x"})
     assert bad.status_code == 422 and "Last-Event-ID" in bad.json()["detail"]
+    ahead = live.client.get(accepted["events_url"], headers={"Last-Event-ID": str(last + 5)})
+    assert ahead.status_code == 422 and "not in this task's log" in ahead.json()["detail"]
 
 
 def test_the_websocket_carries_the_same_messages(live: System) -> None:

@@ -137,6 +137,14 @@ def test_resuming_at_the_terminal_event_finishes_without_a_message() -> None:
     assert hub.watchers == 0
 
 
+def test_resuming_from_a_version_the_log_does_not_hold_is_refused() -> None:
+    hub = LiveHub()
+    session = LiveSession(hub, FakeLog([event(1), event(2)]), TASK, 9, 0.01)
+    with pytest.raises(BadResumePoint, match="version 9 is not in this task's log"):
+        asyncio.run(session.open())
+    assert hub.watchers == 0
+
+
 def test_a_gap_in_the_live_events_is_read_from_the_log() -> None:
     hub = LiveHub()
     log = FakeLog([event(1)])

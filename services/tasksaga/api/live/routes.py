@@ -106,6 +106,8 @@ async def _open(d: ApiDependencies, visible: Visible, task_id: str, headers: Any
         await session.open()
     except TooManyWatchers as error:
         raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from error
+    except BadResumePoint as error:
+        raise HTTPException(422, str(error)) from error
     return session
 
 

@@ -18,6 +18,7 @@ from typing import Protocol
 from tasksaga.api.live.hub import LiveHub, Watcher
 from tasksaga.api.live.messages import (
     PROGRESS,
+    BadResumePoint,
     LiveMessage,
     dropped_message,
     end_message,
@@ -60,6 +61,12 @@ class LiveSession:
         except BaseException:
             self.close()
             raise
+        if self.last_version > 0 and not (backlog and backlog[0].version == self.last_version):
+            # Versions come from this log: one it does not hold was never sent by it, and
+            # waiting for it would wait forever.
+            self.close()
+            raise BadResumePoint(f"version {self.last_version} is not in this task's log: "
+                                 "resume from an id this stream sent")
         if backlog and backlog[0].version == self.last_version:
             self.finished = backlog[0].terminal
             backlog = backlog[1:]
