@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 TOOLS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TOOLS))
+# This tree's code and contracts, like the services it starts (not an installed copy).
+sys.path[:0] = [str(TOOLS), str(TOOLS.parent / "services")]
 
 import httpx  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
@@ -53,7 +54,7 @@ from localrun import (  # noqa: E402
     local_token,
     service_env,
 )
-from tasksaga.adapters.avro_codec import AvroCodec  # noqa: E402
+from tasksaga.adapters.avro_codec import AvroCodec, DecodeError  # noqa: E402
 from tasksaga.adapters.wire import Topics  # noqa: E402
 
 BENCH_DB = "tasksaga_bench_sse"
@@ -190,7 +191,11 @@ class RecordTimes:
             if record is None or record.error() is not None:
                 continue
             received_ms = time.time() * 1000
-            envelope = self._codec.decode(record.value())
+            try:
+                envelope = self._codec.decode(record.value())
+            except DecodeError as error:
+                print(f"bench consumer skipped a record: {error}", file=sys.stderr)
+                continue
             self.times[(envelope.task_id, envelope.version)] = record.timestamp()[1]
             self.own_delay_ms.append(received_ms - record.timestamp()[1])
 
