@@ -29,7 +29,7 @@ from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga_examples.video_pipeline import make_test_video
 
-TERMINAL = {"Completed", "Failed", "Cancelled", "CompensationFailed"}
+TERMINAL = {"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention"}
 
 
 def make_sample_files(directory: Path) -> dict[str, bytes]:

@@ -10,7 +10,8 @@ from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.core import events as ev
 
-TERMINAL_EVENTS = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskCompensationFailed)
+TERMINAL_EVENTS = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskCompensationFailed,
+                   ev.TaskNeedsAttention)
 # A late success of an attempt the task no longer waited for is recorded, and undone, even
 # after the task ended: its effect exists and must be compensated (issue 8, defect 7).
 AFTER_TERMINAL = (ev.StepSurplusSucceeded, ev.StepSurplusCompensated,

@@ -19,9 +19,7 @@ from localrun import REPO, ServiceProcesses, local_token, service_env
 
 pytestmark = pytest.mark.e2e
 
-# The services import this tree's code first, ahead of whatever the venv has installed.
-CODE_PATH = os.pathsep.join(str(REPO / part) for part in ("services", "examples", "."))
-TERMINAL = {"Completed", "Failed", "Cancelled", "CompensationFailed"}
+TERMINAL = {"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention"}
 
 
 def free_port() -> int:
@@ -84,7 +82,11 @@ def running_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[Syst
     port = free_port()
     env = service_env(stack_env, port, TASKSAGA_TOPIC_PREFIX=prefix,
                       TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
-                      PYTHONPATH=CODE_PATH, **extra_env)
+                      # The tree under test, before the installed package (a worktree's
+                      # services would otherwise run the installed checkout's code).
+                      PYTHONPATH=os.pathsep.join(
+                          str(p) for p in (REPO / "services", REPO / "examples", REPO)),
+                      **extra_env)
     services = ServiceProcesses(env, Path(REPO / ".run" / "e2e-logs" / prefix), port)
     try:
         services.start_all()

@@ -92,10 +92,14 @@ def test_an_event_committed_after_a_higher_position_is_still_projected(
 
 
 def test_a_rebuild_from_the_log_gives_identical_tables(
-    pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
+    schema_pool: ConnectionPool, codec: AvroCodec,
 ) -> None:
+    """In a schema of its own: a rebuild replays the whole log, and the shared database holds
+    every other test's tasks (minutes of replay on a long-used machine)."""
     from tests.integration.conftest import completed_step
 
+    pool = schema_pool
+    store = PostgresEventStore(pool, codec)
     task_ids = [new_task_id() for _ in range(3)]
     for task_id in task_ids:
         with store.transaction() as tx:

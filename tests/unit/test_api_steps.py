@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from typing import IO
 
 import pytest
 from pydantic import BaseModel
@@ -13,30 +11,7 @@ from tasksaga.api.api_steps import run_api_steps
 from tasksaga.api.submission import SubmissionError
 from tasksaga.core import StepContext, TaskDefinition, UploadedFile, UploadStepData
 from tasksaga.core.messages import ApiStepResult
-
-
-class MemoryStore:
-    """An in-memory object store (unit tests only)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], bytes] = {}
-
-    def put_stream(self, bucket: str, key: str, stream: IO[bytes],
-                   content_type: str = "application/octet-stream") -> int:
-        self.objects[(bucket, key)] = stream.read()
-        return len(self.objects[(bucket, key)])
-
-    def open_stream(self, bucket: str, key: str) -> Iterator[bytes]:
-        yield self.objects[(bucket, key)]
-
-    def delete(self, bucket: str, key: str) -> None:
-        self.objects.pop((bucket, key), None)
-
-    def exists(self, bucket: str, key: str) -> bool:
-        return (bucket, key) in self.objects
-
-    def presigned_get_url(self, bucket: str, key: str, expires_s: int = 3600) -> str:
-        return f"memory://{bucket}/{key}"
+from tasksaga.testing import InMemoryObjectStore
 
 
 class Req(BaseModel):
@@ -72,7 +47,7 @@ def build(released: list[str]) -> TaskDefinition:
     return task
 
 
-def uploaded(store: MemoryStore) -> tuple[Req, list[ApiStepResult]]:
+def uploaded(store: InMemoryObjectStore) -> tuple[Req, list[ApiStepResult]]:
     store.put_stream("in", "t/a", io.BytesIO(b"abc"))
     file = UploadedFile(bucket="in", key="t/a", filename="a", size=3)
     return Req(files=[file]), [ApiStepResult("Upload", UploadStepData(files=[file])
@@ -80,7 +55,7 @@ def uploaded(store: MemoryStore) -> tuple[Req, list[ApiStepResult]]:
 
 
 def test_api_steps_run_in_order_and_their_data_is_recorded() -> None:
-    store, released = MemoryStore(), list[str]()
+    store, released = InMemoryObjectStore(), list[str]()
     request, uploads = uploaded(store)
     results = run_api_steps(build(released), "t", request, uploads, store)
     assert [r.step for r in results] == ["Upload", "Reserve", "CheckQuota"]
@@ -88,7 +63,7 @@ def test_api_steps_run_in_order_and_their_data_is_recorded() -> None:
 
 
 def test_a_refusing_api_step_undoes_earlier_api_steps_and_uploads() -> None:
-    store, released = MemoryStore(), list[str]()
+    store, released = InMemoryObjectStore(), list[str]()
     request, uploads = uploaded(store)
     refused = request.model_copy(update={"quota_ok": False})
     with pytest.raises(SubmissionError, match=r"CheckQuota.*over quota"):

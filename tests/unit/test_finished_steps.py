@@ -36,3 +36,8 @@ def test_compensations_are_skipped_once_done_and_never_for_surplus_effects() -> 
     assert why_finished(compensate(1, surplus=2), "Failed", "Compensated", 1, 1) is None
     # An operator's retry of a failed compensation is a new, higher attempt: it runs.
     assert why_finished(compensate(2), "CompensationFailed", "CompensationFailed", 1, 1) is None
+
+
+def test_an_operator_forward_retry_runs_while_the_projection_still_says_needs_attention() -> None:
+    assert why_finished(execute(4), "NeedsAttention", "Failed", 3, 0) is None
+    assert why_finished(execute(3), "NeedsAttention", "Failed", 3, 0) is not None  # answered

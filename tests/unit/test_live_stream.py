@@ -137,6 +137,25 @@ def test_resuming_at_the_terminal_event_finishes_without_a_message() -> None:
     assert hub.watchers == 0
 
 
+def test_a_terminal_event_followed_by_an_operators_retry_does_not_end_the_replay() -> None:
+    hub = LiveHub()
+    # CompensationFailed at v2, then an operator's retry and the final TaskFailed at v4.
+    retried = event_message(Envelope(ev.CompensationRetryRequested(1003), f"{TASK}:3", TASK,
+                                     TASK, None, 1_700_000_000_003, "T", 3))
+    first_end = event_message(Envelope(
+        ev.TaskCompensationFailed("S1", "E", "boom", 1002), f"{TASK}:2", TASK, TASK, None,
+        1_700_000_000_002, "T", 2))
+    final = event_message(Envelope(ev.TaskFailed("gave up", 1004), f"{TASK}:4", TASK, TASK,
+                                   None, 1_700_000_000_004, "T", 4))
+    log = FakeLog([event(1), first_end, retried, final])
+    _session, out = run_session(hub, log, 0)
+    assert versions(out) == [1, 2, 3, 4]
+    assert out[-1].kind == END and out[-1].data["status"] == "Failed"
+    resumed = LiveSession(hub, log, TASK, 2, 0.01)
+    asyncio.run(resumed.open())
+    assert not resumed.finished
+
+
 def test_resuming_from_a_version_the_log_does_not_hold_is_refused() -> None:
     hub = LiveHub()
     session = LiveSession(hub, FakeLog([event(1), event(2)]), TASK, 9, 0.01)

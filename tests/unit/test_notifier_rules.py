@@ -139,6 +139,7 @@ NOTIFIABLE = [
     ev.TaskFailed("boom", 1),
     ev.TaskCancelled("asked", 1),
     ev.TaskCompensationFailed("fetch", "IOError", "disk", 1),
+    ev.TaskNeedsAttention("notify", "ship", "MailDown", "smtp refused", 1),
 ]
 NOT_NOTIFIABLE = [
     ev.TaskSubmitted("t-1", "zip_archive", "{}", "http://x", None, 1, None),
@@ -155,6 +156,8 @@ NOT_NOTIFIABLE = [
     ev.StepSurplusSucceeded("fetch", 1, "{}", True, 1),
     ev.StepSurplusCompensated("fetch", 1, 1),
     ev.StepSurplusCompensationFailed("fetch", 1, 1, "E", "m", False, 1),
+    ev.CancellationRefused("asked", "ship", 1),
+    ev.ForwardRetryRequested(1),
 ]
 
 
@@ -183,7 +186,7 @@ def test_other_events_are_ignored(event: object) -> None:
 
 
 def test_terminal_events() -> None:
-    assert [rules.is_terminal(e) for e in NOTIFIABLE] == [False] * 4 + [True] * 4
+    assert [rules.is_terminal(e) for e in NOTIFIABLE] == [False] * 4 + [True] * 5
 
 
 def test_submission_with_callback_subscribes() -> None:
@@ -264,6 +267,17 @@ def test_body_of_progress_and_compensation_failure() -> None:
     assert stuck["status"] == "CompensationFailed"
     assert stuck["step"] == "upload"
     assert stuck["error"] == {"type": "IOError", "message": "bucket gone"}
+
+
+def test_a_task_left_to_an_operator_after_its_pivot_is_notified_with_the_failed_step() -> None:
+    body = rules.notification_body(
+        envelope(ev.TaskNeedsAttention("notify", "ship", "MailDown", "smtp refused", 1)))
+    assert (body["event_type"], body["status"]) == ("TaskNeedsAttention", "NeedsAttention")
+    assert body["step"] == "notify"
+    assert body["error"] == {"type": "MailDown", "message": "smtp refused"}
+    builder = rules.notification_body(
+        envelope(ev.TaskNeedsAttention("", "ship", "KeyError", "'x'", 1)))
+    assert builder["step"] is None  # the response builder failed: no step to name
 
 
 def test_body_keeps_a_response_that_is_not_json_as_text() -> None:

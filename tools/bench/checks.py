@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-TERMINAL_TYPES = ("TaskCompleted", "TaskFailed", "TaskCancelled", "TaskCompensationFailed")
+TERMINAL_TYPES = ("TaskCompleted", "TaskFailed", "TaskCancelled", "TaskCompensationFailed",
+                  "TaskNeedsAttention")
 
 
 def stream_problems(

@@ -34,7 +34,8 @@ from tasksaga.core import messages as msg
 
 BENCH_DB = "tasksaga_bench"
 TOPIC_PARTITIONS = 6
-TERMINAL = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskCompensationFailed)
+TERMINAL = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskCompensationFailed,
+            ev.TaskNeedsAttention)
 
 
 def database_url(base_url: str, name: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,14 @@ class LagWatch:
         # Reads watermarks and single records; never joins a group, never commits.
         self._reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "tasksaga-lag-watch",
                                  "enable.auto.commit": False})
+        # A group's committed offsets are read by a consumer carrying that group's id, never by
+        # AdminClient.list_consumer_group_offsets: when the group coordinator moves (a broker
+        # stops), librdkafka answers the admin client's failed OffsetFetch by messaging the
+        # client's consumer group, which an admin client does not have, and the process dies
+        # in rdk:main (a NULL dereference at 0x58, librdkafka#5315; it killed the orchestrator
+        # once per broker fault in R3). A consumer that never subscribes never joins the group.
+        self._bootstrap = bootstrap
+        self._offset_readers: dict[str, Consumer] = {}
         self.latest: list[PartitionBacklog] = []
         self._now_ms: Callable[[], int] | None = None
         if meter is not None:
@@ -111,9 +119,8 @@ class LagWatch:
                           for p in metadata[t].partitions]
             if not partitions:
                 continue
-            future = self._admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group, partitions)])[group]
-            committed = future.result(timeout=self._timeout_s).topic_partitions
+            committed = self._offset_reader(group).committed(partitions,
+                                                             timeout=self._timeout_s)
             for tp in committed:
                 low, high = self._reader.get_watermark_offsets(
                     TopicPartition(tp.topic, tp.partition), timeout=self._timeout_s)
@@ -124,6 +131,14 @@ class LagWatch:
                 found.append(PartitionBacklog(group, tp.topic, tp.partition, offset, low, high,
                                               oldest, retention.get(tp.topic)))
         return found
+
+    def _offset_reader(self, group: str) -> Consumer:
+        reader = self._offset_readers.get(group)
+        if reader is None:
+            reader = Consumer({"bootstrap.servers": self._bootstrap, "group.id": group,
+                               "enable.auto.commit": False})
+            self._offset_readers[group] = reader
+        return reader
 
     def _retention(self, topics: list[str]) -> dict[str, int]:
         resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]
@@ -156,4 +171,5 @@ class LagWatch:
                 for b in self.latest if b.oldest_unconsumed_ms is not None and b.lag]
 
     def close(self) -> None:
-        self._reader.close()
+        for reader in [self._reader, *self._offset_readers.values()]:
+            reader.close()

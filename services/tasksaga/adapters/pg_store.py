@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors
@@ -15,23 +14,16 @@ from psycopg_pool import ConnectionPool
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import messages as msg
+from tasksaga.core.ports import ConcurrencyConflict, OutboxRecord
 from tasksaga.core.state import TaskState, evolve
 
 OUTBOX_CHANNEL = "tasksaga_outbox"
 _DATABASE_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 EVENTS_CHANNEL = "tasksaga_events"
 
-
-class ConcurrencyConflict(Exception):
-    """Another writer appended to the stream first (a concurrent or zombie owner)."""
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Sequence[tuple[str, bytes]] = ()
+# The port's types, defined with it in the core; importable from here as they always were.
+__all__ = ["PRUNABLE", "ConcurrencyConflict", "OutboxRecord", "PostgresEventStore",
+           "StoreTransaction", "open_pool", "prune_older_than"]
 
 
 class StoreTransaction:

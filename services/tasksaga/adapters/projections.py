@@ -255,7 +255,8 @@ class _StreamRows:
         self.cipher = cipher  # seals the payload columns (request, response, step data)
         self.updated_at: datetime | None = None
         self.idempotency_key: str | None = None
-        self.compensation_failure: ev.TaskCompensationFailed | None = None
+        # The step a task stopped at for an operator (its failure column).
+        self.compensation_failure: ev.TaskCompensationFailed | ev.TaskNeedsAttention | None = None
         self.steps_updated_at: dict[str, datetime] = {}
         self.conditions: dict[str, ev.ConditionEvaluated] = {}
 
@@ -264,7 +265,7 @@ class _StreamRows:
         self.updated_at = at
         if isinstance(event, ev.TaskSubmitted):
             self.idempotency_key = event.idempotency_key
-        elif isinstance(event, ev.TaskCompensationFailed):
+        elif isinstance(event, ev.TaskCompensationFailed | ev.TaskNeedsAttention):
             self.compensation_failure = event
         elif isinstance(event, ev.ConditionEvaluated):
             self.conditions[event.step] = event
@@ -281,7 +282,7 @@ class _StreamRows:
                                           column_context(stream_id, "task_status.response_json")),
                 state.callback_url,
                 self.idempotency_key, state.end_reason, _ts(state.submitted_at_ms),
-                self.updated_at, failure.step if failure else None,
+                self.updated_at, failure.step if failure and failure.step else None,
                 failure.trace_id if failure else None, state.tenant, state.submitted_by)
 
     def step_rows(self, stream_id: str) -> list[tuple[Any, ...]]:

@@ -12,6 +12,9 @@ from typing import Any
 
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
+from tasksaga.core.envelope import Envelope
+
+__all__ = ["MESSAGE_SCHEMAS", "DeadLetter", "Envelope", "Topics", "WebhookDelivery"]
 
 
 @dataclass(frozen=True)
@@ -41,20 +44,9 @@ class WebhookDelivery:
     delivered_at_ms: int
 
 
-@dataclass(frozen=True)
-class Envelope:
-    payload: Any
-    message_id: str
-    task_id: str
-    correlation_id: str
-    causation_id: str | None
-    occurred_at_ms: int
-    task_type: str = ""
-    version: int = 0
-
-
 # Each Kafka record schema: its name, and the payload types its union holds, in order.
-TASK_COMMAND = ("TaskCommandMessage", (msg.SubmitTask, msg.CancelTask, msg.RetryCompensation))
+TASK_COMMAND = ("TaskCommandMessage", (msg.SubmitTask, msg.CancelTask, msg.RetryCompensation,
+                                        msg.RetryForward))
 TASK_EVENT = ("TaskEventMessage", ev.EVENT_TYPES)
 STEP_COMMAND = ("StepCommandMessage", (msg.ExecuteStep, msg.CompensateStep, msg.CancelStep))
 STEP_RESULT = (

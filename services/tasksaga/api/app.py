@@ -175,6 +175,14 @@ def create_app(deps: ApiDependencies) -> FastAPI:
             raise HTTPException(409, f"task {task_id} already ended: {row.status}")
         if row.status != ACCEPTED and TaskStatus(row.status) is TaskStatus.COMPENSATING:
             raise HTTPException(409, f"task {task_id} is already compensating")
+        pivot = next((s.name for s in definition.pivots()), None)
+        if (pivot is not None and row.status != ACCEPTED
+                and d.queries.step_status(task_id, pivot) == "Completed"):
+            # A projection that lags lets the command through; the orchestrator refuses it
+            # then (CancellationRefused in the audit).
+            raise HTTPException(409, f"task {task_id} passed its point of no return (pivot step "
+                                     f"{pivot} completed): it only goes forward and cannot be "
+                                     "cancelled")
         d.submit_gate.check()
         d.send_command(msg.CancelTask(task_id, f"{reason} (by {caller.subject})", now_ms()),
                        f"cancel:{task_id}")
@@ -191,6 +199,18 @@ def create_app(deps: ApiDependencies) -> FastAPI:
         d.send_command(msg.RetryCompensation(task_id, now_ms()),
                        f"retry-compensation:{task_id}:{row.version}")
         return {"task_id": task_id, "status": "compensation retry requested",
+                "status_url": f"/tasks/{task_id}"}
+
+    @app.post("/tasks/{task_id}/retry-forward", status_code=202)
+    def retry_forward(task_id: str, caller: Caller, d: Deps) -> dict[str, Any]:
+        row = visible_task(task_id, caller, Action.OPERATE)
+        if row.status != TaskStatus.NEEDS_ATTENTION:
+            raise HTTPException(409, f"task {task_id} is {row.status}; only a task in "
+                                     "NeedsAttention can retry forward")
+        d.submit_gate.check()
+        d.send_command(msg.RetryForward(task_id, now_ms()),
+                       f"retry-forward:{task_id}:{row.version}")
+        return {"task_id": task_id, "status": "forward retry requested",
                 "status_url": f"/tasks/{task_id}"}
 
     register_live_routes(app, visible_task)

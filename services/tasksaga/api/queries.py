@@ -162,6 +162,12 @@ class ProjectionQueries:
             "notifications": [_jsonable(d) for d in deliveries],
         }
 
+    def step_status(self, task_id: str, step: str) -> str | None:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT status FROM step_records WHERE task_id = %s AND step = %s",
+                               (task_id, step)).fetchone()
+        return str(row[0]) if row else None
+
     def audit(self, task_id: str, after_version: int = 0,
               limit: int = 1000) -> list[dict[str, Any]]:
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -205,7 +211,7 @@ class ProjectionQueries:
         return True
 
 
-_ENDED = frozenset({"Completed", "Failed", "Cancelled", "CompensationFailed"})
+_ENDED = frozenset({"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention"})
 
 
 def _step_document(

@@ -86,6 +86,17 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
             trace = f" (trace {event.trace_id})" if event.trace_id else ""
             return (f"task needs an operator: compensation of step {event.step} failed: "
                     f"{event.error_type}: {event.error_message}{trace}")
+        case ev.TaskNeedsAttention():
+            where = f"step {event.step}" if event.step else "the response builder"
+            trace = f", trace {event.trace_id}" if event.trace_id else ""
+            return (f"needs attention: {where} failed after the pivot {event.pivot}; nothing "
+                    f"was compensated ({event.error_type}: {event.error_message}{trace})")
+        case ev.CancellationRefused():
+            return (f"cancellation refused: the pivot {event.pivot} completed, so the task "
+                    f"only goes forward and nothing is compensated ({event.reason})")
+        case ev.ForwardRetryRequested():
+            return ("forward retry requested by an operator: the failed steps run again, "
+                    "each with a fresh retry budget")
     return type(event).__name__
 
 

@@ -16,6 +16,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.context import SagaContext
 from tasksaga.core.decision import Decision, RandomFraction
 from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.pivot import passed_pivot, stuck_forward
 from tasksaga.core.stage_progress import satisfied
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus
 from tasksaga.core.step_actions import StepActions
@@ -67,8 +68,25 @@ class _Rules(StepActions):
     def cancel(self, reason: str) -> None:
         if self.state.status is not TaskStatus.RUNNING or not self.definition.cancellable:
             return
+        pivot = passed_pivot(self.definition, self.state)
+        if pivot is not None:  # past the point of no return: only forward
+            self.emit(ev.CancellationRefused(reason, pivot, self.now))
+            return
         self.emit(ev.CancellationRequested(reason, self.now))
         self.start_compensation(reason)
+
+    def retry_forward(self) -> None:
+        """Dispatch again the failed members of the stage the task stopped at, each with a
+        fresh retry budget (the fold moves each failed step's ``retry_base``)."""
+        if self.state.status is not TaskStatus.NEEDS_ATTENTION:
+            return
+        self.emit(ev.ForwardRetryRequested(self.now))
+        stage = next((s for s in self.definition.stages() if not satisfied(self.state, s)),
+                     None)
+        for member in stage.steps if stage else ():
+            step = self.state.step(member.name)
+            if step.status is StepStatus.FAILED:
+                self.dispatch(member, step.attempt + 1)
 
     def retry_compensation(self) -> None:
         if self.state.status is not TaskStatus.COMPENSATION_FAILED:
@@ -209,10 +227,21 @@ class _Rules(StepActions):
                         self.launch(step)
                 if (self.state.status is not TaskStatus.RUNNING
                         or not satisfied(self.state, stage)):
+                    self.stop_past_pivot(stage)
                     return  # wait for this stage before the next one
             self.release_stragglers(stage)
         if not self.state.steps_in(StepStatus.RUNNING):  # stragglers answer first
             self.complete()
+
+    def stop_past_pivot(self, stage: Stage) -> None:
+        """Past the pivot, a stage that can no longer succeed, once nothing in it runs, leaves
+        the task to an operator: forward recovery is exhausted, nothing is compensated."""
+        pivot = passed_pivot(self.definition, self.state)
+        failed = stuck_forward(self.state, stage) if pivot else None
+        if pivot is None or failed is None or self.state.status is not TaskStatus.RUNNING:
+            return
+        self.emit(ev.TaskNeedsAttention(failed.name, pivot, failed.error_type or "",
+                                        failed.error_message or "", self.now, failed.trace_id))
 
     def launch(self, step: StepDef) -> None:
         if step.condition is not None and step.condition.function is not None:
@@ -238,7 +267,12 @@ class _Rules(StepActions):
         try:
             response_json = builder(self.saga_context()).model_dump_json() if builder else "{}"
         except Exception as error:  # user code: a broken response builder fails the task
-            self.start_compensation(f"response builder failed: {_describe(error)}")
+            pivot = passed_pivot(self.definition, self.state)
+            if pivot is not None:
+                self.emit(ev.TaskNeedsAttention("", pivot, type(error).__name__, str(error),
+                                                self.now))
+            else:
+                self.start_compensation(f"response builder failed: {_describe(error)}")
             return
         self.emit(ev.TaskCompleted(response_json, self.now))
 
@@ -248,6 +282,14 @@ class _Rules(StepActions):
             StepStatus.COMPENSATION_FAILED,
         )
         if busy:
+            return
+        pivot = passed_pivot(self.definition, self.state)
+        if pivot is not None:
+            # The pivot's running attempt succeeded while the task drained for a cancellation
+            # (nothing is compensated before running steps answer): it passed the point of no
+            # return after all, so the cancellation is refused and the task goes on.
+            self.emit(ev.CancellationRefused(self.state.end_reason or "", pivot, self.now))
+            self.advance_forward()
             return
         for name in reversed(self.state.completion_order):
             step = self.definition.get_step(name)
@@ -287,6 +329,8 @@ def decide(
             rules.cancel(message.reason)
         case msg.RetryCompensation():
             rules.retry_compensation()
+        case msg.RetryForward():
+            rules.retry_forward()
         case msg.StepSucceeded():
             rules.step_succeeded(message)
         case msg.StepAttemptFailed():

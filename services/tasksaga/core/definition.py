@@ -160,9 +160,11 @@ class TaskDefinition:
         heartbeat_timeout_seconds: float | None = None,
         condition: StepCondition | None = None,
         reads: Iterable[str] | None = None,
+        pivot: bool = False,
     ) -> Callable[[StepHandler], StepHandler]:
         """Declare a worker step whose handler is the decorated function. ``reads`` names the
-        earlier steps whose data it reads (``ctx.data``): only those travel with its commands."""
+        earlier steps whose data it reads (``ctx.data``): only those travel with its commands.
+        ``pivot=True`` makes it the point of no return (docs/dsl.md, "Pivot steps")."""
 
         def register(handler: StepHandler) -> StepHandler:
             self._add(
@@ -172,7 +174,7 @@ class TaskDefinition:
                     compensation_retry=compensation_retry, timeout_seconds=timeout_seconds,
                     heartbeat_timeout_seconds=heartbeat_timeout_seconds,
                     condition=condition, handler=handler,
-                    reads=None if reads is None else tuple(reads),
+                    reads=None if reads is None else tuple(reads), pivot=pivot,
                 )
             )
             return handler
@@ -292,6 +294,9 @@ class TaskDefinition:
 
     def has_step(self, name: str) -> bool:
         return name in self._steps
+
+    def pivots(self) -> list[StepDef]:
+        return [s for s in self.steps if s.pivot]
 
     def stages(self) -> list[Stage]:
         """Steps by order; a declared group brings its await mode."""

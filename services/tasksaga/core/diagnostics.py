@@ -36,6 +36,7 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
     found += _attachments(definition)
     found += _groups(definition)
     found += _reads(definition)
+    found += _pivots(definition)
     found += handler_signatures(definition)
     found += retry_policies(definition)
     found += [
@@ -61,6 +62,40 @@ def _reads(definition: TaskDefinition) -> list[Diagnostic]:
         for step in definition.steps for name in step.reads or ()
         if order.get(name, step.order) >= step.order
     ]
+
+
+def _pivots(definition: TaskDefinition) -> list[Diagnostic]:
+    """One pivot, alone in its stage, and nothing on or after it that compensation would undo:
+    past the pivot nothing is ever compensated, so such a compensation would never run."""
+    pivots = definition.pivots()
+    if not pivots:
+        return []
+    found = [
+        Diagnostic("TS129", f"step {extra.name!r} is a second pivot: the first, "
+                            f"{pivots[0].name!r}, already makes every later step forward-only; "
+                            "declare one pivot")
+        for extra in pivots[1:]
+    ]
+    for pivot in pivots:
+        stage = definition.stage_of(pivot.name)
+        if pivot.group is not None or len(stage.steps) > 1:
+            others = sorted(s.name for s in stage.steps if s.name != pivot.name)
+            found.append(Diagnostic(
+                "TS128", f"pivot step {pivot.name!r} is in a parallel "
+                         f"{'group ' + repr(pivot.group) if pivot.group else 'stage'} (order "
+                         f"{pivot.order}, with {others}): a point of no return must be a stage of "
+                         "its own, so that nothing runs beside it; give it its own order"))
+    first = pivots[0]
+    found += [
+        Diagnostic("TS127", f"step {step.name!r} declares a compensation but "
+                            + ("is the pivot" if step is first else
+                               f"comes after the pivot {first.name!r} (order {first.order})")
+                            + ": past the point of no return nothing is compensated, so it would"
+                            " never run; remove it, or move the pivot after this step")
+        for step in definition.steps
+        if step.compensation is not None and step.order >= first.order
+    ]
+    return found
 
 
 def _duplicate_names(definition: TaskDefinition) -> list[Diagnostic]:

@@ -204,6 +204,38 @@ class StepSurplusCompensationFailed:
     trace_id: str | None = None
 
 
+@dataclass(frozen=True)
+class TaskNeedsAttention:
+    """A step failed for good after the pivot (the point of no return) completed: nothing is
+    compensated, the task waits for an operator. ``step`` is empty when the response builder
+    failed."""
+
+    step: str
+    pivot: str
+    error_type: str
+    error_message: str
+    failed_at_ms: int
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CancellationRefused:
+    """A cancellation (or the task's timeout) came after the pivot completed: the task goes on
+    forward, nothing is compensated."""
+
+    reason: str
+    pivot: str
+    refused_at_ms: int
+
+
+@dataclass(frozen=True)
+class ForwardRetryRequested:
+    """An operator asked a task in NeedsAttention to retry its failed steps, each with a fresh
+    retry budget."""
+
+    requested_at_ms: int
+
+
 TaskEvent = (
     TaskSubmitted
     | StepDispatched
@@ -227,6 +259,9 @@ TaskEvent = (
     | StepSurplusSucceeded
     | StepSurplusCompensated
     | StepSurplusCompensationFailed
+    | TaskNeedsAttention
+    | CancellationRefused
+    | ForwardRetryRequested
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -253,4 +288,7 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     StepSurplusSucceeded,
     StepSurplusCompensated,
     StepSurplusCompensationFailed,
+    TaskNeedsAttention,
+    CancellationRefused,
+    ForwardRetryRequested,
 )

@@ -48,6 +48,15 @@ class RetryCompensation:
     requested_at_ms: int
 
 
+@dataclass(frozen=True)
+class RetryForward:
+    """Operator action on a task in NeedsAttention: dispatch its failed steps again, each with
+    a fresh retry budget."""
+
+    task_id: str
+    requested_at_ms: int
+
+
 # -- step results (worker -> orchestrator) -------------------------------------------------------
 
 
@@ -181,7 +190,7 @@ class CancelStep:
     reason: str
 
 
-TaskCommand = SubmitTask | CancelTask | RetryCompensation
+TaskCommand = SubmitTask | CancelTask | RetryCompensation | RetryForward
 StepResult = (
     StepSucceeded | StepAttemptFailed | CompensationSucceeded | CompensationAttemptFailed
     | StepHeartbeat

@@ -1,9 +1,23 @@
-"""Ports the core talks through. Adapters implement them; the core never imports an adapter."""
+"""Ports the core and the shells talk through. Adapters implement them; the core never imports
+an adapter.
+
+Each port has a real adapter (MinIO, Postgres, Kafka, the system clock) and an in-memory one in
+``tasksaga.testing``; one contract suite per port (tests/port_contracts) runs against both, so
+the fakes a user's saga is tested with behave as production does where it matters.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import IO, Protocol
+
+from tasksaga.core import messages as msg
+from tasksaga.core.envelope import Envelope
+from tasksaga.core.state import TaskState
+
+Headers = Sequence[tuple[str, bytes]]
 
 
 class ObjectStore(Protocol):
@@ -30,3 +44,99 @@ class CancellationSignal(Protocol):
     def is_set(self) -> bool: ...
 
     def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Clock(Protocol):
+    """Milliseconds since the epoch (the system clock, or a test's clock that skips ahead)."""
+
+    def now_ms(self) -> int: ...
+
+
+class Bus(Protocol):
+    """Publishes encoded envelopes (commands, results, events: the codec's bytes) to topics.
+
+    Records with the same key on the same topic are read in the order they were sent. A record
+    that is not acknowledged raises the adapter's ``DeliveryFailed``, whose ``too_large`` says
+    whether sending it again can ever succeed.
+    """
+
+    def send_and_wait(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ...,
+                      timeout_s: float | None = ...) -> None:
+        """Return once the record is acknowledged."""
+        ...
+
+    def produce_nowait(self, topic: str, key: bytes | None, value: bytes,
+                       headers: Headers = ...) -> object:
+        """Fire and forget (heartbeats): nothing waits for it; the returned delivery tells."""
+        ...
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the stream first (a concurrent or zombie owner)."""
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """A record to publish once the transaction that wrote it commits (transactional outbox)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+
+
+class EventStoreTransaction(Protocol):
+    """Everything one processed message writes, committed together or not at all: its inbox
+    record, the task's new events, the outbox records and the timers."""
+
+    def claim_message(self, consumer: str, message_id: str) -> bool:
+        """Record the message as processed; False when it already was (a redelivery)."""
+        ...
+
+    def lock_stream(self, task_id: str, wait: bool = ...) -> int | None:
+        """Serialise the task's writers until commit; the stream's version (None when ``wait``
+        is False and another transaction holds it)."""
+        ...
+
+    def load_events(self, task_id: str) -> list[Envelope]: ...
+
+    def load_state(self, task_id: str) -> TaskState: ...
+
+    def append(self, task_id: str, expected_version: int,
+               envelopes: Sequence[Envelope]) -> None:
+        """Versions must follow ``expected_version`` without gaps (ValueError); a stream that
+        moved past it raises ConcurrencyConflict."""
+        ...
+
+    def enqueue(self, records: Sequence[OutboxRecord]) -> None: ...
+
+    def schedule(self, task_type: str, timers: Sequence[msg.ScheduleTimer]) -> None:
+        """One timer per (task, kind, step, attempt): scheduling it again moves it."""
+        ...
+
+    def postpone_timer(self, timer: msg.TimerFired, fire_at_ms: int) -> None: ...
+
+    def delete_timer(self, timer: msg.TimerFired) -> None: ...
+
+    def database_now_ms(self) -> int:
+        """The store's clock: the one clock timers are scheduled and fired with."""
+        ...
+
+    def claim_due_timers(self, now_ms: int, limit: int,
+                         task_types: Sequence[str]) -> list[msg.TimerFired]:
+        """Timers of these task types due at ``now_ms``, earliest first."""
+        ...
+
+    def record_progress(self, task_id: str, step: str, attempt: int, progress: float | None,
+                        message: str | None) -> None: ...
+
+
+class EventStore(Protocol):
+    """The append-only log of every task's events, with the inbox, outbox and timers."""
+
+    def transaction(self) -> AbstractContextManager[EventStoreTransaction]: ...
+
+    def next_timer_delay_ms(self, task_types: Sequence[str]) -> int | None:
+        """Milliseconds until the next timer of these task types is due, by the store's clock;
+        None when there is none."""
+        ...

@@ -16,6 +16,8 @@ class TaskStatus(StrEnum):
     FAILED = "Failed"
     CANCELLED = "Cancelled"
     COMPENSATION_FAILED = "CompensationFailed"
+    # A step failed for good after the pivot: nothing was compensated, an operator decides.
+    NEEDS_ATTENTION = "NeedsAttention"
 
     @property
     def is_terminal(self) -> bool:
@@ -26,8 +28,11 @@ class TaskStatus(StrEnum):
         return self not in (TaskStatus.NEW, TaskStatus.RUNNING)
 
 
+# Terminal for automation: nothing more happens unless an operator acts (CompensationFailed:
+# retry the compensation; NeedsAttention: retry forward).
 TERMINAL_STATUSES = frozenset(
-    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.COMPENSATION_FAILED}
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED,
+     TaskStatus.COMPENSATION_FAILED, TaskStatus.NEEDS_ATTENTION}
 )
 
 
@@ -74,6 +79,8 @@ class StepState:
     cancel_requested: bool = False
     fencing_token: int = 0  # the lease of the latest dispatch
     surplus: tuple[SurplusEffect, ...] = ()
+    # The attempts spent before an operator's forward retry: the policy counts from here.
+    retry_base: int = 0
 
     def surplus_of(self, attempt: int) -> SurplusEffect | None:
         return next((s for s in self.surplus if s.attempt == attempt), None)
@@ -218,6 +225,22 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 status=(SurplusStatus.COMPENSATING if event.will_compensate
                         else SurplusStatus.UNCOMPENSATED),
             )
+        case ev.TaskNeedsAttention():
+            where = f"step {event.step} failed" if event.step else "the response builder failed"
+            return replace(
+                state, status=TaskStatus.NEEDS_ATTENTION,
+                end_reason=(f"{where} after the pivot {event.pivot}: {event.error_type}: "
+                            f"{event.error_message}; nothing was compensated"),
+            )
+        case ev.CancellationRefused():
+            if state.status is not TaskStatus.COMPENSATING:
+                return state
+            # The pivot completed while the task drained for a cancellation: forward again.
+            return replace(state, status=TaskStatus.RUNNING, ending=None, end_reason=None)
+        case ev.ForwardRetryRequested():
+            steps = {name: replace(s, retry_base=s.attempt) if s.status is StepStatus.FAILED
+                     else s for name, s in state.steps.items()}
+            return replace(state, status=TaskStatus.RUNNING, end_reason=None, steps=steps)
         case ev.StepSurplusCompensated():
             return _with_surplus(state, event.step, event.attempt,
                                  status=SurplusStatus.COMPENSATED)

@@ -8,6 +8,7 @@ from tasksaga.core import attempts
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.decision import DecisionRecorder
+from tasksaga.core.pivot import passed_pivot
 from tasksaga.core.stage_progress import satisfiable, satisfied
 from tasksaga.core.state import StepStatus, TaskStatus
 from tasksaga.core.steps import StepDef
@@ -26,15 +27,20 @@ class StepActions(DecisionRecorder):
         policy = self.definition.retry_policy_of(step)
         stage = self.definition.stage_of(name)
         wanted = self.state.status is TaskStatus.RUNNING and not satisfied(self.state, stage)
+        # After an operator's forward retry the policy's budget starts afresh.
+        counted = attempt - self.state.step(name).retry_base
         will_retry = (wanted and retryable
-                      and policy.allows_retry(attempt, error_type, lineage or ()))
+                      and policy.allows_retry(counted, error_type, lineage or ()))
         self.emit(ev.StepFailed(name, attempt, error_type, message, will_retry, self.now,
                                 trace_id))
         if will_retry:
-            fire_at = self.now + policy.delay_before(attempt + 1, self.random())
+            fire_at = self.now + policy.delay_before(counted + 1, self.random())
             self.emit(ev.StepRetryScheduled(name, attempt + 1, fire_at))
             self.schedule(fire_at, msg.TimerKind.STEP_RETRY, name, attempt + 1)
-        elif wanted and not satisfiable(self.state, stage):
+        elif (wanted and not satisfiable(self.state, stage)
+              and passed_pivot(self.definition, self.state) is None):
+            # Past the pivot nothing is compensated: the stage's other members finish, then
+            # the task waits for an operator (decide's advance_forward).
             self.start_compensation(f"step {name} failed: {error_type}: {message}")
 
     def fail_compensation(

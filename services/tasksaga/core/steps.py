@@ -73,6 +73,9 @@ class StepDef:
     # travels in the step's commands. None: every completed step's data (commands then grow
     # with the task).
     reads: tuple[str, ...] | None = None
+    # The point of no return: once this step completes, the task only goes forward (later
+    # failures are retried, then left to an operator), and nothing before it is compensated.
+    pivot: bool = False
 
     @property
     def has_compensation(self) -> bool:

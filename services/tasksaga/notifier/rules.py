@@ -8,20 +8,23 @@ where it does not apply — receivers can rely on the shape):
 
 ``delivery_id``  the delivery's id, also in ``X-Tasksaga-Delivery``; the same on every retry
 ``task_id``, ``task_type``
-``event_type``   TaskCompleted, TaskFailed, TaskCancelled, TaskCompensationFailed (terminal:
-                 sent at most once per task) or StepCompleted, StepSkipped,
+``event_type``   TaskCompleted, TaskFailed, TaskCancelled, TaskCompensationFailed,
+                 TaskNeedsAttention (terminal: sent at most once per task, unless an operator
+                 retry resumes it) or StepCompleted, StepSkipped,
                  CompensationStarted, StepCompensated (progress)
 ``version``      the event's position in the task's stream (1-based): order by it, since
                  deliveries may arrive out of order after retries
 ``occurred_at``  ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.250Z``
 ``status``       the task's status after the event: Completed, Failed, Cancelled,
-                 CompensationFailed, Running or Compensating
+                 CompensationFailed, NeedsAttention, Running or Compensating
 ``step``         the step the event is about (StepCompleted, StepSkipped, StepCompensated,
-                 TaskCompensationFailed), else null
+                 TaskCompensationFailed, TaskNeedsAttention: the step that failed, null
+                 when the response builder failed), else null
 ``response``     TaskCompleted only: the task's response, parsed JSON (the raw string if it
                  is not valid JSON), else null
 ``reason``       TaskFailed, TaskCancelled, StepSkipped, CompensationStarted, else null
-``error``        TaskCompensationFailed only: ``{"type": ..., "message": ...}``, else null
+``error``        TaskCompensationFailed and TaskNeedsAttention: ``{"type": ..., "message":
+                 ...}``, else null
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ TERMINAL_STATUS: dict[type[Any], TaskStatus] = {
     ev.TaskFailed: TaskStatus.FAILED,
     ev.TaskCancelled: TaskStatus.CANCELLED,
     ev.TaskCompensationFailed: TaskStatus.COMPENSATION_FAILED,
+    ev.TaskNeedsAttention: TaskStatus.NEEDS_ATTENTION,
 }
 
 # Progress worth telling a caller about; dispatches, attempt failures and retries are internal
@@ -160,12 +164,12 @@ def notification_body(envelope: Envelope) -> dict[str, Any]:
     status = status_after(event)
     if status is None:
         raise ValueError(f"{type(event).__name__} is not a notifiable event")
-    step = getattr(event, "step", None)
+    step = getattr(event, "step", None) or None
     reason = getattr(event, "reason", None)
     response = _parse_json(event.response_json) if isinstance(event, ev.TaskCompleted) else None
     error = (
         {"type": event.error_type, "message": event.error_message}
-        if isinstance(event, ev.TaskCompensationFailed)
+        if isinstance(event, ev.TaskCompensationFailed | ev.TaskNeedsAttention)
         else None
     )
     return {

@@ -15,15 +15,15 @@ from psycopg import errors
 from tasksaga.adapters import faults, telemetry
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
 from tasksaga.adapters.kafka_bus import Unprocessable
-from tasksaga.adapters.pg_store import (
-    ConcurrencyConflict,
-    OutboxRecord,
-    PostgresEventStore,
-    StoreTransaction,
-)
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
 from tasksaga.core.decide import Decision, decide
+from tasksaga.core.ports import (
+    ConcurrencyConflict,
+    EventStore,
+    EventStoreTransaction,
+    OutboxRecord,
+)
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
 from tasksaga.core.state import TaskState
 from tasksaga.orchestrator.state_cache import StateCache
@@ -36,10 +36,10 @@ UNREADABLE_TIMER_DELAY_MS = 300_000
 # The time decisions are taken at, read once per transaction. Timers are compared with one
 # clock: the database's, for scheduling (decide's now + delay) and for firing (due <= now),
 # so an orchestrator whose own clock jumps never fires a timeout or compensation early.
-Clock = Callable[[StoreTransaction], int]
+Clock = Callable[[EventStoreTransaction], int]
 
 
-def database_clock(tx: StoreTransaction) -> int:
+def database_clock(tx: EventStoreTransaction) -> int:
     return tx.database_now_ms()
 
 
@@ -47,7 +47,7 @@ class _UnitOfWork:
     """One transaction: states decided in it are seen by its later messages, and reach the
     cache only once it committed."""
 
-    def __init__(self, tx: StoreTransaction, cache: StateCache, clock: Clock) -> None:
+    def __init__(self, tx: EventStoreTransaction, cache: StateCache, clock: Clock) -> None:
         self.tx = tx
         self.cache = cache
         self.decided: dict[str, TaskState] = {}
@@ -93,7 +93,7 @@ class Orchestrator:
     def __init__(
         self,
         registry: TaskRegistry,
-        store: PostgresEventStore,
+        store: EventStore,
         codec: AvroCodec,
         topics: Topics,
         clock: Clock,
@@ -128,7 +128,7 @@ class Orchestrator:
             if isinstance(payload, msg.StepHeartbeat):
                 beats.append(payload)
             elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
-                            | msg.StepSucceeded | msg.StepAttemptFailed
+                            | msg.RetryForward | msg.StepSucceeded | msg.StepAttemptFailed
                             | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
                 commands.append(envelope)
             else:
@@ -214,7 +214,8 @@ class Orchestrator:
             work.decided[message.task_id] = decision.state
 
     def _write(
-        self, tx: StoreTransaction, before: TaskState, decision: Decision, cause: str, now: int,
+        self, tx: EventStoreTransaction, before: TaskState, decision: Decision, cause: str,
+        now: int,
     ) -> None:
         if decision.is_empty:
             return

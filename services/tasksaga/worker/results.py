@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable
 
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.kafka_bus import DeliveryFailed, KafkaProducer
+from tasksaga.adapters.kafka_bus import DeliveryFailed
 from tasksaga.adapters.wire import Envelope
+from tasksaga.core.ports import Bus
 from tasksaga.core.retry import service_retry_delay_ms
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class ResultTooLarge(Exception):
 
 
 class ResultSender:
-    def __init__(self, producer: KafkaProducer, codec: AvroCodec, topic: str,
+    def __init__(self, producer: Bus, codec: AvroCodec, topic: str,
                  stop: threading.Event, max_bytes: int = DEFAULT_MAX_RESULT_BYTES,
                  retry_cap_s: float = 5.0) -> None:
         if max_bytes <= 0:

@@ -19,14 +19,14 @@ from pydantic import BaseModel, ValidationError
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.kafka_bus import DeliveryFailed, KafkaProducer, Unprocessable
+from tasksaga.adapters.kafka_bus import DeliveryFailed, Unprocessable
 from tasksaga.adapters.kafka_parallel import Lease
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
 from tasksaga.core.context import StepContext, dump_model
 from tasksaga.core.definition import StepDef, TaskDefinition, UploadStepData
 from tasksaga.core.errors import NonRetryableError, StepCancelled
-from tasksaga.core.ports import ObjectStore
+from tasksaga.core.ports import Bus, ObjectStore
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
 from tasksaga.core.retry import lineage_of
 from tasksaga.worker.cancellation import CancellationBook
@@ -45,7 +45,7 @@ class StepRunner:
         self,
         registry: TaskRegistry,
         objects: ObjectStore | None,
-        producer: KafkaProducer,
+        producer: Bus,
         codec: AvroCodec,
         topics: Topics,
         cancellations: CancellationBook,
@@ -251,14 +251,11 @@ class StepRunner:
                                  message, token, started)
         # Fire and forget: a lost heartbeat is covered by the next one (or the step's deadline),
         # and its outcome is its own, never another send's.
-        self._producer.send_envelope(
-            self._codec,
-            self._topics.step_results,
-            Envelope(payload=beat, message_id=str(uuid.uuid4()), task_id=command.task_id,
-                     correlation_id=command.task_id, causation_id=None,
-                     occurred_at_ms=self._now_ms(), task_type=command.task_type),
-            flush=False,
-        )
+        envelope = Envelope(payload=beat, message_id=str(uuid.uuid4()), task_id=command.task_id,
+                            correlation_id=command.task_id, causation_id=None,
+                            occurred_at_ms=self._now_ms(), task_type=command.task_type)
+        self._producer.produce_nowait(self._topics.step_results, command.task_id.encode(),
+                                      self._codec.encode(envelope), telemetry.inject_headers())
 
 
 def _failure(command: msg.ExecuteStep | msg.CompensateStep, error_type: str, message: str,

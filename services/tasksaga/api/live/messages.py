@@ -29,6 +29,7 @@ TERMINAL_STATUS: dict[type[Any], str] = {
     ev.TaskFailed: "Failed",
     ev.TaskCancelled: "Cancelled",
     ev.TaskCompensationFailed: "CompensationFailed",
+    ev.TaskNeedsAttention: "NeedsAttention",
 }
 
 

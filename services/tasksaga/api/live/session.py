@@ -68,7 +68,9 @@ class LiveSession:
             raise BadResumePoint(f"version {self.last_version} is not in this task's log: "
                                  "resume from an id this stream sent")
         if backlog and backlog[0].version == self.last_version:
-            self.finished = backlog[0].terminal
+            # Ended there, unless an operator's retry (CompensationFailed, NeedsAttention)
+            # went on after it.
+            self.finished = backlog[0].terminal and len(backlog) == 1
             backlog = backlog[1:]
         self._backlog = backlog
         if self.finished:
@@ -105,10 +107,12 @@ class LiveSession:
             return
         try:
             out: list[LiveMessage] = []
-            for message in self._backlog:
+            for index, message in enumerate(self._backlog):
                 if (ended := self._accept(message)) is not None:
                     out.append(message)
-                    if ended:
+                    # The log's last terminal event ends the stream; an earlier one was
+                    # followed by an operator's retry.
+                    if ended and index == len(self._backlog) - 1:
                         yield [*out, end_message(self.task_id, message)]
                         return
             self._backlog = []

@@ -1,0 +1,170 @@
+"""The EventStore port's contract: append with expected version, inbox, outbox and timers, all
+or nothing per transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from abc import ABC, abstractmethod
+
+import pytest
+
+from tasksaga.core import events as ev
+from tasksaga.core import messages as msg
+from tasksaga.core.envelope import Envelope
+from tasksaga.core.ports import ConcurrencyConflict, EventStore, OutboxRecord
+from tasksaga.core.state import TaskStatus
+
+AT_MS = 1_700_000_000_000
+
+
+def submitted(task_id: str, task_type: str = "Contract") -> Envelope:
+    return _envelope(task_id, 1, task_type, ev.TaskSubmitted(
+        task_id, task_type, "{}", None, None, AT_MS, None))
+
+
+def completed(task_id: str, version: int, step: str) -> Envelope:
+    return _envelope(task_id, version, "Contract", ev.StepCompleted(step, 1, "{}", AT_MS))
+
+
+def _envelope(task_id: str, version: int, task_type: str, event: ev.TaskEvent) -> Envelope:
+    return Envelope(payload=event, message_id=f"{task_id}:{version}", task_id=task_id,
+                    correlation_id=task_id, causation_id=None, occurred_at_ms=AT_MS,
+                    task_type=task_type, version=version)
+
+
+def timer(task_id: str, kind: msg.TimerKind, step: str = "S", attempt: int = 1
+          ) -> msg.TimerFired:
+    return msg.TimerFired(task_id, kind, step, attempt)
+
+
+class EventStoreContract(ABC):
+    """Subclasses provide a ``store`` fixture and read back the committed outbox."""
+
+    @abstractmethod
+    def outbox(self, store: EventStore, topic: str) -> list[OutboxRecord]:
+        """The committed, unpublished outbox records of ``topic``, in enqueue order."""
+
+    @pytest.fixture
+    def task_id(self) -> str:
+        return f"contract-{uuid.uuid4()}"
+
+    @pytest.fixture
+    def task_type(self) -> str:
+        """A task type of this test alone: no other test's timers are due for it."""
+        return f"Contract{uuid.uuid4().hex[:12]}"
+
+    def test_appended_events_load_back_in_order_and_fold_into_the_state(
+        self, store: EventStore, task_id: str,
+    ) -> None:
+        with store.transaction() as tx:
+            assert tx.lock_stream(task_id) == 0
+            tx.append(task_id, 0, [submitted(task_id), completed(task_id, 2, "A")])
+        with store.transaction() as tx:
+            assert tx.lock_stream(task_id) == 2
+            loaded = tx.load_events(task_id)
+            state = tx.load_state(task_id)
+        assert loaded == [submitted(task_id), completed(task_id, 2, "A")]
+        assert state.status is TaskStatus.RUNNING and state.completion_order == ("A",)
+
+    def test_a_stale_expected_version_conflicts_and_the_transaction_writes_nothing(
+        self, store: EventStore, task_id: str,
+    ) -> None:
+        topic = f"contract-{uuid.uuid4().hex}"
+        with store.transaction() as tx:
+            tx.append(task_id, 0, [submitted(task_id)])
+        with pytest.raises(ConcurrencyConflict), store.transaction() as tx:
+            tx.claim_message("contract", f"{task_id}-m")
+            tx.enqueue([OutboxRecord(topic, b"k", b"lost")])
+            tx.append(task_id, 0, [submitted(task_id)])  # a zombie writer still at version 0
+        with store.transaction() as tx:
+            assert len(tx.load_events(task_id)) == 1
+            assert tx.claim_message("contract", f"{task_id}-m")  # the claim rolled back too
+        assert self.outbox(store, topic) == []
+
+    def test_an_event_message_id_is_appended_once(self, store: EventStore, task_id: str) -> None:
+        with store.transaction() as tx:
+            tx.append(task_id, 0, [submitted(task_id)])
+        other = f"contract-{uuid.uuid4()}"
+        replayed = dataclasses.replace(submitted(task_id), task_id=other)  # same message id
+        with pytest.raises(ConcurrencyConflict), store.transaction() as tx:
+            tx.append(other, 0, [replayed])
+
+    def test_versions_must_follow_the_expected_version_without_gaps(
+        self, store: EventStore, task_id: str,
+    ) -> None:
+        with pytest.raises(ValueError, match="without gaps"), store.transaction() as tx:
+            tx.append(task_id, 0, [completed(task_id, 2, "A")])
+
+    def test_a_message_is_claimed_once_per_consumer(self, store: EventStore,
+                                                    task_id: str) -> None:
+        with store.transaction() as tx:
+            assert tx.claim_message("orchestrator", task_id)
+        with store.transaction() as tx:
+            assert not tx.claim_message("orchestrator", task_id)
+            assert tx.claim_message("another-consumer", task_id)
+
+    def test_outbox_records_are_kept_only_when_their_transaction_commits(
+        self, store: EventStore,
+    ) -> None:
+        topic = f"contract-{uuid.uuid4().hex}"
+        with store.transaction() as tx:
+            tx.enqueue([OutboxRecord(topic, b"k", b"first", [("h", b"1")]),
+                        OutboxRecord(topic, None, b"second")])
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            tx.enqueue([OutboxRecord(topic, b"k", b"rolled back")])
+            raise RuntimeError("the orchestrator fails before commit")
+        records = self.outbox(store, topic)
+        assert [(r.key, r.value, list(r.headers)) for r in records] == [
+            (b"k", b"first", [("h", b"1")]), (None, b"second", [])]
+
+    def test_due_timers_are_claimed_earliest_first_and_only_for_their_task_types(
+        self, store: EventStore, task_id: str, task_type: str,
+    ) -> None:
+        late, early = timer(task_id, msg.TimerKind.STEP_TIMEOUT), timer(
+            task_id, msg.TimerKind.STEP_RETRY, attempt=2)
+        later = timer(task_id, msg.TimerKind.TASK_TIMEOUT, "", 0)
+        with store.transaction() as tx:
+            tx.schedule(task_type, [msg.ScheduleTimer(AT_MS + 200, late),
+                                    msg.ScheduleTimer(AT_MS + 100, early),
+                                    msg.ScheduleTimer(AT_MS + 900, later)])
+        with store.transaction() as tx:
+            assert tx.claim_due_timers(AT_MS + 99, 10, [task_type]) == []
+            assert tx.claim_due_timers(AT_MS + 200, 10, [task_type]) == [early, late]
+            assert tx.claim_due_timers(AT_MS + 200, 1, [task_type]) == [early]
+            assert tx.claim_due_timers(AT_MS + 10_000, 10, ["SomeOtherType"]) == []
+            for fired in (early, late, later):
+                tx.delete_timer(fired)
+        with store.transaction() as tx:
+            assert tx.claim_due_timers(AT_MS + 10_000, 10, [task_type]) == []
+
+    def test_scheduling_a_timer_again_or_postponing_it_moves_it(
+        self, store: EventStore, task_id: str, task_type: str,
+    ) -> None:
+        beat = timer(task_id, msg.TimerKind.HEARTBEAT_TIMEOUT)
+        with store.transaction() as tx:
+            tx.schedule(task_type, [msg.ScheduleTimer(AT_MS + 100, beat)])
+            tx.schedule(task_type, [msg.ScheduleTimer(AT_MS + 500, beat)])  # a later heartbeat
+        with store.transaction() as tx:
+            assert tx.claim_due_timers(AT_MS + 499, 10, [task_type]) == []
+            assert tx.claim_due_timers(AT_MS + 500, 10, [task_type]) == [beat]
+            tx.postpone_timer(beat, AT_MS + 5_000)
+        with store.transaction() as tx:
+            assert tx.claim_due_timers(AT_MS + 4_999, 10, [task_type]) == []
+            assert tx.claim_due_timers(AT_MS + 5_000, 10, [task_type]) == [beat]
+            tx.delete_timer(beat)
+
+    def test_the_next_timer_delay_counts_from_the_store_clock(
+        self, store: EventStore, task_id: str, task_type: str,
+    ) -> None:
+        assert store.next_timer_delay_ms([task_type]) is None
+        due = timer(task_id, msg.TimerKind.STEP_TIMEOUT)
+        with store.transaction() as tx:
+            now = tx.database_now_ms()
+            tx.schedule(task_type, [msg.ScheduleTimer(now + 60_000, due)])
+        delay = store.next_timer_delay_ms([task_type])
+        # The store's clock may have moved on since: the delay is at most the full minute.
+        assert delay is not None and 50_000 < delay <= 60_000
+        with store.transaction() as tx:
+            tx.delete_timer(due)
+        assert store.next_timer_delay_ms([task_type]) is None
