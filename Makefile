@@ -52,3 +52,7 @@ stack-status:
 
 bench: $(INSTALLED)
 	$(PY) tools/bench/run.py
+
+# 1,000 SSE watchers on one API process: memory per watcher, event delivery p99.
+bench-sse: $(INSTALLED)
+	$(PY) tools/bench/sse_watchers.py --watchers 1000 --tasks 100

@@ -4,7 +4,10 @@ it reads projections and sends commands. Every route but the health probes needs
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,10 +21,11 @@ from tasksaga.adapters.clock import now_ms
 from tasksaga.api import submission as sub
 from tasksaga.api.body_limits import BodyLimits, BodyTimeout, BodyTooLarge
 from tasksaga.api.dependencies import ApiDependencies, Deps
+from tasksaga.api.live.routes import register_live_routes
 from tasksaga.api.queries import ACCEPTED, TaskFilter, TaskRow
 from tasksaga.api.security import Caller, not_found
 from tasksaga.api.signal_route import router as signal_router
-from tasksaga.api.submit_route import submit_task
+from tasksaga.api.submit_route import Listen, submit_task
 from tasksaga.core import messages as msg
 from tasksaga.core.authorization import Action, Principal, TaskRef
 from tasksaga.core.definition import TaskDefinition
@@ -33,8 +37,19 @@ log = logging.getLogger(__name__)
 
 def create_app(deps: ApiDependencies) -> FastAPI:
     # The document is served behind authentication like every other route (below).
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The live feed hands messages to this loop: it starts with it.
+        if deps.live is not None:
+            deps.live.feed.start(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            if deps.live is not None:
+                await run_in_threadpool(deps.live.feed.stop)
+
     app = FastAPI(title="tasksaga API", version="0.2.0", openapi_url=None, docs_url=None,
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
     app.state.deps = deps
     app.state.security = deps.security
     app.add_middleware(BodyLimits, limits=deps.limits)
@@ -79,9 +94,12 @@ def create_app(deps: ApiDependencies) -> FastAPI:
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
                                                       max_length=256)] = None,
         callback_url: Annotated[str | None, Query(max_length=2048)] = None,
+        listen: Annotated[Listen | None, Query(
+            description="how you will follow the task: polling, sse, websocket or webhook "
+                        "(needs callback_url); the 202's listen_url is the URL to use")] = None,
     ) -> JSONResponse:
         return await submit_task(d, caller, definition_of(task_type), request,
-                                 idempotency_key, callback_url)
+                                 idempotency_key, callback_url, listen)
 
     @app.get("/tasks")
     def list_tasks(
@@ -196,6 +214,8 @@ def create_app(deps: ApiDependencies) -> FastAPI:
                        f"retry-forward:{task_id}:{row.version}")
         return {"task_id": task_id, "status": "forward retry requested",
                 "status_url": f"/tasks/{task_id}"}
+
+    register_live_routes(app, visible_task)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi_document(caller: Caller) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request
 
@@ -22,6 +22,9 @@ from tasksaga.api.security import Security
 from tasksaga.core import messages as msg
 from tasksaga.core.ports import ObjectStore
 from tasksaga.core.registry import TaskRegistry
+
+if TYPE_CHECKING:
+    from tasksaga.api.live.routes import LiveService
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ class ApiDependencies:
     max_page_size: int = 100
     submit_gate: SubmitGate = field(default_factory=SubmitGate)
     readiness: Callable[[], dict[str, str]] | None = None
+    live: LiveService | None = None  # SSE and WebSocket streams (api/live)
 
     def send_command(self, command: msg.TaskCommand, message_id: str) -> None:
         """Durable in Kafka (acks=all) before the API answers 202; 503 within the submit

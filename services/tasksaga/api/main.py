@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import FrameType
+
 import uvicorn
 
 from tasksaga.adapters import telemetry
@@ -19,6 +22,10 @@ from tasksaga.api.app import create_app
 from tasksaga.api.body_limits import Limits
 from tasksaga.api.dependencies import ApiDependencies, SubmitGate
 from tasksaga.api.identity import TokenVerifier
+from tasksaga.api.live.feed import LiveFeed, PostgresEventLog
+from tasksaga.api.live.hub import LiveHub
+from tasksaga.api.live.routes import LiveService
+from tasksaga.api.live.tickets import TicketSigner
 from tasksaga.api.queries import ProjectionQueries
 from tasksaga.api.readiness import readiness_checks
 from tasksaga.api.security import Security
@@ -55,6 +62,22 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
     )
     secret = (settings.task_id_secret.get_secret_value().encode() if settings.task_id_secret
               else _DEV_TASK_ID_SECRET)
+    hub = LiveHub(settings.api_live_queue_size, settings.api_live_max_watchers)
+    live = LiveService(
+        hub=hub,
+        feed=LiveFeed(settings.kafka_bootstrap, topics.task_events, topics.step_results,
+                      codec, hub),
+        log=PostgresEventLog(pool, codec),
+        tickets=TicketSigner(secret, settings.api_stream_ticket_ttl_s),
+        keepalive_s=settings.api_live_keepalive_s,
+    )
+    checks = readiness_checks(queries, settings.kafka_bootstrap, objects,
+                              buckets[0] if buckets else None)
+
+    def readiness() -> dict[str, str]:
+        # Streams are refused until the feed reads from its partitions' ends (the seam).
+        return {**checks(), "live_feed": "ok" if live.feed.ready else "starting"}
+
     return ApiDependencies(
         registry=registry,
         queries=queries,
@@ -76,9 +99,31 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
         max_files=settings.api_max_files_per_request,
         max_page_size=settings.api_max_page_size,
         submit_gate=SubmitGate(open_s=settings.api_submit_timeout_s),
-        readiness=readiness_checks(queries, settings.kafka_bootstrap, objects,
-                                   buckets[0] if buckets else None),
+        readiness=readiness,
+        live=live,
     )
+
+
+class _Server(uvicorn.Server):
+    """Ends the live streams when asked to stop: a graceful shutdown waits for every open
+    response, and a stream would keep it waiting until its task ended."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
+
+
+def _end_streams(deps: ApiDependencies) -> Callable[[], None]:
+    def end() -> None:
+        if deps.live is not None:
+            deps.live.feed.call_soon(deps.live.hub.shutdown,
+                                     "this API process is stopping; resume with Last-Event-ID")
+
+    return end
 
 
 def main() -> None:
@@ -88,8 +133,10 @@ def main() -> None:
     telemetry.configure("tasksaga-api", settings.otel_console)
     deps = build_dependencies(settings, s3)
     try:
-        uvicorn.run(create_app(deps), host=settings.api_host, port=settings.api_port,
-                    log_level=settings.log_level.lower(), timeout_keep_alive=5)
+        config = uvicorn.Config(create_app(deps), host=settings.api_host,
+                                port=settings.api_port, log_level=settings.log_level.lower(),
+                                timeout_keep_alive=5)
+        _Server(config, _end_streams(deps)).run()
     finally:
         deps.queries.close()
 

@@ -53,6 +53,16 @@ class ApiSettings(CommonSettings):
     api_rate_limit_requests: int = 600
     api_rate_limit_window_s: int = 60
 
+    # -- live progress (api/live): SSE and WebSocket streams --------------------------------
+    api_live_keepalive_s: float = Field(default=15.0, gt=0,
+                                        description="seconds between SSE keep-alive comments")
+    api_live_queue_size: int = Field(default=256, ge=1, description=(
+        "messages queued per watcher; a watcher further behind is dropped (it resumes)"))
+    api_live_max_watchers: int = Field(default=10_000, ge=1,
+                                       description="open streams per API process")
+    api_stream_ticket_ttl_s: int = Field(default=60, ge=5, le=3600,
+                                         description="lifetime of a browser's stream ticket")
+
     # -- a Kafka outage must not take reads down ---------------------------------------------
     api_submit_timeout_s: float = 5.0
 

@@ -8,6 +8,7 @@ uploads (a failing API step, Kafka unavailable) removes what it stored.
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -28,11 +29,32 @@ from tasksaga.core.request_fields import outbound_urls
 log = logging.getLogger(__name__)
 
 
+class Listen(StrEnum):
+    """How the client will follow the task; the 202 names the URL to use (``listen_url``)."""
+
+    POLLING = "polling"  # GET status_url
+    SSE = "sse"  # GET events_url, Server-Sent Events
+    WEBSOCKET = "websocket"  # ws_url
+    WEBHOOK = "webhook"  # the notifier POSTs to callback_url
+
+
+def listening(listen: Listen | None, callback_url: str | None) -> Listen:
+    """The strategy asked for; webhook when only a callback URL is given, else polling."""
+    if listen is None:
+        return Listen.WEBHOOK if callback_url is not None else Listen.POLLING
+    if listen is Listen.WEBHOOK and callback_url is None:
+        raise sub.SubmissionError("listen=webhook needs a callback_url", [
+            {"loc": ["query", "callback_url"], "msg": "required with listen=webhook",
+             "type": "missing"}])
+    return listen
+
+
 async def submit_task(
     d: ApiDependencies, caller: Principal, definition: TaskDefinition, request: Request,
-    idempotency_key: str | None, callback_url: str | None,
+    idempotency_key: str | None, callback_url: str | None, listen: Listen | None = None,
 ) -> JSONResponse:
     task_type = definition.name
+    strategy = listening(listen, callback_url)
     d.security.require(caller, Action.SUBMIT, task_type, definition.roles)
     if callback_url is not None:
         problem = await run_in_threadpool(d.url_guard.problem, callback_url)
@@ -52,7 +74,7 @@ async def submit_task(
             sub.prevalidate(definition, parts)
             await _vet_urls(d, definition, parts.values)  # before a byte is uploaded
             if existing is not None:
-                return accepted(existing.task_id, task_type, existing=True)
+                return accepted(existing.task_id, task_type, existing=True, listen=strategy)
             validated, api_steps = await run_in_threadpool(
                 sub.store_files, definition, task_id, parts, d.objects, caller.tenant)
         finally:
@@ -73,7 +95,7 @@ async def submit_task(
             raise HTTPException(
                 409, "this Idempotency-Key was already used with a different request; "
                      "use a new key for a new task")
-        return accepted(existing.task_id, task_type, existing=True)
+        return accepted(existing.task_id, task_type, existing=True, listen=strategy)
     command = msg.SubmitTask(
         task_id=task_id, task_type=task_type, request_json=request_json,
         callback_url=callback_url, idempotency_key=idempotency_key,
@@ -91,7 +113,7 @@ async def submit_task(
     except Exception:
         # The command is in Kafka: the task is accepted, only visible a moment later.
         log.exception("could not record task %s as accepted", task_id)
-    return accepted(task_id, task_type, existing=False)
+    return accepted(task_id, task_type, existing=False, listen=strategy)
 
 
 async def _vet_urls(d: ApiDependencies, definition: TaskDefinition,
@@ -113,13 +135,26 @@ async def _forget_uploads(definition: TaskDefinition, task_id: str, validated: B
                                 d.objects)
 
 
-def accepted(task_id: str, task_type: str, existing: bool) -> JSONResponse:
+def accepted(task_id: str, task_type: str, existing: bool,
+             listen: Listen = Listen.POLLING) -> JSONResponse:
+    urls = {
+        Listen.POLLING: f"/tasks/{task_id}",
+        Listen.SSE: f"/tasks/{task_id}/events",
+        Listen.WEBSOCKET: f"/tasks/{task_id}/ws",
+    }
     body: dict[str, Any] = {
         "task_id": task_id,
         "task_type": task_type,
-        "status_url": f"/tasks/{task_id}",
+        "status_url": urls[Listen.POLLING],
         "audit_url": f"/tasks/{task_id}/audit",
         "cancel_url": f"/tasks/{task_id}/cancel",
+        "events_url": urls[Listen.SSE],
+        "ws_url": urls[Listen.WEBSOCKET],
+        "stream_ticket_url": f"/tasks/{task_id}/stream-ticket",
+        "listen": listen.value,
+        # What to follow: the status to poll, the SSE or WebSocket stream; with a webhook,
+        # nothing (the notifier calls back), though the others still work.
+        "listen_url": urls.get(listen),
         "already_submitted": existing,
     }
     return JSONResponse(status_code=202, content=body,
