@@ -53,6 +53,16 @@ def test_a_signal_before_the_step_is_reached_is_kept_and_completes_it_when_reach
     assert not any(t.timer.kind is msg.TimerKind.WAIT_TIMEOUT for t in d.timers)
 
 
+def test_of_two_early_signals_only_the_first_is_kept_and_taken() -> None:
+    d = Driver(approval_flow())
+    submit(d)
+    signal(d, approver="first", signal_id="a")
+    signal(d, approver="second", signal_id="b")
+    assert [e.signal_id for e in d.events if isinstance(e, ev.SignalReceived)] == ["a"]
+    d.succeed("Hold")
+    assert '"first"' in (d.state.step("Approve").data_json or "")
+
+
 def test_a_repeated_signal_id_records_nothing() -> None:
     d = reach_approve()
     signal(d, signal_id="same")
@@ -197,3 +207,26 @@ def test_signals_in_any_order_complete_the_step_once_with_the_first_signal(
     if first is not None and d.state.step("Hold").status is StepStatus.COMPLETED:
         assert len(completions) == 1
     assert fold(d.events) == d.state
+
+
+def test_a_timer_of_another_attempt_does_not_end_the_wait() -> None:
+    d = reach_approve()
+    stale = msg.TimerFired("t1", msg.TimerKind.WAIT_TIMEOUT, "Approve", 2)
+    assert d.send(stale).events == []
+    assert d.state.step("Approve").status is StepStatus.WAITING
+
+
+def test_until_returning_something_else_fails_the_step_with_a_clear_reason() -> None:
+    from typing import Any, cast
+
+    from tasksaga.core.steps import Sleep
+    from tasksaga.core.waits import wake_time
+
+    for wrong in ("tomorrow", True):
+        until = cast(Any, lambda _ctx, w=wrong: w)
+        try:
+            wake_time(Sleep(until=until), cast(Any, None), 0)
+        except TypeError as error:
+            assert "epoch milliseconds (int) or a datetime" in str(error)
+        else:
+            raise AssertionError(f"{wrong!r} was accepted as a wake-up time")

@@ -127,9 +127,6 @@ class TaskState:
         """The signal received for wait_for step ``name`` that no step consumed yet."""
         return next((s for s in self.signals if s.signal == name and not s.consumed), None)
 
-    def has_signal_id(self, name: str, signal_id: str) -> bool:
-        return any(s.signal == name and s.signal_id == signal_id for s in self.signals)
-
     def step_data(self) -> dict[str, str]:
         return {
             name: s.data_json

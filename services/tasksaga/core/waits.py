@@ -88,16 +88,15 @@ class WaitActions(StepActions):
             self.schedule(until, msg.TimerKind.SLEEP_WAKE, step.name, attempt)
 
     def signal(self, command: msg.SendSignal) -> None:
-        """Record the signal if its step still waits for one (or is not reached yet) and the
-        id is new; complete the step if it waits now. Anything else records nothing."""
+        """Record the signal if its step still waits for one, or is not reached yet and kept
+        no signal; complete the step if it waits now. Anything else (a repeated id included:
+        the step took a signal already) records nothing."""
         if not self.definition.has_step(command.signal):
             return
         if self.definition.get_step(command.signal).signal is None:
             return
         if self.state.status is not TaskStatus.RUNNING:
             return
-        if self.state.has_signal_id(command.signal, command.signal_id):
-            return  # the same signal delivered (or sent) again
         step = self.state.step(command.signal)
         early = step.status is StepStatus.PENDING
         if not early and step.status is not StepStatus.WAITING:
