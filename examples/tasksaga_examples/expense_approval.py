@@ -9,19 +9,23 @@ hold the same way. ``CoolDown`` is a durable sleep (``task.sleep``): an approved
 paid no earlier than the request's ``pay_after`` (at once without one), whatever restarts
 happen meanwhile, and the task's status shows it waiting until then.
 
+``TASKSAGA_APPROVAL_TIMEOUT_S`` (every service's environment: the orchestrator schedules the
+timeout) shortens the approval timeout for demos and tests.
+
 Enable it with ``TASKSAGA_TASK_MODULES=...,tasksaga_examples.expense_approval`` (queue
 ``approvals``).
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, Field
 
 from tasksaga.core import NonRetryableError, SagaContext, StepContext, TaskDefinition
 
-APPROVAL_TIMEOUT_S = 3600.0
+APPROVAL_TIMEOUT_S = float(os.environ.get("TASKSAGA_APPROVAL_TIMEOUT_S", "3600"))
 
 
 class ExpenseRequest(BaseModel):

@@ -144,3 +144,24 @@ def test_a_rejection_and_a_cancellation_while_waiting_release_the_hold(
     assert steps(status)["Approve"]["status"] == "Failed"
     refused = send(approver, cancelled, APPROVED)
     assert refused.status_code == 409, refused.text
+
+
+def test_no_approval_in_time_takes_the_failure_path(stack_env: dict[str, str]) -> None:
+    with running_system(stack_env, TASKSAGA_TASK_MODULES="tasksaga_examples.expense_approval",
+                        TASKSAGA_APPROVAL_TIMEOUT_S="3") as system:
+        token = local_token(tenant="default", subject="approver-1", roles=("approver",),
+                            secret=system.env["TASKSAGA_AUTH_HS256_SECRET"])
+        task_id = submit(system)
+        status = wait_step(system, task_id, "Approve", "Waiting")
+        waiting_until = datetime.fromisoformat(steps(status)["Approve"]["waiting_until"])
+        status = system.wait_terminal(task_id)
+        assert status["status"] == "Failed", status
+        approve = steps(status)["Approve"]
+        assert (approve["status"], approve["error_type"]) == ("Failed", "SignalTimedOut")
+        assert steps(status)["HoldFunds"]["status"] == "Compensated"
+        assert datetime.fromisoformat(approve["updated_at"]) >= waiting_until
+        with httpx.Client(base_url=system.services.api_url, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            late = send(client, task_id, APPROVED)
+        assert late.status_code == 409, late.text
+        assert log_problems(system.env["TASKSAGA_DATABASE_URL"], [task_id]) == []
