@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uvicorn
+from fastapi import FastAPI
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_producer import KafkaProducer
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
+from tasksaga.adapters.ops_server import start_ops_server
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
@@ -81,14 +83,30 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
     )
 
 
+def instrument(app: FastAPI) -> None:
+    """A server span per request (the root of a submitted task's trace) and the HTTP
+    metrics, by route template (never by path: task ids stay out of the labels)."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health/live,/health/ready",
+                                       exclude_spans=["receive", "send"])
+
+
 def main() -> None:
     settings = ApiSettings()
     s3 = ObjectStoreSettings()
     configure_logging(settings.log_level, "api")
     telemetry.configure("tasksaga-api", settings.otel_console)
     deps = build_dependencies(settings, s3)
+    app = create_app(deps)
+    instrument(app)
+    readiness = deps.readiness
+    # /metrics on the ops port, never on the public one; /health/* stay on both.
+    start_ops_server(settings.metrics_port, {} if readiness is None else {
+        "dependencies": lambda: all(r == "ok" for r in readiness().values())},
+        settings.metrics_host)
     try:
-        uvicorn.run(create_app(deps), host=settings.api_host, port=settings.api_port,
+        uvicorn.run(app, host=settings.api_host, port=settings.api_port,
                     log_level=settings.log_level.lower(), timeout_keep_alive=5)
     finally:
         deps.queries.close()
