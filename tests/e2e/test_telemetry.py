@@ -6,6 +6,7 @@ The services export spans to a local OTLP receiver (the standard OTEL_* variable
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from localrun import REPO
 from tests.e2e.conftest import System, running_system
 from tests.e2e.otlp_receiver import ReceivedSpan, SpanSink, otlp_receiver
 from tests.integration.http_receivers import QuietHandler, port_of, serving
@@ -33,6 +35,7 @@ def observed(stack_env: dict[str, str]) -> Iterator[tuple[System, SpanSink]]:
         OTEL_BSP_SCHEDULE_DELAY="200",
         TASKSAGA_METRICS_SAMPLE_INTERVAL_S="1",
         TASKSAGA_LAG_WATCH_INTERVAL_S="1",
+        TASKSAGA_TASK_MODULES="tasksaga_examples.zip_archive,tasksaga_examples.order_fulfilment",
     ) as system:
         yield system, sink
 
@@ -137,8 +140,14 @@ def test_metrics_show_steps_retries_compensations_tasks_lags_and_webhooks(
     system, _ = observed
     done = submit(system, callback_url=webhook_url)
     failed = submit(system, fail=True)
+    # The shipping service is down for one attempt: Ship is retried, then the order completes.
+    order = system.client.post("/tasks/FulfilOrder", json={
+        "order_id": "o-metrics", "sku": "MUG-42", "quantity": 1, "amount_cents": 500,
+        "email": "ada@example.com", "outage_at": "Ship", "outage_attempts": 1})
+    assert order.status_code == 202, order.text
     assert system.wait_terminal(done)["status"] == "Completed"
     assert system.wait_terminal(failed)["status"] == "Failed"
+    assert system.wait_terminal(order.json()["task_id"])["status"] == "Completed"
 
     def missing() -> list[str]:
         orchestrator = metrics_of(system, "orchestrator")
@@ -147,6 +156,8 @@ def test_metrics_show_steps_retries_compensations_tasks_lags_and_webhooks(
                                     task_type="CreateZip", outcome="completed"),
             "final failure": sample(orchestrator, "tasksaga_step_failures_total",
                                     task_type="CreateZip", outcome="failed"),
+            "retry": sample(orchestrator, "tasksaga_step_retries_total",
+                            task_type="FulfilOrder", step="Ship"),
             "compensation": sample(orchestrator, "tasksaga_step_compensations_total",
                                    task_type="CreateZip", outcome="compensated"),
             "completed tasks": sample(orchestrator, "tasksaga_tasks", task_type="CreateZip",
@@ -169,5 +180,13 @@ def test_metrics_show_steps_retries_compensations_tasks_lags_and_webhooks(
         return found
 
     assert not wait_for(missing)
-    text = metrics_of(system, "orchestrator")
-    assert done not in text and failed not in text  # no task ids in the labels
+    exposed = "\n".join(metrics_of(system, service) for service in SERVICES)
+    assert done not in exposed and failed not in exposed  # no task ids in the labels
+    # Every series the Grafana dashboard queries is one the services expose.
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "tasksaga-dashboard.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\b((?:tasksaga|http)_[a-z_]+)\b",
+                                      re.sub(r"by \([^)]*\)", "", target["expr"]))}
+    assert len(queried) >= 12
+    absent = {n for n in queried if not re.search(rf"^{n}[{{ ]", exposed, re.MULTILINE)}
+    assert not absent
