@@ -195,7 +195,12 @@ class Orchestrator:
                         return fired  # its task is being written; the timer stays due
                     work.tx.delete_timer(timer)
                     cause = f"timer:{timer.task_id}:{timer.kind}:{timer.step}:{timer.attempt}"
-                    self._decide_and_write(work, timer, cause)
+                    # A timer row keeps no trace context: what it causes (a retry, a timeout)
+                    # starts a trace of its own, found by the task id attribute.
+                    with telemetry.span(f"orchestrator timer {timer.kind}",
+                                        **{"tasksaga.task_id": timer.task_id,
+                                           "tasksaga.step": timer.step}):
+                        self._decide_and_write(work, timer, cause)
                 fired += 1
             except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
                 log.info("timer raced a concurrent append, retrying: %s", conflict)
