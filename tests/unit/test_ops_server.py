@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from prometheus_client import Counter
 
 from tasksaga.adapters.ops_server import Check, kafka_check, run_checks, start_ops_server
@@ -63,5 +64,11 @@ def test_metrics_serve_the_prometheus_registry_and_unknown_paths_are_404() -> No
         assert get(f"{base}/tasks")[0] == 404
 
 
-def test_no_port_serves_nothing() -> None:
+def test_no_port_serves_nothing_and_a_taken_port_is_logged_not_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     assert start_ops_server(None, {}) is None
+    with serving({}) as base:
+        taken = int(base.rsplit(":", 1)[1])
+        assert start_ops_server(taken, {}, host="127.0.0.1") is None
+    assert "cannot serve metrics and health" in caplog.text

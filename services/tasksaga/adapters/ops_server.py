@@ -106,7 +106,13 @@ def start_ops_server(port: int | None, checks: Mapping[str, Check],
     """Serve the endpoints on ``port`` from a daemon thread (``None``: not at all)."""
     if port is None:
         return None
-    server = _OpsHTTPServer((host, port), checks)
+    try:
+        server = _OpsHTTPServer((host, port), checks)
+    except OSError as error:
+        # Loud but not fatal: the service still does its work, and its probes (which fail)
+        # show the misconfiguration; a port clash must not take the consumers down with it.
+        log.error("cannot serve metrics and health on %s:%d: %s", host, port, error)
+        return None
     threading.Thread(target=server.serve_forever, name="ops-server", daemon=True).start()
     log.info("metrics and health on port %d", server.server_address[1])
     return server
