@@ -90,3 +90,32 @@ def test_otel_traces_exporter_names_are_checked() -> None:
         "otlp", "console"]
     with pytest.raises(ValueError, match="jaeger"):
         telemetry.exporters_from_env({"OTEL_TRACES_EXPORTER": "jaeger"})
+
+
+def test_api_http_metrics_keep_no_client_chosen_host_and_no_raw_path() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from tasksaga.api.main import instrument
+
+    reader = InMemoryMetricReader()
+    app = FastAPI()
+
+    @app.get("/tasks/{task_id}")
+    def task(task_id: str) -> dict[str, str]:
+        return {}
+
+    instrument(app, MeterProvider(metric_readers=[reader], views=telemetry.metric_views()))
+    with TestClient(app) as client:
+        client.get("/tasks/secret-task-id", headers={"Host": "attacker-1.example"})
+        client.get("/no/such/secret-path", headers={"Host": "attacker-2.example"})
+    data = reader.get_metrics_data()
+    assert data is not None
+    labels = [dict(point.attributes or {}) for rm in data.resource_metrics
+              for sm in rm.scope_metrics for metric in sm.metrics
+              if metric.name.startswith("http.server") for point in metric.data.data_points]
+    assert labels and all(set(a) <= telemetry.HTTP_METRIC_ATTRIBUTES for a in labels)
+    assert {"/tasks/{task_id}"} <= {a.get("http.target") for a in labels}
+    assert "secret" not in repr(labels) and "attacker" not in repr(labels)

@@ -21,6 +21,7 @@ from typing import Any
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -59,8 +60,19 @@ def configure(service_name: str, console_export: bool = False,
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    metrics.set_meter_provider(MeterProvider(resource=resource,
+    metrics.set_meter_provider(MeterProvider(resource=resource, views=metric_views(),
                                              metric_readers=[_prometheus_reader()]))
+
+
+# The HTTP server metrics keep only these attributes: the instrumentation also records the
+# Host header and the server name, which any client chooses (one new series per value).
+HTTP_METRIC_ATTRIBUTES = frozenset({"http.method", "http.status_code", "http.target",
+                                    "http.route", "http.request.method",
+                                    "http.response.status_code"})
+
+
+def metric_views() -> list[View]:
+    return [View(instrument_name="http.server.*", attribute_keys=set(HTTP_METRIC_ATTRIBUTES))]
 
 
 def _prometheus_reader() -> Any:

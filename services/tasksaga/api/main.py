@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 from fastapi import FastAPI
+from opentelemetry.metrics import MeterProvider
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
@@ -83,13 +84,14 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
     )
 
 
-def instrument(app: FastAPI) -> None:
+def instrument(app: FastAPI, meter_provider: MeterProvider | None = None) -> None:
     """A server span per request (the root of a submitted task's trace) and the HTTP
     metrics, by route template (never by path: task ids stay out of the labels)."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/health/live,/health/ready",
-                                       exclude_spans=["receive", "send"])
+                                       exclude_spans=["receive", "send"],
+                                       meter_provider=meter_provider)
 
 
 def main() -> None:
