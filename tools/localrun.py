@@ -36,10 +36,17 @@ class ServiceProcesses:
     api_port: int
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     generations: dict[str, int] = field(default_factory=dict)
+    # TASKSAGA_METRICS_PORT of each service, by exact name (a second "worker#2" gets none:
+    # two processes cannot share a port).
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    def ops_url(self, name: str) -> str:
+        """The /metrics and /health/* endpoint of a service started with a metrics port."""
+        return f"http://127.0.0.1:{self.metrics_ports[name]}"
 
     def start(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -51,11 +58,15 @@ class ServiceProcesses:
         base = name.split("#")[0]
         self.processes[name] = subprocess.Popen(
             [str(BIN / f"tasksaga-{base}")],
-            env={**self.env, **(extra_env or {})},
+            env={**self.env, **self._ops_env(name), **(extra_env or {})},
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
             start_new_session=True,
         )
         log.close()
+
+    def _ops_env(self, name: str) -> dict[str, str]:
+        port = self.metrics_ports.get(name)
+        return {} if port is None else {"TASKSAGA_METRICS_PORT": str(port)}
 
     def start_all(self) -> None:
         for name in SERVICES:

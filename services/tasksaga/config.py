@@ -35,6 +35,12 @@ class CommonSettings(BaseSettings):
     contracts_dir: Path = DEFAULT_CONTRACTS_DIR
     log_level: str = "INFO"
     otel_console: bool = False
+    # /metrics, /health/live and /health/ready on their own port (adapters/ops_server.py);
+    # unset: not served. Each process needs its own port (one per pod in deploy/k8s).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535,
+                                     description="TASKSAGA_METRICS_PORT: ops endpoint port")
+    metrics_host: str = "0.0.0.0"  # the pod's network: Prometheus and the kubelet reach it
+    metrics_sample_interval_s: float = Field(default=15.0, gt=0)
     # The one loud switch for development: without it, a service refuses to start when a key
     # or secret it needs (token keys, payload keys) is missing. Never set it in production.
     insecure_dev: bool = Field(

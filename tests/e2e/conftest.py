@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from localrun import REPO, ServiceProcesses, local_token, service_env
+from localrun import REPO, SERVICES, ServiceProcesses, local_token, service_env
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +87,8 @@ def running_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[Syst
                       PYTHONPATH=os.pathsep.join(
                           str(p) for p in (REPO / "services", REPO / "examples", REPO)),
                       **extra_env)
-    services = ServiceProcesses(env, Path(REPO / ".run" / "e2e-logs" / prefix), port)
+    services = ServiceProcesses(env, Path(REPO / ".run" / "e2e-logs" / prefix), port,
+                                metrics_ports={name: free_port() for name in SERVICES})
     try:
         services.start_all()
         token = local_token(tenant="default", subject="e2e", lifetime_s=4 * 3600,

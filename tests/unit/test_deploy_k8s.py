@@ -85,7 +85,7 @@ def test_k8s_api_has_probes_and_a_service() -> None:
     assert api["kind"] == "Deployment"
     container = only_container(api)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8000}
+    assert ports == {"http": 8000, "metrics": 9100}
     for probe, path in (("readinessProbe", "/health/ready"), ("livenessProbe", "/health/live")):
         http = container[probe]["httpGet"]
         assert http["path"] == path and http["port"] in ("http", 8000), probe

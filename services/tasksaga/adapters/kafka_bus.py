@@ -159,7 +159,8 @@ class ConsumerLoop:
                 self.dead_letter(message, str(decode_error))
         if decoded:
             try:
-                with telemetry.batch_span(self.settings.group_id, [m for m, _ in decoded]):
+                with telemetry.batch_span(self.settings.group_id, [m for m, _ in decoded],
+                                          [e for _, e in decoded]):
                     handler([envelope for _, envelope in decoded])
             except Exception as error:
                 log.info("batch of %d failed (%s); handling one by one", len(decoded), error)

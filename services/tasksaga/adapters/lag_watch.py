@@ -99,6 +99,9 @@ class LagWatch:
             meter.create_observable_gauge(
                 "tasksaga.consumer.backlog_age_seconds", callbacks=[self._observe],
                 description="age of the oldest record a consumer group has not consumed")
+            meter.create_observable_gauge(
+                "tasksaga.consumer.lag", callbacks=[self._observe_lag],
+                description="records a consumer group has not consumed, per partition")
 
     def check(self, now_ms: int) -> list[LagAlert]:
         """Measure every group, log an alert for each partition at risk, return them."""
@@ -169,6 +172,12 @@ class LagWatch:
         return [Observation((now - b.oldest_unconsumed_ms) / 1000,
                             {"group": b.group, "topic": b.topic, "partition": b.partition})
                 for b in self.latest if b.oldest_unconsumed_ms is not None and b.lag]
+
+    def _observe_lag(self, _options: Any) -> list[Any]:
+        from opentelemetry.metrics import Observation
+
+        return [Observation(b.lag, {"group": b.group, "topic": b.topic,
+                                    "partition": b.partition}) for b in self.latest]
 
     def close(self) -> None:
         for reader in [self._reader, *self._offset_readers.values()]:

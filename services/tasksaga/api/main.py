@@ -6,12 +6,15 @@ from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
+from opentelemetry.metrics import MeterProvider
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_producer import KafkaProducer
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
+from tasksaga.adapters.ops_server import start_ops_server
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
@@ -126,14 +129,31 @@ def _end_streams(deps: ApiDependencies) -> Callable[[], None]:
     return end
 
 
+def instrument(app: FastAPI, meter_provider: MeterProvider | None = None) -> None:
+    """A server span per request (the root of a submitted task's trace) and the HTTP
+    metrics, by route template (never by path: task ids stay out of the labels)."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health/live,/health/ready",
+                                       exclude_spans=["receive", "send"],
+                                       meter_provider=meter_provider)
+
+
 def main() -> None:
     settings = ApiSettings()
     s3 = ObjectStoreSettings()
     configure_logging(settings.log_level, "api")
     telemetry.configure("tasksaga-api", settings.otel_console)
     deps = build_dependencies(settings, s3)
+    app = create_app(deps)
+    instrument(app)
+    readiness = deps.readiness
+    # /metrics on the ops port, never on the public one; /health/* stay on both.
+    start_ops_server(settings.metrics_port, {} if readiness is None else {
+        "dependencies": lambda: all(r == "ok" for r in readiness().values())},
+        settings.metrics_host)
     try:
-        config = uvicorn.Config(create_app(deps), host=settings.api_host,
+        config = uvicorn.Config(app, host=settings.api_host,
                                 port=settings.api_port, log_level=settings.log_level.lower(),
                                 timeout_keep_alive=5)
         _Server(config, _end_streams(deps)).run()

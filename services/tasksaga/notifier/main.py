@@ -18,6 +18,12 @@ from tasksaga.adapters.clock import now_ms, random_fraction
 from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
 from tasksaga.adapters.lifecycle import ServiceStop, start_thread, stop_on_signals
 from tasksaga.adapters.migrations import apply_migrations
+from tasksaga.adapters.ops_server import (
+    kafka_check,
+    postgres_check,
+    start_ops_server,
+    threads_check,
+)
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import ensure_service_topics
@@ -54,6 +60,7 @@ def run(
     producer = KafkaProducer(settings.kafka_bootstrap, SERVICE)
     poster = PinnedPoster(settings.webhook_timeout_s, max_connections=settings.webhook_senders)
     threads: list[threading.Thread] = []
+    ops = None
     try:
         sender = Sender(
             pool=pool,
@@ -75,6 +82,12 @@ def run(
         )
         threads.append(start_thread("webhook-sender", _run_closing(sender.run, poster.close),
                                     stop))
+        ops = start_ops_server(settings.metrics_port, {
+            "postgres": postgres_check(pool),
+            "kafka": kafka_check(settings.kafka_bootstrap),
+            "sender": threads_check(lambda: threads),
+            "running": lambda: not stop.is_set(),
+        }, settings.metrics_host)
         consumer = NotificationConsumer(pool, clock, codec.cipher)
         ConsumerLoop(
             ConsumerSettings(
@@ -93,6 +106,8 @@ def run(
     finally:
         # Also reached when the consumer fails: the senders must not outlive it unnoticed.
         stop.set()
+        if ops is not None:
+            ops.shutdown()
         for thread in threads:
             thread.join(THREAD_JOIN_TIMEOUT_S)
             if thread.is_alive():

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import psycopg
+from opentelemetry import metrics
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters import telemetry
@@ -50,6 +51,9 @@ from tasksaga.notifier import rules, store
 from tasksaga.notifier.pinned_http import CONNECTION_FAILED, REFUSED_BY_POLICY, PostResult
 
 log = logging.getLogger(__name__)
+# By outcome (delivered, retrying, ...) and event type: never by receiver or tenant.
+_WEBHOOK_ATTEMPTS = metrics.get_meter("tasksaga.notifier").create_counter(
+    "tasksaga.webhook.attempts", description="webhook POST attempts by outcome and event type")
 
 PUBLISH_FLUSH_TIMEOUT_S = 5.0
 
@@ -163,6 +167,8 @@ class Sender:
             result, retryable = self._send(lease)
         verdict = rules.judge(self._schedule, lease.attempt, result.status_code,
                               self._now_ms(), self._random(), retryable=retryable)
+        _WEBHOOK_ATTEMPTS.add(1, {"outcome": verdict.outcome.value,
+                                  "event_type": lease.event_type})
         with self._pool.connection() as conn, conn.transaction():
             store.record_attempt(conn, lease, result.status_code, verdict.outcome, result.error)
             if verdict.next_attempt_at_ms is not None:

@@ -16,6 +16,12 @@ from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaPro
 from tasksaga.adapters.lag_watch import LagWatch
 from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
 from tasksaga.adapters.migrations import apply_migrations
+from tasksaga.adapters.ops_server import (
+    kafka_check,
+    postgres_check,
+    start_ops_server,
+    threads_check,
+)
 from tasksaga.adapters.outbox_relay import OutboxRelay, run_on_notify
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import (
@@ -26,6 +32,7 @@ from tasksaga.adapters.pg_store import (
     prune_older_than,
 )
 from tasksaga.adapters.projections import Projector, projection_lag
+from tasksaga.adapters.service_metrics import StepMetrics, StoreSampler
 from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
 from tasksaga.adapters.wire import Topics
 from tasksaga.config import configure_logging
@@ -101,6 +108,17 @@ def run_lag_watch(watch: LagWatch, settings: OrchestratorSettings,
     watch.close()
 
 
+def run_sampler(sampler: StoreSampler, interval_s: float, stop: threading.Event) -> None:
+    """Refresh the gauges read from Postgres (tasks by state, outbox, projection lag)."""
+    while True:
+        try:
+            sampler.sample()
+        except Exception:
+            log.exception("sampling the metrics failed; trying again in %.0f s", interval_s)
+        if stop.wait(interval_s):
+            return
+
+
 def main() -> int:
     settings = OrchestratorSettings()
     configure_logging(settings.log_level, "orchestrator")
@@ -114,8 +132,10 @@ def main() -> int:
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
     pool = open_pool(settings.database_url, settings.orchestrator_pool_size, "orchestrator")
     store = PostgresEventStore(pool, codec)
+    meter = metrics.get_meter("tasksaga.orchestrator")
     orchestrator = Orchestrator(registry, store, codec, topics, database_clock, random_fraction,
-                                state_cache_bytes=settings.orchestrator_state_cache_bytes)
+                                state_cache_bytes=settings.orchestrator_state_cache_bytes,
+                                step_metrics=StepMetrics(meter))
     client_id = f"orchestrator-{settings.orchestrator_instance_id or os.getpid()}"
     relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap, f"{client_id}-relay"),
                         settings.topic_prefix, codec)
@@ -130,7 +150,7 @@ def main() -> int:
     ]
     watch = LagWatch(settings.kafka_bootstrap,
                      deployment_groups(settings, topics, registry.queues()),
-                     settings.lag_alert_ratio, metrics.get_meter("tasksaga.orchestrator"))
+                     settings.lag_alert_ratio, meter)
     threads.append(start_thread("lag-watch", lambda: run_lag_watch(watch, settings, stop),
                                 stop))
     if settings.orchestrator_run_projector:
@@ -138,6 +158,15 @@ def main() -> int:
         threads.append(start_thread("projector", lambda: run_on_notify(
             settings.database_url, EVENTS_CHANNEL, projector.catch_up, stop,
             name="projector"), stop))
+    sampler = StoreSampler(pool, meter)
+    threads.append(start_thread("metrics-sampler", lambda: run_sampler(
+        sampler, settings.metrics_sample_interval_s, stop), stop))
+    start_ops_server(settings.metrics_port, {
+        "postgres": postgres_check(pool),
+        "kafka": kafka_check(settings.kafka_bootstrap),
+        "threads": threads_check(lambda: threads),
+        "running": lambda: not stop.is_set(),
+    }, settings.metrics_host)
 
     loop = ConsumerLoop(
         ConsumerSettings(

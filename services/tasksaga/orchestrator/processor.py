@@ -15,6 +15,7 @@ from psycopg import errors
 from tasksaga.adapters import faults, telemetry
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
 from tasksaga.adapters.kafka_bus import Unprocessable
+from tasksaga.adapters.service_metrics import StepMetrics
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
 from tasksaga.core.decide import Decision, decide
@@ -52,6 +53,8 @@ class _UnitOfWork:
         self.cache = cache
         self.decided: dict[str, TaskState] = {}
         self.versions: dict[str, int] = {}
+        # (task id, task type, events) written, for the metrics once the transaction commits.
+        self.written: list[tuple[str, str, Sequence[object]]] = []
         self._clock = clock
         self._now_ms: int | None = None
 
@@ -100,6 +103,7 @@ class Orchestrator:
         random: Callable[[], float],
         consumer_name: str = "orchestrator",
         state_cache_bytes: int | None = None,
+        step_metrics: StepMetrics | None = None,
     ) -> None:
         self._registry = registry
         self._store = store
@@ -109,6 +113,7 @@ class Orchestrator:
         self._random = random
         self._consumer = consumer_name
         self._cache = StateCache() if state_cache_bytes is None else StateCache(state_cache_bytes)
+        self._metrics = step_metrics
 
     # -- inbound messages ----------------------------------------------------------------------
 
@@ -144,8 +149,12 @@ class Orchestrator:
                 with self._unit_of_work() as work:
                     work.lock([e.task_id for e in commands])
                     for envelope in commands:
-                        if work.tx.claim_message(self._consumer, envelope.message_id):
-                            self._decide_and_write(work, envelope.payload, envelope.message_id)
+                        # Its own span, so the commands and events it causes continue the
+                        # task's trace rather than the batch's.
+                        with telemetry.message_span(envelope):
+                            if work.tx.claim_message(self._consumer, envelope.message_id):
+                                self._decide_and_write(work, envelope.payload,
+                                                       envelope.message_id)
                 faults.hit("after_append_before_produce")  # chaos suite (R1); no-op unless armed
                 return
             except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
@@ -162,6 +171,11 @@ class Orchestrator:
                 self._cache.evict(work.touched)
                 raise
         self._cache.put_all(work.decided)  # only what committed
+        if self._metrics is not None and work.written:
+            try:
+                self._metrics.record(work.written)
+            except Exception:  # a metric must never fail a committed transaction's caller
+                log.exception("recording step metrics failed")
 
     def next_timer_delay_ms(self) -> int | None:
         """Milliseconds until this orchestrator's next timer is due, by the database's clock."""
@@ -182,7 +196,12 @@ class Orchestrator:
                         return fired  # its task is being written; the timer stays due
                     work.tx.delete_timer(timer)
                     cause = f"timer:{timer.task_id}:{timer.kind}:{timer.step}:{timer.attempt}"
-                    self._decide_and_write(work, timer, cause)
+                    # A timer row keeps no trace context: what it causes (a retry, a timeout)
+                    # starts a trace of its own, found by the task id attribute.
+                    with telemetry.span(f"orchestrator timer {timer.kind}",
+                                        **{"tasksaga.task_id": timer.task_id,
+                                           "tasksaga.step": timer.step}):
+                        self._decide_and_write(work, timer, cause)
                 fired += 1
             except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
                 log.info("timer raced a concurrent append, retrying: %s", conflict)
@@ -213,6 +232,7 @@ class Orchestrator:
         self._write(work.tx, state, decision, cause, work.now_ms())
         if decision.events:
             work.decided[message.task_id] = decision.state
+            work.written.append((message.task_id, task_type, decision.events))
 
     def _write(
         self, tx: EventStoreTransaction, before: TaskState, decision: Decision, cause: str,

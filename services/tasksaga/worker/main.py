@@ -24,6 +24,7 @@ from tasksaga.adapters.kafka_bus import (
 from tasksaga.adapters.kafka_parallel import ParallelConsumerLoop
 from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
 from tasksaga.adapters.object_store import MinioObjectStore
+from tasksaga.adapters.ops_server import kafka_check, start_ops_server, threads_check
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
 from tasksaga.adapters.wire import Envelope, Topics
@@ -115,6 +116,13 @@ def main() -> int:
     ]
     for queue in queues:
         threads.append(start_thread(f"consumer-{queue}", functools.partial(consumer, queue), stop))
+    # Ready while Kafka answers and every queue's consumer (and the cancellation listener)
+    # runs. Postgres is not a dependency: without it a worker runs commands, unchecked.
+    start_ops_server(settings.metrics_port, {
+        "kafka": kafka_check(settings.kafka_bootstrap),
+        "consumers": threads_check(lambda: threads),
+        "running": lambda: not stop.is_set(),
+    }, settings.metrics_host)
     log.info("worker running: queues %s, concurrency %d", ", ".join(queues),
              settings.worker_concurrency)
     stop.wait()

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import DeliveryFailed
 from tasksaga.adapters.wire import Envelope
@@ -57,9 +58,10 @@ class ResultSender:
         as too large, or when ``lost()`` (the lease was revoked) or the worker stops while it
         is still unacknowledged."""
         failures = 0
+        headers = telemetry.inject_headers()  # the result continues the command's trace
         while True:
             try:
-                self._producer.send_and_wait(self._topic, key, value)
+                self._producer.send_and_wait(self._topic, key, value, headers)
                 return
             except DeliveryFailed as error:
                 if error.too_large or lost() or self._stop.is_set():

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry import metrics
 from pydantic import BaseModel, ValidationError
 
 from tasksaga.adapters import telemetry
@@ -35,6 +36,16 @@ from tasksaga.worker.guard import CommandGuard
 from tasksaga.worker.results import DEFAULT_MAX_RESULT_BYTES, ResultSender, ResultTooLarge
 
 log = logging.getLogger(__name__)
+# What the worker did with each command, by task type, step, kind (execute, compensate) and
+# outcome (succeeded, failed, skipped, abandoned); the durations are the orchestrator's.
+_COMMANDS = metrics.get_meter("tasksaga.worker").create_counter(
+    "tasksaga.worker.commands", description="step commands handled by outcome")
+
+
+def _count(command: msg.ExecuteStep | msg.CompensateStep, outcome: str) -> None:
+    kind = "execute" if isinstance(command, msg.ExecuteStep) else "compensate"
+    _COMMANDS.add(1, {"task_type": command.task_type, "step": command.step, "kind": kind,
+                      "outcome": outcome})
 
 Result = msg.StepSucceeded | msg.StepAttemptFailed | msg.CompensationSucceeded \
     | msg.CompensationAttemptFailed
@@ -83,6 +94,7 @@ class StepRunner:
             self.skipped += 1
             log.info("skipping %s/%s attempt %d: %s", command.task_id, command.step,
                      command.attempt, skip)
+            _count(command, "skipped")
             return True
         self.executions += 1
         if isinstance(command, msg.ExecuteStep):
@@ -93,7 +105,10 @@ class StepRunner:
             log.info("%s/%s attempt %d: partition revoked while running; its new owner "
                      "answers", command.task_id, command.step, command.attempt)
             self.guard.abandoned(envelope.message_id)
+            _count(command, "abandoned")
             return False
+        _count(command, "succeeded" if isinstance(
+            result, msg.StepSucceeded | msg.CompensationSucceeded) else "failed")
         try:
             self._deliver(envelope, command, result, lease)
         except DeliveryFailed as error:
