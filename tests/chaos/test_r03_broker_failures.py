@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,6 +23,8 @@ import stack_tool
 from tasksaga.adapters.wire import Topics
 from tests.chaos.harness import chaos_system, figure, not_terminal, pick
 from tests.chaos.kafka_tools import partition_lags
+
+STACK = Path(__file__).resolve().parents[2] / "tools" / "stack"
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -45,6 +50,22 @@ def _broker_pid(node: str) -> int:
     return pid
 
 
+def _restart_with_the_cli(node: str) -> None:
+    """`tools/stack up --brokers 3`, as an operator types it, starts only the stopped node."""
+    done = subprocess.run([sys.executable, str(STACK), "up", "--brokers", "3"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("(already running)") == 4, done.stdout  # 2 nodes, PG, MinIO
+    assert f"{node}   up" in done.stdout and "(started)" in done.stdout, done.stdout
+
+
+def _replica_counts(bootstrap: str, topic: str) -> list[int]:
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return [len(p.replicas) for p in metadata.topics[topic].partitions.values()]
+
+
 def _wait_gone(node: str, timeout_s: float) -> None:
     """Until the process has exited: a broker stopping gracefully closes its port long before
     its JVM ends, and `up` takes a live process for a running server."""
@@ -59,6 +80,7 @@ def test_broker_stops_and_kills_lose_no_acknowledged_submission(
     cluster_env: dict[str, str],
 ) -> None:
     assert cluster_env["TASKSAGA_TOPIC_REPLICATION_FACTOR"] == "3"
+    assert cluster_env["TASKSAGA_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
     rounds = pick(reduced=1, full=3)
     windows: list[float] = []
     with chaos_system(cluster_env) as chaos, chaos.supervised() as restarts:
@@ -70,6 +92,9 @@ def test_broker_stops_and_kills_lose_no_acknowledged_submission(
                 time.sleep(1.0)
         assert first is not None, f"the fresh cluster accepted no submission: {chaos.refused[-3:]}"
         chaos.refused.clear()
+        # The services created their topics with the cluster's replication factor.
+        assert set(_replica_counts(cluster_env["TASKSAGA_KAFKA_BOOTSTRAP"],
+                                   Topics(chaos.prefix).task_commands)) == {3}
         warm = chaos.settle([first], timeout_s=60)[first]
         assert warm == "Completed", (
             f"a first task on the fresh cluster is {warm} after 60 s (before any fault): "
@@ -85,7 +110,7 @@ def test_broker_stops_and_kills_lose_no_acknowledged_submission(
                     time.sleep(8.0)
                     windows.append(chaos.unavailability_s(at, time.time()))
                     _wait_gone(node, timeout_s=90)  # a graceful stop may still be running
-                    stack_tool.up(stack_tool.Settings.from_env().with_brokers(3))
+                    _restart_with_the_cli(node)
                     time.sleep(4.0)
         accepted = list(chaos.accepted)
         statuses = chaos.settle(accepted, timeout_s=180, check_alive=False)
