@@ -64,6 +64,8 @@ class _Cluster:
     unknown_answers: int = 4
     logless_answers: int = 0  # ListOffsets answers NOT_LEADER_OR_FOLLOWER this many times
     offset_answers: int = 0
+    bootstrap_unknown_answers: int = 0  # the bootstrap list answers this many times without
+    bootstrap_answers: int = 0
     created: list[str] = field(default_factory=list)
     answers: dict[str, int] = field(default_factory=dict)
     last_served: dict[str, bool] = field(default_factory=dict)
@@ -104,7 +106,11 @@ class _Admin:
     def list_topics(self, timeout: float) -> _Metadata:
         if self.address in ("b1:9092", "b2:9092"):
             return self.cluster.metadata(self.address)
-        # The bootstrap list: whichever broker answers, here the one that knows all.
+        # The bootstrap list: whichever broker answers, here the one that knows all (after
+        # bootstrap_unknown_answers answers from one that does not know the topics yet).
+        self.cluster.bootstrap_answers += 1
+        if self.cluster.bootstrap_answers <= self.cluster.bootstrap_unknown_answers:
+            return _Metadata(self.cluster.brokers, {})
         return _Metadata(self.cluster.brokers, {
             n: _Topic({0: _Partition(0, 1)}) for n in self.cluster.created})
 
@@ -129,6 +135,17 @@ def test_ensure_topics_waits_until_every_partition_leader_answers_for_its_log(
     monkeypatch.setattr(topics_module, "AdminClient", cluster.client)
     ensure_topics("b1:9092,b2:9092", ["orders"], partitions=1)
     assert cluster.offset_answers == cluster.logless_answers + 1
+
+
+def test_a_bootstrap_answer_without_the_topics_is_waited_out_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every broker listed the topics, then the cluster client's own metadata request reached
+    one that had not applied them yet: the orchestrator died of a KeyError at start (R3)."""
+    cluster = _Cluster(leaderless_answers=0, unknown_answers=0, bootstrap_unknown_answers=3)
+    monkeypatch.setattr(topics_module, "AdminClient", cluster.client)
+    ensure_topics("b1:9092,b2:9092", ["orders"], partitions=1)
+    assert cluster.bootstrap_answers > cluster.bootstrap_unknown_answers
 
 
 def test_a_topic_a_broker_never_serves_fails_with_the_broker_and_the_topic_named() -> None:

@@ -160,6 +160,11 @@ def _leaders_lacking(cluster: Any, names: list[str]) -> dict[str, str]:
         topics = cluster.list_topics(timeout=10).topics
     except KafkaException as error:
         return {"cluster": f"no metadata ({error})"}
+    # The broker answering here may be another than the one _lacking asked a moment ago, and
+    # not know a topic yet: that is "not served yet", not an error.
+    unknown = [name for name in names if name not in topics]
+    if unknown:
+        return {"cluster": f"topics not in its metadata yet: {', '.join(unknown)}"}
     wanted = {TopicPartition(name, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
               for name in names for p in topics[name].partitions}
     failed = []
