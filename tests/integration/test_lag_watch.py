@@ -5,6 +5,7 @@ gauge."""
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -47,3 +48,30 @@ def test_a_group_behind_on_a_short_retention_topic_is_alerted_and_measured(
         for point in metric.data.data_points]
     assert points and points[0].attributes["group"] == group and points[0].value >= 31
     print(f"lag alert: {alert}")
+
+
+def test_a_caught_up_group_reports_a_backlog_age_of_zero(kafka_bootstrap: str) -> None:
+    """The series exists while nothing is behind (the dashboard's panel shows 0, not "no
+    data"), one point per partition."""
+    topic, group = f"lag-idle-{uuid.uuid4().hex[:8]}", f"lag-idle-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap, [topic], 2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topic, value=b"r", partition=0)
+    assert producer.flush(10) == 0
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)  # all read
+    consumer.close()
+    reader = InMemoryMetricReader()
+    watch = LagWatch(kafka_bootstrap, {group: [topic]},
+                     meter=MeterProvider(metric_readers=[reader]).get_meter("test"))
+    assert watch.check(int(time.time() * 1000)) == []
+    watch.close()
+    data = reader.get_metrics_data()
+    assert data is not None
+    found: list[Any] = [
+        point for metric in data.resource_metrics[0].scope_metrics[0].metrics
+        if metric.name == "tasksaga.consumer.backlog_age_seconds"
+        for point in metric.data.data_points]
+    points = {point.attributes["partition"]: point.value for point in found}
+    assert points == {0: 0.0, 1: 0.0}

@@ -169,9 +169,12 @@ class LagWatch:
         if self._now_ms is None:
             return []
         now = self._now_ms()
-        return [Observation((now - b.oldest_unconsumed_ms) / 1000,
+        # A caught-up partition reports 0, not nothing: a dashboard shows an idle group as
+        # healthy instead of "no data", and an alert on the series sees it recover.
+        return [Observation((now - b.oldest_unconsumed_ms) / 1000
+                            if b.oldest_unconsumed_ms is not None and b.lag else 0.0,
                             {"group": b.group, "topic": b.topic, "partition": b.partition})
-                for b in self.latest if b.oldest_unconsumed_ms is not None and b.lag]
+                for b in self.latest]
 
     def _observe_lag(self, _options: Any) -> list[Any]:
         from opentelemetry.metrics import Observation
