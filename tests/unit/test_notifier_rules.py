@@ -158,6 +158,10 @@ NOT_NOTIFIABLE = [
     ev.StepSurplusCompensationFailed("fetch", 1, 1, "E", "m", False, 1),
     ev.CancellationRefused("asked", "ship", 1),
     ev.ForwardRetryRequested(1),
+    ev.TaskVersionMissing(1, [2], 1),
+    ev.MessageParked("StepSucceeded", "", 1),
+    ev.TaskMigrated(1, 2, "sha256:0", "operator migrate", 1),
+    ev.MigrationRefused(2, "incompatible", 1),
 ]
 
 

@@ -57,6 +57,16 @@ class RetryForward:
     requested_at_ms: int
 
 
+@dataclass(frozen=True)
+class MigrateTask:
+    """Operator action on a task in VersionMissing: go on with ``to_version`` (compatible with
+    what the task recorded; the same version once it is deployed again)."""
+
+    task_id: str
+    to_version: int
+    requested_at_ms: int
+
+
 # -- step results (worker -> orchestrator) -------------------------------------------------------
 
 
@@ -164,6 +174,8 @@ class ExecuteStep:
     # The lease of this dispatch: grows with every dispatch of the task (it is the stream
     # version of its StepDispatched), so a newer attempt always holds a larger token.
     fencing_token: int = 0
+    # The definition version of the task: the worker runs that version's handler.
+    definition_version: int = 1
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,7 @@ class CompensateStep:
     # 0: undo the step's recorded effect. N > 0: undo the surplus effect of attempt N (an
     # attempt that also succeeded; its data is the step's entry in step_data).
     surplus_attempt: int = 0
+    definition_version: int = 1
 
 
 @dataclass(frozen=True)
@@ -190,7 +203,7 @@ class CancelStep:
     reason: str
 
 
-TaskCommand = SubmitTask | CancelTask | RetryCompensation | RetryForward
+TaskCommand = SubmitTask | CancelTask | RetryCompensation | RetryForward | MigrateTask
 StepResult = (
     StepSucceeded | StepAttemptFailed | CompensationSucceeded | CompensationAttemptFailed
     | StepHeartbeat

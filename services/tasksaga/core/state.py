@@ -18,6 +18,9 @@ class TaskStatus(StrEnum):
     COMPENSATION_FAILED = "CompensationFailed"
     # A step failed for good after the pivot: nothing was compensated, an operator decides.
     NEEDS_ATTENTION = "NeedsAttention"
+    # The task's definition version is not deployed: parked, its messages kept, until an
+    # operator migrates it (or the version is deployed again) or cancels it.
+    VERSION_MISSING = "VersionMissing"
 
     @property
     def is_terminal(self) -> bool:
@@ -103,6 +106,11 @@ class TaskState:
     response_json: str | None = None
     tenant: str = "default"
     submitted_by: str | None = None
+    definition_version: int = 1
+    definition_fingerprint: str = ""
+    # While VersionMissing: the status to go back to, and the messages kept for then.
+    parked_from: TaskStatus | None = None
+    parked: tuple[ev.MessageParked, ...] = ()
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState(name=name)
@@ -148,6 +156,8 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 deadline_ms=event.deadline_ms,
                 tenant=event.tenant,
                 submitted_by=event.submitted_by,
+                definition_version=event.definition_version,
+                definition_fingerprint=event.definition_fingerprint,
             )
         case ev.StepDispatched():
             return _with_step(
@@ -251,6 +261,17 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 status=(SurplusStatus.COMPENSATING if event.will_retry
                         else SurplusStatus.COMPENSATION_FAILED),
             )
+        case ev.TaskVersionMissing():
+            return replace(state, status=TaskStatus.VERSION_MISSING,
+                           parked_from=state.parked_from or state.status)
+        case ev.MessageParked():
+            return replace(state, parked=(*state.parked, event))
+        case ev.TaskMigrated():
+            return replace(state, status=state.parked_from or state.status, parked_from=None,
+                           parked=(), definition_version=event.to_version,
+                           definition_fingerprint=event.fingerprint)
+        case ev.MigrationRefused():
+            return state
     raise TypeError(f"not a task event: {event!r}")
 
 

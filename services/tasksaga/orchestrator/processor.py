@@ -25,8 +25,9 @@ from tasksaga.core.ports import (
     OutboxRecord,
 )
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
-from tasksaga.core.state import TaskState
+from tasksaga.core.state import TaskState, TaskStatus
 from tasksaga.orchestrator.state_cache import StateCache
+from tasksaga.orchestrator.versioning import VersionRouter
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class Orchestrator:
         self._clock = clock
         self._random = random
         self._consumer = consumer_name
+        self._versions = VersionRouter(registry, codec, random)
         self._cache = StateCache() if state_cache_bytes is None else StateCache(state_cache_bytes)
 
     # -- inbound messages ----------------------------------------------------------------------
@@ -128,8 +130,9 @@ class Orchestrator:
             if isinstance(payload, msg.StepHeartbeat):
                 beats.append(payload)
             elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
-                            | msg.RetryForward | msg.StepSucceeded | msg.StepAttemptFailed
-                            | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
+                            | msg.RetryForward | msg.MigrateTask | msg.StepSucceeded
+                            | msg.StepAttemptFailed | msg.CompensationSucceeded
+                            | msg.CompensationAttemptFailed):
                 commands.append(envelope)
             else:
                 raise Unprocessable(
@@ -144,7 +147,8 @@ class Orchestrator:
                     work.lock([e.task_id for e in commands])
                     for envelope in commands:
                         if work.tx.claim_message(self._consumer, envelope.message_id):
-                            self._decide_and_write(work, envelope.payload, envelope.message_id)
+                            self._decide_and_write(work, envelope.payload, envelope.message_id,
+                                                   envelope)
                 faults.hit("after_append_before_produce")  # chaos suite (R1); no-op unless armed
                 return
             except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
@@ -197,7 +201,8 @@ class Orchestrator:
 
     # -- the transaction's body ----------------------------------------------------------------
 
-    def _decide_and_write(self, work: _UnitOfWork, message: msg.Inbound, cause: str) -> None:
+    def _decide_and_write(self, work: _UnitOfWork, message: msg.Inbound, cause: str,
+                          envelope: Envelope | None = None) -> None:
         state = work.load(message.task_id)
         task_type = message.task_type if isinstance(message, msg.SubmitTask) else state.task_type
         if not task_type:
@@ -205,10 +210,14 @@ class Orchestrator:
                         message.task_id)
             return
         try:
-            definition = self._registry.get(task_type)
+            if isinstance(message, msg.SubmitTask) or state.status is TaskStatus.NEW:
+                # A new task starts on the newest version; it is recorded in TaskSubmitted.
+                decision = decide(self._registry.get(task_type), state, message,
+                                  work.now_ms(), self._random)
+            else:  # a running task is decided by its own version (or parked without it)
+                decision = self._versions.decide(state, message, envelope, work.now_ms())
         except UnknownTaskType as error:
             raise Unprocessable(str(error)) from error
-        decision = decide(definition, state, message, work.now_ms(), self._random)
         self._write(work.tx, state, decision, cause, work.now_ms())
         if decision.events:
             work.decided[message.task_id] = decision.state
@@ -273,10 +282,11 @@ class Orchestrator:
         with self._unit_of_work() as work:
             for beat in beats:
                 state = work.load(beat.task_id)
-                if not state.task_type or state.task_type not in self._registry.names():
+                try:  # the task's own version; a parked task's beats change nothing
+                    definition = self._registry.get(state.task_type, state.definition_version)
+                except UnknownTaskType:
                     continue
-                definition = self._registry.get(state.task_type)
-                if not definition.has_step(beat.step):
+                if not state.task_type or not definition.has_step(beat.step):
                     continue
                 decision = decide(definition, state, beat, work.now_ms(), self._random)
                 work.tx.schedule(state.task_type, decision.timers)
