@@ -18,6 +18,7 @@ from tasksaga.adapters.clock import now_ms
 from tasksaga.api import submission as sub
 from tasksaga.api.body_limits import BodyLimits, BodyTimeout, BodyTooLarge
 from tasksaga.api.dependencies import ApiDependencies, Deps
+from tasksaga.api.migrate_route import add_migrate_route
 from tasksaga.api.queries import ACCEPTED, TaskFilter, TaskRow
 from tasksaga.api.security import Caller, not_found
 from tasksaga.api.submit_route import submit_task
@@ -38,6 +39,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     app.state.security = deps.security
     app.add_middleware(BodyLimits, limits=deps.limits)
     _error_handlers(app)
+    add_migrate_route(app)
 
     def definition_of(task_type: str) -> TaskDefinition:
         try:
