@@ -25,7 +25,7 @@ from tasksaga.core.ports import (
     OutboxRecord,
 )
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
-from tasksaga.core.state import TaskState, TaskStatus
+from tasksaga.core.state import TaskState
 from tasksaga.orchestrator.state_cache import StateCache
 from tasksaga.orchestrator.versioning import VersionRouter
 
@@ -209,13 +209,8 @@ class Orchestrator:
             log.warning("ignoring %s for unknown task %s", type(message).__name__,
                         message.task_id)
             return
-        try:
-            if isinstance(message, msg.SubmitTask) or state.status is TaskStatus.NEW:
-                # A new task starts on the newest version; it is recorded in TaskSubmitted.
-                decision = decide(self._registry.get(task_type), state, message,
-                                  work.now_ms(), self._random)
-            else:  # a running task is decided by its own version (or parked without it)
-                decision = self._versions.decide(state, message, envelope, work.now_ms())
+        try:  # the newest version for a new task, its own for a running one
+            decision = self._versions.decide_message(state, message, envelope, work.now_ms())
         except UnknownTaskType as error:
             raise Unprocessable(str(error)) from error
         self._write(work.tx, state, decision, cause, work.now_ms())

@@ -40,6 +40,18 @@ class VersionRouter:
         self._codec = codec
         self._random = random
 
+    def decide_message(self, state: TaskState, message: msg.Inbound,
+                       envelope: Envelope | None, now_ms: int) -> Decision:
+        """Decide any message: a new task starts on the newest version (recorded in its
+        TaskSubmitted); an existing one is decided by its own version, or parked without it.
+        Raises UnknownTaskType for a submission of a type not deployed."""
+        if isinstance(message, msg.SubmitTask) or state.status is TaskStatus.NEW:
+            task_type = message.task_type if isinstance(message, msg.SubmitTask) \
+                else state.task_type
+            return decide(self._registry.get(task_type), state, message, now_ms,
+                          self._random)
+        return self.decide(state, message, envelope, now_ms)
+
     def decide(self, state: TaskState, message: msg.Inbound, envelope: Envelope | None,
                now_ms: int) -> Decision:
         """Decide one message of a task that exists (not a submission)."""
