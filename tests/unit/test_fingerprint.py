@@ -89,9 +89,11 @@ def test_the_parked_status_goes_back_to_where_the_task_was() -> None:
                   ev.TaskVersionMissing(1, [2], 5), ev.MessageParked("StepSucceeded", "x", 5),
                   ev.TaskVersionMissing(1, [2], 6)])
     assert state.status is TaskStatus.VERSION_MISSING and len(state.parked) == 1
+    assert state.end_reason is not None and state.end_reason.startswith(
+        "version 1 of Billing is not deployed (deployed: [2]): parked")
     resumed = fold([ev.TaskMigrated(1, 3, "sha256:x", "operator migrate", 7)], state)
-    assert (resumed.status, resumed.definition_version, resumed.parked) == (
-        TaskStatus.RUNNING, 3, ())
+    assert (resumed.status, resumed.definition_version, resumed.parked, resumed.end_reason) == (
+        TaskStatus.RUNNING, 3, (), None)
 
 
 def test_retry_policy_is_counted_in_the_graph() -> None:

@@ -9,9 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from tasksaga.core import events as ev
+from tasksaga.core import messages as msg
 from tasksaga.core.fingerprint import fingerprint
-from tasksaga.core.state import StepStatus, TaskStatus
+from tasksaga.core.registry import TaskRegistry
+from tasksaga.core.state import StepStatus, TaskState, TaskStatus
+from tasksaga.orchestrator.versioning import VersionRouter
 from tasksaga.testing import SagaTestRun
+from tasksaga.testing.harness import _codec
 from tests.unit.versioned_sagas import RAN, Order, billing
 
 
@@ -135,3 +139,18 @@ def test_cancelling_a_parked_task_compensates_it_on_a_compatible_deployed_versio
     task.assert_status(TaskStatus.CANCELLED)
     task.assert_compensated(["Reserve"])
     assert RAN[-1] == "v3:undo Reserve (done by v1)"
+
+
+@pytest.mark.parametrize(("asked", "started"), [(1, 1), (0, 2), (7, 2)],
+                         ids=["the API's version", "unversioned API", "not deployed here"])
+def test_a_submission_starts_on_the_version_the_api_validated_it_with(asked: int,
+                                                                     started: int) -> None:
+    router = VersionRouter(TaskRegistry([billing(1), billing(2, reserve_name="Hold")]),
+                           _codec(), lambda: 0.0)
+    submit = msg.SubmitTask("t", "Billing", Order().model_dump_json(), None, None, 1,
+                            definition_version=asked)
+    decision = router.decide_message(TaskState(), submit, None, 1)
+    submitted = decision.events[0]
+    assert isinstance(submitted, ev.TaskSubmitted) and submitted.definition_version == started
+    assert isinstance(decision.commands[0], msg.ExecuteStep)
+    assert decision.commands[0].definition_version == started

@@ -31,6 +31,9 @@ class SubmitTask:
     # Who submitted it: every read and action on the task is scoped to this tenant.
     tenant: str = "default"
     submitted_by: str | None = None
+    # The version the API validated the request and ran the API steps with (0: the
+    # orchestrator's newest, as before versions).
+    definition_version: int = 0
 
 
 @dataclass(frozen=True)

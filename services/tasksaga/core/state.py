@@ -110,6 +110,7 @@ class TaskState:
     definition_fingerprint: str = ""
     # While VersionMissing: the status to go back to, and the messages kept for then.
     parked_from: TaskStatus | None = None
+    parked_reason: str | None = None  # the end_reason to restore: parking shows its own
     parked: tuple[ev.MessageParked, ...] = ()
 
     def step(self, name: str) -> StepState:
@@ -262,12 +263,21 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                         else SurplusStatus.COMPENSATION_FAILED),
             )
         case ev.TaskVersionMissing():
-            return replace(state, status=TaskStatus.VERSION_MISSING,
-                           parked_from=state.parked_from or state.status)
+            if state.status is TaskStatus.VERSION_MISSING:
+                return state
+            return replace(
+                state, status=TaskStatus.VERSION_MISSING, parked_from=state.status,
+                parked_reason=state.end_reason,
+                end_reason=(f"version {event.definition_version} of {state.task_type} is not "
+                            f"deployed (deployed: {event.deployed_versions}): parked until "
+                            "its version is deployed again, an operator moves it to a "
+                            "compatible version (POST /tasks/{id}/migrate?version=N) or "
+                            "cancels it"))
         case ev.MessageParked():
             return replace(state, parked=(*state.parked, event))
         case ev.TaskMigrated():
             return replace(state, status=state.parked_from or state.status, parked_from=None,
+                           end_reason=state.parked_reason, parked_reason=None,
                            parked=(), definition_version=event.to_version,
                            definition_fingerprint=event.fingerprint)
         case ev.MigrationRefused():

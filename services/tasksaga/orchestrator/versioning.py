@@ -45,12 +45,24 @@ class VersionRouter:
         """Decide any message: a new task starts on the newest version (recorded in its
         TaskSubmitted); an existing one is decided by its own version, or parked without it.
         Raises UnknownTaskType for a submission of a type not deployed."""
-        if isinstance(message, msg.SubmitTask) or state.status is TaskStatus.NEW:
-            task_type = message.task_type if isinstance(message, msg.SubmitTask) \
-                else state.task_type
-            return decide(self._registry.get(task_type), state, message, now_ms,
+        if isinstance(message, msg.SubmitTask):
+            return decide(self._submitted_version(message), state, message, now_ms,
+                          self._random)
+        if state.status is TaskStatus.NEW:  # nothing to act on: decide() ignores it
+            return decide(self._registry.get(state.task_type), state, message, now_ms,
                           self._random)
         return self.decide(state, message, envelope, now_ms)
+
+    def _submitted_version(self, command: msg.SubmitTask) -> TaskDefinition:
+        """The version the API validated with, when deployed here too; else the newest (an
+        API deployed before its orchestrator, in a rolling deployment)."""
+        if command.definition_version:
+            try:
+                return self._registry.get(command.task_type, command.definition_version)
+            except UnknownVersion as error:
+                log.warning("task %s: %s; it starts on the newest deployed version",
+                            command.task_id, error)
+        return self._registry.get(command.task_type)
 
     def decide(self, state: TaskState, message: msg.Inbound, envelope: Envelope | None,
                now_ms: int) -> Decision:

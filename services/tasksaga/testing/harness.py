@@ -130,7 +130,8 @@ class SagaTestRun:
                                   self._upload_results(definition, request), self.objects)
         self._task_ids.append(task_id)
         self._send(msg.SubmitTask(task_id, definition.name, request.model_dump_json(), None,
-                                  None, self.clock.now_ms(), api_steps, tenant),
+                                  None, self.clock.now_ms(), api_steps, tenant,
+                                  definition_version=definition.version),
                    task_id, definition.name, f"{task_id}:submit")
         self._run(task_id, settle)
         return TaskRun(self.store, task_id)
