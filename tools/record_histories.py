@@ -11,22 +11,84 @@ differently. tests/unit/test_golden_histories.py replays them all.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import BaseModel
+
+from tasksaga.core.context import StepContext
 from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.fingerprint import fingerprint
+from tasksaga.core.steps import StepDef, StepHandler
 from tasksaga.testing import SagaTestRun
 from tasksaga.testing.histories import HistoryRecorder
 from tasksaga_examples.order_fulfilment import OrderRequest, fulfil_order
+from tasksaga_examples.video_pipeline import VideoRequest, video_transcode
 from tasksaga_examples.zip_archive import ZipRequest, create_zip
 from tests.unit.versioned_sagas import Order, billing
+
+
+def sample(model: type[BaseModel]) -> BaseModel:
+    """A valid instance of ``model`` with placeholder values (defaults where it has them)."""
+    values: dict[str, object] = {}
+    for name, field in model.model_fields.items():
+        if not field.is_required():
+            continue
+        values[name] = _placeholder(field.annotation)
+    return model.model_validate(values)
+
+
+def _placeholder(annotation: object) -> object:
+    options = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set):
+        return []
+    if origin is dict:
+        return {}
+    if options and origin is not None:
+        return _placeholder(options[0])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sample(annotation).model_dump()
+    return {str: "placeholder", int: 1, float: 1.0, bool: False}.get(annotation, "placeholder")  # type: ignore[call-overload]
+
+
+def graph_only(definition: TaskDefinition) -> TaskDefinition:
+    """The definition's step graph with stand-in handlers that return empty data: for an
+    example whose handlers cannot run in process (the video pipeline runs ffmpeg on presigned
+    URLs). Handlers are not part of what decide() reads, and the fingerprint proves the graph
+    is the example's own."""
+    clone = copy.copy(definition)
+
+    def stand_in(step: StepDef) -> StepHandler:
+        def run(ctx: StepContext[BaseModel]) -> BaseModel | None:
+            return sample(step.data_type) if step.data_type else None
+        return run
+
+    def undo(ctx: StepContext[BaseModel], data: object) -> None:
+        return None
+
+    clone._steps = {
+        step.name: dataclasses.replace(
+            step, handler=stand_in(step) if step.handler else None,
+            compensation=undo if step.compensation else None)
+        for step in definition.steps}
+    response = definition.response_type
+    clone.build_response = (lambda ctx: sample(response)) if response else None
+    assert fingerprint(clone) == fingerprint(definition)
+    return clone
+
+
+video_graph = graph_only(video_transcode)
 
 HISTORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "histories"
 
 #: Every definition a history may be decided with, by (type, version).
-DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, billing(1),
+DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, video_graph, billing(1),
                                      billing(2, reserve_name="Hold"),
                                      billing(3, charge_retries=2)]
 _BY_KEY = {(d.name, d.version): d for d in DEFINITIONS}
@@ -52,6 +114,17 @@ def _order(prepare: Callable[[SagaTestRun], None], operate: Callable[[SagaTestRu
     prepare(run)
     run.submit(OrderRequest(order_id="o-1", sku="SKU-1", quantity=2, amount_cents=1250,
                             email="buyer@example.com"))
+    operate(run)
+    return run, recorder, "task-1"
+
+
+def _video(prepare: Callable[[SagaTestRun], None], operate: Callable[[SagaTestRun], None]
+           = lambda run: None) -> tuple[SagaTestRun, HistoryRecorder, str]:
+    run = SagaTestRun(video_graph)
+    recorder = HistoryRecorder(run)
+    prepare(run)
+    run.submit(VideoRequest(video_file=run.upload("clip.mp4", b"not really a video"),
+                            title="clip"))
     operate(run)
     return run, recorder, "task-1"
 
@@ -160,6 +233,30 @@ SCENARIOS: dict[str, dict[str, tuple[str, Scenario]]] = {
             lambda: _order(_fail("Notify", times=3), lambda run: run.retry_forward())),
         "cancel_after_pivot": ("a cancel while Notify runs is refused: past the pivot",
                                lambda: _order(_cancel_during("Notify"))),
+    },
+    "video": {
+        "success": ("completes (stand-in handlers on the example's step graph)",
+                    lambda: _video(lambda run: None)),
+        "failure_with_compensation": (
+            "UpdateCatalog fails for good: thumbnails, renditions and the upload compensated",
+            lambda: _video(_fail("UpdateCatalog", retryable=False))),
+        "cancellation": ("cancelled while GenerateThumbnails runs",
+                         lambda: _video(_cancel_during("GenerateThumbnails"))),
+        "retries": ("Transcode720p fails twice in the parallel group, then succeeds",
+                    lambda: _video(_fail("Transcode720p", times=2))),
+        "timeouts": ("ExtractMetadata hangs once: its step timeout retries it",
+                     lambda: _video(lambda run: run.faults.hang("ExtractMetadata", times=1))),
+        "compensation_failed": (
+            "NotifyWebhook fails for good, UpdateCatalog's compensation fails for good",
+            lambda: _video(_both(_fail("NotifyWebhook", retryable=False),
+                                 lambda run: run.faults.fail_compensation("UpdateCatalog",
+                                                                          times=None)))),
+        "operator_retry": (
+            "CompensationFailed, then an operator's retry of the compensation succeeds",
+            lambda: _video(_both(_fail("NotifyWebhook", retryable=False),
+                                 lambda run: run.faults.fail_compensation("UpdateCatalog",
+                                                                          times=2)),
+                           lambda run: run.retry_compensation())),
     },
     "versions": {
         "parked_then_redeployed": (
