@@ -109,7 +109,6 @@ class Orchestrator:
         self._clock = clock
         self._random = random
         self._consumer = consumer_name
-        self._versions = VersionRouter(registry, codec, random)
         self._cache = StateCache() if state_cache_bytes is None else StateCache(state_cache_bytes)
 
     # -- inbound messages ----------------------------------------------------------------------
@@ -210,7 +209,8 @@ class Orchestrator:
                         message.task_id)
             return
         try:  # the newest version for a new task, its own for a running one
-            decision = self._versions.decide_message(state, message, envelope, work.now_ms())
+            router = VersionRouter(self._registry, self._codec, self._random)
+            decision = router.decide_message(state, message, envelope, work.now_ms())
         except UnknownTaskType as error:
             raise Unprocessable(str(error)) from error
         self._write(work.tx, state, decision, cause, work.now_ms())
