@@ -108,7 +108,7 @@ class VersionRouter:
                  command: msg.MigrateTask, now_ms: int) -> Decision:
         try:
             target = self._registry.get(state.task_type, command.to_version)
-        except UnknownVersion as error:
+        except UnknownTaskType as error:  # that version, or the whole type, is not here
             return versions.refuse(state, command.to_version, str(error), now_ms)
         return self._resume(state, own, target, "operator migrate", None, now_ms)
 
