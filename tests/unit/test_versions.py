@@ -8,11 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.fingerprint import fingerprint
 from tasksaga.core.registry import TaskRegistry
-from tasksaga.core.state import StepStatus, TaskState, TaskStatus
+from tasksaga.core.state import StepStatus, TaskState, TaskStatus, fold
 from tasksaga.orchestrator.versioning import VersionRouter
 from tasksaga.testing import SagaTestRun
 from tasksaga.testing.harness import _codec
@@ -154,3 +155,31 @@ def test_a_submission_starts_on_the_version_the_api_validated_it_with(asked: int
     assert isinstance(submitted, ev.TaskSubmitted) and submitted.definition_version == started
     assert isinstance(decision.commands[0], msg.ExecuteStep)
     assert decision.commands[0].definition_version == started
+
+
+class _Gauge:
+    def __init__(self) -> None:
+        self.changes: list[tuple[int, dict[str, str]]] = []
+
+    def add(self, amount: int, attributes: dict[str, str]) -> None:
+        self.changes.append((amount, attributes))
+
+
+def test_the_parked_gauge_counts_a_task_once_and_releases_it_when_it_resumes() -> None:
+    codec = _codec()
+    state = fold([ev.TaskSubmitted("t", "Billing", Order().model_dump_json(), None, None, 1,
+                                   None),
+                  ev.StepDispatched("Reserve", 1, "billing", 1, 2, 2)])
+    gauge = _Gauge()
+    router = VersionRouter(TaskRegistry([billing(2, reserve_name="Hold")]), codec,
+                           lambda: 0.0, gauge)
+    for attempt in (1, 2):  # two results while parked: the task is counted once
+        result = msg.StepSucceeded("t", "Reserve", attempt, '{"by": "v1"}', 2)
+        envelope = Envelope(result, f"r{attempt}", "t", "t", None, 1)
+        state = router.decide(state, result, envelope, 5).state
+    assert state.status is TaskStatus.VERSION_MISSING and len(state.parked) == 2
+    assert gauge.changes == [(1, {"task_type": "Billing", "version": "1"})]
+    resumed = VersionRouter(TaskRegistry([billing(1)]), codec, lambda: 0.0, gauge)
+    state = resumed.decide(state, msg.MigrateTask("t", 1, 6), None, 6).state
+    assert gauge.changes[-1] == (-1, {"task_type": "Billing", "version": "1"})
+    assert state.step("Reserve").status is StepStatus.COMPLETED  # the kept result, decided

@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import typing
+from typing import Any
 
 from opentelemetry import metrics
 
@@ -34,9 +35,10 @@ _PARKED = metrics.get_meter("tasksaga.orchestrator").create_up_down_counter(
 
 
 class VersionRouter:
-    def __init__(self, registry: TaskRegistry, codec: AvroCodec,
-                 random: RandomFraction) -> None:
+    def __init__(self, registry: TaskRegistry, codec: AvroCodec, random: RandomFraction,
+                 parked_gauge: Any = _PARKED) -> None:
         self._registry = registry
+        self._parked = parked_gauge  # an OpenTelemetry up-down counter (or a test's fake)
         self._codec = codec
         self._random = random
 
@@ -100,7 +102,7 @@ class VersionRouter:
             log.error("task %s (%s) started on version %d, which is not deployed (deployed: %s):"
                       " parked until an operator migrates or cancels it", state.task_id,
                       state.task_type, state.definition_version, deployed)
-            _PARKED.add(1, {"task_type": state.task_type,
+            self._parked.add(1, {"task_type": state.task_type,
                             "version": str(state.definition_version)})
         return decision
 
@@ -133,7 +135,8 @@ class VersionRouter:
         decision = versions.migrate(state, source, target, reason, now_ms)
         if decision.state.status is TaskStatus.VERSION_MISSING:
             return decision  # refused
-        _PARKED.add(-1, {"task_type": state.task_type, "version": str(state.definition_version)})
+        self._parked.add(-1, {"task_type": state.task_type,
+                              "version": str(state.definition_version)})
         for kept in parked:
             message = self._unpark(state.task_id, kept.message_type, kept.encoded_b64)
             decision = versions.combine(
