@@ -17,6 +17,7 @@ import json
 import sys
 import typing
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -27,6 +28,12 @@ from tasksaga.core.fingerprint import fingerprint
 from tasksaga.core.steps import StepDef, StepHandler
 from tasksaga.testing import SagaTestRun
 from tasksaga.testing.histories import HistoryRecorder
+from tasksaga_examples.expense_approval import (
+    APPROVAL_TIMEOUT_S,
+    Approval,
+    ExpenseRequest,
+    expense,
+)
 from tasksaga_examples.order_fulfilment import OrderRequest, fulfil_order
 from tasksaga_examples.video_pipeline import VideoRequest, video_transcode
 from tasksaga_examples.zip_archive import ZipRequest, create_zip
@@ -88,7 +95,7 @@ video_graph = graph_only(video_transcode)
 HISTORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "histories"
 
 #: Every definition a history may be decided with, by (type, version).
-DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, video_graph, billing(1),
+DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, video_graph, expense, billing(1),
                                      billing(2, reserve_name="Hold"),
                                      billing(3, charge_retries=2)]
 _BY_KEY = {(d.name, d.version): d for d in DEFINITIONS}
@@ -127,6 +134,28 @@ def _video(prepare: Callable[[SagaTestRun], None], operate: Callable[[SagaTestRu
                             title="clip"))
     operate(run)
     return run, recorder, "task-1"
+
+
+def _expense(operate: Callable[[SagaTestRun], None], pay_after_s: float | None = None,
+             ) -> tuple[SagaTestRun, HistoryRecorder, str]:
+    """An expense waiting for its Approve signal (the task is left unsettled: settling would
+    skip ahead to the approval's timeout)."""
+    run = SagaTestRun(expense)
+    recorder = HistoryRecorder(run)
+    now = datetime.fromtimestamp(run.clock.now_ms() / 1000, UTC)
+    pay_after = None if pay_after_s is None else now + timedelta(seconds=pay_after_s)
+    run.submit(ExpenseRequest(expense_id="e-1", amount_cents=1200, pay_after=pay_after),
+               settle=False)
+    operate(run)
+    return run, recorder, "task-1"
+
+
+def _approve(approved: bool = True, signal_id: str | None = None,
+             ) -> Callable[[SagaTestRun], None]:
+    def operate(run: SagaTestRun) -> None:
+        run.signal("Approve", Approval(approver="ann", approved=approved), signal_id=signal_id)
+
+    return operate
 
 
 def _cancel_during(step: str) -> Callable[[SagaTestRun], None]:
@@ -257,6 +286,27 @@ SCENARIOS: dict[str, dict[str, tuple[str, Scenario]]] = {
                                  lambda run: run.faults.fail_compensation("UpdateCatalog",
                                                                           times=2)),
                            lambda run: run.retry_compensation())),
+    },
+    "expense_approval": {
+        "approved_then_cool_down": (
+            "Approve signalled, CoolDown sleeps 600 s on its durable timer, Pay completes",
+            lambda: _expense(_both(_approve(), lambda run: run.advance(seconds=600)),
+                             pay_after_s=600)),
+        "duplicate_signal": (
+            "the same Signal-Id twice: one SignalReceived, the expense completes",
+            lambda: _expense(_both(_approve(signal_id="click-1"),
+                                   _approve(signal_id="click-1"),
+                                   lambda run: run.run_until_settled()))),
+        "rejected": ("Approve says no: Pay fails for good, HoldFunds is released",
+                     lambda: _expense(_both(_approve(approved=False),
+                                            lambda run: run.run_until_settled()))),
+        "approval_timeout": (
+            "no signal within the approval timeout: SignalTimedOut, HoldFunds is released",
+            lambda: _expense(lambda run: run.advance(seconds=APPROVAL_TIMEOUT_S))),
+        "cancel_while_sleeping": (
+            "cancelled during CoolDown: HoldFunds released, the sleep's timer records nothing",
+            lambda: _expense(_both(_approve(), lambda run: run.cancel(),
+                                   lambda run: run.advance(seconds=3600)), pay_after_s=600)),
     },
     "versions": {
         "parked_then_redeployed": (
