@@ -1,5 +1,10 @@
 """`tasksaga-check MODULE...`: print every diagnostic of the task definitions in the modules.
 
+With a lock file (``--lock PATH``, or ``tasksaga.lock.json`` in the current directory when it
+exists), each definition's step graph is compared with the one recorded for its version
+(TS140: changed without a new version; TS141: not recorded yet). ``--update-lock`` records
+the graphs of the given modules' definitions in the lock file.
+
 Exit status: 0 when every definition is valid, 1 when any has an error, 2 when a module cannot
 be imported.
 """
@@ -10,12 +15,17 @@ import argparse
 import importlib
 import sys
 import traceback
+from pathlib import Path
+from typing import Any
 
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.diagnostics import diagnose
+from tasksaga.lockfile import DEFAULT_LOCK, LockError, lock_diagnostics, read_lock, write_lock
 
 
-def check_modules(module_names: list[str], out: list[str]) -> int:
+def check_modules(module_names: list[str], out: list[str],
+                  locked: dict[str, dict[str, Any]] | None = None,
+                  found: list[TaskDefinition] | None = None) -> int:
     status = 0
     for module_name in module_names:
         try:
@@ -28,7 +38,11 @@ def check_modules(module_names: list[str], out: list[str]) -> int:
             out.append(f"{module_name}: no TaskDefinition found")
             status = max(status, 1)
         for definition in definitions:
+            if found is not None:
+                found.append(definition)
             diagnostics = diagnose(definition)
+            if locked is not None:
+                diagnostics += lock_diagnostics(definition, locked)
             if not diagnostics:
                 out.append(f"{module_name}:{definition.name}: ok "
                            f"({len(definition.steps)} steps)")
@@ -43,9 +57,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="+", help="importable modules of task definitions")
+    parser.add_argument("--lock", type=Path, default=None,
+                        help=f"the fingerprint lock file (default: {DEFAULT_LOCK} when it "
+                             "exists)")
+    parser.add_argument("--update-lock", action="store_true",
+                        help="record the definitions' step graphs in the lock file")
     args = parser.parse_args()
+    lock = args.lock or DEFAULT_LOCK
     out: list[str] = []
-    status = check_modules(args.modules, out)
+    if args.update_lock:
+        found: list[TaskDefinition] = []
+        status = check_modules(args.modules, out, None, found)
+        if status == 0:
+            try:
+                write_lock(lock, found)
+            except LockError as error:
+                out.append(str(error))
+                status = 1
+            else:
+                out.append(f"{lock}: recorded {len(found)} definitions")
+        print("\n".join(out))
+        return status
+    locked = None
+    if args.lock is not None or lock.exists():
+        try:
+            locked = read_lock(lock)
+        except LockError as error:
+            print(error)
+            return 1
+    status = check_modules(args.modules, out, locked)
     print("\n".join(out))
     return status
 

@@ -95,7 +95,8 @@ def services(stack_env: dict[str, str], database_url: str, prefix: str, keys: st
                       TASKSAGA_TASK_MODULES="tests.integration.sealed_task",
                       TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
                       TASKSAGA_PAYLOAD_KEYS=keys, TASKSAGA_URL_ALLOWLIST="127.0.0.1/32",
-                      PYTHONPATH=str(REPO))
+                      # The tree under test first: its contracts are the ones read.
+                      PYTHONPATH=os.pathsep.join(str(p) for p in (REPO / "services", REPO)))
     processes = ServiceProcesses(env, REPO / ".run" / "crypto-logs" / f"{prefix}-{generation}",
                                  port)
     try:

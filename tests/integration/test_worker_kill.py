@@ -10,6 +10,7 @@ acknowledgement can run again (with the former 5 s commit timer, a kill re-ran ~
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -47,7 +48,8 @@ def test_a_killed_worker_re_runs_under_one_percent_of_the_steps(
                       TASKSAGA_TOPIC_PARTITIONS="4",
                       TASKSAGA_TASK_MODULES="tests.integration.worker_probe",
                       TASKSAGA_WORKER_QUEUES=probe.QUEUE, TASKSAGA_WORKER_CONCURRENCY="4",
-                      PYTHONPATH=str(REPO),
+                      # The tree under test first: its contracts are the ones read.
+                      PYTHONPATH=os.pathsep.join(str(p) for p in (REPO / "services", REPO)),
                       TASKSAGA_WORKER_INSTANCE_ID="probe-0" if static_membership else "")
     services = ServiceProcesses(env, tmp_path / "logs", api_port=0)
     producer = KafkaProducer(kafka_bootstrap, "kill-test")

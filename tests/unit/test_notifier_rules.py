@@ -160,6 +160,10 @@ NOT_NOTIFIABLE = [
     ev.ForwardRetryRequested(1),
     ev.StepWaiting("approve", 1, "signal", None, 1),
     ev.SignalReceived("approve", "sig-1", "{}", 1),
+    ev.TaskVersionMissing(1, [2], 1),
+    ev.MessageParked("StepSucceeded", "", 1),
+    ev.TaskMigrated(1, 2, "sha256:0", "operator migrate", 1),
+    ev.MigrationRefused(2, "incompatible", 1),
 ]
 
 

@@ -22,6 +22,7 @@ from tasksaga.api import submission as sub
 from tasksaga.api.body_limits import BodyLimits, BodyTimeout, BodyTooLarge
 from tasksaga.api.dependencies import ApiDependencies, Deps
 from tasksaga.api.live.routes import register_live_routes
+from tasksaga.api.migrate_route import add_migrate_route
 from tasksaga.api.queries import ACCEPTED, TaskFilter, TaskRow
 from tasksaga.api.security import Caller, not_found
 from tasksaga.api.signal_route import router as signal_router
@@ -55,6 +56,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     app.add_middleware(BodyLimits, limits=deps.limits)
     _error_handlers(app)
     app.include_router(signal_router)
+    add_migrate_route(app)
 
     def definition_of(task_type: str) -> TaskDefinition:
         try:

@@ -142,7 +142,9 @@ class ProjectionQueries:
                 "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
                 " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at",
                 (row.task_id,)).fetchall()
-        order = [s.name for s in definition.steps] if definition else sorted(steps)
+        order = [s.name for s in definition.steps] if definition else []
+        # A task of an older version may have recorded steps the newest one renamed.
+        order += sorted(name for name in steps if name not in order)
         return {
             "task_id": row.task_id,
             "task_type": row.task_type,

@@ -100,7 +100,7 @@ async def submit_task(
         task_id=task_id, task_type=task_type, request_json=request_json,
         callback_url=callback_url, idempotency_key=idempotency_key,
         submitted_at_ms=now_ms(), api_steps=api_steps, tenant=caller.tenant,
-        submitted_by=caller.subject,
+        submitted_by=caller.subject, definition_version=definition.version,
     )
     try:
         await run_in_threadpool(d.send_command, command, f"submit:{task_id}")

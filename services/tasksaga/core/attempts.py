@@ -77,7 +77,7 @@ def surplus_compensation(state: TaskState, definition: TaskDefinition, step: Ste
         step_data={**data_read_by(state, step), step.name: surplus.data_json},
         idempotency_key=f"{state.task_id}:{step.name}:compensate-surplus:{surplus_attempt}:"
                         f"{attempt}",
-        surplus_attempt=surplus_attempt,
+        surplus_attempt=surplus_attempt, definition_version=definition.version,
     )
 
 

@@ -23,7 +23,7 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
     nothing_done = before is not None and not _compensable(before)
     match event:
         case ev.TaskSubmitted():
-            return f"task {event.task_type} submitted"
+            return f"task {event.task_type} submitted (version {event.definition_version})"
         case ev.StepDispatched():
             return f"step {event.step} dispatched to queue {event.queue} (attempt {event.attempt})"
         case ev.StepCompleted():
@@ -106,6 +106,17 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
         case ev.ForwardRetryRequested():
             return ("forward retry requested by an operator: the failed steps run again, "
                     "each with a fresh retry budget")
+        case ev.TaskVersionMissing():
+            return (f"parked: version {event.definition_version} of the task's definition is "
+                    f"not deployed (deployed: {event.deployed_versions}); its messages are "
+                    "kept until an operator migrates or cancels it")
+        case ev.MessageParked():
+            return f"{event.message_type} kept until the task resumes"
+        case ev.TaskMigrated():
+            return (f"resumed on version {event.to_version} (from {event.from_version}, "
+                    f"{event.reason})")
+        case ev.MigrationRefused():
+            return f"move to version {event.to_version} refused: {event.reason}"
     return type(event).__name__
 
 

@@ -13,6 +13,7 @@ from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.decision import Decision, RandomFraction
 from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.fingerprint import fingerprint
 from tasksaga.core.pivot import passed_pivot, stuck_forward
 from tasksaga.core.stage_progress import satisfied
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus
@@ -51,6 +52,8 @@ class _Rules(WaitActions):
             request_json=command.request_json, callback_url=command.callback_url,
             idempotency_key=command.idempotency_key, submitted_at_ms=command.submitted_at_ms,
             deadline_ms=deadline, tenant=command.tenant, submitted_by=command.submitted_by,
+            definition_version=self.definition.version,
+            definition_fingerprint=fingerprint(self.definition),
         ))
         if deadline is not None:
             self.schedule(deadline, msg.TimerKind.TASK_TIMEOUT, "", 0)

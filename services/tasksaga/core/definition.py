@@ -117,8 +117,15 @@ class TaskDefinition:
         start_timeout_seconds: float = DEFAULT_START_TIMEOUT_SECONDS,
         roles: Roles | Mapping[str, Iterable[str] | None] | None = None,
         allow_extra_fields: bool = False,
+        version: int = 1,
     ) -> None:
         self.name = name
+        # A running task is decided by the version it started with (recorded in its
+        # TaskSubmitted); a changed step graph needs a new version (tasksaga-check, TS140).
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"version of task {name!r} must be an integer >= 1, got "
+                             f"{version!r}")
+        self.version = version
         self.queue = queue
         self.request_type = request
         self.response_type = response

@@ -20,6 +20,10 @@ class TaskSubmitted:
     deadline_ms: int | None
     tenant: str = "default"
     submitted_by: str | None = None
+    # The definition the task started with: it decides the task to its end. Logs written
+    # before versions fold as version 1 with an unknown ("") fingerprint.
+    definition_version: int = 1
+    definition_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,47 @@ class SignalReceived:
     sent_by: str | None = None
 
 
+@dataclass(frozen=True)
+class TaskVersionMissing:
+    """A message came for a task whose definition version is not deployed: the task is
+    parked (status VersionMissing), never dead-lettered; an operator migrates or cancels it."""
+
+    definition_version: int
+    deployed_versions: list[int]
+    parked_at_ms: int
+
+
+@dataclass(frozen=True)
+class MessageParked:
+    """A message for a parked task, kept (Avro-encoded envelope, base64) to be decided once
+    the task resumes."""
+
+    message_type: str
+    encoded_b64: str
+    parked_at_ms: int
+
+
+@dataclass(frozen=True)
+class TaskMigrated:
+    """The task goes on with another deployed version (or the same one, deployed again);
+    its parked messages are decided right after."""
+
+    from_version: int
+    to_version: int
+    fingerprint: str
+    reason: str
+    migrated_at_ms: int
+
+
+@dataclass(frozen=True)
+class MigrationRefused:
+    """An operator's move (or cancel) of a parked task was refused: why, in words."""
+
+    to_version: int
+    reason: str
+    refused_at_ms: int
+
+
 TaskEvent = (
     TaskSubmitted
     | StepDispatched
@@ -289,6 +334,10 @@ TaskEvent = (
     | ForwardRetryRequested
     | StepWaiting
     | SignalReceived
+    | TaskVersionMissing
+    | MessageParked
+    | TaskMigrated
+    | MigrationRefused
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -320,4 +369,8 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     ForwardRetryRequested,
     StepWaiting,
     SignalReceived,
+    TaskVersionMissing,
+    MessageParked,
+    TaskMigrated,
+    MigrationRefused,
 )

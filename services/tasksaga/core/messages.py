@@ -31,6 +31,9 @@ class SubmitTask:
     # Who submitted it: every read and action on the task is scoped to this tenant.
     tenant: str = "default"
     submitted_by: str | None = None
+    # The version the API validated the request and ran the API steps with (0: the
+    # orchestrator's newest, as before versions).
+    definition_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,16 @@ class SendSignal:
     data_json: str
     sent_at_ms: int
     sent_by: str | None = None
+
+
+@dataclass(frozen=True)
+class MigrateTask:
+    """Operator action on a task in VersionMissing: go on with ``to_version`` (compatible with
+    what the task recorded; the same version once it is deployed again)."""
+
+    task_id: str
+    to_version: int
+    requested_at_ms: int
 
 
 # -- step results (worker -> orchestrator) -------------------------------------------------------
@@ -179,6 +192,8 @@ class ExecuteStep:
     # The lease of this dispatch: grows with every dispatch of the task (it is the stream
     # version of its StepDispatched), so a newer attempt always holds a larger token.
     fencing_token: int = 0
+    # The definition version of the task: the worker runs that version's handler.
+    definition_version: int = 1
 
 
 @dataclass(frozen=True)
@@ -194,6 +209,7 @@ class CompensateStep:
     # 0: undo the step's recorded effect. N > 0: undo the surplus effect of attempt N (an
     # attempt that also succeeded; its data is the step's entry in step_data).
     surplus_attempt: int = 0
+    definition_version: int = 1
 
 
 @dataclass(frozen=True)
@@ -205,7 +221,8 @@ class CancelStep:
     reason: str
 
 
-TaskCommand = SubmitTask | CancelTask | RetryCompensation | RetryForward | SendSignal
+TaskCommand = (SubmitTask | CancelTask | RetryCompensation | RetryForward | SendSignal
+               | MigrateTask)
 StepResult = (
     StepSucceeded | StepAttemptFailed | CompensationSucceeded | CompensationAttemptFailed
     | StepHeartbeat

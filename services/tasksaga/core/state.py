@@ -18,6 +18,9 @@ class TaskStatus(StrEnum):
     COMPENSATION_FAILED = "CompensationFailed"
     # A step failed for good after the pivot: nothing was compensated, an operator decides.
     NEEDS_ATTENTION = "NeedsAttention"
+    # The task's definition version is not deployed: parked, its messages kept, until an
+    # operator migrates it (or the version is deployed again) or cancels it.
+    VERSION_MISSING = "VersionMissing"
 
     @property
     def is_terminal(self) -> bool:
@@ -116,6 +119,12 @@ class TaskState:
     tenant: str = "default"
     submitted_by: str | None = None
     signals: tuple[ReceivedSignal, ...] = ()
+    definition_version: int = 1
+    definition_fingerprint: str = ""
+    # While VersionMissing: the status to go back to, and the messages kept for then.
+    parked_from: TaskStatus | None = None
+    parked_reason: str | None = None  # the end_reason to restore: parking shows its own
+    parked: tuple[ev.MessageParked, ...] = ()
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState(name=name)
@@ -165,6 +174,8 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 deadline_ms=event.deadline_ms,
                 tenant=event.tenant,
                 submitted_by=event.submitted_by,
+                definition_version=event.definition_version,
+                definition_fingerprint=event.definition_fingerprint,
             )
         case ev.StepDispatched():
             return _with_step(
@@ -279,6 +290,26 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
         case ev.SignalReceived():
             received = ReceivedSignal(event.step, event.signal_id, event.data_json)
             return replace(state, signals=(*state.signals, received))
+        case ev.TaskVersionMissing():
+            if state.status is TaskStatus.VERSION_MISSING:
+                return state
+            return replace(
+                state, status=TaskStatus.VERSION_MISSING, parked_from=state.status,
+                parked_reason=state.end_reason,
+                end_reason=(f"version {event.definition_version} of {state.task_type} is not "
+                            f"deployed (deployed: {event.deployed_versions}): parked until "
+                            "its version is deployed again, an operator moves it to a "
+                            "compatible version (POST /tasks/{id}/migrate?version=N) or "
+                            "cancels it"))
+        case ev.MessageParked():
+            return replace(state, parked=(*state.parked, event))
+        case ev.TaskMigrated():
+            return replace(state, status=state.parked_from or state.status, parked_from=None,
+                           end_reason=state.parked_reason, parked_reason=None,
+                           parked=(), definition_version=event.to_version,
+                           definition_fingerprint=event.fingerprint)
+        case ev.MigrationRefused():
+            return state
     raise TypeError(f"not a task event: {event!r}")
 
 

@@ -28,6 +28,7 @@ from tasksaga.core.ports import (
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
 from tasksaga.core.state import TaskState
 from tasksaga.orchestrator.state_cache import StateCache
+from tasksaga.orchestrator.versioning import VersionRouter
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,8 @@ class Orchestrator:
             if isinstance(payload, msg.StepHeartbeat):
                 beats.append(payload)
             elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
-                            | msg.RetryForward | msg.SendSignal | msg.StepSucceeded
-                            | msg.StepAttemptFailed
+                            | msg.RetryForward | msg.SendSignal | msg.MigrateTask
+                            | msg.StepSucceeded | msg.StepAttemptFailed
                             | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
                 commands.append(envelope)
             else:
@@ -154,7 +155,7 @@ class Orchestrator:
                         with telemetry.message_span(envelope):
                             if work.tx.claim_message(self._consumer, envelope.message_id):
                                 self._decide_and_write(work, envelope.payload,
-                                                       envelope.message_id)
+                                                       envelope.message_id, envelope)
                 faults.hit("after_append_before_produce")  # chaos suite (R1); no-op unless armed
                 return
             except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
@@ -217,18 +218,19 @@ class Orchestrator:
 
     # -- the transaction's body ----------------------------------------------------------------
 
-    def _decide_and_write(self, work: _UnitOfWork, message: msg.Inbound, cause: str) -> None:
+    def _decide_and_write(self, work: _UnitOfWork, message: msg.Inbound, cause: str,
+                          envelope: Envelope | None = None) -> None:
         state = work.load(message.task_id)
         task_type = message.task_type if isinstance(message, msg.SubmitTask) else state.task_type
         if not task_type:
             log.warning("ignoring %s for unknown task %s", type(message).__name__,
                         message.task_id)
             return
-        try:
-            definition = self._registry.get(task_type)
+        try:  # the newest version for a new task, its own for a running one
+            router = VersionRouter(self._registry, self._codec, self._random)
+            decision = router.decide_message(state, message, envelope, work.now_ms())
         except UnknownTaskType as error:
             raise Unprocessable(str(error)) from error
-        decision = decide(definition, state, message, work.now_ms(), self._random)
         self._write(work.tx, state, decision, cause, work.now_ms())
         if decision.events:
             work.decided[message.task_id] = decision.state
@@ -294,10 +296,11 @@ class Orchestrator:
         with self._unit_of_work() as work:
             for beat in beats:
                 state = work.load(beat.task_id)
-                if not state.task_type or state.task_type not in self._registry.names():
+                try:  # the task's own version; a parked task's beats change nothing
+                    definition = self._registry.get(state.task_type, state.definition_version)
+                except UnknownTaskType:
                     continue
-                definition = self._registry.get(state.task_type)
-                if not definition.has_step(beat.step):
+                if not state.task_type or not definition.has_step(beat.step):
                     continue
                 decision = decide(definition, state, beat, work.now_ms(), self._random)
                 work.tx.schedule(state.task_type, decision.timers)

@@ -26,6 +26,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.registry import TaskRegistry
 from tasksaga.core.request_fields import UploadedFile, UploadStepData
+from tasksaga.core.state import TaskStatus
 from tasksaga.orchestrator.processor import Orchestrator, database_clock
 from tasksaga.testing.clock import ManualClock
 from tasksaga.testing.faults import FaultPlan
@@ -75,9 +76,10 @@ class SagaTestRun:
                                          database_clock, lambda: jitter)
         self.cancellations = CancellationBook()
         # The worker (and the API steps) run copies whose handlers consult the fault plan.
-        self._wrapped = {d.name: self._faults.wrap(d) for d in definitions}
+        self._wrapped = {(d.name, d.version): self._faults.wrap(d) for d in definitions}
+        self._worker_registry = TaskRegistry(self._wrapped.values())
         self.worker = StepRunner(
-            TaskRegistry(self._wrapped.values()), self.objects, self.bus, self.codec,
+            self._worker_registry, self.objects, self.bus, self.codec,
             self.topics, self.cancellations, self.clock.now_ms)
         self._queued: deque[tuple[str, Envelope]] = deque()
         self._running_steps = False
@@ -123,11 +125,13 @@ class SagaTestRun:
         if task_id in self._task_ids:
             raise ValueError(f"task id {task_id!r} was already submitted in this run")
         self._check_fault_plan()
-        api_steps = run_api_steps(self._wrapped[definition.name], task_id, request,
+        wrapped = self._wrapped[(definition.name, definition.version)]
+        api_steps = run_api_steps(wrapped, task_id, request,
                                   self._upload_results(definition, request), self.objects)
         self._task_ids.append(task_id)
         self._send(msg.SubmitTask(task_id, definition.name, request.model_dump_json(), None,
-                                  None, self.clock.now_ms(), api_steps, tenant),
+                                  None, self.clock.now_ms(), api_steps, tenant,
+                                  definition_version=definition.version),
                    task_id, definition.name, f"{task_id}:submit")
         self._run(task_id, settle)
         return TaskRun(self.store, task_id)
@@ -166,6 +170,35 @@ class SagaTestRun:
                    f"signal:{task_id}:{signal}:{signal_id}")
         self.run_now()
 
+    def retry_forward(self, task_id: str | None = None, settle: bool = True) -> None:
+        """An operator's forward retry of a task in NeedsAttention."""
+        task_id = self._task(task_id)
+        self._send(msg.RetryForward(task_id, self.clock.now_ms()), task_id,
+                   self._task_type(task_id), self._operator_message_id(task_id, "retry-forward"))
+        self._run(task_id, settle)
+
+    def deploy(self, definition: TaskDefinition) -> None:
+        """Deploy another version (or type) to the orchestrator and the worker, mid-run: new
+        submissions take the newest version, running tasks keep theirs."""
+        wrapped = self._faults.wrap(definition)
+        self.registry.register(definition)
+        self._worker_registry.register(wrapped)
+        self._wrapped[(definition.name, definition.version)] = wrapped
+
+    def retire(self, task_type: str, version: int) -> None:
+        """Deploy without one version: its running tasks park (VersionMissing)."""
+        self.registry.unregister(task_type, version)
+        self._worker_registry.unregister(task_type, version)
+        del self._wrapped[(task_type, version)]
+
+    def migrate(self, task_id: str | None = None, *, to_version: int,
+                settle: bool = True) -> None:
+        """An operator's move of a parked task to a deployed, compatible version."""
+        task_id = self._task(task_id)
+        self._send(msg.MigrateTask(task_id, to_version, self.clock.now_ms()), task_id,
+                   self._task_type(task_id), self._operator_message_id(task_id, "migrate"))
+        self._run(task_id, settle)
+
     def advance(self, ms: int = 0, *, seconds: float = 0.0) -> None:
         """Move the clock forward, firing every timer that falls due on the way at its own
         time (a retry due in 0.5 s runs, and its own next timer is then scheduled from then)."""
@@ -187,10 +220,10 @@ class SagaTestRun:
         wanted = list(task_ids) or list(self._task_ids)
         started = self.clock.now_ms()
         self.run_now()
-        while not all(TaskRun(self.store, t).status.is_terminal for t in wanted):
+        while not all(_settled(TaskRun(self.store, t).status) for t in wanted):
             delay = self.store.next_timer_delay_ms(self.registry.names())
             if delay is None or self.clock.now_ms() + delay - started > budget_ms:
-                stuck = [t for t in wanted if not TaskRun(self.store, t).status.is_terminal]
+                stuck = [t for t in wanted if not _settled(TaskRun(self.store, t).status)]
                 trail = "\n".join(f"  {line}" for line in TaskRun(self.store, stuck[0]).audit())
                 why = "no timer is left" if delay is None else f"not within {budget_ms} ms"
                 raise SagaStuck(f"tasks {stuck} did not settle: {why}\naudit trail of "
@@ -305,6 +338,11 @@ class SagaTestRun:
 
     def _task_type(self, task_id: str) -> str:
         return TaskRun(self.store, task_id).state.task_type
+
+
+def _settled(status: TaskStatus) -> bool:
+    # A parked task (its version not deployed) waits for an operator, as a terminal one does.
+    return status.is_terminal or status is TaskStatus.VERSION_MISSING
 
 
 def run_saga(definition: TaskDefinition, request: BaseModel, *,

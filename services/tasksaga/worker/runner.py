@@ -28,7 +28,7 @@ from tasksaga.core.context import StepContext, dump_model
 from tasksaga.core.definition import StepDef, TaskDefinition, UploadStepData
 from tasksaga.core.errors import NonRetryableError, StepCancelled
 from tasksaga.core.ports import Bus, ObjectStore
-from tasksaga.core.registry import TaskRegistry, UnknownTaskType
+from tasksaga.core.registry import TaskRegistry, UnknownTaskType, UnknownVersion
 from tasksaga.core.retry import lineage_of
 from tasksaga.worker.cancellation import CancellationBook
 from tasksaga.worker.finished_steps import FinishedSteps
@@ -167,7 +167,9 @@ class StepRunner:
                                          list(lineage_of(error)) if error else [])
 
         try:
-            definition, step = self._lookup(command.task_type, command.step)
+            definition, step = self._lookup(command)
+        except UnknownVersion as error:  # a worker of this version may come back: retryable
+            return failed("VersionNotDeployed", str(error), True)
         except LookupError as error:
             return failed("UnknownStep", str(error), False)
         if step.handler is None:
@@ -208,7 +210,7 @@ class StepRunner:
         self, command: msg.CompensateStep
     ) -> msg.CompensationSucceeded | msg.CompensationAttemptFailed:
         try:
-            definition, step = self._lookup(command.task_type, command.step)
+            definition, step = self._lookup(command)
             context = self._context(definition, command, None, None)
             data = _step_data(step, command.step_data)
             if step.upload is not None and isinstance(data, UploadStepData):
@@ -228,12 +230,18 @@ class StepRunner:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _lookup(self, task_type: str, step_name: str) -> tuple[TaskDefinition, StepDef]:
+    def _lookup(self, command: msg.ExecuteStep | msg.CompensateStep,
+                ) -> tuple[TaskDefinition, StepDef]:
+        """The step of the task's own definition version: a worker never runs another
+        version's handler for it (a renamed step would not be found, a changed one would
+        do something else)."""
         try:
-            definition = self._registry.get(task_type)
+            definition = self._registry.get(command.task_type, command.definition_version)
+        except UnknownVersion:
+            raise
         except UnknownTaskType as error:
             raise LookupError(str(error)) from error
-        return definition, definition.get_step(step_name)
+        return definition, definition.get_step(command.step)
 
     def _context(
         self, definition: TaskDefinition, command: msg.ExecuteStep | msg.CompensateStep,
