@@ -12,8 +12,9 @@ The kernel here has no netem, so the faults are made by toxiproxy (built once wi
   single KRaft broker (tools/stacklib's Kafka, its own directory and ports) that listens on one
   port and advertises the proxy's; every client connection then goes through the proxy.
 
-The same system runs at three settings in turn (`make test` skips the second): none, latency only (a ``latency`` toxic of
-100 ms on each proxy's downstream: every request/response round trip takes 100 ms more), and
+The same system runs at three settings in turn (`make test` skips the second): none,
+latency only (a ``latency`` toxic of 100 ms on each proxy's downstream: every
+request/response round trip takes 100 ms more), and
 latency + loss: also a ``reset_peer`` toxic of toxicity 0.05 on each downstream, added afresh
 every 5 s, so every 5 s each connection has a 5 % chance that the next data the server sends
 is dropped and the connection is reset 500 ms later (a TCP connection whose lost segment was
