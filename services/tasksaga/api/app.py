@@ -24,11 +24,12 @@ from tasksaga.api.dependencies import ApiDependencies, Deps
 from tasksaga.api.live.routes import register_live_routes
 from tasksaga.api.migrate_route import add_migrate_route
 from tasksaga.api.queries import ACCEPTED, TaskFilter, TaskRow
-from tasksaga.api.security import Caller, not_found
+from tasksaga.api.security import Caller
 from tasksaga.api.signal_route import router as signal_router
 from tasksaga.api.submit_route import Listen, submit_task
+from tasksaga.api.task_access import authorized_task
 from tasksaga.core import messages as msg
-from tasksaga.core.authorization import Action, Principal, TaskRef
+from tasksaga.core.authorization import Action, Principal
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.registry import UnknownTaskType
 from tasksaga.core.state import TERMINAL_STATUSES, TaskStatus
@@ -66,16 +67,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
 
     def visible_task(task_id: str, caller: Principal, action: Action) -> TaskRow:
         """The task if the caller may take ``action`` on it; 404 alike for missing and hidden."""
-        row = deps.queries.task(task_id)
-        if row is None:
-            raise not_found(task_id)
-        try:
-            definition = deps.registry.get(row.task_type)
-        except UnknownTaskType:
-            raise not_found(task_id) from None
-        deps.security.require(caller, action, row.task_type, definition.roles,
-                              TaskRef(row.task_id, row.task_type, row.tenant, row.submitted_by))
-        return row
+        return authorized_task(deps, caller, task_id, action)[0]
 
     def readable_types(caller: Principal) -> list[str]:
         return task_filter(deps, caller, Action.READ).task_types

@@ -14,10 +14,10 @@ from fastapi import FastAPI, HTTPException, Query
 
 from tasksaga.adapters.clock import now_ms
 from tasksaga.api.dependencies import Deps
-from tasksaga.api.security import Caller, not_found
+from tasksaga.api.security import Caller
+from tasksaga.api.task_access import authorized_task
 from tasksaga.core import messages as msg
-from tasksaga.core.authorization import Action, TaskRef
-from tasksaga.core.registry import UnknownTaskType
+from tasksaga.core.authorization import Action
 from tasksaga.core.state import TaskStatus
 
 
@@ -25,15 +25,7 @@ def add_migrate_route(app: FastAPI) -> None:
     @app.post("/tasks/{task_id}/migrate", status_code=202)
     def migrate(task_id: str, caller: Caller, d: Deps,
                 version: Annotated[int, Query(ge=1)]) -> dict[str, Any]:
-        row = d.queries.task(task_id)
-        if row is None:
-            raise not_found(task_id)
-        try:
-            definition = d.registry.get(row.task_type)
-        except UnknownTaskType:
-            raise not_found(task_id) from None
-        d.security.require(caller, Action.OPERATE, row.task_type, definition.roles,
-                           TaskRef(row.task_id, row.task_type, row.tenant, row.submitted_by))
+        row, _ = authorized_task(d, caller, task_id, Action.OPERATE)
         if row.status != TaskStatus.VERSION_MISSING:
             raise HTTPException(409, f"task {task_id} is {row.status}; only a task in "
                                      "VersionMissing is moved to another version")

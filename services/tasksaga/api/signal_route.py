@@ -21,11 +21,11 @@ from starlette.concurrency import run_in_threadpool
 from tasksaga.adapters.clock import now_ms
 from tasksaga.api.dependencies import ApiDependencies, Deps
 from tasksaga.api.queries import ACCEPTED
-from tasksaga.api.security import Caller, not_found
+from tasksaga.api.security import Caller
+from tasksaga.api.task_access import authorized_task
 from tasksaga.core import messages as msg
 from tasksaga.core.audit import signal_line
-from tasksaga.core.authorization import Action, Principal, TaskRef
-from tasksaga.core.registry import UnknownTaskType
+from tasksaga.core.authorization import Action, Principal
 from tasksaga.core.state import StepStatus, TaskStatus
 from tasksaga.core.steps import StepDef
 
@@ -47,15 +47,7 @@ async def send_signal(
 
 def _send(d: ApiDependencies, caller: Principal, task_id: str, signal: str,
           signal_id: str | None, body: bytes) -> dict[str, Any]:
-    row = d.queries.task(task_id)
-    if row is None:
-        raise not_found(task_id)
-    try:
-        definition = d.registry.get(row.task_type)
-    except UnknownTaskType:
-        raise not_found(task_id) from None
-    d.security.require(caller, Action.SIGNAL, row.task_type, definition.roles,
-                       TaskRef(row.task_id, row.task_type, row.tenant, row.submitted_by))
+    row, definition = authorized_task(d, caller, task_id, Action.SIGNAL)
     waits = sorted(s.name for s in definition.steps if s.signal is not None)
     if signal not in waits:
         raise HTTPException(404, f"task type {row.task_type!r} has no wait_for step "
