@@ -1,0 +1,1 @@
+"""``tasksaga``: the command line for users and operators, a client of the HTTP API."""
