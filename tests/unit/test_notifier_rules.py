@@ -164,6 +164,8 @@ NOT_NOTIFIABLE = [
     ev.MessageParked("StepSucceeded", "", 1),
     ev.TaskMigrated(1, 2, "sha256:0", "operator migrate", 1),
     ev.MigrationRefused(2, "incompatible", 1),
+    ev.FanOutExpanded("each", 1, ['{"page":1}'], 1),
+    ev.FanOutCompleted("each", 1, 1, 1),
 ]
 
 

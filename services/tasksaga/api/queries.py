@@ -12,6 +12,7 @@ from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.projections import ProjectionLag, projection_lag
+from tasksaga.api.fan_out_status import instances_document, take_instances
 from tasksaga.core.definition import TaskDefinition
 
 #: The status of a task accepted with 202 that the projections do not show yet.
@@ -142,6 +143,7 @@ class ProjectionQueries:
                 "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
                 " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at",
                 (row.task_id,)).fetchall()
+        instances = take_instances(definition, steps)
         order = [s.name for s in definition.steps] if definition else []
         # A task of an older version may have recorded steps the newest one renamed.
         order += sorted(name for name in steps if name not in order)
@@ -159,8 +161,9 @@ class ProjectionQueries:
                 {"step": row.failed_step, "trace_id": row.error_trace_id}
                 if row.failed_step else None
             ),
-            "steps": [_step_document(name, steps.get(name), progress.get(name),
-                                     row.status in _ENDED) for name in order],
+            "steps": [_with_instances(
+                _step_document(name, steps.get(name), progress.get(name), row.status in _ENDED),
+                instances, progress) for name in order],
             "conditions": [_jsonable(c) for c in conditions],
             "notifications": [_jsonable(d) for d in deliveries],
         }
@@ -249,6 +252,15 @@ def _step_document(
     if progress is not None and progress["attempt"] == record["attempt"]:
         document["progress"] = progress["progress"]
         document["progress_message"] = progress["message"]
+    return document
+
+
+def _with_instances(document: dict[str, Any],
+                    instances: dict[str, list[tuple[int, dict[str, Any]]]],
+                    progress: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    entries = instances.get(document["step"])
+    if entries is not None:
+        document["instances"] = instances_document(entries, progress, document["step"])
     return document
 
 

@@ -306,6 +306,28 @@ class MigrationRefused:
     refused_at_ms: int
 
 
+@dataclass(frozen=True)
+class FanOutExpanded:
+    """A for_each step was reached: its items (JSON, in item order) are fixed here; instance
+    ``i`` is the step ``<step>[i]``, dispatched like any step."""
+
+    step: str
+    attempt: int
+    items_json: list[str]
+    expanded_at_ms: int
+
+
+@dataclass(frozen=True)
+class FanOutCompleted:
+    """Enough instances of a for_each step succeeded (all, one or a quorum): the step
+    completes, its data the completed instances' data as a list in item order."""
+
+    step: str
+    succeeded: int
+    of: int
+    completed_at_ms: int
+
+
 TaskEvent = (
     TaskSubmitted
     | StepDispatched
@@ -338,6 +360,8 @@ TaskEvent = (
     | MessageParked
     | TaskMigrated
     | MigrationRefused
+    | FanOutExpanded
+    | FanOutCompleted
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -373,4 +397,6 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     MessageParked,
     TaskMigrated,
     MigrationRefused,
+    FanOutExpanded,
+    FanOutCompleted,
 )

@@ -261,6 +261,8 @@ class StepRunner:
             heartbeat=lambda progress, message: self._heartbeat(command, lease, progress,
                                                                 message),
             fencing_token=token,
+            item_json=command.item_json,
+            item_index=command.item_index,
         )
 
     def _heartbeat(

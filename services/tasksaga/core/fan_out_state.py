@@ -1,0 +1,106 @@
+"""The fold's record of one expanded for_each step: its items and its instances (pure).
+
+Instances live in a persistent table of fixed-size chunks: changing one copies its chunk and
+the outer tuple (O(sqrt n) for n items), never the whole table, so folding a 1,000-item
+fan-out is not quadratic. Counts by status are kept as the instances change, so the rules
+ask "how many are running?" in constant time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+_MIN_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class ChunkedTable(Generic[T]):
+    """An immutable sequence of optional entries with cheap single-entry updates."""
+
+    size: int
+    chunk: int
+    chunks: tuple[tuple[T | None, ...], ...]
+
+    @staticmethod
+    def empty(size: int) -> ChunkedTable[T]:
+        chunk = max(_MIN_CHUNK, math.isqrt(max(size, 1)))
+        count = (size + chunk - 1) // chunk
+        blank: tuple[T | None, ...] = (None,) * chunk
+        return ChunkedTable(size, chunk, (blank,) * count)
+
+    def get(self, index: int) -> T | None:
+        return self.chunks[index // self.chunk][index % self.chunk]
+
+    def set(self, index: int, value: T) -> ChunkedTable[T]:
+        outer, inner = divmod(index, self.chunk)
+        row = self.chunks[outer]
+        changed = (*row[:inner], value, *row[inner + 1:])
+        return replace(self, chunks=(*self.chunks[:outer], changed, *self.chunks[outer + 1:]))
+
+    def __iter__(self) -> Iterator[T | None]:
+        for outer, row in enumerate(self.chunks):
+            yield from row[:max(0, min(self.chunk, self.size - outer * self.chunk))]
+
+
+@dataclass(frozen=True)
+class FanOutState:
+    """``instances`` holds the StepState of each instance touched so far (None: never
+    dispatched, Pending). ``counts``: instances by step status (str values)."""
+
+    step: str
+    items: tuple[str, ...]
+    instances: ChunkedTable[Any]
+    counts: Mapping[str, int]
+    launched: int = 0  # instances dispatched at least once: they start in item order
+    # No completed instance at or above this index: compensation walks down from here.
+    compensate_below: int = 0
+    first_failure: int | None = None  # the first instance that failed for good
+    data_bytes: int = 0  # the instances' data, for the orchestrator's cache bound
+    items_bytes: int = 0
+
+    @staticmethod
+    def expanded(step: str, items: tuple[str, ...]) -> FanOutState:
+        return FanOutState(step, items, ChunkedTable.empty(len(items)),
+                           {"Pending": len(items)} if items else {},
+                           items_bytes=sum(len(item) for item in items))
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+    def count(self, *statuses: str) -> int:
+        return sum(self.counts.get(s, 0) for s in statuses)
+
+    def updated(self, index: int, before: Any, after: Any) -> FanOutState:
+        """The state with instance ``index`` changed from ``before`` to ``after`` (both
+        StepStates; ``before`` is what ``get`` gave, a default one for an untouched one)."""
+        counts = dict(self.counts)
+        old, new = str(before.status), str(after.status)
+        if old != new:
+            counts[old] = counts.get(old, 0) - 1
+            counts[new] = counts.get(new, 0) + 1
+        changes: dict[str, Any] = {"instances": self.instances.set(index, after),
+                                   "counts": counts}
+        if after.attempt > 0 and before.attempt == 0:
+            changes["launched"] = max(self.launched, index + 1)
+        if new == "Completed" and old != "Completed":
+            changes["compensate_below"] = max(self.compensate_below, index + 1)
+        if new == "Compensating" and old != "Compensating":
+            changes["compensate_below"] = min(self.compensate_below, index)
+        if new == "Failed" and self.first_failure is None and after.error_type not in (
+                "Cancelled", "Superseded"):
+            changes["first_failure"] = index
+        if after.data_json is not before.data_json:
+            changes["data_bytes"] = (self.data_bytes + len(after.data_json or "")
+                                     - len(before.data_json or ""))
+        return replace(self, **changes)
+
+    def gathered_json(self) -> str:
+        """The completed instances' data as one JSON list, in item order."""
+        return "[" + ",".join(
+            s.data_json or "{}" for s in self.instances
+            if s is not None and str(s.status) == "Completed") + "]"
