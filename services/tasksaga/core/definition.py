@@ -373,7 +373,8 @@ class TaskDefinition(ForEachDeclaration):
         return int(self.start_timeout_seconds * 1000) + self.step_timeout_ms(step)
 
     def step_for_data_type(self, data_type: type[BaseModel]) -> StepDef:
-        matches = [s for s in self.steps if s.data_type is data_type]
+        # A for_each step's data is the list of its instances' (ctx.results_of).
+        matches = [s for s in self.steps if s.data_type is data_type and s.for_each is None]
         if len(matches) != 1:
             raise LookupError(
                 f"task {self.name!r} has {len(matches)} steps with data type "
