@@ -35,6 +35,7 @@ from tasksaga_examples.expense_approval import (
     expense,
 )
 from tasksaga_examples.order_fulfilment import OrderRequest, fulfil_order
+from tasksaga_examples.page_thumbnails import ThumbnailRequest, page_thumbnails
 from tasksaga_examples.video_pipeline import VideoRequest, video_transcode
 from tasksaga_examples.zip_archive import ZipRequest, create_zip
 from tests.unit.versioned_sagas import Order, billing
@@ -97,7 +98,7 @@ HISTORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "histor
 #: Every definition a history may be decided with, by (type, version).
 DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, video_graph, expense, billing(1),
                                      billing(2, reserve_name="Hold"),
-                                     billing(3, charge_retries=2)]
+                                     billing(3, charge_retries=2), page_thumbnails]
 _BY_KEY = {(d.name, d.version): d for d in DEFINITIONS}
 
 Scenario = Callable[[], tuple[SagaTestRun, HistoryRecorder, str]]
@@ -147,6 +148,15 @@ def _expense(operate: Callable[[SagaTestRun], None], pay_after_s: float | None =
     run.submit(ExpenseRequest(expense_id="e-1", amount_cents=1200, pay_after=pay_after),
                settle=False)
     operate(run)
+    return run, recorder, "task-1"
+
+
+def _thumbnails(pages: int, fail_page: int | None = None,
+                ) -> tuple[SagaTestRun, HistoryRecorder, str]:
+    run = SagaTestRun(page_thumbnails)
+    recorder = HistoryRecorder(run)
+    run.submit(ThumbnailRequest(document="\f".join(f"page {n}" for n in range(pages)),
+                                fail_page=fail_page))
     return run, recorder, "task-1"
 
 
@@ -307,6 +317,14 @@ SCENARIOS: dict[str, dict[str, tuple[str, Scenario]]] = {
             "cancelled during CoolDown: HoldFunds released, the sleep's timer records nothing",
             lambda: _expense(_both(_approve(), lambda run: run.cancel(),
                                    lambda run: run.advance(seconds=3600)), pay_after_s=600)),
+    },
+    "page_thumbnails": {
+        "success": ("a for_each over 10 pages, at most 8 in flight; the index reads the "
+                    "results in page order", lambda: _thumbnails(10)),
+        "page_fails": (
+            "page 2 of 10 fails for good: the instances in flight are told to stop (in "
+            "process they finish anyway), every thumbnail written is deleted in reverse page "
+            "order, then the pages", lambda: _thumbnails(10, fail_page=2)),
     },
     "versions": {
         "parked_then_redeployed": (

@@ -76,7 +76,7 @@ def play(items: int, max_parallel: int | None, mode: AwaitMode, quorum: int | No
     return d
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(scenarios())
 def test_max_parallel_is_never_exceeded_and_instances_start_in_item_order(
         scenario: tuple[int, int | None, AwaitMode, int | None, list[tuple[str, int]]]) -> None:
@@ -84,7 +84,7 @@ def test_max_parallel_is_never_exceeded_and_instances_start_in_item_order(
     assert d.state.status.is_terminal
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(scenarios())
 def test_the_outcome_follows_the_mode_and_results_are_in_item_order(
         scenario: tuple[int, int | None, AwaitMode, int | None, list[tuple[str, int]]]) -> None:
@@ -110,7 +110,7 @@ def test_the_outcome_follows_the_mode_and_results_are_in_item_order(
         assert items - fan_out.count(StepStatus.FAILED) < required
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(scenarios())
 def test_a_failed_task_compensates_every_completed_instance_in_reverse_item_order(
         scenario: tuple[int, int | None, AwaitMode, int | None, list[tuple[str, int]]]) -> None:
