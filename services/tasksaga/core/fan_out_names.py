@@ -15,3 +15,10 @@ def parse_instance(name: str) -> tuple[str, int] | None:
     if not bracket or not step or not index.isdigit() or (index != "0" and index[0] == "0"):
         return None
     return step, int(index)
+
+
+def step_label(name: str) -> str:
+    """The step a metric counts ``name`` under: an instance counts under its for_each step,
+    so labels stay bounded by the definition (``Each``, not ``Each[0]`` to ``Each[999]``)."""
+    parsed = parse_instance(name)
+    return parsed[0] if parsed is not None else name
