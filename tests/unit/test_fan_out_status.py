@@ -24,12 +24,14 @@ def test_instance_records_leave_the_step_list_and_are_counted_under_their_step()
                "Each[0]": record("Each[0]", "Running", attempt=2)}
     progress = {"Each[0]": {"step": "Each[0]", "attempt": 2, "progress": 0.5,
                             "message": "half", "reported_at": None}}
+    records_updated_at = {name: r["updated_at"] for name, r in records.items()}
     taken = take_instances(fan_out(), records)
     assert sorted(records) == ["Each", "Prepare"]
     document = instances_document(taken["Each"], progress, "Each")
     assert document["total"] == 3
     assert document["counts"] == {"Failed": 1, "Pending": 1, "Running": 1}
     assert [line["index"] for line in document["detail"]] == [0, 2, 10]
-    assert document["detail"][0] == {"index": 0, "status": "Running", "attempt": 2,
-                                     "progress": 0.5, "progress_message": "half"}
+    assert document["detail"][0] == {
+        "index": 0, "status": "Running", "attempt": 2, "progress": 0.5,
+        "progress_message": "half", "updated_at": records_updated_at["Each[0]"].isoformat()}
     assert document["detail"][1]["error"] == "Boom: bad page"

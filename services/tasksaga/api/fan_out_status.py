@@ -1,7 +1,8 @@
 """How the status document shows a for_each step: one entry with its instances inside.
 
 A 1,000-item fan-out is one entry of ``steps``, with ``instances``: counts by status, and one
-compact line per instance (index, status, attempt, error, progress) in item order. The
+compact line per instance (index, status, attempt, when it last changed, error, progress) in
+item order: the fan-out's timeline at a glance. The
 instances' data is the step's own ``data`` (the list of results), not repeated per instance.
 """
 
@@ -34,7 +35,8 @@ def instances_document(entries: list[tuple[int, dict[str, Any]]],
     detail = []
     for index, record in entries:
         line: dict[str, Any] = {"index": index, "status": record["status"],
-                                "attempt": record["attempt"]}
+                                "attempt": record["attempt"],
+                                "updated_at": record["updated_at"].isoformat()}
         if record["error_type"]:
             line["error"] = f"{record['error_type']}: {record['error_message']}"
         if record["compensation_attempt"]:

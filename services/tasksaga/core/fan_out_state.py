@@ -39,7 +39,9 @@ class ChunkedTable(Generic[T]):
         outer, inner = divmod(index, self.chunk)
         row = self.chunks[outer]
         changed = (*row[:inner], value, *row[inner + 1:])
-        return replace(self, chunks=(*self.chunks[:outer], changed, *self.chunks[outer + 1:]))
+        # The constructor, not dataclasses.replace: this runs for every instance event.
+        return ChunkedTable(self.size, self.chunk,
+                            (*self.chunks[:outer], changed, *self.chunks[outer + 1:]))
 
     def __iter__(self) -> Iterator[T | None]:
         for outer, row in enumerate(self.chunks):
