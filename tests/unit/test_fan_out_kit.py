@@ -81,3 +81,14 @@ def test_each_instance_reports_its_own_progress() -> None:
     progress = task.progress("ThumbnailEach[2]")
     assert progress is not None and progress.message == "page 2 read"
     assert task.progress("ThumbnailEach") is None
+
+
+def test_injected_failures_of_the_for_each_step_hit_its_first_runs_and_are_retried() -> None:
+    run = SagaTestRun(page_thumbnails)
+    run.faults.fail("ThumbnailEach", times=2)
+    task = run.submit(ThumbnailRequest(document=document(5)))
+    task.assert_completed()
+    retried = sorted(step for step, attempt in task.dispatched if attempt == 2)
+    assert retried == ["ThumbnailEach[0]", "ThumbnailEach[1]"]
+    task.assert_audit_contains("step ThumbnailEach[0] failed (attempt 1)",
+                               "step ThumbnailEach[0] retry scheduled (attempt 2)")
