@@ -180,6 +180,14 @@ def test_items_that_are_not_a_list_or_not_json_able_are_refused_by_name() -> Non
         d.state.step("Each").error_message or "")
 
 
+def test_too_many_items_or_too_large_ones_are_refused_with_the_limit() -> None:
+    d = started(3, items=lambda ctx: list(range(10_001)))
+    assert "10001 items, over the limit of 10000" in (d.state.step("Each").error_message or "")
+    d = started(3, items=lambda ctx: ["x" * 200_000] * 3)
+    assert "bytes of JSON, over the limit of 524288" in (d.state.step("Each").error_message
+                                                         or "")
+
+
 def test_cancelling_the_task_stops_running_instances_and_compensates_completed_ones() -> None:
     d = started(3)
     d.send(instance_result(d, "Each[1]"))

@@ -35,6 +35,10 @@ from tasksaga.core.waits import WaitActions
 FAN_OUT_FAILED = "FanOutFailed"
 ITEMS_ERROR = "FanOutItemsError"
 SUPERSEDED = "Superseded"
+# The items travel in one FanOutExpanded event, published to Kafka (1 MiB records): keep them
+# well under that. Large data belongs in object storage; items name it (keys).
+MAX_ITEMS = 10_000
+MAX_ITEMS_BYTES = 512 * 1024
 _IN_FLIGHT = (StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
 _FINISHED_BADLY = (StepStatus.FAILED,)
 
@@ -47,6 +51,9 @@ def items_json(items: Any) -> list[str]:
     """Each item as JSON, in order; ItemsError says which item is wrong and why."""
     if not isinstance(items, list | tuple):
         raise ItemsError(f"items must return a list, got {type(items).__name__}")
+    if len(items) > MAX_ITEMS:
+        raise ItemsError(f"items returned {len(items)} items, over the limit of {MAX_ITEMS} "
+                         "per for_each step: split the work, or fan out over batches")
     encoded = []
     for index, item in enumerate(items):
         if isinstance(item, BaseModel):
@@ -57,6 +64,11 @@ def items_json(items: Any) -> list[str]:
         except (TypeError, ValueError) as error:
             raise ItemsError(f"item {index} is neither a pydantic model nor JSON-able "
                              f"({type(item).__name__}): {error}") from None
+    size = sum(len(item) for item in encoded)
+    if size > MAX_ITEMS_BYTES:
+        raise ItemsError(f"the items are {size} bytes of JSON, over the limit of "
+                         f"{MAX_ITEMS_BYTES}: pass keys of data kept in object storage, not "
+                         "the data")
     return encoded
 
 
