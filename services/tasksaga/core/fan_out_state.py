@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -85,21 +85,23 @@ class FanOutState:
         if old != new:
             counts[old] = counts.get(old, 0) - 1
             counts[new] = counts.get(new, 0) + 1
-        changes: dict[str, Any] = {"instances": self.instances.set(index, after),
-                                   "counts": counts}
+        launched, compensate_below = self.launched, self.compensate_below
+        first_failure, data_bytes = self.first_failure, self.data_bytes
         if after.attempt > 0 and before.attempt == 0:
-            changes["launched"] = max(self.launched, index + 1)
+            launched = max(launched, index + 1)
         if new == "Completed" and old != "Completed":
-            changes["compensate_below"] = max(self.compensate_below, index + 1)
+            compensate_below = max(compensate_below, index + 1)
         if new == "Compensating" and old != "Compensating":
-            changes["compensate_below"] = min(self.compensate_below, index)
-        if new == "Failed" and self.first_failure is None and after.error_type not in (
+            compensate_below = min(compensate_below, index)
+        if new == "Failed" and first_failure is None and after.error_type not in (
                 "Cancelled", "Superseded"):
-            changes["first_failure"] = index
+            first_failure = index
         if after.data_json is not before.data_json:
-            changes["data_bytes"] = (self.data_bytes + len(after.data_json or "")
-                                     - len(before.data_json or ""))
-        return replace(self, **changes)
+            data_bytes += len(after.data_json or "") - len(before.data_json or "")
+        # The constructor, not dataclasses.replace: this runs for every instance event.
+        return FanOutState(self.step, self.items, self.instances.set(index, after), counts,
+                           launched, compensate_below, first_failure, data_bytes,
+                           self.items_bytes)
 
     def gathered_json(self) -> str:
         """The completed instances' data as one JSON list, in item order."""
