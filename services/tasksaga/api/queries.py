@@ -123,8 +123,8 @@ class ProjectionQueries:
 
     def status_document(self, row: TaskRow, definition: TaskDefinition | None) -> dict[str, Any]:
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            steps = {
-                r["step"]: self._opened_step(row.task_id, r) for r in cur.execute(
+            records = {
+                r["step"]: r for r in cur.execute(
                     "SELECT step, status, attempt, compensation_attempt, data_json, error_type,"
                     " error_message, completion_rank, updated_at, trace_id, waiting_until"
                     " FROM step_records"
@@ -143,7 +143,10 @@ class ProjectionQueries:
                 "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
                 " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at",
                 (row.task_id,)).fetchall()
-        instances = take_instances(definition, steps)
+        # Fan-out instances are shown without their data (their step's list has it): their
+        # records are not opened, a 1,000-item status decrypts one data column, not 1,001.
+        instances = take_instances(definition, records)
+        steps = {name: self._opened_step(row.task_id, r) for name, r in records.items()}
         order = [s.name for s in definition.steps] if definition else []
         # A task of an older version may have recorded steps the newest one renamed.
         order += sorted(name for name in steps if name not in order)
