@@ -35,3 +35,11 @@ def test_instance_records_leave_the_step_list_and_are_counted_under_their_step()
         "index": 0, "status": "Running", "attempt": 2, "progress": 0.5,
         "progress_message": "half", "updated_at": records_updated_at["Each[0]"].isoformat()}
     assert document["detail"][1]["error"] == "Boom: bad page"
+
+
+def test_instances_that_never_started_show_not_run_once_their_step_has_closed() -> None:
+    entries = [(0, record("Each[0]", "Completed")), (1, record("Each[1]", "Pending", 0))]
+    assert [line["status"] for line in instances_document(entries, {}, "Each", "Running")[
+        "detail"]] == ["Completed", "Pending"]
+    closed = instances_document(entries, {}, "Each", "Completed")
+    assert closed["counts"] == {"Completed": 1, "NotRun": 1}

@@ -31,10 +31,15 @@ def take_instances(definition: TaskDefinition | None, records: dict[str, dict[st
 
 
 def instances_document(entries: list[tuple[int, dict[str, Any]]],
-                       progress: dict[str, dict[str, Any]], step: str) -> dict[str, Any]:
+                       progress: dict[str, dict[str, Any]], step: str,
+                       step_status: str = "Running") -> dict[str, Any]:
+    """``step_status``: the for_each step's own; once it is no longer running, an instance
+    that never started never will (``NotRun``, as for a step of an ended task)."""
+    closed = step_status not in ("Running", "Pending")
     detail = []
     for index, record in entries:
-        line: dict[str, Any] = {"index": index, "status": record["status"],
+        status = "NotRun" if closed and record["status"] == "Pending" else record["status"]
+        line: dict[str, Any] = {"index": index, "status": status,
                                 "attempt": record["attempt"],
                                 "updated_at": record["updated_at"].isoformat()}
         if record["error_type"]:

@@ -263,7 +263,8 @@ def _with_instances(document: dict[str, Any],
                     progress: dict[str, dict[str, Any]]) -> dict[str, Any]:
     entries = instances.get(document["step"])
     if entries is not None:
-        document["instances"] = instances_document(entries, progress, document["step"])
+        document["instances"] = instances_document(entries, progress, document["step"],
+                                                   document["status"])
     return document
 
 
