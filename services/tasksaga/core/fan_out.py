@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
+from tasksaga.core.attempts import SUPERSEDED
 from tasksaga.core.fan_out_shape import ForEach, instance_name, parse_instance
 from tasksaga.core.fan_out_state import FanOutState
 from tasksaga.core.state import StepStatus, TaskStatus
@@ -34,13 +35,11 @@ from tasksaga.core.waits import WaitActions
 
 FAN_OUT_FAILED = "FanOutFailed"
 ITEMS_ERROR = "FanOutItemsError"
-SUPERSEDED = "Superseded"
 # The items travel in one FanOutExpanded event, published to Kafka (1 MiB records): keep them
 # well under that. Large data belongs in object storage; items name it (keys).
 MAX_ITEMS = 10_000
 MAX_ITEMS_BYTES = 512 * 1024
 _IN_FLIGHT = (StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
-_FINISHED_BADLY = (StepStatus.FAILED,)
 
 
 class ItemsError(ValueError):
@@ -128,7 +127,7 @@ class FanOutActions(WaitActions):
             self.emit(ev.FanOutCompleted(step.name, succeeded, fan_out.size, self.now))
             self.release_instances(step.name)
             return
-        failed = fan_out.count(*_FINISHED_BADLY)
+        failed = fan_out.count(StepStatus.FAILED)  # failed for good: a retry is in flight
         if fan_out.size - failed < required:
             self.fail_step(step.name, self.state.step(step.name).attempt, FAN_OUT_FAILED,
                            _why_failed(spec, fan_out, failed, required), False)
