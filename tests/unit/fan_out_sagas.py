@@ -39,14 +39,15 @@ def delete_thumbnail(ctx: StepContext[Req], data: Any) -> None:
 
 def fan_out(mode: AwaitMode = AwaitMode.ALL, *, max_parallel: int | None = None,
             quorum: int | float | None = None, retry: RetryPolicy | None = None,
-            items: Any = pages) -> TaskDefinition:
-    """Prepare (compensated) -> Each (a for_each over the pages) -> Publish."""
+            items: Any = pages, pivot: bool = False) -> TaskDefinition:
+    """Prepare (compensated; or the pivot) -> Each (a for_each over the pages) -> Publish."""
     task = TaskDefinition("Thumbnails", queue="pages", request=Req, step_timeout_seconds=30)
-    task.step("Prepare", order=1, data=Data)(lambda ctx: Data(value="prepared"))
-    task.compensation("Prepare")(delete_thumbnail)
+    task.step("Prepare", order=1, data=Data, pivot=pivot)(lambda ctx: Data(value="prepared"))
     task.for_each("Each", order=2, items=items, max_parallel=max_parallel, mode=mode,
                   quorum=quorum, retry=retry)(thumbnail)
-    task.compensation("Each")(delete_thumbnail)
+    if not pivot:  # past the pivot nothing is compensated (TS127)
+        task.compensation("Prepare")(delete_thumbnail)
+        task.compensation("Each")(delete_thumbnail)
 
     @task.step("Publish", order=3)
     def publish(ctx: StepContext[Req]) -> Count:

@@ -60,11 +60,13 @@ def test_a_for_each_sharing_its_order_is_ts164() -> None:
     assert "TS164" in codes(task)
 
 
-def test_a_for_each_at_or_after_the_pivot_is_ts165() -> None:
+def test_a_for_each_after_the_pivot_is_accepted_without_a_compensation() -> None:
     task = TaskDefinition("Fan", queue="q", request=Req)
     task.step("Ship", order=1, pivot=True)(handler)
     task.for_each("Each", order=2, items=items)(handler)
-    assert codes(task) == ["TS165"]
+    assert codes(task) == []
+    task.compensation("Each")(lambda ctx, data: None)
+    assert codes(task) == ["TS127"]  # past the pivot nothing is compensated
 
 
 def test_a_step_named_like_an_instance_is_ts166() -> None:

@@ -21,16 +21,18 @@ from tests.unit.sagas import Driver, Req
 IN_FLIGHT = (StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
 
 
+Scenario = tuple[int, int | None, AwaitMode, int | None, list[tuple[str, int]], bool]
+
+
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[int, int | None, AwaitMode, int | None,
-                                         list[tuple[str, int]]]:
+def scenarios(draw: st.DrawFn) -> Scenario:
     items = draw(st.integers(0, 10))
     max_parallel = draw(st.one_of(st.none(), st.integers(1, 4)))
     mode = draw(st.sampled_from(list(AwaitMode)))
     quorum = draw(st.integers(1, items + 1)) if mode is AwaitMode.QUORUM else None
     script = draw(st.lists(st.tuples(st.sampled_from(["succeed", "retry", "fail", "tick"]),
                                      st.integers(0, 50)), max_size=40))
-    return items, max_parallel, mode, quorum, script
+    return items, max_parallel, mode, quorum, script, draw(st.booleans())
 
 
 def instances(d: Driver, *statuses: StepStatus) -> list[str]:
@@ -50,12 +52,19 @@ def check_invariants(d: Driver, max_parallel: int | None) -> None:
 
 
 def play(items: int, max_parallel: int | None, mode: AwaitMode, quorum: int | None,
-         script: list[tuple[str, int]]) -> Driver:
-    d = Driver(fan_out(mode, max_parallel=max_parallel, quorum=quorum,
+         script: list[tuple[str, int]], pivot: bool) -> Driver:
+    """Past the pivot (``pivot``), a task left to an operator is retried forward once."""
+    d = Driver(fan_out(mode, max_parallel=max_parallel, quorum=quorum, pivot=pivot,
                        retry=RetryPolicy(max_retries=1, delay_ms=100)))
     d.submit(width=items)
     d.succeed("Prepare")
-    for outcome, pick in [*script, *[("succeed", 0)] * 60]:  # then drain: everything succeeds
+    retried = False
+    for outcome, pick in [*script, *[("succeed", 0)] * 80]:  # then drain: everything succeeds
+        if d.state.status is TaskStatus.NEEDS_ATTENTION and not retried:
+            if d.state.step("Each").status is StepStatus.FAILED:  # the fan-out is what failed
+                assert not instances(d, *IN_FLIGHT)  # forward recovery waited for them
+            d.send(msg.RetryForward("t1", d.now))
+            retried = True
         if d.state.status.is_terminal:
             break
         check_invariants(d, max_parallel)
@@ -79,7 +88,7 @@ def play(items: int, max_parallel: int | None, mode: AwaitMode, quorum: int | No
 @settings(max_examples=40, deadline=None)
 @given(scenarios())
 def test_max_parallel_is_never_exceeded_and_instances_start_in_item_order(
-        scenario: tuple[int, int | None, AwaitMode, int | None, list[tuple[str, int]]]) -> None:
+        scenario: Scenario) -> None:
     d = play(*scenario)
     assert d.state.status.is_terminal
 
@@ -87,8 +96,8 @@ def test_max_parallel_is_never_exceeded_and_instances_start_in_item_order(
 @settings(max_examples=40, deadline=None)
 @given(scenarios())
 def test_the_outcome_follows_the_mode_and_results_are_in_item_order(
-        scenario: tuple[int, int | None, AwaitMode, int | None, list[tuple[str, int]]]) -> None:
-    items, _, mode, quorum, _ = scenario
+        scenario: Scenario) -> None:
+    items, _, mode, quorum, _, _ = scenario
     d = play(*scenario)
     required = {AwaitMode.ALL: items, AwaitMode.ANY: min(items, 1),
                 AwaitMode.QUORUM: (quorum or 0) if items else 0}[mode]
@@ -113,7 +122,7 @@ def test_the_outcome_follows_the_mode_and_results_are_in_item_order(
 @settings(max_examples=30, deadline=None)
 @given(scenarios())
 def test_a_failed_task_compensates_every_completed_instance_in_reverse_item_order(
-        scenario: tuple[int, int | None, AwaitMode, int | None, list[tuple[str, int]]]) -> None:
+        scenario: Scenario) -> None:
     d = play(*scenario)
     if d.state.status is not TaskStatus.FAILED:
         return

@@ -7,6 +7,7 @@ import json
 from tasksaga.core import AwaitMode, RetryPolicy
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
+from tasksaga.core.audit import describe
 from tasksaga.core.state import StepStatus, TaskStatus
 from tests.unit.fan_out_sagas import Thumb, fan_out, instance_result
 from tests.unit.sagas import Driver
@@ -221,3 +222,31 @@ def test_a_duplicate_or_unknown_instance_result_changes_nothing() -> None:
     again = instance_result(d, "Each[0]")
     assert d.send(again).is_empty
     assert d.send(msg.StepSucceeded("t1", "Each[7]", 1, "{}")).is_empty
+
+
+def test_past_the_pivot_a_failed_fan_out_waits_for_its_running_instances_then_an_operator(
+) -> None:
+    d = started(4, pivot=True, max_parallel=2, retry=RetryPolicy(max_retries=1, delay_ms=10))
+    d.fail("Each[0]", retryable=False)
+    assert d.state.step("Each").status is StepStatus.RUNNING  # Each[1] still runs
+    assert each_dispatched(d) == ["Each[0]", "Each[1]"] and d.cancels() == []
+    d.send(instance_result(d, "Each[1]"))
+    assert d.state.step("Each").error_type == "FanOutFailed"
+    assert d.state.status is TaskStatus.NEEDS_ATTENTION
+    assert d.compensations() == []
+    d.send(msg.RetryForward("t1", d.now))
+    retried = [e for e in d.events if isinstance(e, ev.FanOutRetried)]
+    assert [(e.step, e.attempt, e.retried) for e in retried] == [("Each", 2, 1)]
+    assert describe(retried[0]) == ("step Each retried forward: its 1 failed instances run "
+                                    "again, each with a fresh retry budget")
+    assert [(c.step, c.attempt) for c in d.commands if isinstance(c, msg.ExecuteStep)][-2:] == [
+        ("Each[0]", 2), ("Each[2]", 1)]
+    d.fail("Each[0]", retryable=True)  # a fresh budget: its one retry is there again
+    assert d.state.step("Each[0]").status is StepStatus.RETRY_SCHEDULED
+    d.advance(10)
+    for name in ("Each[0]", "Each[2]"):
+        d.send(instance_result(d, name))
+    d.send(instance_result(d, "Each[3]"))
+    assert [v["page"] for v in json.loads(d.state.step("Each").data_json or "")] == [0, 1, 2, 3]
+    d.succeed("Publish")
+    assert d.state.status is TaskStatus.COMPLETED

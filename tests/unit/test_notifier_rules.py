@@ -166,6 +166,7 @@ NOT_NOTIFIABLE = [
     ev.MigrationRefused(2, "incompatible", 1),
     ev.FanOutExpanded("each", 1, ['{"page":1}'], 1),
     ev.FanOutCompleted("each", 1, 1, 1),
+    ev.FanOutRetried("each", 2, 1, 1),
 ]
 
 

@@ -120,7 +120,7 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
                     f"{event.reason})")
         case ev.MigrationRefused():
             return f"move to version {event.to_version} refused: {event.reason}"
-        case ev.FanOutExpanded() | ev.FanOutCompleted():
+        case ev.FanOutExpanded() | ev.FanOutCompleted() | ev.FanOutRetried():
             return fan_out_line(event)
     return type(event).__name__
 

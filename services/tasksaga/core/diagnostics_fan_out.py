@@ -1,4 +1,4 @@
-"""Checks of for_each steps (TS160-TS166, docs/diagnostics.md)."""
+"""Checks of for_each steps (TS160-TS164, TS166; docs/diagnostics.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from tasksaga.core.steps import AwaitMode, StepDef
 
 def fan_out_steps(definition: TaskDefinition) -> list[Diagnostic]:
     found: list[Diagnostic] = []
-    pivots = definition.pivots()
     for step in definition.steps:
         if parse_instance(step.name) is not None:
             found.append(Diagnostic(
@@ -30,11 +29,6 @@ def fan_out_steps(definition: TaskDefinition) -> list[Diagnostic]:
                 "TS164", f"for_each step {step.name!r} shares its order {step.order} with "
                          f"{sorted(s.name for s in stage.steps if s.name != step.name)}: its "
                          "instances are its parallel group; give it an order of its own"))
-        if pivots and (step.pivot or step.order >= pivots[0].order):
-            found.append(Diagnostic(
-                "TS165", f"for_each step {step.name!r} is at or after the pivot "
-                         f"{pivots[0].name!r}: a fan-out past the point of no return (and its "
-                         "operator retry) is not supported; move it before the pivot"))
     return found
 
 

@@ -328,6 +328,18 @@ class FanOutCompleted:
     completed_at_ms: int
 
 
+@dataclass(frozen=True)
+class FanOutRetried:
+    """An operator's forward retry reached a for_each step that failed after the pivot: its
+    failed instances run again, each with a fresh retry budget; the others keep their
+    results."""
+
+    step: str
+    attempt: int
+    retried: int
+    requested_at_ms: int
+
+
 TaskEvent = (
     TaskSubmitted
     | StepDispatched
@@ -362,6 +374,7 @@ TaskEvent = (
     | MigrationRefused
     | FanOutExpanded
     | FanOutCompleted
+    | FanOutRetried
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -399,4 +412,5 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     MigrationRefused,
     FanOutExpanded,
     FanOutCompleted,
+    FanOutRetried,
 )

@@ -28,6 +28,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.attempts import SUPERSEDED
 from tasksaga.core.fan_out_shape import ForEach, instance_name, parse_instance
 from tasksaga.core.fan_out_state import FanOutState
+from tasksaga.core.pivot import passed_pivot
 from tasksaga.core.state import StepStatus, TaskStatus
 from tasksaga.core.step_actions import CANCELLED
 from tasksaga.core.steps import AwaitMode, StepDef
@@ -77,10 +78,15 @@ class FanOutActions(WaitActions):
     # -- hooks of the shared rules -------------------------------------------------------------
 
     def start(self, step: StepDef, attempt: int) -> None:
-        if step.for_each is not None and parse_instance(step.name) is None:
-            self.expand(step, step.for_each, attempt)
-        else:
+        if step.for_each is None or parse_instance(step.name) is not None:
             super().start(step, attempt)
+        elif step.name in self.state.fan_outs:  # an operator's forward retry, past the pivot
+            fan_out = self.state.fan_outs[step.name]
+            self.emit(ev.FanOutRetried(step.name, attempt, fan_out.count(StepStatus.FAILED),
+                                       self.now))
+            self.advance_fan_out(step)
+        else:
+            self.expand(step, step.for_each, attempt)
 
     def send(self, command: msg.StepCommand) -> None:
         """An instance's commands carry its item and index."""
@@ -129,14 +135,28 @@ class FanOutActions(WaitActions):
             return
         failed = fan_out.count(StepStatus.FAILED)  # failed for good: a retry is in flight
         if fan_out.size - failed < required:
+            if fan_out.count(*_IN_FLIGHT) and passed_pivot(self.definition, self.state):
+                return  # forward recovery: what runs finishes first, then an operator decides
             self.fail_step(step.name, self.state.step(step.name).attempt, FAN_OUT_FAILED,
                            _why_failed(spec, fan_out, failed, required), False)
             return
-        limit = spec.max_parallel or fan_out.size
-        while fan_out.launched < fan_out.size and fan_out.count(*_IN_FLIGHT) < limit:
-            self.dispatch(self.definition.get_step(instance_name(step.name, fan_out.launched)),
-                          1)
-            fan_out = self.state.fan_outs[step.name]
+        self.launch_instances(step, spec.max_parallel or fan_out.size)
+
+    def launch_instances(self, step: StepDef, limit: int) -> None:
+        """Start waiting instances in item order while fewer than ``limit`` are in flight.
+        Only after a forward retry are there started instances to skip above ``launched``;
+        the fold then moves ``launched`` past each dispatched one, so each is walked once."""
+        fan_out = self.state.fan_outs[step.name]
+        index = fan_out.launched
+        while (index < fan_out.size and fan_out.count(StepStatus.PENDING)
+               and fan_out.count(*_IN_FLIGHT) < limit):
+            instance = fan_out.instances.get(index)
+            if instance is None or instance.status is StepStatus.PENDING:
+                attempt = 0 if instance is None else instance.attempt
+                self.dispatch(self.definition.get_step(instance_name(step.name, index)),
+                              attempt + 1)
+                fan_out = self.state.fan_outs[step.name]
+            index += 1
 
     def release_instances(self, name: str) -> None:
         """A completed group no longer needs its unfinished instances (ANY, QUORUM)."""

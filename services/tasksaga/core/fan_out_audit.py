@@ -24,7 +24,10 @@ def summarised(event: ev.TaskEvent) -> bool:
     return False
 
 
-def fan_out_line(event: ev.FanOutExpanded | ev.FanOutCompleted) -> str:
+def fan_out_line(event: ev.FanOutExpanded | ev.FanOutCompleted | ev.FanOutRetried) -> str:
+    if isinstance(event, ev.FanOutRetried):
+        return (f"step {event.step} retried forward: its {event.retried} failed instances run "
+                "again, each with a fresh retry budget")
     if isinstance(event, ev.FanOutExpanded):
         if not event.items_json:
             return f"step {event.step} has no items: nothing to run"

@@ -9,7 +9,7 @@ ask "how many are running?" in constant time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -57,7 +57,9 @@ class FanOutState:
     items: tuple[str, ...]
     instances: ChunkedTable[Any]
     counts: Mapping[str, int]
-    launched: int = 0  # instances dispatched at least once: they start in item order
+    # Where launching goes on: instances below it were dispatched (or, after a forward retry,
+    # are not waiting to run again). Instances start in item order.
+    launched: int = 0
     # No completed instance at or above this index: compensation walks down from here.
     compensate_below: int = 0
     first_failure: int | None = None  # the first instance that failed for good
@@ -87,7 +89,7 @@ class FanOutState:
             counts[new] = counts.get(new, 0) + 1
         launched, compensate_below = self.launched, self.compensate_below
         first_failure, data_bytes = self.first_failure, self.data_bytes
-        if after.attempt > 0 and before.attempt == 0:
+        if old == "Pending" and new != "Pending":  # dispatched: they start in item order
             launched = max(launched, index + 1)
         if new == "Completed" and old != "Completed":
             compensate_below = max(compensate_below, index + 1)
@@ -102,6 +104,20 @@ class FanOutState:
         return FanOutState(self.step, self.items, self.instances.set(index, after), counts,
                            launched, compensate_below, first_failure, data_bytes,
                            self.items_bytes)
+
+    def reopened(self, reset: Callable[[Any], Any]) -> FanOutState:
+        """After an operator's forward retry: every failed instance ``reset`` (back to
+        Pending, a fresh retry budget); launching resumes at the first of them. One pass."""
+        table, counts, first = self.instances, dict(self.counts), None
+        for index, instance in enumerate(self.instances):
+            if instance is not None and str(instance.status) == "Failed":
+                table = table.set(index, reset(instance))
+                counts["Failed"] -= 1
+                counts["Pending"] = counts.get("Pending", 0) + 1
+                first = index if first is None else first
+        return FanOutState(self.step, self.items, table, counts,
+                           self.launched if first is None else first, self.compensate_below,
+                           None, self.data_bytes, self.items_bytes)
 
     def gathered_json(self) -> str:
         """The completed instances' data as one JSON list, in item order."""

@@ -359,6 +359,13 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             state = _with_step(state, event.step, status=StepStatus.COMPLETED,
                                data_json=gathered)
             return replace(state, completion_order=(*state.completion_order, event.step))
+        case ev.FanOutRetried():
+            reopened = state.fan_outs[event.step].reopened(
+                lambda s: replace(s, status=StepStatus.PENDING, retry_base=s.attempt,
+                                  error_type=None, error_message=None, trace_id=None))
+            state = replace(state, fan_outs={**state.fan_outs, event.step: reopened})
+            return _with_step(state, event.step, status=StepStatus.RUNNING,
+                              attempt=event.attempt, error_type=None, error_message=None)
     raise TypeError(f"not a task event: {event!r}")
 
 
