@@ -179,13 +179,27 @@ class ParallelConsumerLoop(ConsumerLoop):
     def _unleased(_envelope: Envelope) -> None:
         raise RuntimeError("the parallel loop runs its handler with a lease")
 
-    def run(self) -> None:
+    def _subscribe(self) -> None:
         self.consumer.subscribe(self.settings.topics, on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def _forget_assignment(self) -> None:
+        """The failed consumer's partitions are lost, as if another member had them."""
+        keys = set(self.assignment)
+        self.assignment = frozenset()
+        self._release(keys)
+        self._paused = set()
+        self._sent = {}
+        self._commit_sent_at = None
+
+    def run(self) -> None:
+        self._subscribe()
         futures: set[Future[None]] = set()
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="step") as pool:
             try:
                 while not self._stop.is_set():
+                    if self._fatal is not None:
+                        self._replace_failed_consumer()
                     self._throttle()
                     self._send_commits()
                     # While steps run, poll briefly: their positions are committed between
