@@ -162,4 +162,4 @@ def env_value(container: Document, name: str) -> str | None:
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     """A label selector's matchLabels (the only form these manifests use) matches labels."""
     assert set(selector) <= {"matchLabels"}, f"unexpected selector form {selector}"
-    return selector.get("matchLabels", {}).items() <= labels.items()
+    return bool(selector.get("matchLabels", {}).items() <= labels.items())
