@@ -18,6 +18,7 @@ import signal
 import time
 from collections import Counter
 
+import psycopg
 import pytest
 
 from tests.chaos.harness import Chaos, chaos_system, figure, not_terminal
@@ -42,6 +43,32 @@ def stop(chaos: Chaos, name: str) -> tuple[int, float]:
     started = time.monotonic()
     code = chaos.services.terminate(name, timeout_s=DRAIN_LIMIT_S + 10)
     return code, time.monotonic() - started
+
+
+def when_a_step_runs_on(chaos: Chaos, pid: int, timeout_s: float = 15.0) -> None:
+    """Return once the process has a step started and not finished (SIGTERM lands mid-step)."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(chaos.database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            if conn.execute(
+                    "SELECT 1 FROM chaos_ledger s WHERE s.kind = 'start' AND s.pid = %s"
+                    " AND s.started_at > clock_timestamp() - interval '150 milliseconds'"
+                    " AND NOT EXISTS (SELECT 1 FROM chaos_ledger e WHERE e.kind = 'execute'"
+                    " AND e.idempotency_key = s.idempotency_key AND e.attempt = s.attempt)",
+                    (pid,)).fetchone():
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"no step started on process {pid} within {timeout_s} s")
+
+
+def finished_after(chaos: Chaos, pid: int, moment: float) -> int:
+    """Steps the process had started before ``moment`` and finished after it."""
+    with psycopg.connect(chaos.database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM chaos_ledger WHERE kind = 'execute' AND pid = %s"
+            " AND started_at < to_timestamp(%s) AND ended_at > to_timestamp(%s)",
+            (pid, moment, moment)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def stopped_cleanly(chaos: Chaos, name: str, code: int) -> bool:
@@ -71,6 +98,9 @@ def test_rolling_restart_of_every_service_loses_doubles_and_reruns_nothing(
             chaos.services.start("api")
             chaos.services.wait_until_ready()
             chaos.services.wait_ops_ready("worker#2")
+            old_worker = chaos.services.processes["worker"].pid
+            when_a_step_runs_on(chaos, old_worker)
+            worker_sigterm = time.time()
             stops["worker"] = stop(chaos, "worker")
             chaos.services.wait_ops_ready("notifier#2")
             stops["notifier"] = stop(chaos, "notifier")
@@ -79,18 +109,21 @@ def test_rolling_restart_of_every_service_loses_doubles_and_reruns_nothing(
         statuses = chaos.settle(accepted, timeout_s=60)
         problems = chaos.log_problems(accepted)
         ledger = chaos.ledger(accepted)
+        drained = finished_after(chaos, old_worker, worker_sigterm)
 
     starts = Counter((run.task_id, run.step) for run in ledger.executions("start"))
     figure("rolling-restart", tasks=len(accepted), refused=len(chaos.refused),
            not_completed=sum(1 for s in statuses.values() if s != "Completed"),
            reexecutions=ledger.reexecutions(), same_key_reruns=ledger.same_key_reruns(),
            most_runs_of_a_step=max(starts.values(), default=0), log_problems=len(problems),
+           steps_drained_by_the_old_worker=drained,
            **{f"{name}_drain_s": round(seconds, 2) for name, (_, seconds) in stops.items()})
     unclean = {name: code for name, (code, _) in stops.items()
                if not stopped_cleanly(chaos, name, code)}
     assert unclean == {}, "a service did not stop cleanly on SIGTERM"
     assert all(seconds < DRAIN_LIMIT_S for _, seconds in stops.values()), stops
     assert len(accepted) >= 15
+    assert drained >= 1, "the stopped worker's running step did not finish after SIGTERM"
     assert not_terminal(statuses) == {}
     assert set(statuses.values()) == {"Completed"}
     assert problems == []
