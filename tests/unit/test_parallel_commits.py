@@ -4,6 +4,7 @@ position backwards (no broker needed: the loop's commit bookkeeping is driven di
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -91,8 +92,8 @@ def test_what_finished_during_the_drain_is_committed_although_a_commit_is_unansw
     """SIGTERM in a rolling restart: the steps in hand finish while nothing polls, so the
     commit sent just before is never answered; their positions are committed all the same,
     or the partitions' next owner would run them again."""
-    loop._pending = {P: 5}
-    loop._send_commits()  # sent just before the stop: unanswered
+    loop._sent[P] = 5
+    loop._commit_sent_at = time.monotonic()  # sent just before the stop: unanswered
     loop._pending = {P: 8}  # the drained steps' position
     loop._send_commits()
     assert loop._pending == {P: 8}  # the ordinary path waits for the answer
