@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.resources
 import json
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
 import yaml
+from referencing import Registry, Resource
 from stacklib.common import Settings
 from stacklib.helm import ensure_helm
 
@@ -99,15 +101,30 @@ def schema_errors(document: Document) -> list[str]:
     """Why Kubernetes (at KUBERNETES_VERSION) or KEDA's schema would refuse the object."""
     if document.get("apiVersion", "").startswith("keda.sh/"):
         validator = jsonschema.Draft202012Validator(_keda_schema())
-        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-                for e in validator.iter_errors(document)]
-    try:
-        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as error:
-        return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}"]
-    except kubernetes_validate.SchemaNotFoundError as error:
-        return [error.message]
-    return []
+    else:
+        validator = _kubernetes_validator(document["apiVersion"], document["kind"])
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator.iter_errors(document)]
+
+
+@functools.cache
+def _kubernetes_validator(api_version: str, kind: str) -> jsonschema.Draft202012Validator:
+    """kubernetes-validate's strict schema of the kind, as its validate() builds it, but built
+    once per kind (validate() reads the 4 MB definitions file for every object)."""
+    directory = (importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
+                 / f"v{KUBERNETES_VERSION}-local-strict")
+    # rbac.authorization.k8s.io/v1 -> rbac-v1, apps/v1 -> apps-v1, v1 -> v1
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    path = directory / f"{kind.lower()}-{group}.json"
+    if not path.is_file():
+        raise LookupError(f"no schema of {api_version} {kind} for Kubernetes "
+                          f"{KUBERNETES_VERSION} in kubernetes-validate")
+    schema = json.loads(path.read_text())
+    definitions = json.loads((directory / "_definitions.json").read_text())
+    registry: Registry[Any] = Registry().with_resources(
+        (resource.id() or "", resource)
+        for resource in (Resource.from_contents(schema), Resource.from_contents(definitions)))
+    return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
 @functools.cache

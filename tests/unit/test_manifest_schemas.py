@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.manifests import (
+    KUBERNETES_VERSION,
     PRODUCTION_VALUES,
     SOURCES,
     Document,
@@ -85,3 +86,18 @@ def test_misspelt_scaled_object_fields_fail_the_keda_schema() -> None:
                          (kafka, "lagTreshold")):
         errors = schema_errors(broken)
         assert any(f"'{typo}' was unexpected" in e for e in errors), errors
+
+
+def test_the_validation_agrees_with_kubernetes_validates_own() -> None:
+    """schema_errors builds kubernetes-validate's strict validator once per kind; its
+    verdicts are the package's own validate()'s."""
+    import kubernetes_validate
+
+    for source in sorted(SOURCES):
+        workload = workloads(documents_of(source))[0]
+        kubernetes_validate.validate(workload, KUBERNETES_VERSION, strict=True)
+        assert schema_errors(workload) == []
+        misspell(workload["spec"], "template", "templates")
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(workload, KUBERNETES_VERSION, strict=True)
+        assert schema_errors(workload)
