@@ -146,6 +146,13 @@ def test_the_chart_refuses_a_queue_in_two_pools_and_a_pool_without_queues(
         render_chart(unbounded)
 
 
+def test_the_chart_refuses_an_open_extra_egress_rule(tmp_path: Path) -> None:
+    values = tmp_path / "open-egress.yaml"
+    values.write_text(yaml.safe_dump({"networkPolicy": {"extraEgress": [{"ports": [443]}]}}))
+    with pytest.raises(ChartRefused, match=r"every rule needs `to` and `ports`"):
+        render_chart(values)
+
+
 def test_every_worker_pod_runs_only_its_pools_queues() -> None:
     documents = render_chart(PRODUCTION_VALUES)
     queues = {w["metadata"]["name"]: env_value(next(containers(w)), "TASKSAGA_WORKER_QUEUES")

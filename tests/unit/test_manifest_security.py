@@ -42,6 +42,9 @@ PRIVATE_RANGES = [ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8",
     "100.64.0.0/10", "0.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128", "::ffff:0:0/96")]
 EVERYWHERE = {"0.0.0.0/0", "::/0"}
+# The chart's policy of networkPolicy.extraEgress: what the operator declared (an OTLP
+# collector), checked for open rules only.
+EXTRA_EGRESS = "-extra-egress"
 
 
 # -- pods -------------------------------------------------------------------------------------
@@ -172,6 +175,7 @@ def network_problems(documents: list[Document]) -> list[str]:
         opened: set[int] = set()
         internet = []
         for policy in policies["Egress"]:
+            declared = policy["metadata"]["name"].endswith(EXTRA_EGRESS)
             for rule in policy["spec"].get("egress", []):
                 if is_internet(rule):
                     internet.append(rule)
@@ -179,7 +183,8 @@ def network_problems(documents: list[Document]) -> list[str]:
                 ports = rule_ports(rule)
                 if not rule.get("to") or not ports:
                     problems.append(f"{where}: egress rule open to any destination or port")
-                opened |= ports
+                if not declared:
+                    opened |= ports
         if opened != EGRESS_PORTS[kind]:
             problems.append(f"{where}: egress to ports {sorted(opened)}, "
                             f"not {sorted(EGRESS_PORTS[kind])}")
@@ -234,3 +239,12 @@ def test_metrics_may_be_scraped_only_by_the_named_peers() -> None:
             "app.kubernetes.io/name": "prometheus"}}}]
     assert not any(p["metadata"]["name"].endswith("metrics-ingress")
                    for p in of_kind(render_chart(), "NetworkPolicy"))
+
+
+def test_extra_egress_is_only_what_the_values_declare() -> None:
+    names = {p["metadata"]["name"] for p in of_kind(render_chart(), "NetworkPolicy")}
+    assert f"tasksaga{EXTRA_EGRESS}" not in names
+    [extra] = [p for p in of_kind(render_chart(PRODUCTION_VALUES), "NetworkPolicy")
+               if p["metadata"]["name"].endswith(EXTRA_EGRESS)]
+    assert [rule_ports(r) for r in extra["spec"]["egress"]] == [{4318}]
+    assert all(r["to"] for r in extra["spec"]["egress"])
