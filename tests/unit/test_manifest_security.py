@@ -248,3 +248,19 @@ def test_extra_egress_is_only_what_the_values_declare() -> None:
                if p["metadata"]["name"].endswith(EXTRA_EGRESS)]
     assert [rule_ports(r) for r in extra["spec"]["egress"]] == [{4318}]
     assert all(r["to"] for r in extra["spec"]["egress"])
+
+
+def test_the_kustomize_policies_are_the_charts_defaults() -> None:
+    """deploy/k8s/networkpolicies.yaml is the chart's default render without Helm's labels:
+    a change to one must be made to the other."""
+    helm_only = {"app.kubernetes.io/instance", "app.kubernetes.io/managed-by",
+                 "app.kubernetes.io/version", "helm.sh/chart"}
+
+    def plain(policy: Document) -> Document:
+        policy["metadata"]["labels"] = {k: v for k, v in policy["metadata"]["labels"].items()
+                                        if k not in helm_only}
+        policy["spec"]["podSelector"]["matchLabels"].pop("app.kubernetes.io/instance", None)
+        return policy
+
+    chart = [plain(p) for p in of_kind(render_chart(), "NetworkPolicy")]
+    assert of_kind(documents_of("kustomize"), "NetworkPolicy") == chart
