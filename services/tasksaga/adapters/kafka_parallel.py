@@ -221,7 +221,7 @@ class ParallelConsumerLoop(ConsumerLoop):
                 # Let running steps finish (their results are worth sending); what still runs
                 # after that loses its lease when close() revokes the partitions.
                 wait(futures, timeout=self._shutdown_seconds)
-                self._send_commits()
+                self._commit_at_shutdown()
                 self.consumer.close()
 
     def _run_one(self, message: Message, lease: Lease) -> None:
@@ -278,6 +278,30 @@ class ParallelConsumerLoop(ConsumerLoop):
         with self._changed:
             positions, self._pending = self._pending, {}
         self._commit(positions)
+
+    def _commit_at_shutdown(self) -> None:
+        """Commit, synchronously, the positions of what finished during the drain.
+
+        ``_send_commits`` skips them whenever the commit sent just before the stop is still
+        unanswered (its answer is served by a poll that never comes), and close() commits
+        nothing itself: they were left to the revoke callback close() runs, so the drained
+        steps' handover hung on the client calling it. The latest positions sent are
+        committed again with them, in case that unanswered commit failed; only partitions
+        still owned, so a new owner's position is never moved back."""
+        with self._changed:
+            positions = {**self._sent, **self._pending}
+            self._pending = {}
+        owned = {key: offset for key, offset in positions.items() if key in self.assignment}
+        if not owned:
+            return
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in owned.items()],
+                asynchronous=False,
+            )
+            self.commits += 1
+        except (KafkaException, RuntimeError) as error:
+            log.warning("could not commit offsets %s at shutdown: %s", owned, error)
 
     def _commit(self, positions: dict[PartitionKey, int]) -> None:
         """Commit asynchronously (on the polling thread, so in the order positions were taken)."""
