@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasksaga.adapters.clock import now_ms
 from tasksaga.api.dependencies import Deps
+from tasksaga.api.live.messages import LiveMessage
 from tasksaga.api.security import Caller
 from tasksaga.api.task_access import authorized_task
 from tasksaga.api.ui.timeline import TimelineEvent, build_timeline, lane_specs
@@ -106,7 +107,7 @@ def register_dashboard(app: FastAPI) -> None:
         if d.live is None:
             raise HTTPException(404, "the timeline reads the event log, which this API "
                                      "was started without (live progress is disabled)")
-        messages = []
+        messages: list[LiveMessage] = []
         while len(messages) < MAX_TIMELINE_EVENTS:
             page = await d.live.log.events_from(task_id, len(messages) + 1, _PAGE)
             messages += page

@@ -20,10 +20,12 @@ WAIT = "wait"
 COMPENSATION = "compensation"
 
 # How an event ends the open bar of its step (RUN or WAIT, else COMPENSATION).
-_ENDS_RUN = {"StepCompleted": "completed", "StepFailed": "failed", "SignalReceived": None}
+_ENDS_RUN = {"StepCompleted": "completed", "StepFailed": "failed"}
 _ENDS_COMPENSATION = {"StepCompensated": "compensated", "StepCompensationFailed": "failed"}
 _TERMINAL = {"TaskCompleted", "TaskFailed", "TaskCancelled", "TaskCompensationFailed",
              "TaskNeedsAttention"}
+# An operator's retry: the task goes on after its terminal event.
+_REOPENS = {"CompensationRetryRequested", "ForwardRetryRequested"}
 # Events drawn as a mark on their step's lane, with the mark's kind.
 _MARKS = {"StepRetryScheduled": "retry", "StepSkipped": "skipped",
           "ConditionEvaluated": "condition", "StepCancellationRequested": "cancel",
@@ -115,6 +117,25 @@ def lane_specs(definition: TaskDefinition | None, seen_steps: Iterable[str] = ()
     return specs
 
 
+def _apply(lane: _Lane, event: TimelineEvent, undone: list[str]) -> None:
+    attempt = event.attempt or 1
+    kind = event.event_type
+    if kind == "StepDispatched":
+        lane.start(RUN, attempt, event.at_ms)
+    elif kind == "StepWaiting":
+        lane.start(WAIT, attempt, event.at_ms)
+    elif kind == "StepCompensationDispatched":
+        lane.start(COMPENSATION, attempt, event.at_ms)
+        if lane.spec.step not in undone:
+            undone.append(lane.spec.step)
+    elif kind in _ENDS_COMPENSATION:
+        lane.end((COMPENSATION,), attempt, event.at_ms, _ENDS_COMPENSATION[kind])
+    elif kind in _ENDS_RUN:
+        lane.end((RUN, WAIT), attempt, event.at_ms, _ENDS_RUN[kind])
+    if kind in _MARKS:
+        lane.marks.append({"kind": _MARKS[kind], "at_ms": event.at_ms, "label": event.summary})
+
+
 def build_timeline(specs: Sequence[LaneSpec], events: Iterable[TimelineEvent],
                    now_ms: int) -> dict[str, Any]:
     """Lanes of bars and marks, the time span, and the order in which steps were undone."""
@@ -130,28 +151,10 @@ def build_timeline(specs: Sequence[LaneSpec], events: Iterable[TimelineEvent],
                 bar = lane.open_bar()
                 if bar is not None:  # its end event never came: the task stopped it
                     lane.close(bar, event.at_ms, "stopped")
-            continue
-        ended = None  # an operator's retry goes on after a terminal event
-        lane = lanes.get(event.step) if event.step else None
-        if lane is None:
-            continue
-        attempt = event.attempt or 1
-        kind = event.event_type
-        if kind == "StepDispatched":
-            lane.start(RUN, attempt, event.at_ms)
-        elif kind == "StepWaiting":
-            lane.start(WAIT, attempt, event.at_ms)
-        elif kind == "StepCompensationDispatched":
-            lane.start(COMPENSATION, attempt, event.at_ms)
-            if event.step not in undone:
-                undone.append(event.step)
-        elif kind in _ENDS_COMPENSATION:
-            lane.end((COMPENSATION,), attempt, event.at_ms, _ENDS_COMPENSATION[kind])
-        elif kind in _ENDS_RUN and _ENDS_RUN[kind] is not None:
-            lane.end((RUN, WAIT), attempt, event.at_ms, str(_ENDS_RUN[kind]))
-        if kind in _MARKS:
-            lane.marks.append({"kind": _MARKS[kind], "at_ms": event.at_ms,
-                               "label": event.summary})
+        elif event.event_type in _REOPENS:
+            ended = None
+        elif event.step is not None and event.step in lanes:
+            _apply(lanes[event.step], event, undone)
     return {
         "start_ms": started,
         "end_ms": ended,

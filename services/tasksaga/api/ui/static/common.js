@@ -1,7 +1,7 @@
 // Shared by the dashboard's pages: the session (a credential kept in sessionStorage), the
 // API calls (every one with the credential in a header), and DOM building that only ever
 // creates text nodes and attributes: no HTML string reaches the page (the CSP requires
-// Trusted Types, so an innerHTML assignment would throw).
+// Trusted Types, so assigning an HTML string to an element would throw).
 
 const STORAGE_KEY = "tasksaga.credential";
 
