@@ -9,7 +9,14 @@ import time
 
 from pydantic import BaseModel
 
-from tasksaga.core import AwaitMode, RetryPolicy, StepCancelled, StepContext, TaskDefinition
+from tasksaga.core import (
+    AwaitMode,
+    NonRetryableError,
+    RetryPolicy,
+    StepCancelled,
+    StepContext,
+    TaskDefinition,
+)
 
 
 class RenderRequest(BaseModel):
@@ -72,3 +79,58 @@ def publish(ctx: StepContext[RenderRequest]) -> Done:
 
 for _step in ("Prepare", "Encode", "Thumbnail", "Publish"):
     render.compensation(_step)(_undo)
+
+
+class Nothing(BaseModel):
+    pass
+
+
+class Decision(BaseModel):
+    approved: bool
+    note: str = ""
+
+
+# A human approval: the page's signal button answers it; a refusal fails the task, and the
+# first undo of Reserve fails, so the task stops in CompensationFailed for the page's
+# "Retry compensation" button.
+approval = TaskDefinition("DashboardApproval", queue="dashboard", request=Nothing,
+                          cancellable=True)
+
+
+@approval.step("Reserve", order=1, data=Done)
+def reserve(ctx: StepContext[Nothing]) -> Done:
+    return Done(step=ctx.step, attempt=ctx.attempt)
+
+
+@approval.compensation("Reserve")
+def release(ctx: StepContext[Nothing], data: Done) -> None:
+    if ctx.attempt == 1:
+        raise RuntimeError("the reservation desk is closed (the first release always fails)")
+
+
+approval.wait_for("Approve", order=2, data=Decision)
+
+
+@approval.step("Charge", order=3, data=Done)
+def charge(ctx: StepContext[Nothing]) -> Done:
+    decision = ctx.data(Decision)
+    if not decision.approved:
+        raise NonRetryableError(f"not approved: {decision.note}")
+    return Done(step=ctx.step, attempt=ctx.attempt)
+
+
+# Past its point of no return (Ship), a failure leaves the task to an operator: the page's
+# "Retry forward" button dispatches Notify again, which then succeeds.
+shipment = TaskDefinition("DashboardShipment", queue="dashboard", request=Nothing)
+
+
+@shipment.step("Ship", order=1, pivot=True, data=Done)
+def ship(ctx: StepContext[Nothing]) -> Done:
+    return Done(step=ctx.step, attempt=ctx.attempt)
+
+
+@shipment.step("Notify", order=2, data=Done)
+def notify(ctx: StepContext[Nothing]) -> Done:
+    if ctx.attempt == 1:
+        raise RuntimeError("the mail relay refused the first notice")
+    return Done(step=ctx.step, attempt=ctx.attempt)

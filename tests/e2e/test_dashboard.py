@@ -51,17 +51,40 @@ def token(system: System, tenant: str) -> str:
                        secret=system.env["TASKSAGA_AUTH_HS256_SECRET"])
 
 
-def signed_in(browser: Browser, system: System, path: str, tenant: str) -> Page:
+@pytest.fixture(scope="module")
+def api(dashboard: System) -> Iterator[httpx.Client]:
+    """The API as this module's tenant."""
+    headers = {"Authorization": f"Bearer {token(dashboard, tenant_of(dashboard))}"}
+    with httpx.Client(base_url=dashboard.services.api_url, timeout=30,
+                      headers=headers) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def operator_tasks(api: httpx.Client) -> dict[str, str]:
+    """Submitted first, so that they get where the tests want them while the first test
+    runs: one waiting for its approval signal, one past its pivot in NeedsAttention, and a
+    quick one that completes (for the list's filters)."""
+    tasks = {kind: api.post(f"/tasks/{kind}", json={}).json()["task_id"]
+             for kind in ("DashboardApproval", "DashboardShipment")}
+    tasks["Completed"] = api.post("/tasks/DashboardRender", json={
+        "prepare_s": 0.1, "ticks": 1, "interval_s": 0.05}).json()["task_id"]
+    return tasks
+
+
+def signed_in(browser: Browser, system: System, path: str,
+              tenant: str) -> tuple[Page, list[str]]:
+    """A new tab (its own sessionStorage) on ``path``, signed in with a token of ``tenant``;
+    and the errors its scripts raise or log (a CSP refusal is one), which must stay none."""
     page = browser.new_page(viewport={"width": 1360, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.errors = errors  # type: ignore[attr-defined]
     page.goto(system.services.api_url + path)
     page.fill("#credential", token(system, tenant))
     page.click("#sign-in-button")
     expect(page.locator("#who")).to_contain_text(f"tenant {tenant}")
-    return page
+    return page, errors
 
 
 def bar(page: Page, step: str, outcome: str, kind: str = "run") -> str:
@@ -69,10 +92,11 @@ def bar(page: Page, step: str, outcome: str, kind: str = "run") -> str:
             f'rect.bar[data-kind="{kind}"][data-outcome="{outcome}"]')
 
 
-def test_dashboard_follows_a_task_live_and_cancels_it(dashboard: System,
-                                                      browser: Browser) -> None:
+def test_dashboard_follows_a_task_live_and_cancels_it(
+        dashboard: System, browser: Browser, api: httpx.Client,
+        operator_tasks: dict[str, str]) -> None:
     tenant = tenant_of(dashboard)
-    page = signed_in(browser, dashboard, "/ui/", tenant)
+    page, errors = signed_in(browser, dashboard, "/ui/", tenant)
     # Submit from the list page: it opens the task's page.
     page.select_option("#submit-type", "DashboardRender")
     page.fill("#submit-body", json.dumps({"prepare_s": 3, "ticks": 60, "interval_s": 0.5}))
@@ -109,23 +133,20 @@ def test_dashboard_follows_a_task_live_and_cancels_it(dashboard: System,
     expect(page.locator("#cancel-button")).to_be_hidden()
     expect(page.locator("#task-live")).to_have_text("ended")
     assert page.evaluate("window.notReloaded") is True
-    api = httpx.Client(base_url=dashboard.services.api_url, timeout=30,
-                       headers={"Authorization": f"Bearer {token(dashboard, tenant)}"})
     assert api.get(f"/tasks/{task_id}").json()["status"] == "Cancelled"
     page.locator("#task-card").scroll_into_view_if_needed()
     page.screenshot(path=str(DOCS / "dashboard-task.png"), full_page=True)
-    assert page.errors == []  # type: ignore[attr-defined]
+    assert errors == []
 
     # Another tenant opening the same page sees the API's 404, and nothing of the task.
-    other = signed_in(browser, dashboard, f"/ui/tasks/{task_id}", tenant="other-tenant")
+    other, _ = signed_in(browser, dashboard, f"/ui/tasks/{task_id}", tenant="other-tenant")
     expect(other.locator("#task-error")).to_have_text(f"no task {task_id}")
     expect(other.locator("#task-card")).to_be_hidden()
     assert other.locator("#audit li").count() == 0
     other.close()
 
     # The list: a completed task beside the cancelled one; filters keep one or the other.
-    done = api.post("/tasks/DashboardRender",
-                    json={"prepare_s": 0.1, "ticks": 1, "interval_s": 0.05}).json()["task_id"]
+    done = operator_tasks["Completed"]
     assert dashboard.wait_terminal_with(api, done) == "Completed"
     page.goto(dashboard.services.api_url + "/ui/")
     rows = page.locator("#task-rows tr")
@@ -138,9 +159,45 @@ def test_dashboard_follows_a_task_live_and_cancels_it(dashboard: System,
         "Cancelled")
     assert "status=Cancelled" in page.url  # the filter is in the address: shareable
     page.click("#reset-filters")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(4)  # with the two operator tasks, waiting for a person
     page.screenshot(path=str(DOCS / "dashboard-list.png"), full_page=True)
-    assert page.errors == []  # type: ignore[attr-defined]
+    assert errors == []
     page.close()
-    api.close()
 
+
+def test_dashboard_buttons_send_a_signal_and_the_operators_retries(
+        dashboard: System, browser: Browser, operator_tasks: dict[str, str]) -> None:
+    # Retry forward first: its task goes on while the approval is answered on another page.
+    shipment, shipment_errors = signed_in(
+        browser, dashboard, "/ui/tasks/" + operator_tasks["DashboardShipment"],
+        tenant_of(dashboard))
+    expect(shipment.locator("#task-status")).to_have_text("NeedsAttention", timeout=20_000)
+    shipment.click("#retry-forward-button")
+
+    page, errors = signed_in(browser, dashboard,
+                             "/ui/tasks/" + operator_tasks["DashboardApproval"],
+                             tenant_of(dashboard))
+    send = page.locator('button[data-signal="Approve"]')
+    expect(send).to_be_visible(timeout=20_000)
+    expect(page.locator(bar(page, "Approve", "running", "wait"))).to_have_count(1)
+    page.fill('textarea[aria-label="Approve data"]',
+              json.dumps({"approved": False, "note": "over budget"}))
+    send.click()
+
+    expect(shipment.locator("#task-status")).to_have_text("Completed", timeout=20_000)
+    expect(shipment.locator(bar(shipment, "Notify", "completed"))).to_have_attribute(
+        "data-attempt", "2")
+    expect(shipment.locator("#retry-forward-button")).to_be_hidden()
+    assert shipment_errors == []
+
+    expect(page.locator("#task-status")).to_have_text("CompensationFailed", timeout=20_000)
+    expect(page.locator(bar(page, "Approve", "completed", "wait"))).to_have_count(1)
+    expect(send).to_be_hidden()
+    page.click("#retry-compensation-button")
+    expect(page.locator("#task-status")).to_have_text("Failed", timeout=20_000)
+    expect(page.locator(bar(page, "Reserve", "failed", "compensation"))).to_have_count(1)
+    expect(page.locator(bar(page, "Reserve", "compensated", "compensation"))).to_have_count(1)
+    expect(page.locator("#audit li[data-event=StepFailed]")).to_contain_text("over budget")
+    assert errors == []
+    shipment.close()
+    page.close()
