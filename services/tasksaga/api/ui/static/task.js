@@ -15,6 +15,9 @@ let source = null;
 let streamEnded = false;
 let refreshTimer = null;
 let openSignals = "";
+// Until then a stream that finds nothing after the terminal event is opened again: an
+// operator's retry was just sent, and its first event may not be in the log yet.
+let retryUntil = 0;
 
 function setLive(state) {
   const live = document.getElementById("task-live");
@@ -192,7 +195,8 @@ async function follow() {
   stream.addEventListener("error", () => {
     if (stream.readyState === EventSource.CLOSED) {
       // 204 (already ended), 401 (ticket expired) or another refusal.
-      if (status && TERMINAL.has(status.status)) finish("ended");
+      if (Date.now() < retryUntil) reopen(1000);
+      else if (status && TERMINAL.has(status.status)) finish("ended");
       else reopen(2000);
     } else {
       setLive("reconnecting");
@@ -225,7 +229,10 @@ async function act(path, options = {}, done = () => {}) {
     const answer = await api(path, { method: "POST", ...options });
     result.textContent = answer && answer.status ? `${answer.status}.` : "Sent.";
     done();
-    if (streamEnded) follow(); // an operator's retry goes on after a terminal event
+    if (streamEnded) { // an operator's retry goes on after a terminal event
+      retryUntil = Date.now() + 10000;
+      follow();
+    }
   } catch (failure) {
     result.className = "notice error";
     result.textContent = String(failure.message);
