@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -77,9 +77,8 @@ class DashboardHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def _page(name: str) -> FileResponse:
-    with resources.as_file(STATIC / name) as path:
-        return FileResponse(path, media_type="text/html; charset=utf-8")
+def _page(name: str) -> Response:
+    return Response((STATIC / name).read_bytes(), media_type="text/html; charset=utf-8")
 
 
 def register_dashboard(app: FastAPI) -> None:
@@ -90,11 +89,11 @@ def register_dashboard(app: FastAPI) -> None:
         return RedirectResponse(f"{PREFIX}/", status_code=308)
 
     @app.get(f"{PREFIX}/", include_in_schema=False)
-    def task_list_page() -> FileResponse:
+    def task_list_page() -> Response:
         return _page("index.html")
 
     @app.get(f"{PREFIX}/tasks/{{task_id}}", include_in_schema=False)
-    def task_page(task_id: Annotated[str, Path(max_length=200)]) -> FileResponse:
+    def task_page(task_id: Annotated[str, Path(max_length=200)]) -> Response:
         # The id is read by the page from its URL; the server puts nothing of it in the page.
         return _page("task.html")
 
