@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from tasksaga.api.ui.timeline import LaneSpec, TimelineEvent, build_timeline, lane_specs
@@ -129,3 +131,32 @@ def test_an_event_of_the_live_stream_reads_as_a_timeline_event() -> None:
                "attempt": 2, "occurred_at_ms": 1234, "summary": "step Encode completed"}
     assert TimelineEvent.from_message(message) == TimelineEvent(
         4, "StepCompleted", "Encode", 2, 1234, "step Encode completed")
+
+
+KINDS = ["StepDispatched", "StepCompleted", "StepFailed", "StepWaiting", "StepRetryScheduled",
+         "StepCompensationDispatched", "StepCompensated", "StepCompensationFailed",
+         "SignalReceived", "StepSkipped", "CompensationRetryRequested"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(KINDS), st.sampled_from(["Prepare", "Encode"]),
+                          st.integers(1, 3), st.integers(0, 50)), max_size=30),
+       st.sampled_from(["TaskCompleted", "TaskFailed", "TaskCancelled"]))
+def test_any_history_gives_ordered_bars_at_most_one_open_and_none_after_the_end(
+        rows: list[tuple[str, str, int, int]], terminal: str) -> None:
+    at = 0
+    history = []
+    for version, (kind, step, attempt, gap) in enumerate(rows, start=1):
+        at += gap
+        history.append(TimelineEvent(version, kind, step, attempt, at))
+    running = build_timeline(LANES, history, now_ms=at + 1)
+    for lane_document in running["lanes"]:
+        assert sum(b["end_ms"] is None for b in lane_document["bars"]) <= 1
+        for b in lane_document["bars"]:
+            assert b["end_ms"] is None or b["end_ms"] >= b["start_ms"]
+    ended = build_timeline(
+        LANES, [*history, TimelineEvent(len(history) + 1, terminal, None, None, at + 5)],
+        now_ms=at + 9)
+    assert ended["end_ms"] == at + 5
+    assert all(b["end_ms"] is not None and b["end_ms"] <= at + 5
+               for x in ended["lanes"] for b in x["bars"])
