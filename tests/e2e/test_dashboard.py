@@ -129,6 +129,7 @@ def test_dashboard_follows_a_task_live_and_cancels_it(
     page.fill("#cancel-reason", "seen enough")
     page.click("#cancel-confirm-button")
     expect(page.locator("#task-status")).to_have_text("Cancelled", timeout=20_000)
+    expect(page.locator(bar(page, "Encode", "cancelled"))).to_have_count(1)
     expect(page.locator(bar(page, "Prepare", "compensated", "compensation"))).to_have_count(1)
     expect(page.locator(bar(page, "Thumbnail", "compensated", "compensation"))
            ).to_have_count(1)

@@ -87,6 +87,15 @@ def test_the_terminal_event_stops_open_bars_and_an_operator_retry_reopens_the_ta
     assert build_timeline(LANES, retried, now_ms=1000)["end_ms"] is None
 
 
+def test_an_attempt_that_fails_after_being_told_to_stop_is_cancelled_not_failed() -> None:
+    timeline = build_timeline(LANES, events(
+        ("StepDispatched", "Encode", 1, 100), ("CancellationRequested", None, None, 200),
+        ("StepCancellationRequested", "Encode", 1, 200), ("StepFailed", "Encode", 1, 260)),
+        now_ms=300)
+    assert bars(timeline, "Encode") == [("run", 1, 100, 260, "cancelled")]
+    assert [m["kind"] for m in lane(timeline, "Encode")["marks"]] == ["cancel"]
+
+
 def test_a_wait_for_step_is_a_wait_bar_with_its_signal_marked() -> None:
     spec = [LaneSpec("Approve", 1, signal=True)]
     timeline = build_timeline(spec, events(

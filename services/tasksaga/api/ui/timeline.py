@@ -4,7 +4,8 @@ Each step is a lane; each attempt of the step is a bar from its dispatch (or its
 event that ended it, and each compensation attempt is a bar of its own on the same lane, so
 compensation reads right to left down the lanes: last step undone first. Steps that share an
 order (a parallel group) carry the same ``order`` and ``group`` and are drawn side by side.
-A bar still open has ``end_ms`` None; the page stretches it to the current time.
+A bar still open has ``end_ms`` None; the page stretches it to the current time. An attempt
+that fails after a cancellation told it to stop ends ``cancelled``, not ``failed``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class _Lane:
     spec: LaneSpec
     bars: list[_Bar] = field(default_factory=list)
     marks: list[dict[str, Any]] = field(default_factory=list)
+    told_to_stop: int | None = None  # the attempt a cancellation told to stop
 
     def open_bar(self) -> _Bar | None:
         return next((b for b in reversed(self.bars) if b.end_ms is None), None)
@@ -130,8 +132,12 @@ def _apply(lane: _Lane, event: TimelineEvent, undone: list[str]) -> None:
             undone.append(lane.spec.step)
     elif kind in _ENDS_COMPENSATION:
         lane.end((COMPENSATION,), attempt, event.at_ms, _ENDS_COMPENSATION[kind])
+    elif kind == "StepCancellationRequested":
+        lane.told_to_stop = attempt
     elif kind in _ENDS_RUN:
-        lane.end((RUN, WAIT), attempt, event.at_ms, _ENDS_RUN[kind])
+        # A failure of an attempt told to stop is its cancellation, not a fault.
+        stopped = kind == "StepFailed" and lane.told_to_stop == attempt
+        lane.end((RUN, WAIT), attempt, event.at_ms, "cancelled" if stopped else _ENDS_RUN[kind])
     if kind in _MARKS:
         lane.marks.append({"kind": _MARKS[kind], "at_ms": event.at_ms, "label": event.summary})
 
