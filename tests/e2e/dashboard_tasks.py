@@ -13,6 +13,7 @@ from tasksaga.core import (
     AwaitMode,
     NonRetryableError,
     RetryPolicy,
+    SagaContext,
     StepCancelled,
     StepContext,
     TaskDefinition,
@@ -76,6 +77,16 @@ def publish(ctx: StepContext[RenderRequest]) -> Done:
     _wait(ctx, ctx.request.interval_s)
     return Done(step=ctx.step, attempt=ctx.attempt)
 
+
+def wants_thumbnail(ctx: SagaContext[RenderRequest]) -> bool:
+    return ctx.request.ticks > 0
+
+
+def render_size(ctx: SagaContext[RenderRequest]) -> str:
+    return f"ticks={ctx.request.ticks}, interval_s={ctx.request.interval_s}"
+
+
+render.condition("Thumbnail", "the render has frames", wants_thumbnail, summary=render_size)
 
 for _step in ("Prepare", "Encode", "Thumbnail", "Publish"):
     render.compensation(_step)(_undo)

@@ -120,6 +120,7 @@ def test_dashboard_follows_a_task_live_and_cancels_it(
     expect(page.locator("#timeline .group-label")).to_have_text("parallel group Render")
     expect(page.locator("#task-live")).to_have_text("live")
     expect(page.locator('#step-rows tr[data-step="Encode"] progress')).to_be_visible()
+    expect(page.locator("#conditions .condition")).to_contain_text("the render has frames")
     assert page.evaluate("window.notReloaded") is True
 
     page.screenshot(path=str(SHOTS / "dashboard-task-live.png"), full_page=True)
