@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts
+.PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts \
+        dashboard-screenshots
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +57,11 @@ stack-status:
 
 bench: $(INSTALLED)
 	$(PY) tools/bench/run.py
+
+# The dashboard's browser test, writing its screenshots to docs/ (docs/dashboard.md).
+dashboard-screenshots: $(INSTALLED)
+	tools/stack up
+	TASKSAGA_DASHBOARD_SCREENSHOTS=docs $(PY) -m pytest tests/e2e/test_dashboard.py -q
 
 # 1,000 SSE watchers on one API process: memory per watcher, event delivery p99.
 bench-sse: $(INSTALLED)

@@ -28,6 +28,7 @@ from tasksaga.api.security import Caller
 from tasksaga.api.signal_route import router as signal_router
 from tasksaga.api.submit_route import Listen, submit_task
 from tasksaga.api.task_access import authorized_task
+from tasksaga.api.ui import register_dashboard
 from tasksaga.core import messages as msg
 from tasksaga.core.authorization import Action, Principal
 from tasksaga.core.definition import TaskDefinition
@@ -210,6 +211,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
                 "status_url": f"/tasks/{task_id}"}
 
     register_live_routes(app, visible_task)
+    register_dashboard(app)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi_document(caller: Caller) -> dict[str, Any]:
