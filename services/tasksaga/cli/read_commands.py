@@ -1,0 +1,134 @@
+"""``list``, ``show`` and ``audit``: read the API's projections, as tables or ``--json``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from tasksaga.cli.client import checked
+from tasksaga.cli.context import console, state
+from tasksaga.cli.output import percent, plain, print_json, short_time, status_text
+
+JSON_OPTION = typer.Option(False, "--json", help="print JSON for scripts instead of a table")
+
+
+def task_pages(client: httpx.Client, params: dict[str, Any], page_size: int
+               ) -> Iterator[list[dict[str, Any]]]:
+    """Every page of ``GET /tasks`` for ``params``, following ``next_cursor``."""
+    cursor: str | None = None
+    while True:
+        query = {**params, "limit": page_size, **({"before": cursor} if cursor else {})}
+        page = checked(client.get("/tasks", params=query))
+        yield page["tasks"]
+        cursor = page.get("next_cursor")
+        if not cursor or not page["tasks"]:
+            return
+
+
+def list_tasks(
+    ctx: typer.Context,
+    task_type: str | None = typer.Option(None, "--type", "-t", help="only this task type"),
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", "-s", help="only tasks in this status (repeatable)")] = None,
+    since: Annotated[datetime | None, typer.Option(
+        "--since", help="submitted at or after (ISO-8601)")] = None,
+    until: Annotated[datetime | None, typer.Option(
+        "--until", help="submitted before (ISO-8601)")] = None,
+    idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
+    limit: int = typer.Option(50, "--limit", "-n", min=1,
+                              help="show at most this many tasks (newest first)"),
+    every: bool = typer.Option(False, "--all", help="every matching task, page after page"),
+    page_size: int = typer.Option(100, "--page-size", min=1, max=1000,
+                                  help="tasks asked for per request"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List your tenant's tasks, newest first, following the API's cursor pages."""
+    params: dict[str, Any] = {"status": status} if status else {}
+    if task_type:
+        params["task_type"] = task_type
+    if since:
+        params["submitted_after"] = since.isoformat()
+    if until:
+        params["submitted_before"] = until.isoformat()
+    if idempotency_key:
+        params["idempotency_key"] = idempotency_key
+    tasks: list[dict[str, Any]] = []
+    with state(ctx).client() as client:
+        for page in task_pages(client, params, page_size if every else min(page_size, limit)):
+            tasks.extend(page)
+            if not every and len(tasks) >= limit:
+                tasks = tasks[:limit]
+                break
+    if as_json:
+        print_json(tasks)
+        return
+    table = Table("task", "type", "status", "version", "submitted", "updated",
+                  title=f"{len(tasks)} task(s)", title_justify="left")
+    for task in tasks:
+        table.add_row(task["task_id"], task["task_type"], status_text(task["status"]),
+                      str(task["version"]), short_time(task["submitted_at"]),
+                      short_time(task["updated_at"]))
+    console.print(table)
+
+
+def show(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task's id"),
+         as_json: bool = JSON_OPTION) -> None:
+    """A task's status: its steps, progress, failure, conditions and response."""
+    with state(ctx).client() as client:
+        document = checked(client.get(f"/tasks/{task_id}"))
+    if as_json:
+        print_json(document)
+        return
+    print_status(document)
+
+
+def print_status(document: dict[str, Any]) -> None:
+    console.print(f"[bold]{plain(document['task_id'])}[/bold]  {plain(document['task_type'])}"
+                  f"  v{document['version']}  ", status_text(document["status"]))
+    console.print(f"submitted {short_time(document['submitted_at'])}, "
+                  f"updated {short_time(document['updated_at'])}")
+    if document.get("end_reason"):
+        console.print(f"reason: {plain(document['end_reason'])}")
+    steps = Table("step", "status", "attempt", "progress", "detail", title_justify="left")
+    for step in document["steps"]:
+        detail = step.get("error_message") or step.get("progress_message") or (
+            f"waiting until {short_time(step['waiting_until'])}"
+            if step.get("waiting_until") else "")
+        steps.add_row(plain(step["step"]), status_text(step["status"]), str(step["attempt"]),
+                      percent(step.get("progress")), plain(detail) if detail else "")
+    console.print(steps)
+    for condition in document.get("conditions", []):
+        console.print(f"condition {plain(condition['description'])} "
+                      f"({plain(condition['function'])}) = {plain(condition['result'])}")
+    if document.get("response") is not None:
+        console.print("response:", plain(document["response"]))
+
+
+def audit(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task's id"),
+          after_version: int = typer.Option(0, "--after", min=0,
+                                            help="only entries after this version"),
+          as_json: bool = JSON_OPTION) -> None:
+    """A task's audit trail: one line per event of its log, every page."""
+    entries: list[dict[str, Any]] = []
+    with state(ctx).client() as client:
+        after: int | None = after_version
+        while after is not None:
+            page = checked(client.get(f"/tasks/{task_id}/audit",
+                                      params={"after_version": after}))
+            entries.extend(page["entries"])
+            after = page.get("next_after_version")
+    if as_json:
+        print_json(entries)
+        return
+    table = Table("v", "at", "event", "step", "summary", title=f"audit of {task_id}",
+                  title_justify="left")
+    for entry in entries:
+        table.add_row(str(entry["version"]), short_time(entry["occurred_at"]),
+                      plain(entry["event_type"]), plain(entry.get("step") or ""),
+                      plain(entry["summary"]))
+    console.print(table)
