@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts
+.PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts \
+	up down status
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,8 +13,20 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(INSTALLED)
 
+# KEEP=1: leave the services running afterwards (`make down` stops them).
 demo: $(INSTALLED)
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(if $(KEEP),--keep,)
+
+# The stack and the four services in the background, for the CLI and the dashboard
+# (PORT=8000 by default); `make down` stops the services, `make down STACK=1` the stack too.
+up: $(INSTALLED)
+	$(PY) tools/local_system.py up $(if $(PORT),--port $(PORT),)
+
+down: $(INSTALLED)
+	$(PY) tools/local_system.py down $(if $(STACK),--stack,)
+
+status: $(INSTALLED)
+	$(PY) tools/local_system.py status
 
 # -s: every test prints its figure (S1..S6, R1..R16, the worker and projection figures).
 test: $(INSTALLED) lint

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.table import Table
+from rich import box
+from rich.table import Column, Table
 
 from tasksaga.cli.client import checked
 from tasksaga.cli.context import console, state
@@ -67,12 +68,14 @@ def list_tasks(
     if as_json:
         print_json(tasks)
         return
-    table = Table("task", "type", "status", "version", "submitted", "updated",
-                  title=f"{len(tasks)} task(s)", title_justify="left")
+    table = Table(title=f"{len(tasks)} task(s)", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("task", no_wrap=True)  # ids are copied from here: never cut them
+    for name in ("type", "status", "v"):
+        table.add_column(name)
+    table.add_column("submitted", no_wrap=True)
     for task in tasks:
         table.add_row(task["task_id"], task["task_type"], status_text(task["status"]),
-                      str(task["version"]), short_time(task["submitted_at"]),
-                      short_time(task["updated_at"]))
+                      str(task["version"]), short_time(task["submitted_at"]))
     console.print(table)
 
 
@@ -94,7 +97,7 @@ def print_status(document: dict[str, Any]) -> None:
                   f"updated {short_time(document['updated_at'])}")
     if document.get("end_reason"):
         console.print(f"reason: {plain(document['end_reason'])}")
-    steps = Table("step", "status", "attempt", "progress", "detail", title_justify="left")
+    steps = Table("step", "status", "attempt", "progress", "detail", box=box.SIMPLE_HEAD)
     for step in document["steps"]:
         detail = step.get("error_message") or step.get("progress_message") or (
             f"waiting until {short_time(step['waiting_until'])}"
@@ -125,8 +128,8 @@ def audit(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task'
     if as_json:
         print_json(entries)
         return
-    table = Table("v", "at", "event", "step", "summary", title=f"audit of {task_id}",
-                  title_justify="left")
+    table = Table("v", Column("at", no_wrap=True), "event", "step", Column("summary", ratio=1),
+                  title=f"audit of {task_id}", title_justify="left", box=box.SIMPLE_HEAD)
     for entry in entries:
         table.add_row(str(entry["version"]), short_time(entry["occurred_at"]),
                       plain(entry["event_type"]), plain(entry.get("step") or ""),

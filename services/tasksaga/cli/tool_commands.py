@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -120,7 +121,7 @@ def task(task_id: str = typer.Argument(..., help="the task's id"),
         print_json({"task_id": task_id, "events": rows, "state": asdict(folded[-1].state)})
         return
     table = Table("v", "event", "summary", "task", "steps changed",
-                  title=f"fold of {task_id}", title_justify="left")
+                  title=f"fold of {task_id}", title_justify="left", box=box.SIMPLE_HEAD)
     before: dict[str, str] = {}
     for row in rows:
         table.add_row(str(row["version"]), row["event_type"], plain(row["summary"]),

@@ -136,7 +136,7 @@ def follow(cli: CliState, task_id: str, *, quiet: bool = False, as_json: bool = 
             with StepBars(console, lines) as bars:
                 view = _stream(client, view, bars.show, deadline, max_reconnects,
                                reconnect_delay_s, read_timeout_s)
-        final = checked(client.get(f"/tasks/{task_id}")) if view.ended else None
+        final = _final_status(client, task_id, view) if view.ended else None
     if final is None:
         return exit_codes.WATCH_TIMEOUT if _passed(deadline) else exit_codes.STREAM_LOST
     # The stream's end is the outcome; the status projection may lag it by a moment.
@@ -146,6 +146,18 @@ def follow(cli: CliState, task_id: str, *, quiet: bool = False, as_json: bool = 
         console.print(Text.assemble(f"task {task_id} ended ", status_text(outcome),
                                     f": {reason}" if reason else ""))
     return exit_codes.BY_STATUS.get(outcome, exit_codes.API_ERROR)
+
+
+def _final_status(client: httpx.Client, task_id: str, view: WatchView,
+                  wait_s: float = 3.0) -> dict[str, Any]:
+    """The status document once it shows the stream's outcome (the projection follows the
+    log a moment later), or as it is after ``wait_s``."""
+    give_up = time.monotonic() + wait_s
+    while True:
+        document: dict[str, Any] = checked(client.get(f"/tasks/{task_id}"))
+        if document["status"] == view.status or time.monotonic() >= give_up:
+            return document
+        time.sleep(0.2)
 
 
 def _passed(deadline: float | None) -> bool:
