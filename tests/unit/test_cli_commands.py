@@ -119,7 +119,7 @@ def test_retry_of_a_task_that_waits_for_none_is_refused_before_any_post() -> Non
     api = FakeApi()
     api.on("GET", f"/tasks/{TASK}", status_document("Running"))
     result = run(api, "retry", TASK)
-    assert result.exit_code == exit_codes.USAGE
+    assert result.exit_code == exit_codes.API_ERROR
     assert "is Running" in result.output
     assert not [r for r in api.requests if r.method == "POST"]
 

@@ -9,7 +9,7 @@ import typer
 
 from tasksaga.cli.client import checked
 from tasksaga.cli.context import console, errors, state
-from tasksaga.cli.exit_codes import USAGE
+from tasksaga.cli.exit_codes import API_ERROR, USAGE
 from tasksaga.cli.output import print_json
 from tasksaga.cli.submit_command import read_json_argument
 from tasksaga.cli.watch_command import follow
@@ -77,7 +77,8 @@ def retry(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task'
             route = retry_route(status, compensation, forward)
         except ValueError as error:
             errors.print(f"[red]error:[/red] task {task_id}: {error}", highlight=False)
-            raise typer.Exit(USAGE) from error
+            # Refused like the API refuses it (a 409), before sending anything.
+            raise typer.Exit(USAGE if compensation and forward else API_ERROR) from error
         answer = checked(client.post(f"/tasks/{task_id}/{route}"))
     _said(answer, as_json)
     if watch:

@@ -128,10 +128,10 @@ def audit(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task'
     if as_json:
         print_json(entries)
         return
-    table = Table("v", Column("at", no_wrap=True), "event", "step", Column("summary", ratio=1),
+    # No step column: the summary names the step.
+    table = Table("v", Column("at", no_wrap=True), "event", Column("summary", ratio=1),
                   title=f"audit of {task_id}", title_justify="left", box=box.SIMPLE_HEAD)
     for entry in entries:
         table.add_row(str(entry["version"]), short_time(entry["occurred_at"]),
-                      plain(entry["event_type"]), plain(entry.get("step") or ""),
-                      plain(entry["summary"]))
+                      plain(entry["event_type"]), plain(entry["summary"]))
     console.print(table)

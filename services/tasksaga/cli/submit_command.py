@@ -101,6 +101,8 @@ def submit(
                                             help="the notifier POSTs the outcome here"),
     watch: bool = typer.Option(False, "--watch", "-w",
                                help="follow the task to its end; exit with its outcome"),
+    events: bool = typer.Option(True, "--events/--no-events",
+                                help="with --watch: print each event's audit line"),
     as_json: bool = typer.Option(False, "--json", help="print the API's 202 answer as JSON"),
 ) -> None:
     """Submit a task: a JSON request (--data), or form fields and files (--field, --file)."""
@@ -127,4 +129,4 @@ def submit(
         console.print(f"accepted: task [bold]{accepted['task_id']}[/bold]{again}",
                       highlight=False)
     if watch:
-        raise typer.Exit(follow(cli, accepted["task_id"], quiet=as_json))
+        raise typer.Exit(follow(cli, accepted["task_id"], quiet=as_json, lines=events))
