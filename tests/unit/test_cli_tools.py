@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from tasksaga.adapters.replay import fold_steps
 from tasksaga.cli import exit_codes
 from tasksaga.cli.app import app
-from tasksaga.cli.tool_commands import step_changes
+from tasksaga.cli.tool_commands import importable, step_changes
 from tasksaga.core import events as ev
 from tasksaga.core.envelope import Envelope
 from tests.unit.cli_fakes import FakeApi, run
@@ -80,3 +81,21 @@ def test_an_unknown_profile_is_a_usage_error_naming_the_known_ones(tmp_path: Pat
                                 env={"TASKSAGA_CONFIG": str(config)})
     assert result.exit_code == exit_codes.USAGE
     assert "profile 'prod' is not in" in result.output and "local" in result.output
+
+
+def test_check_takes_a_file_as_the_module_it_is(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    assert importable("tasksaga_examples.zip_archive", tmp_path) == (
+        "tasksaga_examples.zip_archive", None)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "tasks.py").write_text("")
+    assert importable("pkg/tasks.py", tmp_path) == ("pkg.tasks", None)
+    elsewhere = tmp_path / "pkg"
+    assert importable(str(elsewhere / "tasks.py"), tmp_path / "other") == (
+        "tasks", elsewhere.resolve())
+    (tmp_path / "my_tasks.py").write_text(
+        "from tasksaga_examples.zip_archive import create_zip  # noqa: F401\n")
+    monkeypatch.chdir(tmp_path)
+    result = run(FakeApi(), "check", "my_tasks.py")
+    assert "my_tasks:CreateZip: ok (3 steps)" in result.output, result.output
+    assert result.exit_code == 0

@@ -26,8 +26,25 @@ replay_app = typer.Typer(no_args_is_help=True,
                          help="The event log: rebuild the projections, fold one task's stream.")
 
 
+def importable(module: str, cwd: Path) -> tuple[str, Path | None]:
+    """A dotted module name as it is; a ``.py`` file as the module it is from ``cwd`` when
+    it lies below it (``pkg/tasks.py`` -> ``pkg.tasks``), else by its own name from its
+    folder (the folder to put on ``sys.path`` is returned with it)."""
+    if not module.endswith(".py"):
+        return module, None
+    path = (cwd / module).resolve()
+    if not path.is_file():
+        return module, None  # reported by the check as a module that cannot be imported
+    try:
+        relative = path.relative_to(cwd.resolve())
+    except ValueError:
+        return path.stem, path.parent
+    return ".".join(relative.with_suffix("").parts), None
+
+
 def check(modules: Annotated[list[str], typer.Argument(
-              help="importable modules of definitions, e.g. tasksaga_examples.zip_archive")],
+              help="modules of definitions: dotted (tasksaga_examples.zip_archive) or "
+                   "files (examples/tasksaga_examples/zip_archive.py)")],
           lock: Annotated[Path | None, typer.Option(
               "--lock", help="the lock file (default: tasksaga.lock.json here, when it "
                              "exists)")] = None,
@@ -42,9 +59,15 @@ def check(modules: Annotated[list[str], typer.Argument(
 
     # A console script's sys.path lacks the current directory: add it, so that the modules
     # of the project the command is run in can be imported.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    status, lines = run_check(modules, lock, update_lock)
+    cwd = Path.cwd()
+    names: list[str] = []
+    for module in modules:
+        name, folder = importable(module, cwd)
+        names.append(name)
+        for entry in (str(cwd), str(folder) if folder else None):
+            if entry and entry not in sys.path:
+                sys.path.insert(0, entry)
+    status, lines = run_check(names, lock, update_lock)
     if as_json:
         print_json({"status": status, "lines": lines})
     for line in [] if as_json else lines:
