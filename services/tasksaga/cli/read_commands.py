@@ -69,10 +69,10 @@ def list_tasks(
         print_json(tasks)
         return
     table = Table(title=f"{len(tasks)} task(s)", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("task", no_wrap=True)  # ids are copied from here: never cut them
-    for name in ("type", "status", "v"):
-        table.add_column(name)
-    table.add_column("submitted", no_wrap=True)
+    # Ids are copied from here: never cut; on a narrow terminal the time wraps instead.
+    for name in ("task", "type", "status", "v"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("submitted")
     for task in tasks:
         table.add_row(task["task_id"], task["task_type"], status_text(task["status"]),
                       str(task["version"]), short_time(task["submitted_at"]))
