@@ -151,3 +151,14 @@ def test_a_signal_body_that_is_not_json_is_a_usage_error() -> None:
     result = run(FakeApi(), "signal", TASK, "Approve", "--data", "{approved: yes}")
     assert result.exit_code == exit_codes.USAGE
     assert "--data is not valid JSON" in result.output
+
+
+def test_whoami_names_the_profile_and_the_callers_tenant_and_roles() -> None:
+    api = FakeApi()
+    api.on("GET", "/whoami", {"subject": "alice", "tenant": "acme", "kind": "user",
+                              "roles": ["approver", "tasksaga:operator"]})
+    result = run(api, "whoami")
+    assert result.exit_code == 0, result.output
+    assert "profile default -> http://api.test" in result.output
+    assert "alice (user) of tenant acme, roles: approver, tasksaga:operator" in result.output
+    assert api.sent("GET", "/whoami")[0].headers["Authorization"] == "Bearer tok"

@@ -83,6 +83,7 @@ app.command("audit")(read_commands.audit)
 app.command("cancel")(action_commands.cancel)
 app.command("retry")(action_commands.retry)
 app.command("signal")(action_commands.signal)
+app.command("whoami")(read_commands.whoami)
 app.command("check")(tool_commands.check)
 app.add_typer(tool_commands.replay_app, name="replay")
 

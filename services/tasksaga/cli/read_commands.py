@@ -135,3 +135,17 @@ def audit(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task'
         table.add_row(str(entry["version"]), short_time(entry["occurred_at"]),
                       plain(entry["event_type"]), plain(entry["summary"]))
     console.print(table)
+
+
+def whoami(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """The profile in use (where, which) and who the API says the token is."""
+    cli = state(ctx)
+    with cli.client() as client:
+        caller = checked(client.get("/whoami"))
+    document = {"profile": cli.profile.name, "url": cli.profile.url, **caller}
+    if as_json:
+        print_json(document)
+        return
+    console.print(f"profile {plain(cli.profile.name)} -> {plain(cli.profile.url)}")
+    console.print(f"{plain(caller['subject'])} ({plain(caller['kind'])}) of tenant "
+                  f"{plain(caller['tenant'])}, roles: {plain(', '.join(caller['roles']))}")
