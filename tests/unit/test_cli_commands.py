@@ -162,3 +162,25 @@ def test_whoami_names_the_profile_and_the_callers_tenant_and_roles() -> None:
     assert "profile default -> http://api.test" in result.output
     assert "alice (user) of tenant acme, roles: approver, tasksaga:operator" in result.output
     assert api.sent("GET", "/whoami")[0].headers["Authorization"] == "Bearer tok"
+
+
+def test_retry_watch_follows_the_retry_once_it_is_in_the_log() -> None:
+    from tests.unit.cli_fakes import completed_run, sse
+
+    versions = iter([5, 5, 6])  # the projection shows the retry's event on the third read
+
+    def status(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=status_document("NeedsAttention",
+                                                        version=next(versions, 7)))
+
+    api = FakeApi()
+    api.on("GET", f"/tasks/{TASK}", status)
+    api.on("POST", f"/tasks/{TASK}/retry-forward", {"task_id": TASK, "status": "requested"},
+           status=202)
+    api.on("GET", f"/tasks/{TASK}/events", lambda _r: sse(completed_run()))
+    result = run(api, "retry", TASK, "--watch")
+    assert result.exit_code == exit_codes.OK, result.output
+    paths = [(r.method, r.url.path.rsplit("/", 1)[-1]) for r in api.requests]
+    assert paths[:4] == [("GET", TASK), ("POST", "retry-forward"), ("GET", TASK),
+                         ("GET", TASK)]
+    assert ("GET", "events") in paths[4:]

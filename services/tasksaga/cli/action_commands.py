@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
+import httpx
 import typer
 
-from tasksaga.cli.client import checked
+from tasksaga.cli.client import ApiError, checked
 from tasksaga.cli.context import console, errors, state
 from tasksaga.cli.exit_codes import API_ERROR, USAGE
 from tasksaga.cli.output import print_json
@@ -71,18 +73,33 @@ def retry(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task'
     """
     cli = state(ctx)
     with cli.client() as client:
-        status = "" if compensation or forward else checked(
-            client.get(f"/tasks/{task_id}"))["status"]
+        before = None if (compensation or forward) and not watch else checked(
+            client.get(f"/tasks/{task_id}"))
         try:
-            route = retry_route(status, compensation, forward)
+            route = retry_route(before["status"] if before else "", compensation, forward)
         except ValueError as error:
             errors.print(f"[red]error:[/red] task {task_id}: {error}", highlight=False)
             # Refused like the API refuses it (a 409), before sending anything.
             raise typer.Exit(USAGE if compensation and forward else API_ERROR) from error
         answer = checked(client.post(f"/tasks/{task_id}/{route}"))
+        if watch and before is not None:
+            # Until the retry is in the log, its stream would end at the old terminal event.
+            wait_past_version(client, task_id, int(before["version"]))
     _said(answer, as_json)
     if watch:
         raise typer.Exit(follow(cli, task_id, quiet=as_json))
+
+
+def wait_past_version(client: httpx.Client, task_id: str, version: int,
+                      timeout_s: float = 60.0) -> None:
+    """Return once the task's status shows an event after ``version``."""
+    deadline = time.monotonic() + timeout_s
+    while checked(client.get(f"/tasks/{task_id}"))["version"] <= version:
+        if time.monotonic() >= deadline:
+            raise ApiError(504, f"task {task_id} shows no event after version {version} "
+                                f"{timeout_s:.0f} s after the retry was accepted; "
+                                f"`tasksaga watch {task_id}` follows it when it does")
+        time.sleep(0.2)
 
 
 def signal(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task's id"),
