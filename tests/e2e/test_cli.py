@@ -1,6 +1,7 @@
 """The ``tasksaga`` command, run as a process against the four services (issue 10, item 5):
 ZIPs of uploaded files watched to Completed and to Failed, list/show/audit, a signal, a
-cancellation, heartbeat progress, and the fold of a task's log with ``replay task``."""
+cancellation, heartbeat progress, the fold of a task's log with ``replay task``, and an
+order in NeedsAttention retried forward."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from localrun import BIN, local_payload_keys, local_token
 from tests.e2e.conftest import System, running_system
 
 # Exit codes of `watch` (tasksaga.cli.exit_codes; docs/cli.md).
-COMPLETED, FAILED, CANCELLED = 0, 10, 11
+COMPLETED, FAILED, CANCELLED, NEEDS_ATTENTION = 0, 10, 11, 13
 
 
 @pytest.fixture(scope="module")
 def system(stack_env: dict[str, str]) -> Iterator[System]:
     with running_system(stack_env, TASKSAGA_TASK_MODULES=(
             "tasksaga_examples.zip_archive,tasksaga_examples.expense_approval,"
-            "tests.e2e.live_tasks")) as running:
+            "tasksaga_examples.order_fulfilment,tests.e2e.live_tasks")) as running:
         yield running
 
 
@@ -146,3 +147,15 @@ def test_watch_shows_heartbeat_progress_and_replay_folds_the_log(cli: Cli) -> No
     assert [e["event_type"] for e in fold["events"]][-1] == "TaskCompleted"
     assert fold["events"][-1]["steps"] == {"Count": "Completed", "Finish": "Completed"}
     assert fold["state"]["status"] == "Completed"
+
+
+def test_needs_attention_exits_13_and_retry_watch_follows_the_forward_retry(cli: Cli) -> None:
+    order = {"order_id": "o-cli-1", "sku": "MUG-42", "quantity": 1, "amount_cents": 999,
+             "email": "ada@example.com", "outage_at": "Notify", "outage_attempts": 3}
+    stuck = cli.run("submit", "FulfilOrder", "--data", json.dumps(order), "--watch",
+                    "--no-events")
+    assert stuck.returncode == NEEDS_ATTENTION, stuck.stdout + stuck.stderr
+    retried = cli.run("retry", accepted_id(stuck.stdout), "--watch")  # forward, from status
+    assert retried.returncode == COMPLETED, retried.stdout + retried.stderr
+    assert "forward retry requested" in retried.stdout
+    assert "ended Completed" in retried.stdout
