@@ -81,11 +81,10 @@ def retry(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task'
             errors.print(f"[red]error:[/red] task {task_id}: {error}", highlight=False)
             # Refused like the API refuses it (a 409), before sending anything.
             raise typer.Exit(USAGE if compensation and forward else API_ERROR) from error
-        answer = checked(client.post(f"/tasks/{task_id}/{route}"))
+        _said(checked(client.post(f"/tasks/{task_id}/{route}")), as_json)
         if watch and before is not None:
             # Until the retry is in the log, its stream would end at the old terminal event.
             wait_past_version(client, task_id, int(before["version"]))
-    _said(answer, as_json)
     if watch:
         raise typer.Exit(follow(cli, task_id, quiet=as_json))
 

@@ -115,7 +115,10 @@ def submit(
     cli = state(ctx)
     with cli.client() as client:
         if fields or files:
-            reply = upload(client, f"/tasks/{task_type}", params, headers, fields, files)
+            try:
+                reply = upload(client, f"/tasks/{task_type}", params, headers, fields, files)
+            except OSError as error:  # a file unreadable, or changed while it was sent
+                raise _usage(f"upload stopped: {error}") from error
         else:
             body = read_json_argument(data, "--data") if data is not None else {}
             reply = client.post(f"/tasks/{task_type}", params=params, headers=headers,
