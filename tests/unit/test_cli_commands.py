@@ -167,11 +167,12 @@ def test_whoami_names_the_profile_and_the_callers_tenant_and_roles() -> None:
 def test_retry_watch_follows_the_retry_once_it_is_in_the_log() -> None:
     from tests.unit.cli_fakes import completed_run, sse
 
-    versions = iter([5, 5, 6])  # the projection shows the retry's event on the third read
+    # The projection shows the retry's event on the third read.
+    reads = iter([("NeedsAttention", 5), ("NeedsAttention", 5), ("Running", 6)])
 
     def status(_request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=status_document("NeedsAttention",
-                                                        version=next(versions, 7)))
+        now, version = next(reads, ("Completed", 7))
+        return httpx.Response(200, json=status_document(now, version=version))
 
     api = FakeApi()
     api.on("GET", f"/tasks/{TASK}", status)

@@ -7,7 +7,10 @@ from collections.abc import Callable
 import httpx
 
 from tasksaga.cli import exit_codes
+from tasksaga.cli.context import CliState
+from tasksaga.cli.profile import CliProfile
 from tasksaga.cli.sse import SseParser
+from tasksaga.cli.watch_command import follow
 from tasksaga.cli.watch_view import apply, seed
 from tasksaga.core import events as ev
 from tests.unit.cli_fakes import (
@@ -55,7 +58,7 @@ def test_the_view_follows_steps_and_progress_and_ignores_a_late_beat() -> None:
 
 def test_watch_exits_0_when_the_task_completes_and_shows_each_step() -> None:
     api = FakeApi()
-    api.on("GET", STATUS, status_document())
+    api.on("GET", STATUS, status_document("Completed"))
     api.on("GET", EVENTS, lambda _r: sse(completed_run()))
     result = run(api, "watch", TASK)
     assert result.exit_code == exit_codes.OK, result.output
@@ -79,7 +82,7 @@ def test_watch_exit_codes_tell_each_outcome_apart() -> None:
     }
     for code, terminal in outcomes.items():
         api = FakeApi()
-        api.on("GET", STATUS, status_document())
+        api.on("GET", STATUS, status_document(type(terminal).__name__.removeprefix("Task")))
         api.on("GET", EVENTS, frames_of([event_frame(9, terminal), end_frame(9, terminal)]))
         result = run(api, "watch", TASK)
         assert result.exit_code == code, (type(terminal).__name__, result.output)
@@ -97,7 +100,7 @@ def test_a_dropped_stream_is_resumed_after_the_last_event_it_delivered() -> None
         return sse(frames[4:])
 
     api = FakeApi()
-    api.on("GET", STATUS, status_document())
+    api.on("GET", STATUS, status_document("Completed"))
     api.on("GET", EVENTS, events)
     result = run(api, "watch", TASK, "--reconnect-delay", "0", "--json")
     assert result.exit_code == exit_codes.OK, result.output
@@ -142,3 +145,12 @@ def test_watching_a_task_you_cannot_see_is_the_apis_404() -> None:
     result = run(api, "watch", TASK)
     assert result.exit_code == exit_codes.API_ERROR
     assert "404" in result.output and "not found" in result.output
+
+
+def test_the_outcome_is_the_streams_even_when_the_status_projection_lags() -> None:
+    api = FakeApi()
+    api.on("GET", STATUS, status_document("Compensating"))  # not caught up with the log
+    failed = ev.TaskFailed("boom", 9)
+    api.on("GET", EVENTS, frames_of([event_frame(9, failed), end_frame(9, failed)]))
+    cli = CliState(CliProfile("test", "http://api.test", None), httpx.MockTransport(api))
+    assert follow(cli, TASK, quiet=True, settle_s=0) == exit_codes.FAILED

@@ -120,8 +120,12 @@ def stream_once(client: httpx.Client, view: WatchView, show: Show,
 def follow(cli: CliState, task_id: str, *, quiet: bool = False, as_json: bool = False,
            timeout_s: float | None = None, max_reconnects: int = 20,
            reconnect_delay_s: float | None = None, read_timeout_s: float = READ_TIMEOUT_S,
-           lines: bool = True) -> int:
-    """Follow ``task_id`` to its end; the exit code of its outcome (exit_codes)."""
+           lines: bool = True, settle_s: float = 3.0) -> int:
+    """Follow ``task_id`` to its end; the exit code of its outcome (exit_codes).
+
+    ``settle_s``: how long the final status read waits for the projection to show the
+    outcome (for the end reason it prints; the outcome is the stream's either way).
+    """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with cli.client() as client:
         document = checked(client.get(f"/tasks/{task_id}"))
@@ -136,7 +140,7 @@ def follow(cli: CliState, task_id: str, *, quiet: bool = False, as_json: bool = 
             with StepBars(console, lines) as bars:
                 view = _stream(client, view, bars.show, deadline, max_reconnects,
                                reconnect_delay_s, read_timeout_s)
-        final = _final_status(client, task_id, view) if view.ended else None
+        final = _final_status(client, task_id, view, settle_s) if view.ended else None
     if final is None:
         return exit_codes.WATCH_TIMEOUT if _passed(deadline) else exit_codes.STREAM_LOST
     # The stream's end is the outcome; the status projection may lag it by a moment.
