@@ -40,6 +40,8 @@ def test_list_follows_the_cursor_and_passes_the_filters() -> None:
     assert [r.url.params.get("before") for r in sent] == [None, "2", "4"]
     assert sent[0].url.params.get_list("status") == ["Completed", "Failed"]
     assert sent[0].url.params["task_type"] == "CreateZip"
+    # Exactly as many as the limit: nothing more to say.
+    assert "more tasks match" not in run(api, "list", "--limit", "5").output
 
 
 def test_list_stops_at_its_limit_and_prints_a_table() -> None:
@@ -50,6 +52,7 @@ def test_list_stops_at_its_limit_and_prints_a_table() -> None:
     assert "3 task(s)" in result.output
     assert all(f"t-{n}" in result.output for n in (500, 499, 498))
     assert "t-497" not in result.output
+    assert "more tasks match: --limit 6 or --all" in result.output
     assert len(api.sent("GET", "/tasks")) == 1
 
 

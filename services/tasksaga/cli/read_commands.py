@@ -19,15 +19,17 @@ JSON_OPTION = typer.Option(False, "--json", help="print JSON for scripts instead
 
 
 def task_pages(client: httpx.Client, params: dict[str, Any], page_size: int
-               ) -> Iterator[list[dict[str, Any]]]:
-    """Every page of ``GET /tasks`` for ``params``, following ``next_cursor``."""
+               ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+    """Every page of ``GET /tasks`` for ``params``, following ``next_cursor``; each with
+    whether another page follows."""
     cursor: str | None = None
     while True:
         query = {**params, "limit": page_size, **({"before": cursor} if cursor else {})}
         page = checked(client.get("/tasks", params=query))
-        yield page["tasks"]
         cursor = page.get("next_cursor")
-        if not cursor or not page["tasks"]:
+        more = bool(cursor and page["tasks"])
+        yield page["tasks"], more
+        if not more:
             return
 
 
@@ -59,10 +61,14 @@ def list_tasks(
     if idempotency_key:
         params["idempotency_key"] = idempotency_key
     tasks: list[dict[str, Any]] = []
+    more = False
     with state(ctx).client() as client:
-        for page in task_pages(client, params, page_size if every else min(page_size, limit)):
+        # One more than shown: whether more match is then known without another request.
+        for page, more in task_pages(client, params,
+                                     page_size if every else min(page_size, limit + 1)):
             tasks.extend(page)
             if not every and len(tasks) >= limit:
+                more = more or len(tasks) > limit
                 tasks = tasks[:limit]
                 break
     if as_json:
@@ -77,6 +83,8 @@ def list_tasks(
         table.add_row(task["task_id"], task["task_type"], status_text(task["status"]),
                       str(task["version"]), short_time(task["submitted_at"]))
     console.print(table)
+    if more:
+        console.print(f"[dim]more tasks match: --limit {limit * 2} or --all[/dim]")
 
 
 def show(ctx: typer.Context, task_id: str = typer.Argument(..., help="the task's id"),
