@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts \
-        dashboard-screenshots
+	dashboard-screenshots up down status
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,20 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(INSTALLED)
 
+# KEEP=1: leave the services running afterwards (`make down` stops them).
 demo: $(INSTALLED)
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(if $(KEEP),--keep,)
+
+# The stack and the four services in the background, for the CLI and the dashboard
+# (PORT=8000 by default); `make down` stops the services, `make down STACK=1` the stack too.
+up: $(INSTALLED)
+	$(PY) tools/local_system.py up $(if $(PORT),--port $(PORT),)
+
+down: $(INSTALLED)
+	$(PY) tools/local_system.py down $(if $(STACK),--stack,)
+
+status: $(INSTALLED)
+	$(PY) tools/local_system.py status
 
 # -s: every test prints its figure (S1..S6, R1..R16, the worker and projection figures).
 # tools/stack helm: the chart tests' helm, built once with go install (tests/unit/manifests.py
