@@ -42,6 +42,17 @@ def state(ctx: typer.Context) -> CliState:
     return obj
 
 
+def _register_groups() -> None:
+    # The command groups import ``state`` and ``console`` from here: registered after both.
+    from tasksaga.cli import dlq_commands, repair_commands
+
+    app.add_typer(repair_commands.app, name="repair")
+    app.add_typer(dlq_commands.app, name="dlq")
+
+
+_register_groups()
+
+
 def main() -> None:
     try:
         app()
