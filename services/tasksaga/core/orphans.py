@@ -16,11 +16,13 @@ id is not the services' and is never reported.
 
 from __future__ import annotations
 
-import uuid
+import re
 from dataclasses import dataclass
 
 COMPENSATED_ENDINGS = frozenset({"Failed", "Cancelled"})
 RESULT_ENDINGS = frozenset({"Completed", "Resolved"})
+# A task id: a UUID in its canonical text form (the core imports no uuid: it generates none).
+_TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,7 @@ class Verdict:
 
 def task_ids_in(key: str) -> list[str]:
     """The task ids a key may name: its first two path segments that are UUIDs."""
-    found = []
-    for segment in key.split("/")[:2]:
-        try:
-            found.append(str(uuid.UUID(segment)))
-        except ValueError:
-            continue
-    return found
+    return [s for s in key.split("/")[:2] if _TASK_ID.fullmatch(s)]
 
 
 def tenant_of_key(key: str) -> str | None:
