@@ -96,7 +96,8 @@ def deployment_groups(settings: OrchestratorSettings, topics: Topics,
     prefix = settings.topic_prefix
     groups = {f"{prefix}-{settings.orchestrator_group}": [topics.task_commands,
                                                           topics.step_results],
-              f"{prefix}-notifier": [topics.task_events]}
+              f"{prefix}-notifier": [topics.task_events],
+              f"{prefix}-{INDEX_GROUP_SUFFIX}": [topics.dead_letter]}
     for queue in sorted(queues):
         groups[f"{prefix}-{settings.worker_group}-{queue}"] = [topics.step_commands(queue)]
     return groups
