@@ -31,7 +31,7 @@ def test_dead_letters_are_scoped_to_their_tenant_and_replayed_once(
     tenant = f"dl{uuid.uuid4().hex[:6]}"
     with inprocess_api(stack_env, kafka_bootstrap, topic_prefix) as (client, deps):
         index = DeadLetterIndex(pool)
-        deps.repair = RepairServices(index, OrphanSweeper(pool, deps.objects))
+        deps.repair = RepairServices(index, OrphanSweeper(pool, object_store(stack_env)))
         letter = DeadLetter(source, 0, 4, "g", "handler failed: boom", b"k", b"the value", 1,
                             {"traceparent": "00-cd"})
         index.record(topics.dead_letter, 0, 1, letter, None, tenant)
@@ -64,13 +64,15 @@ def test_dead_letters_are_scoped_to_their_tenant_and_replayed_once(
     assert records == [(b"k", b"the value", [("traceparent", b"00-cd")])] * 2
 
 
-def read(bootstrap: str, topic: str, count: int
-         ) -> list[tuple[bytes | None, bytes | None, object]]:
+Record = tuple[bytes | None, bytes | None, object]
+
+
+def read(bootstrap: str, topic: str, count: int) -> list[Record]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}",
                          "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
-        out = []
+        out: list[Record] = []
         while len(out) < count and (message := consumer.poll(5.0)) is not None:
             out.append((message.key(), message.value(), message.headers()))
         extra = consumer.poll(0.5)  # and nothing more
