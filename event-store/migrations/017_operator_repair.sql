@@ -37,6 +37,7 @@ CREATE TABLE orphan_sweeps (
     retention_hours double precision NOT NULL,
     reported_at     timestamptz NOT NULL DEFAULT now(),
     reported_by     text        NOT NULL,
+    sweep_started_at timestamptz,  -- one sweep at a time; a crashed one is taken over later
     swept_at        timestamptz,
     swept_by        text
 );

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.dead_letters import DeadLetterIndex
-from tasksaga.adapters.orphan_sweep import OrphanSweeper, SweepTooEarly
+from tasksaga.adapters.orphan_sweep import OrphanSweeper, SweepBusy, SweepTooEarly
 from tasksaga.adapters.topics import ensure_topics
 from tasksaga.adapters.wire import DeadLetter, Topics
 from tasksaga.api.repair_access import RepairServices
@@ -99,6 +99,14 @@ def test_a_sweep_keeps_what_became_referenced_after_its_report(
     with pool.connection() as conn:  # its submission got through after all
         conn.execute("INSERT INTO accepted_tasks (task_id, tenant, task_type, request_json)"
                      " VALUES (%s, %s, 'CreateZip', '{}')", (late, tenant))
+    with pool.connection() as conn:  # a sweep under way elsewhere
+        conn.execute("UPDATE orphan_sweeps SET sweep_started_at = now() WHERE sweep_id = %s",
+                     (sweep_id,))
+    with pytest.raises(SweepBusy):
+        sweeper.sweep(tenant, sweep_id, 0.0, "ops")
+    with pool.connection() as conn:  # ... whose process died long ago: taken over
+        conn.execute("UPDATE orphan_sweeps SET sweep_started_at = now() - interval '1 hour'"
+                     " WHERE sweep_id = %s", (sweep_id,))
     swept = sweeper.sweep(tenant, sweep_id, 0.0, "ops")
     assert {o["task_id"]: o["outcome"] for o in swept["objects"]} == {
         late: "kept: referenced again since the report", lost: "deleted"}

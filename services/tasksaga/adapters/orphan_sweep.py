@@ -31,6 +31,14 @@ class SweepTooEarly(Exception):
     """The report is younger than the grace period."""
 
 
+class SweepBusy(Exception):
+    """Another sweep of the report is under way."""
+
+
+# A sweep that started this long ago and never finished (its process died) is taken over.
+TAKE_OVER_AFTER_S = 600
+
+
 @dataclass(frozen=True)
 class Finding:
     obj: StoredObject
@@ -119,9 +127,20 @@ class OrphanSweeper:
                          "reason": o[4], "outcome": o[5]} for o in objects],
         }
 
+    def _claim(self, sweep_id: str, by: str) -> None:
+        with self._pool.connection() as conn:
+            claimed = conn.execute(
+                "UPDATE orphan_sweeps SET sweep_started_at = now(), swept_by = %s"
+                " WHERE sweep_id = %s AND swept_at IS NULL AND (sweep_started_at IS NULL"
+                " OR sweep_started_at < now() - make_interval(secs => %s)) RETURNING 1",
+                (by, sweep_id, TAKE_OVER_AFTER_S)).fetchone()
+        if claimed is None:
+            raise SweepBusy(f"report {sweep_id} is being swept already; its outcomes are at "
+                            f"GET /orphans/reports/{sweep_id} once done")
+
     def sweep(self, tenant: str, sweep_id: str, grace_s: float, by: str) -> dict[str, Any]:
         """Delete the report's objects that are still garbage; each one's outcome kept.
-        Raises KeyError (no such report) or SweepTooEarly."""
+        Raises KeyError (no such report), SweepTooEarly or SweepBusy."""
         document = self.sweep_document(tenant, sweep_id)
         if document is None:
             raise KeyError(sweep_id)
@@ -131,6 +150,7 @@ class OrphanSweeper:
             raise SweepTooEarly(f"report {sweep_id} is {document['age_s']:.0f} s old; objects "
                                 f"are deleted only from a report at least {grace_s:g} s old "
                                 "(TASKSAGA_ORPHAN_GRACE_S)")
+        self._claim(sweep_id, by)
         listed = [StoredObject(o["bucket"], o["key"], o["size"]) for o in document["objects"]]
         still = {(f.obj.bucket, f.obj.key) for f in self._garbage(
             listed, tenant, self._now_ms(), int(document["retention_hours"] * 3_600_000))}

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from tasksaga.adapters.orphan_sweep import SweepTooEarly
+from tasksaga.adapters.orphan_sweep import SweepBusy, SweepTooEarly
 from tasksaga.api.dependencies import Deps
 from tasksaga.api.repair_access import repair_services, require_operator
 from tasksaga.api.security import Caller
@@ -54,5 +54,5 @@ def sweep(sweep_id: str, caller: Caller, d: Deps) -> dict[str, Any]:
                                       caller.subject)
     except KeyError:
         raise HTTPException(404, f"no orphan report {sweep_id}") from None
-    except SweepTooEarly as error:
+    except (SweepTooEarly, SweepBusy) as error:
         raise HTTPException(409, str(error)) from error
