@@ -286,6 +286,7 @@ class ConsumerLoop:
             key=message.key(),
             value=message.value(),
             failed_at_ms=self._now_ms(),
+            headers=_text_headers(message),
         )
         key = message.key()
         envelope = Envelope(
@@ -300,3 +301,12 @@ class ConsumerLoop:
             self.settings.dead_letter_topic, key, self._codec.encode(envelope)
         )
         self._dead_letters.flush()
+
+
+def _text_headers(message: Message) -> dict[str, str]:
+    """A record's headers as text (the services write only text ones: trace context)."""
+    headers: dict[str, str] = {}
+    for name, raw in list(message.headers() or []):
+        headers[str(name)] = (raw.decode("utf-8", "replace") if isinstance(raw, bytes)
+                              else str(raw or ""))
+    return headers

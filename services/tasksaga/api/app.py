@@ -24,6 +24,7 @@ from tasksaga.api.dependencies import ApiDependencies, Deps
 from tasksaga.api.live.routes import register_live_routes
 from tasksaga.api.migrate_route import add_migrate_route
 from tasksaga.api.queries import ACCEPTED, TaskFilter, TaskRow
+from tasksaga.api.repair_routes import router as repair_router
 from tasksaga.api.security import Caller
 from tasksaga.api.signal_route import router as signal_router
 from tasksaga.api.submit_route import Listen, submit_task
@@ -59,6 +60,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     _error_handlers(app)
     app.include_router(signal_router)
     add_migrate_route(app)
+    app.include_router(repair_router)
 
     def definition_of(task_type: str) -> TaskDefinition:
         try:

@@ -88,5 +88,16 @@ app.command("check")(tool_commands.check)
 app.add_typer(tool_commands.replay_app, name="replay")
 
 
+def _register_groups() -> None:
+    # The command groups import ``state`` and ``console`` from here: registered after both.
+    from tasksaga.cli import dlq_commands, repair_commands
+
+    app.add_typer(repair_commands.app, name="repair")
+    app.add_typer(dlq_commands.app, name="dlq")
+
+
+_register_groups()
+
+
 def main() -> None:
     app()
