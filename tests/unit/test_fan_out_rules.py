@@ -250,3 +250,13 @@ def test_past_the_pivot_a_failed_fan_out_waits_for_its_running_instances_then_an
     assert [v["page"] for v in json.loads(d.state.step("Each").data_json or "")] == [0, 1, 2, 3]
     d.succeed("Publish")
     assert d.state.status is TaskStatus.COMPLETED
+
+
+def test_a_redrive_resends_the_instances_in_flight_with_their_items_not_the_step() -> None:
+    d = started(3)
+    d.send(instance_result(d, "Each[1]"))
+    before = len(d.commands)
+    d.send(msg.RedriveTask("t1", "stuck", "ops", d.now))
+    resent = [c for c in d.commands[before:] if isinstance(c, msg.ExecuteStep)]
+    assert [(c.step, c.item_index, c.item_json) for c in resent] == [
+        ("Each[0]", 0, '{"number":0}'), ("Each[2]", 2, '{"number":2}')]

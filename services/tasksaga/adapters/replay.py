@@ -14,14 +14,15 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.payload_crypto import PayloadKeyError, payload_cipher_from_env
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.adapters.projections import Projector
 from tasksaga.core.audit import describe
-from tasksaga.core.state import evolve, fold
+from tasksaga.core.envelope import Envelope
+from tasksaga.core.state import TaskState, evolve, fold
 
 
 def rebuild(database_url: str, codec: AvroCodec) -> tuple[int, float]:
@@ -36,22 +37,46 @@ def rebuild(database_url: str, codec: AvroCodec) -> tuple[int, float]:
         pool.close()
 
 
-def show_task(database_url: str, codec: AvroCodec, task_id: str) -> int:
+def load_stream(database_url: str, codec: AvroCodec, task_id: str) -> list[Envelope]:
+    """One task's events, in version order, from the log."""
     pool = open_pool(database_url, max_size=1, name="replay")
     try:
         with PostgresEventStore(pool, codec).transaction() as tx:
-            envelopes = tx.load_events(task_id)
+            return tx.load_events(task_id)
     finally:
         pool.close()
+
+
+@dataclass(frozen=True)
+class FoldStep:
+    """One event of a stream and the state the fold reached with it."""
+
+    envelope: Envelope
+    summary: str  # the audit line, described against the state before the event
+    state: TaskState
+
+
+def fold_steps(envelopes: list[Envelope]) -> list[FoldStep]:
+    """The fold of a stream, event by event (pure)."""
+    state = fold([])
+    folded: list[FoldStep] = []
+    for envelope in envelopes:
+        summary = describe(envelope.payload, state, envelope.occurred_at_ms)
+        state = evolve(state, envelope.payload)
+        folded.append(FoldStep(envelope, summary, state))
+    return folded
+
+
+def show_task(database_url: str, codec: AvroCodec, task_id: str) -> int:
+    envelopes = load_stream(database_url, codec, task_id)
     if not envelopes:
         print(f"no events for task {task_id}", file=sys.stderr)
         return 1
-    state = fold([])
-    for envelope in envelopes:
-        print(f"v{envelope.version:<4} {type(envelope.payload).__name__:28} "
-              f"{describe(envelope.payload, state, envelope.occurred_at_ms)}")
-        state = evolve(state, envelope.payload)
-    print(json.dumps(asdict(state), indent=2, default=str))
+    folded = fold_steps(envelopes)
+    for step in folded:
+        print(f"v{step.envelope.version:<4} {type(step.envelope.payload).__name__:28} "
+              f"{step.summary}")
+    print(json.dumps(asdict(folded[-1].state), indent=2, default=str))
     return 0
 
 

@@ -29,7 +29,7 @@ from tasksaga.core.attempts import SUPERSEDED
 from tasksaga.core.fan_out_shape import ForEach, instance_name, parse_instance
 from tasksaga.core.fan_out_state import FanOutState
 from tasksaga.core.pivot import passed_pivot
-from tasksaga.core.state import StepStatus, TaskStatus
+from tasksaga.core.state import StepState, StepStatus, TaskState, TaskStatus
 from tasksaga.core.step_actions import CANCELLED
 from tasksaga.core.steps import AwaitMode, StepDef
 from tasksaga.core.waits import WaitActions
@@ -194,6 +194,15 @@ class FanOutActions(WaitActions):
                     self.definition.get_step(instance_name(name, index)), 1)
                 return True
         return False
+
+
+def steps_and_instances(state: TaskState) -> list[StepState]:
+    """The steps that commands are sent for: a for_each step's instances in its place (the
+    step itself has none). One pass: for an operator's action, not for every message."""
+    steps = [s for name, s in state.steps.items() if name not in state.fan_outs]
+    for fan_out in state.fan_outs.values():
+        steps += [s for s in fan_out.instances if s is not None]
+    return steps
 
 
 def _with_item(command: msg.ExecuteStep | msg.CompensateStep, item: str,
