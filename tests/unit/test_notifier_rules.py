@@ -164,6 +164,8 @@ NOT_NOTIFIABLE = [
     ev.MessageParked("StepSucceeded", "", 1),
     ev.TaskMigrated(1, 2, "sha256:0", "operator migrate", 1),
     ev.MigrationRefused(2, "incompatible", 1),
+    ev.ChildTaskStarted("Ship", 1, "child-1", "Shipping", 1),
+    ev.ChildTaskEnded("Ship", "child-1", "Completed", None, 1),
 ]
 
 

@@ -47,7 +47,8 @@ class WebhookDelivery:
 # Each Kafka record schema: its name, and the payload types its union holds, in order.
 TASK_COMMAND = ("TaskCommandMessage", (msg.SubmitTask, msg.CancelTask, msg.RetryCompensation,
                                         msg.RetryForward, msg.SendSignal,
-                                        msg.MigrateTask))
+                                        msg.MigrateTask, msg.ChildTaskFinished,
+                                        msg.CompensateTask))
 TASK_EVENT = ("TaskEventMessage", ev.EVENT_TYPES)
 STEP_COMMAND = ("StepCommandMessage", (msg.ExecuteStep, msg.CompensateStep, msg.CancelStep))
 STEP_RESULT = (

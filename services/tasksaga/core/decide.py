@@ -11,6 +11,7 @@ from __future__ import annotations
 from tasksaga.core import attempts
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
+from tasksaga.core.children import ChildActions
 from tasksaga.core.decision import Decision, RandomFraction
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.fingerprint import fingerprint
@@ -18,7 +19,6 @@ from tasksaga.core.pivot import passed_pivot, stuck_forward
 from tasksaga.core.stage_progress import satisfied
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus
 from tasksaga.core.steps import Placement, Stage, StepDef
-from tasksaga.core.waits import WaitActions
 
 STEP_TIMED_OUT = "StepTimedOut"
 HEARTBEAT_MISSED = "HeartbeatMissed"
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-class _Rules(WaitActions):
+class _Rules(ChildActions):
     """The rule for each inbound message, then moving the saga on as far as it can go."""
 
     # -- inbound messages ----------------------------------------------------------------------
@@ -54,6 +54,7 @@ class _Rules(WaitActions):
             deadline_ms=deadline, tenant=command.tenant, submitted_by=command.submitted_by,
             definition_version=self.definition.version,
             definition_fingerprint=fingerprint(self.definition),
+            parent_task_id=command.parent_task_id, parent_step=command.parent_step,
         ))
         if deadline is not None:
             self.schedule(deadline, msg.TimerKind.TASK_TIMEOUT, "", 0)
@@ -342,6 +343,11 @@ def decide(
             rules.compensation_failed(message)
         case msg.TimerFired():
             rules.timer_fired(message)
+        case msg.ChildTaskFinished():
+            rules.child_finished(message)
+        case msg.CompensateTask():
+            rules.compensate_task(message)
     if rules.decision.events:
         rules.advance()
+        rules.report_end_to_parent()
     return rules.decision

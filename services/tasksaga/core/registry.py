@@ -76,6 +76,11 @@ class TaskRegistry:
         """The newest version of each type."""
         return iter([v[max(v)] for v in self._definitions.values()])
 
+    def dependents_of(self, task_type: str) -> list[TaskDefinition]:
+        """The types that start when a task of ``task_type`` completes (depends_on), newest
+        versions."""
+        return [d for d in self if d.depends_on == task_type]
+
     def all_versions(self) -> list[TaskDefinition]:
         return [d for v in self._definitions.values() for _, d in sorted(v.items())]
 

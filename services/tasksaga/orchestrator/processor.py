@@ -18,6 +18,7 @@ from tasksaga.adapters.kafka_bus import Unprocessable
 from tasksaga.adapters.service_metrics import StepMetrics
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
+from tasksaga.core.children import downstream_submissions
 from tasksaga.core.decide import Decision, decide
 from tasksaga.core.ports import (
     ConcurrencyConflict,
@@ -135,6 +136,7 @@ class Orchestrator:
                 beats.append(payload)
             elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
                             | msg.RetryForward | msg.SendSignal | msg.MigrateTask
+                            | msg.ChildTaskFinished | msg.CompensateTask
                             | msg.StepSucceeded | msg.StepAttemptFailed
                             | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
                 commands.append(envelope)
@@ -231,6 +233,13 @@ class Orchestrator:
             decision = router.decide_message(state, message, envelope, work.now_ms())
         except UnknownTaskType as error:
             raise Unprocessable(str(error)) from error
+        # depends_on: the completion and the downstream submissions commit together.
+        downstream, refused = downstream_submissions(
+            decision.state, decision.events, self._registry.dependents_of(task_type),
+            work.now_ms())
+        decision.commands.extend(downstream)
+        for reason in refused:
+            log.error("depends_on: %s", reason)
         self._write(work.tx, state, decision, cause, work.now_ms())
         if decision.events:
             work.decided[message.task_id] = decision.state
@@ -266,6 +275,19 @@ class Orchestrator:
         ]
         last_event_id = envelopes[-1].message_id if envelopes else cause
         for index, command in enumerate(decision.commands):
+            message_id = f"{after.task_id}:{after.version}:cmd{index}"
+            if isinstance(command, msg.TaskToTask):
+                # For another task (a child, a parent, a downstream): on task-commands, keyed
+                # and addressed by that task, so its own orchestrator decides it.
+                envelope = Envelope(
+                    payload=command, message_id=message_id, task_id=command.task_id,
+                    correlation_id=command.task_id, causation_id=last_event_id,
+                    occurred_at_ms=now,
+                    task_type=command.task_type if isinstance(command, msg.SubmitTask) else "")
+                records.append(OutboxRecord(self._topics.task_commands,
+                                            command.task_id.encode(),
+                                            self._codec.encode(envelope), headers))
+                continue
             topic = (
                 self._topics.step_cancellations
                 if isinstance(command, msg.CancelStep)
@@ -273,7 +295,7 @@ class Orchestrator:
             )
             envelope = Envelope(
                 payload=command,
-                message_id=f"{after.task_id}:{after.version}:cmd{index}",
+                message_id=message_id,
                 task_id=after.task_id,
                 correlation_id=after.task_id,
                 causation_id=last_event_id,

@@ -138,10 +138,25 @@ def replay(history: dict[str, Any], definitions: Iterable[TaskDefinition],
     # Compared on the recorded fields: a field added to the state later (with its default)
     # is not a difference in how the old run is decided.
     final, recorded_final = state_document(fold(events)), history["final_state"]
-    keys = sorted(k for k in recorded_final if final.get(k, "<missing>") != recorded_final[k])
+    keys = sorted(k for k in set(recorded_final) | set(final)
+                  if not _same(final.get(k, _MISSING), recorded_final.get(k, _MISSING)))
     if keys:
         problems.append(f"final state differs in {keys}")
     return problems
+
+
+_MISSING = "<missing>"
+
+
+def _same(current: Any, recorded: Any) -> bool:
+    """Equal, where a field the recording lacks (added to the state later, nested ones
+    included) counts as the same while it holds its empty default."""
+    if recorded == _MISSING:
+        return current in (None, "", 0, False, [], {}, _MISSING)
+    if isinstance(current, dict) and isinstance(recorded, dict):
+        return all(_same(current.get(k, _MISSING), recorded.get(k, _MISSING))
+                   for k in set(current) | set(recorded))
+    return bool(current == recorded)
 
 
 def _first_difference(actual: list[Any], expected: list[Any]) -> str:
