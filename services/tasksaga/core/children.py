@@ -164,8 +164,8 @@ class ChildActions(WaitActions):
                 self.emit(ev.CancellationRefused(command.reason, pivot, self.now))
                 self.report_to_parent(f"passed its pivot {pivot}: nothing can be compensated")
                 return
-            self.emit(ev.CancellationRequested(f"compensated: {command.reason}", self.now))
-            self.start_compensation(f"compensated: {command.reason}")
+            self.emit(ev.CancellationRequested(command.reason, self.now))
+            self.start_compensation(command.reason)
         elif status.is_terminal:  # already undone: say so again, the parent waits for it
             self.report_to_parent(self.state.end_reason)
 
