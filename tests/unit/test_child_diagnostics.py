@@ -7,6 +7,7 @@ import types
 from typing import Any
 
 import pytest
+
 from tasksaga import check
 from tasksaga.core import SagaContext, TaskDefinition
 from tasksaga.core.definition import DefinitionError
