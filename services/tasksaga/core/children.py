@@ -137,8 +137,8 @@ class ChildActions(WaitActions):
                 self.fail_step(report.step, step.attempt, f"ChildTask{report.status}", why,
                                False)
         elif step.status is StepStatus.COMPENSATING:
-            self.emit(ev.ChildTaskEnded(report.step, report.child_task_id, report.status,
-                                        report.reason, self.now))
+            # The child ended once already (Completed): its second end is its compensation's,
+            # recorded as the step's compensation outcome.
             if report.status in _UNDONE:
                 self.emit(ev.StepCompensated(report.step, step.compensation_attempt, self.now))
                 return

@@ -323,8 +323,9 @@ class ChildTaskStarted:
 
 @dataclass(frozen=True)
 class ChildTaskEnded:
-    """The child of a child step ended with ``status`` (its step then completes, fails, or
-    is compensated)."""
+    """The child of a running child step ended with ``status``: the step then completes (its
+    data is the child's response) or fails. The end of the child's compensation is recorded
+    as the step's (StepCompensated, StepCompensationFailed)."""
 
     step: str
     child_task_id: str

@@ -88,7 +88,8 @@ class StepState:
     retry_base: int = 0
     # While WAITING: when a sleep wakes, or when a wait_for times out (None: no timeout).
     waiting_until_ms: int | None = None
-    # A child step: the task it started, and that task's terminal status once it ended.
+    # A child step: the task it started, and the status its run ended with (Completed, or
+    # how it failed); its compensation's outcome is the step's own status.
     child_task_id: str | None = None
     child_status: str | None = None
 
