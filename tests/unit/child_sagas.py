@@ -78,9 +78,10 @@ class Family:
         self.parent.succeed("Hold")
         submits = self.sent(self.parent, msg.SubmitTask)
         assert len(submits) == 1
-        self.child.send(submits[0])
+        submit: msg.SubmitTask = submits[0]
+        self.child.send(submit)
         self._delivered[id(self.parent)] = len(self.parent.commands)
-        return submits[0]
+        return submit
 
     def sent(self, driver: Driver, kind: type[Any]) -> list[Any]:
         return [c for c in driver.commands if isinstance(c, kind)]

@@ -16,7 +16,7 @@ def new_run() -> SagaTestRun:
 
 def trip(**changes: object) -> trips.TripRequest:
     return trips.TripRequest(trip_id="T1", city="Oslo", nights=2, amount_cents=9900,
-                             **changes)  # type: ignore[arg-type]
+                             **changes)
 
 
 def ledger(run: SagaTestRun, task_id: str) -> list[str]:

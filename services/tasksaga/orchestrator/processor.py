@@ -18,7 +18,6 @@ from tasksaga.adapters.kafka_bus import Unprocessable
 from tasksaga.adapters.service_metrics import StepMetrics
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
-from tasksaga.core.children import downstream_submissions
 from tasksaga.core.decide import Decision, decide
 from tasksaga.core.ports import (
     ConcurrencyConflict,
@@ -233,13 +232,6 @@ class Orchestrator:
             decision = router.decide_message(state, message, envelope, work.now_ms())
         except UnknownTaskType as error:
             raise Unprocessable(str(error)) from error
-        # depends_on: the completion and the downstream submissions commit together.
-        downstream, refused = downstream_submissions(
-            decision.state, decision.events, self._registry.dependents_of(task_type),
-            work.now_ms())
-        decision.commands.extend(downstream)
-        for reason in refused:
-            log.error("depends_on: %s", reason)
         self._write(work.tx, state, decision, cause, work.now_ms())
         if decision.events:
             work.decided[message.task_id] = decision.state

@@ -59,6 +59,7 @@ class HistoryRecorder:
     def __init__(self, run: SagaTestRun) -> None:
         self.run = run
         self.decisions: list[dict[str, Any]] = []
+        self._task_of: list[str] = []  # the task of each decision (a run may hold several)
         orchestrator: Orchestrator = run.orchestrator
         decide_and_write = orchestrator._decide_and_write
         write = orchestrator._write
@@ -74,6 +75,7 @@ class HistoryRecorder:
             decide_and_write(work, message, cause, envelope)
             if "events" in current:
                 self.decisions.append(dict(current))
+                self._task_of.append(message.task_id)
 
         def recording_write(tx: Any, before: TaskState, decision: Decision, cause: str,
                             now: int) -> None:
@@ -100,8 +102,10 @@ class HistoryRecorder:
         }
 
     def history(self, task_id: str, description: str) -> dict[str, Any]:
+        decisions = [d for d, task in zip(self.decisions, self._task_of, strict=True)
+                     if task == task_id]
         return {"format": FORMAT, "description": description, "task_id": task_id,
-                "decisions": self.decisions,
+                "decisions": decisions,
                 "final_state": state_document(self.run.task(task_id).state)}
 
 
