@@ -107,6 +107,12 @@ def test_ts156_a_child_step_of_the_tasks_own_type() -> None:
     assert "TS156" in codes(task)
 
 
+def test_ts157_warns_of_a_child_that_cannot_be_cancelled() -> None:
+    child = child_task(cancellable=False)
+    [(name, diagnostic)] = task_links([parent_task(child), child])
+    assert (name, diagnostic.code, diagnostic.severity) == ("Trip", "TS157", "warning")
+
+
 def test_ts158_a_child_with_api_steps() -> None:
     child = child_task()
     child.upload_step("Upload", order=0, bucket="b", source="seat")

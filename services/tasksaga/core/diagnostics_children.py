@@ -111,6 +111,11 @@ def _child_link(step: StepDef, child: ChildTask,
                      f"{child.task_type!r}; known: {sorted(by_name)} (deploy its module "
                      "with this one)")]
     found = _api_steps(target, f"child step {step.name!r}")
+    if not target.cancellable:
+        found.append(Diagnostic(
+            "TS157", f"child step {step.name!r} starts {target.name!r}, which is not "
+                     "cancellable: cancelling this task waits for the child to finish, then "
+                     "compensates it", "warning"))
     if child.request_type is None:  # named by string: check the builder against it now
         found += _builder(step, child, target.request_type)
     return found
