@@ -22,10 +22,11 @@ from tests.unit.child_sagas import (
     ChildResp,
     Family,
     broken_request,
+    child_request,
     child_task,
     parent_task,
 )
-from tests.unit.sagas import Data, Driver
+from tests.unit.sagas import Data, Driver, Req
 
 
 def family(pivot: bool = False, cancellable: bool = True) -> Family:
@@ -244,3 +245,22 @@ def test_a_task_started_by_depends_on_tells_no_parent_when_it_ends() -> None:
     d.succeed("Send")
     assert d.state.status is TaskStatus.COMPLETED
     assert not any(isinstance(c, msg.ChildTaskFinished) for c in d.commands)
+
+
+def test_an_operators_forward_retry_starts_a_new_child_for_the_new_attempt() -> None:
+    child = child_task()
+    parent = TaskDefinition("Trip", queue="q", request=Req, step_timeout_seconds=30)
+    parent.step("Hold", order=1, data=Data, pivot=True)(lambda ctx: Data(value="seat"))
+    parent.child_step("Room", order=2, task=child, request=child_request)
+    f = Family(parent, child)
+    first = f.start_child()
+    f.child.fail("C1", retryable=False)
+    f.deliver()
+    assert f.parent.state.status is TaskStatus.NEEDS_ATTENTION  # past the pivot Hold
+    f.parent.send(msg.RetryForward("t1", f.parent.now))
+    again = f.sent(f.parent, msg.SubmitTask)[-1]
+    assert again.task_id == child_task_id("t1", "Room", 2) != first.task_id
+    assert f.parent.state.step("Room").child_task_id == again.task_id
+    # The first child's late reports no longer concern the step.
+    stale = msg.ChildTaskFinished("t1", "Room", first.task_id, "Completed", "{}", None, 1)
+    assert f.parent.send(stale).is_empty
