@@ -264,3 +264,23 @@ def test_an_operators_forward_retry_starts_a_new_child_for_the_new_attempt() -> 
     # The first child's late reports no longer concern the step.
     stale = msg.ChildTaskFinished("t1", "Room", first.task_id, "Completed", "{}", None, 1)
     assert f.parent.send(stale).is_empty
+
+
+def test_a_child_that_cannot_be_cancelled_finishes_then_is_compensated_by_the_parent() -> None:
+    f = family(cancellable=False)
+    f.start_child()
+    f.parent.send(msg.CancelTask("t1", "changed my mind", f.parent.now))
+    f.deliver()
+    assert f.child.state.status is TaskStatus.RUNNING  # the child ignored the cancellation
+    f.child.succeed("C1")
+    f.child.succeed("C2")
+    f.deliver()  # its completion completes the step, which the compensation then undoes
+    assert f.parent.state.step("Room").status is StepStatus.COMPENSATING
+    assert len(f.sent(f.parent, msg.CompensateTask)) == 1
+    f.deliver()
+    f.child.compensated("C2")
+    f.child.compensated("C1")
+    f.deliver()
+    assert f.parent.compensations() == ["Hold"]
+    f.parent.compensated("Hold")
+    assert f.parent.state.status is TaskStatus.CANCELLED
