@@ -69,3 +69,15 @@ def test_redelivering_every_command_and_result_starts_no_second_child_or_downstr
     run.run_now()
     assert sorted(run.store.stream_ids()) == streams  # parent, child, one downstream
     assert {s: len(run.store.events(s)) for s in streams} == lengths
+
+
+def test_a_child_of_a_type_not_deployed_fails_its_step_instead_of_waiting_for_ever() -> None:
+    run = SagaTestRun(trips.book_trip)  # BookHotel is not deployed in this run
+    run.submit(trip(), task_type="BookTrip")
+    parent = run.task()
+    hotel = parent.state.step("Hotel")
+    assert parent.status is TaskStatus.FAILED
+    assert hotel.error_type == "ChildTaskRejected"
+    assert "unknown task type 'BookHotel'" in (hotel.error_message or "")
+    parent.assert_compensated(["HoldSeat"])
+    assert run.store.stream_ids() == [parent.state.task_id]  # the child never started

@@ -144,7 +144,8 @@ class ProjectionQueries:
             # Tasks this one started: its child steps' children, and the tasks that
             # depend_on it (started on its completion). Always of the same tenant.
             children = cur.execute(
-                "SELECT s.step, s.child_task_id AS task_id, t.task_type, t.status"
+                "SELECT s.step, s.child_task_id AS task_id, t.task_type, t.status,"
+                " s.error_type"
                 " FROM step_records s LEFT JOIN task_status t ON t.task_id = s.child_task_id"
                 " WHERE s.task_id = %s AND s.child_task_id IS NOT NULL ORDER BY s.step",
                 (row.task_id,)).fetchall()
@@ -178,8 +179,7 @@ class ProjectionQueries:
             "conditions": [_jsonable(c) for c in conditions],
             "notifications": [_jsonable(d) for d in deliveries],
             "parent": _parent_document(row),
-            # A child not projected yet shows no type and status "Accepted".
-            "children": [{**c, "status": c["status"] or ACCEPTED} for c in children],
+            "children": [_child_document(c) for c in children],
             "downstream": [dict(d) for d in downstream],
         }
 
@@ -241,6 +241,15 @@ class ProjectionQueries:
 
 
 _ENDED = frozenset({"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention"})
+
+
+def _child_document(child: dict[str, Any]) -> dict[str, Any]:
+    """A child step's task; one not projected yet shows no type and status Accepted, one no
+    orchestrator could start (its type not deployed) Rejected."""
+    error_type = child.pop("error_type")
+    if child["status"] is None:
+        child["status"] = "Rejected" if error_type == "ChildTaskRejected" else ACCEPTED
+    return child
 
 
 def _parent_document(row: TaskRow) -> dict[str, Any] | None:

@@ -36,6 +36,8 @@ from tasksaga.core.steps import ChildTask, StepDef
 from tasksaga.core.waits import WaitActions
 
 CHILD_REQUEST_ERROR = "ChildRequestError"
+#: How a child ended that never started (its type is not deployed where it was submitted).
+REJECTED = "Rejected"
 _ENDINGS = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskCompensationFailed,
             ev.TaskNeedsAttention)
 # A child that ended so was undone (compensated, or never did anything lasting).
@@ -183,6 +185,19 @@ class ChildActions(WaitActions):
             task_id=state.parent_task_id, step=state.parent_step, child_task_id=state.task_id,
             status=state.status.value, response_json=state.response_json if completed else None,
             reason=reason, finished_at_ms=self.now))
+
+
+def child_not_started(command: msg.Inbound, reason: str,
+                      now_ms: int) -> msg.ChildTaskFinished | None:
+    """The answer to a parent whose child's submission no orchestrator can decide (its type
+    is not deployed): the child ended Rejected, so the parent's step fails instead of
+    waiting for ever. None for anything else (a dead letter, as before)."""
+    if not isinstance(command, msg.SubmitTask) or command.parent_task_id is None \
+            or command.parent_step is None:
+        return None
+    return msg.ChildTaskFinished(
+        task_id=command.parent_task_id, step=command.parent_step, child_task_id=command.task_id,
+        status=REJECTED, response_json=None, reason=reason, finished_at_ms=now_ms)
 
 
 def downstream_submissions(
