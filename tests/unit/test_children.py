@@ -284,3 +284,23 @@ def test_a_child_that_cannot_be_cancelled_finishes_then_is_compensated_by_the_pa
     assert f.parent.compensations() == ["Hold"]
     f.parent.compensated("Hold")
     assert f.parent.state.status is TaskStatus.CANCELLED
+
+
+def test_a_child_that_completes_after_its_step_failed_is_compensated_not_left_standing(
+) -> None:
+    child = child_task(pivot=False)
+    f = Family(parent_task(child), child)
+    f.start_child()
+    f.child.succeed("C1")
+    # The child ends NeedsAttention (as if past a pivot): the parent's step fails.
+    needs = msg.ChildTaskFinished("t1", "Room", f.child.state.task_id, "NeedsAttention", None,
+                                  "step C2 failed after the pivot", f.parent.now)
+    f.parent.send(needs)
+    assert f.parent.state.step("Room").status is StepStatus.FAILED
+    f.child.succeed("C2")  # an operator took the child forward: it completes after all
+    f.deliver()
+    [undo] = f.sent(f.parent, msg.CompensateTask)
+    assert undo.task_id == f.child.state.task_id
+    f.deliver()
+    assert f.child.state.status is TaskStatus.COMPENSATING
+    assert f.child.compensations() == ["C2"]

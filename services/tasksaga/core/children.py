@@ -129,7 +129,17 @@ class ChildActions(WaitActions):
             return
         what = f"child task {report.child_task_id} ended {report.status}"
         why = f"{what}: {report.reason}" if report.reason else what
-        if step.status is StepStatus.RUNNING:
+        if step.status is StepStatus.FAILED and report.status == TaskStatus.COMPLETED.value:
+            # It completed after its step gave up on it (it had ended NeedsAttention, and an
+            # operator took it forward): its effects must not stand unrecorded. Undo it.
+            self.emit(ev.ChildTaskEnded(report.step, report.child_task_id, report.status,
+                                        "completed after its step failed: compensating it",
+                                        self.now))
+            self.send(msg.CompensateTask(
+                task_id=report.child_task_id, parent_task_id=self.state.task_id,
+                reason=f"parent task {self.state.task_id} no longer waits for it (step "
+                       f"{report.step} failed)", requested_at_ms=self.now))
+        elif step.status is StepStatus.RUNNING:
             self.emit(ev.ChildTaskEnded(report.step, report.child_task_id, report.status,
                                         report.reason, self.now))
             if report.status == TaskStatus.COMPLETED.value:
