@@ -4,7 +4,11 @@ depends_on downstream per completion whatever is redelivered."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from tasksaga.core import events as ev
 from tasksaga.core.children import child_task_id, downstream_task_id
+from tasksaga.core.ports import ConcurrencyConflict
 from tasksaga.core.state import TaskStatus
 from tasksaga.testing import SagaTestRun, TaskRun
 from tasksaga_examples import trip_booking as trips
@@ -81,3 +85,26 @@ def test_a_child_of_a_type_not_deployed_fails_its_step_instead_of_waiting_for_ev
     assert "unknown task type 'BookHotel'" in (hotel.error_message or "")
     parent.assert_compensated(["HoldSeat"])
     assert run.store.stream_ids() == [parent.state.task_id]  # the child never started
+
+
+def test_a_completion_rolled_back_after_it_was_decided_submits_its_downstream_once() -> None:
+    run = new_run()
+    write = run.orchestrator._write
+    crashed: list[str] = []
+
+    def crash_once_after_completing(tx: Any, before: Any, decision: Any, cause: str,
+                                    now: int) -> None:
+        write(tx, before, decision, cause, now)  # events and outbox written, not committed
+        completed = any(isinstance(e, ev.TaskCompleted) for e in decision.events)
+        if completed and decision.state.task_type == "BookTrip" and not crashed:
+            crashed.append(decision.state.task_id)
+            raise ConcurrencyConflict("the transaction died before its commit")
+
+    run.orchestrator._write = crash_once_after_completing  # type: ignore[method-assign]
+    run.submit(trip(), task_type="BookTrip")
+    assert crashed == ["task-1"]  # decided twice: rolled back, then committed
+    itinerary = downstream_task_id("task-1", "IssueItinerary")
+    submits = [r for r in run.bus.records(run.topics.task_commands)
+               if run.codec.decode(r.value).task_id == itinerary]
+    assert len(submits) == 1
+    assert run.task(itinerary).status is TaskStatus.COMPLETED
