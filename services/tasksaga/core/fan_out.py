@@ -88,7 +88,7 @@ class FanOutActions(WaitActions):
         else:
             self.expand(step, step.for_each, attempt)
 
-    def send(self, command: msg.StepCommand) -> None:
+    def send(self, command: msg.Outbound) -> None:
         """An instance's commands carry its item and index."""
         if isinstance(command, msg.ExecuteStep | msg.CompensateStep) and self.state.fan_outs:
             parsed = parse_instance(command.step)

@@ -96,6 +96,10 @@ class StepState:
     retry_base: int = 0
     # While WAITING: when a sleep wakes, or when a wait_for times out (None: no timeout).
     waiting_until_ms: int | None = None
+    # A child step: the task it started, and the status its run ended with (Completed, or
+    # how it failed); its compensation's outcome is the step's own status.
+    child_task_id: str | None = None
+    child_status: str | None = None
 
     def surplus_of(self, attempt: int) -> SurplusEffect | None:
         return next((s for s in self.surplus if s.attempt == attempt), None)
@@ -133,6 +137,9 @@ class TaskState:
     parked_from: TaskStatus | None = None
     parked_reason: str | None = None  # the end_reason to restore: parking shows its own
     parked: tuple[ev.MessageParked, ...] = ()
+    # Started by another task (its child step), or by depends_on (no step).
+    parent_task_id: str | None = None
+    parent_step: str | None = None
     # Expanded for_each steps by name; their instances are steps too (``step("Each[3]")``).
     fan_outs: Mapping[str, FanOutState] = field(default_factory=dict)
 
@@ -218,6 +225,8 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 submitted_by=event.submitted_by,
                 definition_version=event.definition_version,
                 definition_fingerprint=event.definition_fingerprint,
+                parent_task_id=event.parent_task_id,
+                parent_step=event.parent_step,
             )
         case ev.StepDispatched():
             return _with_step(
@@ -365,6 +374,14 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                                       f"{event.from_status}): {event.reason}")
         case ev.TaskRedriven():
             return state
+        case ev.ChildTaskStarted():
+            return _with_step(
+                state, event.step, status=StepStatus.RUNNING, attempt=event.attempt,
+                error_type=None, error_message=None, trace_id=None, cancel_requested=False,
+                child_task_id=event.child_task_id, child_status=None,
+            )
+        case ev.ChildTaskEnded():
+            return _with_step(state, event.step, child_status=event.status)
         case ev.FanOutExpanded():
             fan_out = FanOutState.expanded(event.step, tuple(event.items_json))
             state = replace(state, fan_outs={**state.fan_outs, event.step: fan_out})
