@@ -38,6 +38,8 @@ def test_a_1000_page_document_gets_a_thumbnail_per_page_indexed_in_page_order() 
     assert len(audit) < 20, audit  # one summary, not a line per instance
     task.assert_audit_contains("step ThumbnailEach expanded into 1000 instances",
                                "step ThumbnailEach completed: 1000 of 1000 instances succeeded")
+    # Each finished instance deleted its deadline: no 1,000 timers left to fire for nothing.
+    assert [t for _, t in run.store.timers() if t.step.startswith("ThumbnailEach[")] == []
 
 
 def test_at_most_max_parallel_pages_are_in_flight_at_any_moment() -> None:

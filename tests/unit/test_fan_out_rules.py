@@ -260,3 +260,12 @@ def test_a_redrive_resends_the_instances_in_flight_with_their_items_not_the_step
     resent = [c for c in d.commands[before:] if isinstance(c, msg.ExecuteStep)]
     assert [(c.step, c.item_index, c.item_json) for c in resent] == [
         ("Each[0]", 0, '{"number":0}'), ("Each[2]", 2, '{"number":2}')]
+
+
+def test_a_finished_instance_deletes_its_deadline_instead_of_leaving_it_to_fire() -> None:
+    d = started(2)
+    done = d.send(instance_result(d, "Each[0]"))
+    assert done.unscheduled == [msg.TimerFired("t1", msg.TimerKind.STEP_TIMEOUT, "Each[0]", 1)]
+    failed = d.fail("Each[1]", retryable=False)
+    assert msg.TimerFired("t1", msg.TimerKind.STEP_TIMEOUT, "Each[1]", 1) in failed.unscheduled
+    assert d.send(msg.StepSucceeded("t1", "Prepare", 1, "{}")).unscheduled == []
