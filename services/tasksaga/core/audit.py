@@ -117,6 +117,12 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
                     f"{event.reason})")
         case ev.MigrationRefused():
             return f"move to version {event.to_version} refused: {event.reason}"
+        case ev.WorkflowValueRecorded():
+            return f"workflow recorded {event.name} = {event.value_json}"
+        case ev.WorkflowDiverged():
+            return (f"workflow suspended, non-determinism at await #{event.command_index} "
+                    f"({event.location}): history has {event.expected}, code issued "
+                    f"{event.got}")
     return type(event).__name__
 
 

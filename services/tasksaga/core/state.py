@@ -310,6 +310,17 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                            definition_fingerprint=event.fingerprint)
         case ev.MigrationRefused():
             return state
+        case ev.WorkflowValueRecorded():
+            return state  # the workflow driver reads it from the history (tasksaga.workflow)
+        case ev.WorkflowDiverged():
+            return replace(
+                state, status=TaskStatus.NEEDS_ATTENTION,
+                end_reason=(f"non-determinism at await #{event.command_index} "
+                            f"({event.location}): the history records {event.expected}, the "
+                            f"deployed code issued {event.got}; the workflow is suspended: "
+                            "deploy code that replays its history (guard the change with "
+                            "wf.patched), then retry it forward (POST "
+                            "/tasks/{id}/retry-forward)"))
     raise TypeError(f"not a task event: {event!r}")
 
 
