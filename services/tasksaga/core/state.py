@@ -237,10 +237,12 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             return _with_step(state, event.step, status=StepStatus.COMPENSATION_RETRY_SCHEDULED)
         case ev.TaskCompleted():
             return replace(state, status=TaskStatus.COMPLETED, response_json=event.response_json)
-        case ev.TaskFailed():
-            return replace(state, status=TaskStatus.FAILED)
+        case ev.TaskFailed():  # a workflow's failure has no CompensationStarted before it
+            return replace(state, status=TaskStatus.FAILED,
+                           end_reason=state.end_reason or event.reason)
         case ev.TaskCancelled():
-            return replace(state, status=TaskStatus.CANCELLED)
+            return replace(state, status=TaskStatus.CANCELLED,
+                           end_reason=state.end_reason or event.reason)
         case ev.TaskCompensationFailed():
             return replace(
                 state, status=TaskStatus.COMPENSATION_FAILED,
