@@ -186,6 +186,12 @@ class Orchestrator:
             except Exception:  # a metric must never fail a committed transaction's caller
                 log.exception("recording step metrics failed")
 
+    def forget_live_state(self) -> None:
+        """Drop the cached states and workflow bodies, as a restart does: the next message of
+        each task reads (and a workflow replays) its stream."""
+        self._cache.clear()
+        self.workflows.clear()
+
     def next_timer_delay_ms(self) -> int | None:
         """Milliseconds until this orchestrator's next timer is due, by the database's clock."""
         return self._store.next_timer_delay_ms(self._registry.names())

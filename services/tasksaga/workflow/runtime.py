@@ -68,6 +68,9 @@ class WorkflowRuntime:
         for task_id in task_ids:
             self._drivers.pop(task_id, None)
 
+    def clear(self) -> None:
+        self._drivers.clear()
+
     def __len__(self) -> int:
         return len(self._drivers)
 
