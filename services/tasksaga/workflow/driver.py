@@ -129,6 +129,7 @@ class WorkflowDriver:
         self._futures: dict[str, WorkflowFuture] = {}
         self._commands: dict[str, Command] = {}
         self._new: list[Command] = []
+        self.issued: list[Recorded] = []  # every command the body issued, in order
         self._abandoned: list[str] = []
         self._patches: dict[str, bool] = {}
         self._coroutine: Any = None
@@ -369,6 +370,7 @@ class WorkflowDriver:
     def _checked(self, command: Command) -> Command:
         """Count the command; in a replay, it must be the one the history records here."""
         self._index += 1
+        self.issued.append(Recorded(command.kind, command.name, command.value_json))
         recorded = self._replayed()
         if recorded is None:
             self._new.append(command)
