@@ -26,7 +26,7 @@ def _op(index: int) -> object:
     def run(ctx: StepContext[Program], value: Value) -> Value:
         return Value(value=value.value + index)
 
-    return step(run, name=f"op{index}", retry=_RETRY)
+    return step(name=f"op{index}", retry=_RETRY)(run)
 
 
 op0, op1, op2, op3, op4, op5, op6, op7 = (_op(i) for i in range(8))

@@ -162,6 +162,9 @@ async def loop_flow(wf: WorkflowContext, req: Req) -> Out:
     return Out(values=[total.value])
 
 
-@workflow("WfNotAsync", queue="wf", request=Req, response=Out)
-def not_async_flow(wf: WorkflowContext, req: Req) -> Out:  # type: ignore[arg-type]
+def _not_async(wf: WorkflowContext, req: Req) -> Out:
     return Out()
+
+
+not_async_flow = workflow("WfNotAsync", queue="wf", request=Req,
+                          response=Out)(_not_async)  # type: ignore[arg-type]

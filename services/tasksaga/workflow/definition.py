@@ -25,13 +25,13 @@ import inspect
 import typing
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel
 
 from tasksaga.core.authorization import Roles
 from tasksaga.core.context import SagaContext, StepContext
-from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.definition import Diagnostic, TaskDefinition
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.core.steps import Placement, SignalWait, StepDef
 from tasksaga.workflow.errors import WorkflowError
@@ -76,8 +76,23 @@ class WorkflowStep:
         return self.fn(ctx, argument)
 
 
+StepFunction = Callable[..., BaseModel | None]
+
+
+@overload
+def step(fn: StepFunction, /) -> WorkflowStep: ...
+
+
+@overload
 def step(
-    fn: Callable[..., BaseModel | None] | None = None, *, name: str | None = None,
+    fn: None = None, *, name: str | None = None, queue: str | None = None,
+    retry: RetryPolicy | None = None, timeout_seconds: float | None = None,
+    heartbeat_timeout_seconds: float | None = None,
+) -> Callable[[StepFunction], WorkflowStep]: ...
+
+
+def step(
+    fn: StepFunction | None = None, *, name: str | None = None,
     queue: str | None = None, retry: RetryPolicy | None = None,
     timeout_seconds: float | None = None, heartbeat_timeout_seconds: float | None = None,
 ) -> Any:
@@ -177,6 +192,14 @@ class WorkflowDefinition(TaskDefinition):
     def has_step(self, name: str) -> bool:
         self._discover()
         return super().has_step(base_name(name))
+
+    def own_diagnostics(self, saga_checks: list[Diagnostic]) -> list[Diagnostic]:
+        """The saga checks that apply (not TS122: a workflow step gets its data as an
+        argument, never by ctx.data(type)), then TS180-TS189 (core/diagnostics.py calls it
+        for the registry and tasksaga-check)."""
+        from tasksaga.workflow.diagnostics import diagnose_workflow
+
+        return [d for d in saga_checks if d.code != "TS122"] + diagnose_workflow(self)
 
     def queues(self) -> set[str]:
         self._discover()

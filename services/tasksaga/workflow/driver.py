@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -308,14 +309,14 @@ class WorkflowDriver:
                 else:
                     yielded = self._coroutine.send(None)
             except StopIteration as stop:
-                self._end(lambda: Completed(self._response_json(stop.value)))
+                self._end(partial(self._completed, stop.value))
                 return
             except Diverged as diverged:
                 self.outcome = Divergence(diverged.index, diverged.location, diverged.expected,
                                           diverged.got)
                 return
             except Exception as raised:
-                self._end(lambda: self._failure(raised))
+                self._end(partial(self._failure, raised))
                 return
             error = None
             if not isinstance(yielded, WorkflowFuture):
@@ -343,6 +344,9 @@ class WorkflowDriver:
                 return Cancelled(raised.reason)
             return Cancelled(f"{self.cancelled}; then {type(raised).__name__}: {raised}")
         return Failed(f"{type(raised).__name__}: {raised}")
+
+    def _completed(self, value: Any) -> Outcome:
+        return Completed(self._response_json(value))
 
     def _response_json(self, value: Any) -> str:
         expected = self.definition.response_type

@@ -9,7 +9,7 @@ and ``finally`` blocks run, and may await compensation steps.
 from __future__ import annotations
 
 
-class StepFailed(Exception):  # noqa: N818 - the name the programming model gives it
+class StepFailed(Exception):
     """A step failed for good (its retries spent), a signal timed out, or a wait was
     superseded."""
 
@@ -24,7 +24,7 @@ class SignalTimedOut(StepFailed):
     """``wf.signal(..., timeout=)`` passed without the signal."""
 
 
-class WorkflowCancelled(Exception):  # noqa: N818
+class WorkflowCancelled(Exception):
     """The task was cancelled (by the API or its timeout) while the body awaited."""
 
     def __init__(self, reason: str) -> None:
@@ -37,7 +37,7 @@ class WorkflowError(Exception):
     signal, returned the wrong type): the task fails with this message."""
 
 
-class Diverged(BaseException):  # noqa: N818 - not an Exception: the body must not catch it
+class Diverged(BaseException):
     """Raised inside the body when replay issues a different command than the history
     records. The driver catches it and suspends the task."""
 
