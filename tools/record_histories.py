@@ -37,6 +37,8 @@ from tasksaga_examples.expense_approval import (
 from tasksaga_examples.order_fulfilment import OrderRequest, fulfil_order
 from tasksaga_examples.video_pipeline import VideoRequest, video_transcode
 from tasksaga_examples.zip_archive import ZipRequest, create_zip
+from tasksaga_examples.barista import CoffeeOrder, perform_duties
+from tasksaga_examples.order_workflow import place_order
 from tests.unit.versioned_sagas import Order, billing
 
 
@@ -97,7 +99,7 @@ HISTORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "histor
 #: Every definition a history may be decided with, by (type, version).
 DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, video_graph, expense, billing(1),
                                      billing(2, reserve_name="Hold"),
-                                     billing(3, charge_retries=2)]
+                                     billing(3, charge_retries=2), place_order, perform_duties]
 _BY_KEY = {(d.name, d.version): d for d in DEFINITIONS}
 
 Scenario = Callable[[], tuple[SagaTestRun, HistoryRecorder, str]]
@@ -196,6 +198,25 @@ def _cancel_refused_then_compensated(run: SagaTestRun) -> None:
     run.deploy(_BY_KEY[("Billing", 3)])
     run.cancel()
     run.run_until_settled()
+
+
+def _order_workflow(prepare: Callable[[SagaTestRun], None],
+                    operate: Callable[[SagaTestRun], None] = lambda run: None,
+                    ) -> tuple[SagaTestRun, HistoryRecorder, str]:
+    run = SagaTestRun(place_order)
+    recorder = HistoryRecorder(run)
+    prepare(run)
+    run.submit(OrderRequest(order_id="o-1", sku="SKU-1", quantity=2, amount_cents=1250,
+                            email="buyer@example.com"))
+    operate(run)
+    return run, recorder, "task-1"
+
+
+def _barista() -> tuple[SagaTestRun, HistoryRecorder, str]:
+    run = SagaTestRun(perform_duties)
+    recorder = HistoryRecorder(run)
+    run.submit(CoffeeOrder(drink="latte", customer="ann"))
+    return run, recorder, "task-1"
 
 
 def _fail(step: str, **kwargs: object) -> Callable[[SagaTestRun], None]:
@@ -307,6 +328,22 @@ SCENARIOS: dict[str, dict[str, tuple[str, Scenario]]] = {
             "cancelled during CoolDown: HoldFunds released, the sleep's timer records nothing",
             lambda: _expense(_both(_approve(), lambda run: run.cancel(),
                                    lambda run: run.advance(seconds=3600)), pay_after_s=600)),
+    },
+    "workflows": {
+        "order_success": ("the order workflow completes", lambda: _order_workflow(
+            lambda run: None)),
+        "order_failure_with_compensation": (
+            "Pack fails for good: the except block refunds, then releases the stock",
+            lambda: _order_workflow(_fail("Pack", retryable=False))),
+        "order_cancellation": ("cancelled while ChargeCard runs: the stock is released",
+                               lambda: _order_workflow(_cancel_during("ChargeCard"))),
+        "order_retries": ("ChargeCard fails twice, its third attempt succeeds",
+                          lambda: _order_workflow(_fail("ChargeCard", times=2))),
+        "order_timeouts": ("PrintLabel hangs once: its step timeout retries it",
+                           lambda: _order_workflow(
+                               lambda run: run.faults.hang("PrintLabel", times=1))),
+        "barista": ("pay (with a recorded uuid), coffee and milk in parallel, serve",
+                    _barista),
     },
     "versions": {
         "parked_then_redeployed": (

@@ -113,3 +113,27 @@ def test_a_restart_replays_the_history_once_then_runs_from_memory() -> None:
     task.assert_completed()
     assert run.orchestrator.workflows.counters.replays == 1
     assert len(task.dispatched) == 51  # the hung attempt, its retry, 49 more: none re-run
+
+
+def test_the_golden_history_replay_catches_a_changed_workflow_body() -> None:
+    import json as _json
+    from pathlib import Path
+
+    from tasksaga.testing.harness import _codec
+    from tasksaga.testing.histories import replay as replay_history
+    from tasksaga.workflow import WorkflowContext, workflow
+    from tasksaga_examples.order_fulfilment import OrderRequest, OrderResponse
+    from tasksaga_examples.order_workflow import charge_card, place_order
+
+    @workflow("PlaceOrderWorkflow", queue="orders", request=OrderRequest,
+              response=OrderResponse, steps=[charge_card])
+    async def charge_first(wf: WorkflowContext, order: OrderRequest) -> OrderResponse:
+        await wf.step(charge_card, order)  # the order of the first two steps swapped
+        raise AssertionError("never reached in the replay")
+
+    path = Path(__file__).parents[1] / "fixtures" / "histories" / "workflows" / "order_success.json"
+    history = _json.loads(path.read_text())
+    assert replay_history(history, [place_order], _codec()) == []
+    problems = replay_history(history, [charge_first], _codec())
+    assert problems[0].startswith("decision 0 (SubmitTask): events")
+    assert any("WorkflowDiverged" in p for p in problems)

@@ -194,12 +194,13 @@ class WorkflowDefinition(TaskDefinition):
         return super().has_step(base_name(name))
 
     def own_diagnostics(self, saga_checks: list[Diagnostic]) -> list[Diagnostic]:
-        """The saga checks that apply (not TS122: a workflow step gets its data as an
-        argument, never by ctx.data(type)), then TS180-TS189 (core/diagnostics.py calls it
-        for the registry and tasksaga-check)."""
+        """The saga checks that apply (not TS102: a body may only sleep and wait for signals;
+        not TS122: a workflow step gets its data as an argument, never by ctx.data(type)),
+        then TS180-TS189 (core/diagnostics.py calls it for the registry and tasksaga-check)."""
         from tasksaga.workflow.diagnostics import diagnose_workflow
 
-        return [d for d in saga_checks if d.code != "TS122"] + diagnose_workflow(self)
+        kept = [d for d in saga_checks if d.code not in ("TS102", "TS122")]
+        return kept + diagnose_workflow(self)
 
     def queues(self) -> set[str]:
         self._discover()
