@@ -28,6 +28,7 @@ from tasksaga.core.fingerprint import fingerprint
 from tasksaga.core.steps import StepDef, StepHandler
 from tasksaga.testing import SagaTestRun
 from tasksaga.testing.histories import HistoryRecorder
+from tasksaga_examples.barista import CoffeeOrder, perform_duties
 from tasksaga_examples.expense_approval import (
     APPROVAL_TIMEOUT_S,
     Approval,
@@ -35,10 +36,9 @@ from tasksaga_examples.expense_approval import (
     expense,
 )
 from tasksaga_examples.order_fulfilment import OrderRequest, fulfil_order
+from tasksaga_examples.order_workflow import place_order
 from tasksaga_examples.video_pipeline import VideoRequest, video_transcode
 from tasksaga_examples.zip_archive import ZipRequest, create_zip
-from tasksaga_examples.barista import CoffeeOrder, perform_duties
-from tasksaga_examples.order_workflow import place_order
 from tests.unit.versioned_sagas import Order, billing
 
 
