@@ -146,7 +146,11 @@ class _WorkflowRules(DecisionRecorder):
 
     def run_body(self) -> None:
         """Feed this decision's events to the driver, in order, and act on what it issues."""
-        in_flight = {s.name for s in self.state.steps_in(*_IN_FLIGHT)}
+        # What ran before this message, for a cancellation it delivers (a scan of every
+        # step: only when the message is a cancellation, not on every decision).
+        in_flight = (sorted(s.name for s in self.state.steps_in(*_IN_FLIGHT))
+                     if any(isinstance(e, ev.CancellationRequested)
+                            for e in self.decision.events[self._fed:]) else [])
         while self._fed < len(self.decision.events):
             event = self.decision.events[self._fed]
             self._fed += 1
@@ -158,7 +162,7 @@ class _WorkflowRules(DecisionRecorder):
             self.issue(self.driver.take_new())
             self.stop(self.driver.take_abandoned(), "the workflow no longer waits for it")
             if self.driver.cancelled is not None and delivered_before is None:
-                self.stop(sorted(in_flight), f"cancelled: {self.driver.cancelled}")
+                self.stop(in_flight, f"cancelled: {self.driver.cancelled}")
             if self.driver.outcome is not None:
                 self.finish(self.driver.outcome)
 
