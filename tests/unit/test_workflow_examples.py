@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from tasksaga.core import StepContext
 from tasksaga.core import events as ev
 from tasksaga.core.state import TaskStatus
 from tasksaga.testing import SagaTestRun
@@ -41,7 +42,10 @@ def both(request: OrderRequest, cancel_during: str | None = None,
     for definition in (fulfil_order, place_order):
         run = SagaTestRun(definition)
         if cancel_during:
-            run.faults.during(cancel_during, lambda ctx, r=run: r.cancel(ctx.task_id))
+            def cancel(ctx: StepContext[OrderRequest], run: SagaTestRun = run) -> None:
+                run.cancel(ctx.task_id)
+
+            run.faults.during(cancel_during, cancel)
         task = run.submit(request, task_id="order-1")
         results.append((task.status, ledger(run, "order-1")))
     return results[0], results[1]
@@ -51,7 +55,7 @@ def both(request: OrderRequest, cancel_during: str | None = None,
 def test_the_order_workflow_leaves_the_ledger_the_order_saga_leaves(
         outage_at: str | None) -> None:
     request = OrderRequest(order_id="o-1", sku="SKU-1", quantity=2, amount_cents=990,
-                           email="buyer@example.com", outage_at=outage_at)  # type: ignore[arg-type]
+                           email="buyer@example.com", outage_at=outage_at)
     saga, flow = both(request)
     assert flow == saga
     if outage_at in ("Pack", "Ship"):

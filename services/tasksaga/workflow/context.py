@@ -19,6 +19,7 @@ from tasksaga.workflow.errors import WorkflowCancelled, WorkflowError
 from tasksaga.workflow.futures import AllOf, AnyOf, WorkflowFuture
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+ResultT = TypeVar("ResultT")
 
 
 class WorkflowContext:
@@ -26,8 +27,8 @@ class WorkflowContext:
         self._driver = driver
         self.task_id = task_id
 
-    def step(self, handler: WorkflowStep, argument: BaseModel | None = None, *,
-             retry: RetryPolicy | None = None) -> WorkflowFuture:
+    def step(self, handler: WorkflowStep[Any, ResultT], argument: BaseModel | None = None, *,
+             retry: RetryPolicy | None = None) -> WorkflowFuture[ResultT]:
         """Run ``handler(ctx, argument)`` on a step worker; await its result (its model), or
         ``StepFailed`` once its retries are spent. The command is issued here, so futures
         created one after another run in parallel."""
@@ -39,7 +40,7 @@ class WorkflowContext:
         return self._driver.issue(Kind.STEP, handler.name, step=handler,
                                   argument_json=dump_argument(argument), retry=retry)
 
-    def sleep(self, duration: timedelta) -> WorkflowFuture:
+    def sleep(self, duration: timedelta) -> WorkflowFuture[None]:
         """A durable timer: the task sleeps in the event store, across any restart."""
         if not isinstance(duration, timedelta):
             raise WorkflowError(f"wf.sleep takes a timedelta, got {duration!r}")
@@ -47,7 +48,7 @@ class WorkflowContext:
                                   duration_ms=round(duration.total_seconds() * 1000))
 
     def signal(self, name: str, model: type[ModelT] | None = None, *,
-               timeout: timedelta | None = None) -> WorkflowFuture:
+               timeout: timedelta | None = None) -> WorkflowFuture[Any]:
         """Wait for ``POST /tasks/{id}/signals/{name}`` (declared with ``signals=``); its body,
         validated by the API, as ``model``. ``SignalTimedOut`` when ``timeout`` passes."""
         declared = self._driver.definition.signal_types
@@ -66,11 +67,11 @@ class WorkflowContext:
                                 "awaited once per workflow (declare another name)")
         return future
 
-    def all(self, *awaitables: WorkflowFuture) -> AllOf:
+    def all(self, *awaitables: WorkflowFuture[Any]) -> AllOf:
         """Every result, in order; the first failure raises (WhenAll)."""
         return AllOf(_futures(awaitables))
 
-    def any(self, *awaitables: WorkflowFuture) -> AnyOf:
+    def any(self, *awaitables: WorkflowFuture[Any]) -> AnyOf:
         """The first success (WhenAny); the others are told to stop. ``StepFailed`` of the
         first failure when every one failed."""
         return self._driver.any_of(_futures(awaitables))
@@ -121,7 +122,7 @@ class WorkflowContext:
         return self._driver.cancelled is not None
 
 
-def _futures(awaitables: tuple[Any, ...]) -> tuple[WorkflowFuture, ...]:
+def _futures(awaitables: tuple[Any, ...]) -> tuple[WorkflowFuture[Any], ...]:
     for awaitable in awaitables:
         if not isinstance(awaitable, WorkflowFuture):
             raise WorkflowError(f"wf.all and wf.any take workflow awaitables (wf.step, "

@@ -25,7 +25,7 @@ import inspect
 import typing
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -37,15 +37,17 @@ from tasksaga.core.steps import Placement, SignalWait, StepDef
 from tasksaga.workflow.errors import WorkflowError
 
 WorkflowBody = Callable[[Any, Any], Coroutine[Any, Any, Any]]
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
 _SUFFIX = "#"  # the n-th call of a step: name#n (n >= 2)
 
 
 @dataclass(frozen=True)
-class WorkflowStep:
+class WorkflowStep(Generic[ArgT, ResultT]):
     """A function a workflow runs on a step worker: ``fn(ctx, argument) -> model | None``."""
 
     name: str
-    fn: Callable[[StepContext[Any], Any], BaseModel | None]
+    fn: Callable[[StepContext[Any], ArgT], ResultT]
     queue: str | None = None
     retry: RetryPolicy | None = None
     timeout_seconds: float | None = None
@@ -53,7 +55,7 @@ class WorkflowStep:
     argument_type: type[BaseModel] | None = None
     result_type: type[BaseModel] | None = None
 
-    def __call__(self, ctx: StepContext[Any], argument: Any) -> BaseModel | None:
+    def __call__(self, ctx: StepContext[Any], argument: ArgT) -> ResultT:
         return self.fn(ctx, argument)
 
     def parse_result(self, data_json: str) -> Any:
@@ -73,14 +75,20 @@ class WorkflowStep:
         argument: Any = None
         if self.argument_type is not None:
             argument = self.argument_type.model_validate_json(raw)
-        return self.fn(ctx, argument)
+        result = self.fn(ctx, argument)
+        if result is not None and not isinstance(result, BaseModel):
+            raise TypeError(f"step {self.name} returned {type(result).__name__}: a step "
+                            "returns a pydantic model or None")
+        return result
 
 
-StepFunction = Callable[..., BaseModel | None]
+class _StepDecorator(Protocol):
+    def __call__(self, fn: Callable[[StepContext[Any], ArgT], ResultT], /,
+                 ) -> WorkflowStep[ArgT, ResultT]: ...
 
 
 @overload
-def step(fn: StepFunction, /) -> WorkflowStep: ...
+def step(fn: Callable[[StepContext[Any], ArgT], ResultT], /) -> WorkflowStep[ArgT, ResultT]: ...
 
 
 @overload
@@ -88,17 +96,17 @@ def step(
     fn: None = None, *, name: str | None = None, queue: str | None = None,
     retry: RetryPolicy | None = None, timeout_seconds: float | None = None,
     heartbeat_timeout_seconds: float | None = None,
-) -> Callable[[StepFunction], WorkflowStep]: ...
+) -> _StepDecorator: ...
 
 
 def step(
-    fn: StepFunction | None = None, *, name: str | None = None,
+    fn: Callable[..., Any] | None = None, *, name: str | None = None,
     queue: str | None = None, retry: RetryPolicy | None = None,
     timeout_seconds: float | None = None, heartbeat_timeout_seconds: float | None = None,
 ) -> Any:
     """Make ``fn(ctx, argument)`` a step a workflow can ``await wf.step(fn, argument)``."""
 
-    def make(function: Callable[..., BaseModel | None]) -> WorkflowStep:
+    def make(function: Callable[..., Any]) -> WorkflowStep[Any, Any]:
         argument_type, result_type = _models_of(function)
         return WorkflowStep(name=name or function.__name__, fn=function, queue=queue,
                             retry=retry, timeout_seconds=timeout_seconds,
@@ -121,8 +129,9 @@ def nth_name(base: str, n: int) -> str:
 class WorkflowDefinition(TaskDefinition):
     def __init__(
         self, name: str, body: WorkflowBody, *, queue: str, request: type[BaseModel],
-        response: type[BaseModel] | None = None, signals: Mapping[str, type[BaseModel] | None]
-        | None = None, steps: Iterable[WorkflowStep] = (), retry: RetryPolicy | None = None,
+        response: type[BaseModel] | None = None,
+        signals: Mapping[str, type[BaseModel] | None] | None = None,
+        steps: Iterable[WorkflowStep[Any, Any]] = (), retry: RetryPolicy | None = None,
         timeout_seconds: float | None = None, cancellable: bool = True,
         step_timeout_seconds: float = 300.0, roles: Roles | Mapping[str, Iterable[str] | None]
         | None = None, version: int = 1,
@@ -134,7 +143,7 @@ class WorkflowDefinition(TaskDefinition):
         self.body = body
         self.signal_types: dict[str, type[BaseModel] | None] = dict(signals or {})
         self._explicit = tuple(steps)
-        self._workflow_steps: dict[str, WorkflowStep] = {}
+        self._workflow_steps: dict[str, WorkflowStep[Any, Any]] = {}
         self._discovered = False
         # The body builds the response; the saga rules' builder is never called for a
         # workflow (the registry's TS108 check sees one).
@@ -159,7 +168,7 @@ class WorkflowDefinition(TaskDefinition):
                               placement=Placement.ORCHESTRATOR, data_type=model,
                               signal=SignalWait()))
 
-    def workflow_step(self, name: str) -> WorkflowStep:
+    def workflow_step(self, name: str) -> WorkflowStep[Any, Any]:
         self._discover()
         handler = self._workflow_steps.get(base_name(name))
         if handler is None:
@@ -169,7 +178,7 @@ class WorkflowDefinition(TaskDefinition):
                                 "workflow's module, or pass it in steps=)")
         return handler
 
-    def knows(self, handler: WorkflowStep) -> bool:
+    def knows(self, handler: WorkflowStep[Any, Any]) -> bool:
         self._discover()
         return self._workflow_steps.get(handler.name) is handler
 
@@ -210,7 +219,7 @@ class WorkflowDefinition(TaskDefinition):
 def workflow(
     name: str, *, queue: str, request: type[BaseModel], response: type[BaseModel] | None = None,
     signals: Mapping[str, type[BaseModel] | None] | None = None,
-    steps: Iterable[WorkflowStep] = (), retry: RetryPolicy | None = None,
+    steps: Iterable[WorkflowStep[Any, Any]] = (), retry: RetryPolicy | None = None,
     timeout_seconds: float | None = None, cancellable: bool = True,
     step_timeout_seconds: float = 300.0,
     roles: Roles | Mapping[str, Iterable[str] | None] | None = None, version: int = 1,

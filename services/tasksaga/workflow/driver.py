@@ -66,7 +66,7 @@ class Command:
     name: str
     index: int  # 1-based position among the workflow's commands
     location: str
-    step: WorkflowStep | None = None
+    step: WorkflowStep[Any, Any] | None = None
     argument_json: str = "null"
     retry: RetryPolicy | None = None
     duration_ms: int = 0
@@ -127,14 +127,14 @@ class WorkflowDriver:
         self._cursor = 0
         self._index = 0
         self._uses: Counter[str] = Counter()
-        self._futures: dict[str, WorkflowFuture] = {}
+        self._futures: dict[str, WorkflowFuture[Any]] = {}
         self._commands: dict[str, Command] = {}
         self._new: list[Command] = []
         self.issued: list[Recorded] = []  # every command the body issued, in order
         self._abandoned: list[str] = []
         self._patches: dict[str, bool] = {}
         self._coroutine: Any = None
-        self._blocked: WorkflowFuture | None = None
+        self._blocked: WorkflowFuture[Any] | None = None
         self._shield_depth = 0
         self._cancel_pending: str | None = None
         self.cancelled: str | None = None  # the reason, once delivered to the body
@@ -194,11 +194,11 @@ class WorkflowDriver:
 
     # -- what the body calls (through WorkflowContext) ---------------------------------------
 
-    def issue(self, kind: Kind, base: str, **fields: Any) -> WorkflowFuture:
+    def issue(self, kind: Kind, base: str, **fields: Any) -> WorkflowFuture[Any]:
         self._uses[base] += 1
         command = self._checked(Command(kind, nth_name(base, self._uses[base]),
                                         self._index + 1, self._location(), **fields))
-        future = WorkflowFuture(command.name)
+        future: WorkflowFuture[Any] = WorkflowFuture(command.name)
         self._futures[command.name] = future
         self._commands[command.name] = command
         return future
@@ -231,10 +231,10 @@ class WorkflowDriver:
         self._patches[patch_id] = True
         return True
 
-    def any_of(self, futures: tuple[WorkflowFuture, ...]) -> AnyOf:
+    def any_of(self, futures: tuple[WorkflowFuture[Any], ...]) -> AnyOf:
         combined = AnyOf(futures)
 
-        def abandon_losers(done: WorkflowFuture) -> None:
+        def abandon_losers(done: WorkflowFuture[Any]) -> None:
             self._abandoned += [f.name for f in combined.losers() if f.name in self._commands]
 
         combined.listen(abandon_losers)
