@@ -18,7 +18,8 @@ from tasksaga.testing.workflows import (
     history_commands,
     restart_orchestrator,
 )
-from tasksaga.workflow.driver import Divergence, replay
+from tasksaga.workflow.commands import Divergence
+from tasksaga.workflow.driver import replay
 from tests.unit import workflow_samples as samples
 from tests.unit.workflow_program import PROGRAM_OPS, Program, program_flow
 from tests.unit.workflow_samples import Out, Req, loop_flow, switch_flow

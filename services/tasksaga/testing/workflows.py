@@ -13,8 +13,9 @@ import random
 
 from tasksaga.testing.harness import SagaTestRun
 from tasksaga.testing.report import TaskRun
+from tasksaga.workflow.commands import Divergence, Recorded, recorded_command
 from tasksaga.workflow.definition import WorkflowDefinition
-from tasksaga.workflow.driver import Divergence, Recorded, WorkflowDriver, recorded_command, replay
+from tasksaga.workflow.driver import WorkflowDriver, replay
 
 
 class ReplayDiverged(AssertionError):

@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from tasksaga.core.retry import RetryPolicy
+from tasksaga.workflow.commands import Kind
 from tasksaga.workflow.definition import WorkflowStep
-from tasksaga.workflow.driver import Kind, WorkflowDriver, dump_argument
+from tasksaga.workflow.driver import WorkflowDriver, dump_argument
 from tasksaga.workflow.errors import WorkflowCancelled, WorkflowError
 from tasksaga.workflow.futures import AllOf, AnyOf, WorkflowFuture
 

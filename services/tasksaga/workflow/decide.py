@@ -15,9 +15,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.decision import Decision, DecisionRecorder, RandomFraction
 from tasksaga.core.fingerprint import fingerprint
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus
-from tasksaga.workflow.definition import WorkflowDefinition
-from tasksaga.workflow.driver import (
-    SIGNAL_TIMED_OUT,
+from tasksaga.workflow.commands import (
     Cancelled,
     Command,
     Completed,
@@ -25,8 +23,9 @@ from tasksaga.workflow.driver import (
     Failed,
     Kind,
     Outcome,
-    WorkflowDriver,
 )
+from tasksaga.workflow.definition import WorkflowDefinition
+from tasksaga.workflow.driver import SIGNAL_TIMED_OUT, WorkflowDriver
 
 STEP_TIMED_OUT = "StepTimedOut"
 HEARTBEAT_MISSED = "HeartbeatMissed"
