@@ -11,6 +11,7 @@ from tasksaga.core import events as ev
 from tasksaga.core.state import StepStatus, TaskStatus
 from tasksaga.testing import SagaTestRun
 from tasksaga.testing.workflows import assert_replays, restart_orchestrator
+from tasksaga.workflow.definition import awaits_in_order
 from tests.unit.workflow_samples import (
     Approval,
     Out,
@@ -160,3 +161,8 @@ def test_the_task_timeout_cancels_the_body_at_its_await() -> None:
     task.assert_status(TaskStatus.CANCELLED)
     assert task.state.end_reason == "task timed out after 300 s"
     assert task.dispatched[-1] == ("undo", 1)
+
+
+def test_the_status_lists_a_workflows_awaits_in_the_order_they_completed() -> None:
+    ranks = {"work#10": None, "work#2": None, "pay": 2, "serve": 3, "take": 1}
+    assert awaits_in_order(ranks) == ["take", "pay", "serve", "work#2", "work#10"]

@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.projections import ProjectionLag, projection_lag
 from tasksaga.core.definition import TaskDefinition
+from tasksaga.workflow.definition import WorkflowDefinition, awaits_in_order
 
 #: The status of a task accepted with 202 that the projections do not show yet.
 ACCEPTED = "Accepted"
@@ -142,7 +143,10 @@ class ProjectionQueries:
                 "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
                 " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at",
                 (row.task_id,)).fetchall()
-        order = [s.name for s in definition.steps] if definition else []
+        if isinstance(definition, WorkflowDefinition):  # its awaits, as they happened
+            order = awaits_in_order({n: r["completion_rank"] for n, r in steps.items()})
+        else:
+            order = [s.name for s in definition.steps] if definition else []
         # A task of an older version may have recorded steps the newest one renamed.
         order += sorted(name for name in steps if name not in order)
         return {

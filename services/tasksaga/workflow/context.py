@@ -91,7 +91,9 @@ class WorkflowContext:
         """A random UUID (version 4), recorded."""
 
         def fresh() -> str:
-            bits = int(self._driver.random() * 2**64) << 64 | int(self._driver.random() * 2**64)
+            bits = 0
+            for _ in range(4):  # 32 bits from each fraction: a float holds 53, not 64
+                bits = bits << 32 | int(self._driver.random() * 2**32)
             return json.dumps(str(uuid.UUID(int=bits, version=4)))
 
         return uuid.UUID(json.loads(self._driver.record("uuid", "uuid", fresh)))

@@ -126,6 +126,20 @@ def nth_name(base: str, n: int) -> str:
     return base if n == 1 else f"{base}{_SUFFIX}{n}"
 
 
+def awaits_in_order(completion_ranks: Mapping[str, int | None]) -> list[str]:
+    """A workflow's recorded steps for its status: the completed ones in the order they
+    completed, then the others (running, waiting, failed) by name, ``work#2`` before
+    ``work#10``. A workflow declares no step list: only what its body issued is shown."""
+
+    def key(name: str) -> tuple[bool, int, str, int]:
+        rank = completion_ranks[name]
+        base = base_name(name)
+        n = 1 if base == name else int(name.rpartition(_SUFFIX)[2])
+        return rank is None, rank or 0, base, n
+
+    return sorted(completion_ranks, key=key)
+
+
 class WorkflowDefinition(TaskDefinition):
     def __init__(
         self, name: str, body: WorkflowBody, *, queue: str, request: type[BaseModel],
