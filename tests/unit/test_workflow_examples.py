@@ -23,7 +23,7 @@ def test_the_barista_pays_pours_coffee_and_milk_in_parallel_then_serves() -> Non
     task.assert_completed()
     served = task.response(Served)
     recorded = [e for e in task.events if isinstance(e, ev.WorkflowValueRecorded)]
-    assert served.transaction_id == json.loads(recorded[0].value_json)
+    assert served.transaction_id == json.loads(recorded[0].data_json)
     kinds = [(type(e).__name__, getattr(e, "step", "")) for e in task.events]
     pour_milk = kinds.index(("StepDispatched", "pour_milk"))
     assert pour_milk < kinds.index(("StepCompleted", "pour_coffee"))  # in parallel

@@ -122,7 +122,7 @@ def test_now_random_and_uuid_are_recorded_and_read_back_by_a_replay() -> None:
     task = run.submit(Req())
     task.assert_completed()
     stamp, fraction, ident = task.response(Out).texts
-    recorded = {e.name: e.value_json for e in task.events
+    recorded = {e.name: e.data_json for e in task.events
                 if isinstance(e, ev.WorkflowValueRecorded)}
     assert datetime.fromisoformat(stamp).timestamp() * 1000 == submitted_at
     assert float(fraction) == 0.25 and recorded["random"] == "0.25"

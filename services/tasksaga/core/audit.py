@@ -118,7 +118,7 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
         case ev.MigrationRefused():
             return f"move to version {event.to_version} refused: {event.reason}"
         case ev.WorkflowValueRecorded():
-            return f"workflow recorded {event.name} = {event.value_json}"
+            return f"workflow recorded {event.name} = {event.data_json}"
         case ev.WorkflowDiverged():
             return (f"workflow suspended, non-determinism at await #{event.command_index} "
                     f"({event.location}): history has {event.expected}, code issued "

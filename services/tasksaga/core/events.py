@@ -311,11 +311,11 @@ class WorkflowValueRecorded:
     """A code-first workflow read a value that must replay the same: ``wf.now()``,
     ``wf.random()``, ``wf.uuid()`` or a ``wf.patched(id)`` marker (tasksaga.workflow).
     ``name`` is the command's name in the workflow's history (``now``, ``uuid#2``,
-    ``patch:charge-v2``)."""
+    ``patch:charge-v2``). ``data_json`` is the value (sealed at rest like all task data)."""
 
     name: str
     kind: str
-    value_json: str
+    data_json: str
     recorded_at_ms: int
 
 

@@ -86,5 +86,5 @@ def recorded_command(event: ev.TaskEvent) -> Recorded | None:
             return Recorded(Kind.SLEEP if event.waiting_for == "time" else Kind.SIGNAL,
                             event.step)
         case ev.WorkflowValueRecorded():
-            return Recorded(Kind.RECORD, event.name, event.value_json)
+            return Recorded(Kind.RECORD, event.name, event.data_json)
     return None
