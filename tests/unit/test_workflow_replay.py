@@ -138,3 +138,21 @@ def test_the_golden_history_replay_catches_a_changed_workflow_body() -> None:
     problems = replay_history(history, [charge_first], _codec())
     assert problems[0].startswith("decision 0 (SubmitTask): events")
     assert any("WorkflowDiverged" in p for p in problems)
+
+
+def test_a_request_the_deployed_model_cannot_read_suspends_the_task_instead_of_failing() -> None:
+    from tasksaga.core import events as ev
+    from tasksaga.core import messages as msg
+    from tasksaga.core.state import fold
+    from tasksaga.workflow.decide import decide_workflow
+
+    recorded = [ev.TaskSubmitted("t-1", "WfSteps", '{"n": "not a number"}', None, None, 0,
+                                 None),
+                ev.StepDispatched("double", 1, "wf", 0, 1000, 2)]
+    driver = replay(samples.steps_flow, recorded, [0, 0], random.Random(0).random)
+    decision, _ = decide_workflow(samples.steps_flow, fold(recorded), driver,
+                                  msg.StepSucceeded("t-1", "double", 1, '{"value": 2}', 2), 5,
+                                  random.Random(0).random)
+    assert [type(e).__name__ for e in decision.events] == ["StepCompleted", "WorkflowDiverged"]
+    assert decision.state.status is TaskStatus.NEEDS_ATTENTION
+    assert "the deployed code issued ValidationError" in (decision.state.end_reason or "")

@@ -217,7 +217,8 @@ class _WorkflowRules(DecisionRecorder):
         wanted = (self.live and command is not None and not step.cancel_requested
                   and self.driver is not None and name in self.driver.waits_on)
         policy = ((command.retry if command else None)
-                  or self.workflow.retry_policy_of(self.workflow.get_step(name)))
+                  or (self.workflow.retry_policy_of(self.workflow.get_step(name))
+                      if self.workflow.has_step(name) else self.workflow.default_retry))
         will_retry = wanted and retryable and policy.allows_retry(attempt, error_type,
                                                                   lineage or ())
         self.emit(ev.StepFailed(name, attempt, error_type, message, will_retry, self.now,
@@ -236,10 +237,17 @@ class _WorkflowRules(DecisionRecorder):
                 self.emit(ev.StepCancellationRequested(name, step.attempt, reason, self.now))
                 self.send(msg.CancelStep(
                     task_id=self.state.task_id, step=name, attempt=step.attempt,
-                    queue=self.workflow.queue_of(self.workflow.get_step(name)), reason=reason))
+                    queue=self._queue_of(name), reason=reason))
             elif step.status in (StepStatus.WAITING, StepStatus.RETRY_SCHEDULED):
                 self.emit(ev.StepFailed(name, step.attempt, attempts.SUPERSEDED, reason, False,
                                         self.now))
+
+    def _queue_of(self, name: str) -> str:
+        """The step's queue; the workflow's for a step whose handler is no longer deployed
+        (a CancelStep is a broadcast: the queue only labels it)."""
+        if self.workflow.has_step(name):
+            return self.workflow.queue_of(self.workflow.get_step(name))
+        return self.workflow.queue
 
     def finish(self, outcome: Outcome) -> None:
         if isinstance(outcome, Divergence):

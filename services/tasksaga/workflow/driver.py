@@ -193,7 +193,12 @@ class WorkflowDriver:
     def _start(self, request_json: str, task_id: str) -> None:
         from tasksaga.workflow.context import WorkflowContext  # the body's view of this driver
 
-        request = self.definition.request_type.model_validate_json(request_json)
+        try:
+            request = self.definition.request_type.model_validate_json(request_json)
+        except ValueError as error:  # the deployed request model no longer reads it
+            self.outcome = Divergence(0, "the request", "a request the deployed model reads",
+                                      f"{type(error).__name__}: {error}")
+            return
         coroutine = self.definition.body(WorkflowContext(self, task_id), request)
         if not inspect.iscoroutine(coroutine):
             self.outcome = Failed(f"WorkflowError: the body of {self.definition.name} is not "
