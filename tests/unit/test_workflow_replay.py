@@ -146,7 +146,8 @@ def test_a_request_the_deployed_model_cannot_read_suspends_the_task_instead_of_f
     from tasksaga.core.state import fold
     from tasksaga.workflow.decide import decide_workflow
 
-    recorded = [ev.TaskSubmitted("t-1", "WfSteps", '{"n": "not a number"}', None, None, 0,
+    recorded: list[ev.TaskEvent] = [
+                ev.TaskSubmitted("t-1", "WfSteps", '{"n": "not a number"}', None, None, 0,
                                  None),
                 ev.StepDispatched("double", 1, "wf", 0, 1000, 2)]
     driver = replay(samples.steps_flow, recorded, [0, 0], random.Random(0).random)
