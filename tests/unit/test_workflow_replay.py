@@ -157,3 +157,34 @@ def test_a_request_the_deployed_model_cannot_read_suspends_the_task_instead_of_f
     assert [type(e).__name__ for e in decision.events] == ["StepCompleted", "WorkflowDiverged"]
     assert decision.state.status is TaskStatus.NEEDS_ATTENTION
     assert "the deployed code issued ValidationError" in (decision.state.end_reason or "")
+
+
+def test_replaying_before_every_decision_records_the_same_history_as_the_live_body() -> None:
+    from tasksaga_examples.order_fulfilment import OrderRequest
+    from tasksaga_examples.order_workflow import place_order
+
+    def history(replay_always: bool) -> list[tuple[str, str]]:
+        run = SagaTestRun(place_order)
+        run.faults.fail("ChargeCard", times=1)
+        run.faults.fail("Ship", times=None)
+        if replay_always:  # a restart before every message: each decision replays
+            handle, fire = run.orchestrator.handle, run.orchestrator.fire_due_timers
+
+            def handle_after_restart(envelope: object) -> None:
+                restart_orchestrator(run)
+                handle(envelope)  # type: ignore[arg-type]
+
+            def fire_after_restart(limit: int = 100) -> int:
+                restart_orchestrator(run)
+                return fire(limit)
+
+            run.orchestrator.handle = handle_after_restart  # type: ignore[method-assign]
+            run.orchestrator.fire_due_timers = fire_after_restart  # type: ignore[method-assign]
+        task = run.submit(OrderRequest(order_id="o-1", sku="SKU-1", quantity=1,
+                                       amount_cents=100, email="a@b.c"))
+        assert task.status is TaskStatus.FAILED
+        if replay_always:
+            assert run.orchestrator.workflows.counters.hits == 0
+        return [(type(e).__name__, getattr(e, "step", "")) for e in task.events]
+
+    assert history(replay_always=True) == history(replay_always=False)
