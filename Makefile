@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts
+.PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts \
+	workflows-full
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,13 @@ stack-status:
 
 bench: $(INSTALLED)
 	$(PY) tools/bench/run.py
+
+# Code-first workflows at full scale: the e2e module with a 1,000-step workflow, and the
+# replay cost per event of a 1,000-step workflow with and without the live-body cache.
+workflows-full: $(INSTALLED)
+	tools/stack up
+	CHAOS_SCALE=full $(PY) -m pytest tests/e2e/test_workflows.py -s -p no:cacheprovider
+	$(PY) tools/workflow_replay_bench.py 1000
 
 # 1,000 SSE watchers on one API process: memory per watcher, event delivery p99.
 bench-sse: $(INSTALLED)
