@@ -241,7 +241,7 @@ class Orchestrator:
                         message.task_id)
             return
         try:  # the newest version for a new task, its own for a running one
-            workflow = self._workflow_of(state, message, task_type)
+            workflow = self._workflow_of(task_type)
             if workflow is not None:  # a code-first workflow: its body decides
                 decision = self.workflows.decide(
                     workflow, state, message, work.now_ms(), self._random,
@@ -256,8 +256,7 @@ class Orchestrator:
             work.decided[message.task_id] = decision.state
             work.written.append((message.task_id, task_type, decision.events))
 
-    def _workflow_of(self, state: TaskState, message: msg.Inbound,
-                     task_type: str) -> WorkflowDefinition | None:
+    def _workflow_of(self, task_type: str) -> WorkflowDefinition | None:
         """The workflow definition that decides this task, if it is one (versions: a
         workflow's code changes are guarded by wf.patched, not by definition versions)."""
         try:
