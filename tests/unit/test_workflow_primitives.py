@@ -166,3 +166,27 @@ def test_the_task_timeout_cancels_the_body_at_its_await() -> None:
 def test_the_status_lists_a_workflows_awaits_in_the_order_they_completed() -> None:
     ranks = {"work#10": None, "work#2": None, "pay": 2, "serve": 3, "take": 1}
     assert awaits_in_order(ranks) == ["take", "pay", "serve", "work#2", "work#10"]
+
+
+def test_any_of_a_signal_and_a_sleep_is_a_deadline_and_the_loser_stops_waiting() -> None:
+    from datetime import timedelta
+
+    from tasksaga.workflow import WorkflowContext, workflow
+
+    @workflow("WfDeadline", queue="wf", request=Req, response=Out, signals={"approve": Approval},
+              steps=[])
+    async def deadline_flow(wf: WorkflowContext, req: Req) -> Out:
+        approval = await wf.any(wf.signal("approve", Approval), wf.sleep(timedelta(hours=1)))
+        return Out(texts=["approved by " + approval.by if approval else "timed out"])
+
+    run = SagaTestRun(deadline_flow)
+    late = run.submit(Req(), settle=False)
+    run.advance(seconds=3600)
+    late.assert_completed()
+    assert late.response(Out).texts == ["timed out"]
+    assert late.step_status("approve") is StepStatus.FAILED  # no longer takes the signal
+    early = run.submit(Req(), settle=False)
+    run.signal("approve", Approval(approved=True, by="ann"), task_id=early.task_id)
+    early.assert_completed()
+    assert early.response(Out).texts == ["approved by ann"]
+    assert early.step_status("sleep") is StepStatus.FAILED
