@@ -190,3 +190,24 @@ def test_any_of_a_signal_and_a_sleep_is_a_deadline_and_the_loser_stops_waiting()
     early.assert_completed()
     assert early.response(Out).texts == ["approved by ann"]
     assert early.step_status("sleep") is StepStatus.FAILED
+
+
+def test_a_cancellation_inside_a_shield_waits_for_the_block_then_interrupts() -> None:
+    from tasksaga.workflow import WorkflowContext, workflow
+    from tests.unit.workflow_samples import Num, double, slow
+
+    @workflow("WfShield", queue="wf", request=Req, response=Out, steps=[slow, double])
+    async def shielded_flow(wf: WorkflowContext, req: Req) -> Out:
+        with wf.shield():
+            kept = await wf.step(slow, Num(value=5))
+        await wf.step(double, kept)  # never reached: the cancellation is raised above
+        return Out()
+
+    run = SagaTestRun(shielded_flow)
+    # cancel while slow runs: the shielded step goes on and completes
+    run.faults.during("slow", lambda ctx: run.cancel(ctx.task_id, "stop"))
+    task = run.submit(Req())
+    task.assert_status(TaskStatus.CANCELLED)
+    assert task.step_status("slow") is StepStatus.COMPLETED
+    assert not [e for e in task.events if isinstance(e, ev.StepCancellationRequested)]
+    assert ("double", 1) not in task.dispatched
