@@ -211,3 +211,15 @@ def test_a_cancellation_inside_a_shield_waits_for_the_block_then_interrupts() ->
     assert task.step_status("slow") is StepStatus.COMPLETED
     assert not [e for e in task.events if isinstance(e, ev.StepCancellationRequested)]
     assert ("double", 1) not in task.dispatched
+
+
+def test_async_helpers_passed_to_all_run_side_by_side_and_replay_alike() -> None:
+    from tests.unit.workflow_samples import routines_flow
+
+    run = SagaTestRun(routines_flow)
+    task = run.submit(Req())
+    task.assert_completed()
+    assert task.response(Out).values == [2, 20, 300]  # both sleeps overlapped: 5 min in all
+    kinds = [(type(e).__name__, getattr(e, "step", "")) for e in task.events]
+    assert kinds.index(("StepDispatched", "double#2")) < kinds.index(("StepCompleted", "double"))
+    assert assert_replays(routines_flow, task).outcome is not None

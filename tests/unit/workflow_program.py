@@ -4,13 +4,14 @@ generate programs (and step failures) and check the histories they record."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel
 
 from tasksaga.core import RetryPolicy, StepContext
 from tasksaga.workflow import StepFailed, WorkflowContext, step, workflow
 
-PROGRAM_OPS = ("step", "catch", "all", "any", "sleep", "now", "random", "uuid")
+PROGRAM_OPS = ("step", "catch", "all", "any", "sleep", "now", "random", "uuid", "routines")
 _RETRY = RetryPolicy(max_retries=1, delay_ms=50)
 
 
@@ -31,6 +32,12 @@ def _op(index: int) -> object:
 
 op0, op1, op2, op3, op4, op5, op6, op7 = (_op(i) for i in range(8))
 OPS = [op0, op1, op2, op3, op4, op5, op6, op7]
+
+
+async def _helper(wf: WorkflowContext, handler: Any, value: Value, seconds: int) -> Value:
+    result: Value = await wf.step(handler, value)
+    await wf.sleep(timedelta(seconds=seconds))
+    return result
 
 
 @workflow("WfProgram", queue="wf", request=Program, response=Value)
@@ -58,6 +65,10 @@ async def program_flow(wf: WorkflowContext, program: Program) -> Value:
             value = Value(value=value.value + wf.now().second)
         elif op == "random":
             value = Value(value=value.value + int(wf.random() * 10))
+        elif op == "routines":
+            first, second = await wf.all(_helper(wf, handler, value, index + 2),
+                                         _helper(wf, other, value, 1))
+            value = Value(value=first.value + second.value)
         else:
             value = Value(value=value.value + wf.uuid().int % 7)
     return value

@@ -168,3 +168,18 @@ def _not_async(wf: WorkflowContext, req: Req) -> Out:
 
 not_async_flow = workflow("WfNotAsync", queue="wf", request=Req,
                           response=Out)(_not_async)  # type: ignore[arg-type]
+
+
+async def _prepare(wf: WorkflowContext, start: int, minutes: int) -> int:
+    doubled = await wf.step(double, Num(value=start))
+    await wf.sleep(timedelta(minutes=minutes))
+    return doubled.value
+
+
+@workflow("WfRoutines", queue="wf", request=Req, response=Out)
+async def routines_flow(wf: WorkflowContext, req: Req) -> Out:
+    """Two async helpers run side by side (routines), then the body goes on."""
+    began = wf.now()
+    first, second = await wf.all(_prepare(wf, 1, 5), _prepare(wf, 10, 3))
+    ended = wf.now()
+    return Out(values=[first, second, int((ended - began).total_seconds())])

@@ -3,9 +3,10 @@ randomness and ids it may use (each recorded in the task's history)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -68,14 +69,28 @@ class WorkflowContext:
                                 "awaited once per workflow (declare another name)")
         return future
 
-    def all(self, *awaitables: WorkflowFuture[Any]) -> AllOf:
-        """Every result, in order; the first failure raises (WhenAll)."""
-        return AllOf(_futures(awaitables))
+    def all(self, *awaitables: WorkflowFuture[Any] | Coroutine[Any, Any, Any]) -> AllOf:
+        """Every result, in order; the first failure raises (WhenAll). An awaitable may be
+        a call of an ``async def`` helper: it runs beside the others (a routine)."""
+        return AllOf(self._futures(awaitables))
 
-    def any(self, *awaitables: WorkflowFuture[Any]) -> AnyOf:
+    def any(self, *awaitables: WorkflowFuture[Any] | Coroutine[Any, Any, Any]) -> AnyOf:
         """The first success (WhenAny); the others are told to stop. ``StepFailed`` of the
         first failure when every one failed."""
-        return self._driver.any_of(_futures(awaitables))
+        return self._driver.any_of(self._futures(awaitables))
+
+    def _futures(self, awaitables: tuple[Any, ...]) -> tuple[WorkflowFuture[Any], ...]:
+        futures = []
+        for awaitable in awaitables:
+            if inspect.iscoroutine(awaitable):
+                futures.append(self._driver.spawn(awaitable))
+            elif isinstance(awaitable, WorkflowFuture):
+                futures.append(awaitable)
+            else:
+                raise WorkflowError(f"wf.all and wf.any take workflow awaitables (wf.step, "
+                                    f"wf.sleep, wf.signal, wf.all, wf.any) or calls of async "
+                                    f"helpers, got {awaitable!r}")
+        return tuple(futures)
 
     def now(self) -> datetime:
         """The time, as recorded in the history (UTC)."""
@@ -124,10 +139,3 @@ class WorkflowContext:
         """Whether the task's cancellation was delivered to the body."""
         return self._driver.cancelled is not None
 
-
-def _futures(awaitables: tuple[Any, ...]) -> tuple[WorkflowFuture[Any], ...]:
-    for awaitable in awaitables:
-        if not isinstance(awaitable, WorkflowFuture):
-            raise WorkflowError(f"wf.all and wf.any take workflow awaitables (wf.step, "
-                                f"wf.sleep, wf.signal, wf.all, wf.any), got {awaitable!r}")
-    return tuple(awaitables)

@@ -16,6 +16,7 @@ import inspect
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -47,6 +48,15 @@ SIGNAL_TIMED_OUT = "SignalTimedOut"
 Random = Callable[[], float]
 
 
+@dataclass
+class _Routine:
+    """An ``async def`` helper run beside the body (``wf.all(helper(wf), ...)``)."""
+
+    coroutine: Any
+    future: WorkflowFuture[Any]
+    blocked: WorkflowFuture[Any] | None = None
+
+
 class WorkflowDriver:
     def __init__(self, definition: WorkflowDefinition, history: list[Recorded]) -> None:
         self.definition = definition
@@ -65,6 +75,7 @@ class WorkflowDriver:
         self._patches: dict[str, bool] = {}
         self._coroutine: Any = None
         self._blocked: WorkflowFuture[Any] | None = None
+        self._routines: list[_Routine] = []
         self._shield_depth = 0
         self._cancel_pending: str | None = None
         self.cancelled: str | None = None  # the reason, once delivered to the body
@@ -170,6 +181,16 @@ class WorkflowDriver:
         combined.listen(abandon_losers)
         return combined
 
+    def spawn(self, coroutine: Any) -> WorkflowFuture[Any]:
+        """Run an ``async def`` helper beside the body, now, until its first await; its
+        future resolves with what it returns (or raises). Routines resume in the order they
+        were spawned, so a replay runs them the same way."""
+        name = getattr(coroutine, "__qualname__", "routine")
+        routine = _Routine(coroutine, WorkflowFuture(f"{name}()"))
+        self._routines.append(routine)
+        self._run_routine(routine, None)
+        return routine.future
+
     def shield_enter(self) -> None:
         self._shield_depth += 1
 
@@ -228,13 +249,54 @@ class WorkflowDriver:
             self._cancel_pending = reason
             return
         self.cancelled = reason
+        for routine in list(self._routines):  # helpers first, each at its own await
+            if not routine.future.done and self.outcome is None:
+                routine.blocked = None
+                self._run_routine(routine, WorkflowCancelled(reason))
         self._blocked = None
         self._advance(WorkflowCancelled(reason))
 
     def _resume_if_ready(self) -> None:
-        if self._blocked is not None and self._blocked.done and self.outcome is None:
-            self._blocked = None
-            self._advance()
+        """Resume, in spawn order and then the body, whatever waits on something now done,
+        until nothing more can run (a helper that ends may free the body)."""
+        progress = True
+        while progress and self.outcome is None:
+            progress = False
+            for routine in list(self._routines):
+                if (routine.blocked is not None and routine.blocked.done
+                        and not routine.future.done and self.outcome is None):
+                    routine.blocked = None
+                    self._run_routine(routine, None)
+                    progress = True
+            if self._blocked is not None and self._blocked.done and self.outcome is None:
+                self._blocked = None
+                self._advance()
+                progress = True
+
+    def _run_routine(self, routine: _Routine, error: BaseException | None) -> None:
+        while True:
+            try:
+                if error is not None:
+                    yielded = routine.coroutine.throw(error)
+                else:
+                    yielded = routine.coroutine.send(None)
+            except StopIteration as stop:
+                routine.future.resolve(stop.value)
+                return
+            except Diverged as diverged:
+                self.outcome = Divergence(diverged.index, diverged.location, diverged.expected,
+                                          diverged.got)
+                return
+            except Exception as raised:
+                routine.future.resolve(error=raised)
+                return
+            error = None
+            if not isinstance(yielded, WorkflowFuture):
+                error = WorkflowError(f"a helper awaited {yielded!r}, which is not a workflow "
+                                      "awaitable")
+            elif not yielded.done:
+                routine.blocked = yielded
+                return
 
     def _advance(self, error: BaseException | None = None) -> None:
         while self.outcome is None:
