@@ -74,6 +74,8 @@ def test_killed_at_each_await_the_workflow_completes_running_each_step_once(
     final = system.wait_terminal(task_id, timeout_s=90)
     assert final["status"] == "Completed", final
     assert final["response"] == {"n": 7}
+    awaits = [s["step"] for s in final["steps"]]  # the status: awaits as they completed
+    assert awaits[:3] == ["work", "sleep", "work#2"] and awaits[-2:] == ["go", "work#5"]
     assert ledger(system, task_id) == {"work": 1, "work#2": 1, "work#3": 1, "work#4": 1,
                                        "work#5": 1}
 
