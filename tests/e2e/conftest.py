@@ -81,13 +81,17 @@ class System:
 def running_system(stack_env: dict[str, str], **extra_env: str) -> Iterator[System]:
     prefix = f"e2e{uuid.uuid4().hex[:8]}"
     port = free_port()
+    # The tenant's rate limit is counted in the database every module shares, under the one
+    # tenant they all use: the polling of several modules in one window refused the next
+    # module's submissions (429). The limit itself is proven by api_security (S5).
+    limits = {"TASKSAGA_API_RATE_LIMIT_REQUESTS": "0"}
     env = service_env(stack_env, port, TASKSAGA_TOPIC_PREFIX=prefix,
                       TASKSAGA_ORCHESTRATOR_INSTANCE_ID=f"{prefix}-orchestrator-0",
                       # The tree under test, before the installed package (a worktree's
                       # services would otherwise run the installed checkout's code).
                       PYTHONPATH=os.pathsep.join(
                           str(p) for p in (REPO / "services", REPO / "examples", REPO)),
-                      **extra_env)
+                      **{**limits, **extra_env})
     services = ServiceProcesses(env, Path(REPO / ".run" / "e2e-logs" / prefix), port,
                                 metrics_ports={name: free_port() for name in SERVICES})
     try:

@@ -25,8 +25,9 @@ class Decision:
     events: list[ev.TaskEvent] = field(default_factory=list)
     commands: list[msg.Outbound] = field(default_factory=list)
     timers: list[msg.ScheduleTimer] = field(default_factory=list)
-    # Timers no longer needed (a finished fan-out instance's deadlines): deleted with the
-    # decision's events, so a 1,000-item fan-out leaves no 1,000 timers to fire for nothing.
+    # Timers no longer needed (the deadlines of an attempt that ended, of a task that ended):
+    # deleted with the decision's events instead of firing later for nothing, each costing a
+    # transaction and a load of the task's state (a fan-out has as many as it has items).
     unscheduled: list[msg.TimerFired] = field(default_factory=list)
 
     @property
@@ -53,6 +54,20 @@ class DecisionRecorder:
     def emit(self, event: ev.TaskEvent) -> None:
         self.decision.events.append(event)
         self.decision.state = evolve(self.decision.state, event)
+        self._unschedule_deadlines_ended_by(event)
+
+    def _unschedule_deadlines_ended_by(self, event: ev.TaskEvent) -> None:
+        match event:
+            case ev.StepCompleted() | ev.StepFailed():
+                self.unschedule(msg.TimerKind.STEP_TIMEOUT, event.step, event.attempt)
+                if (self.definition.has_step(event.step)
+                        and self.definition.get_step(event.step).heartbeat_timeout_seconds):
+                    self.unschedule(msg.TimerKind.HEARTBEAT_TIMEOUT, event.step, event.attempt)
+            case ev.StepCompensated() | ev.StepCompensationFailed():
+                self.unschedule(msg.TimerKind.COMPENSATION_TIMEOUT, event.step, event.attempt)
+            case ev.TaskCompleted() | ev.TaskFailed() | ev.TaskCancelled() | ev.TaskResolved():
+                if self.definition.timeout_seconds:
+                    self.unschedule(msg.TimerKind.TASK_TIMEOUT, "", 0)
 
     def send(self, command: msg.Outbound) -> None:
         self.decision.commands.append(command)

@@ -97,16 +97,6 @@ class FanOutActions(WaitActions):
                 command = _with_item(command, fan_out.items[parsed[1]], parsed[1])
         super().send(command)
 
-    def emit(self, event: ev.TaskEvent) -> None:
-        """An instance's attempt that finished needs its deadlines no more: they are deleted
-        rather than left to fire for nothing (a fan-out has as many as it has items)."""
-        super().emit(event)
-        if (isinstance(event, ev.StepCompleted | ev.StepFailed) and self.state.fan_outs
-                and parse_instance(event.step) is not None):
-            self.unschedule(msg.TimerKind.STEP_TIMEOUT, event.step, event.attempt)
-            if self.definition.get_step(event.step).heartbeat_timeout_seconds:
-                self.unschedule(msg.TimerKind.HEARTBEAT_TIMEOUT, event.step, event.attempt)
-
     def start_compensation(self, reason: str) -> None:
         # A fan-out still open closes first, so only its instances are told to stop.
         for name in self.state.fan_outs:
