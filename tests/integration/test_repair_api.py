@@ -113,3 +113,25 @@ def test_a_sweep_keeps_what_became_referenced_after_its_report(
     assert objects.exists(bucket, f"{tenant}/{late}/f.bin")
     assert not objects.exists(bucket, f"{tenant}/{lost}/f.bin")
     assert sweeper.sweep_document("another-tenant", sweep_id) is None
+
+
+def test_an_orphan_report_refuses_what_is_no_bucket_name_and_an_endless_retention(
+    stack_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, pool: ConnectionPool,
+) -> None:
+    """S3's fuzzing sent these; each was a 500 (MinIO's client refusing the name, an
+    overflowing retention) before the route checked them."""
+    tenant = f"ob{uuid.uuid4().hex[:6]}"
+    with inprocess_api(stack_env, kafka_bootstrap, topic_prefix) as (client, deps):
+        deps.repair = RepairServices(DeadLetterIndex(pool),
+                                     OrphanSweeper(pool, object_store(stack_env)))
+        for name in ("", "A", "ab", "UPPER-case", "a..b", "-starts-with-hyphen", "x" * 64):
+            reply = client.post("/orphans/reports", params={"bucket": name},
+                                headers=bearer(tenant, OPERATOR))
+            assert reply.status_code == 422, (name, reply.text)
+        reply = client.post("/orphans/reports", params={"retention_hours": "inf"},
+                            headers=bearer(tenant, OPERATOR))
+        assert reply.status_code == 422, reply.text
+        fine = client.post("/orphans/reports", params={"bucket": f"ok-{tenant}"},
+                           headers=bearer(tenant, OPERATOR))
+    assert fine.status_code == 201, fine.text
+    assert fine.json()["objects"] == []
