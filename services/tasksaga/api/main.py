@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from opentelemetry.metrics import MeterProvider
 
 from tasksaga.adapters import telemetry
+from tasksaga.adapters.archive import Archiver
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_producer import KafkaProducer
 from tasksaga.adapters.migrations import apply_migrations
@@ -104,6 +105,7 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
         submit_gate=SubmitGate(open_s=settings.api_submit_timeout_s),
         readiness=readiness,
         live=live,
+        archiver=Archiver(pool, objects, settings.archive_bucket),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from tasksaga.adapters.archive import TaskArchive, archive_of
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.projections import ProjectionLag, projection_lag
 from tasksaga.core.definition import TaskDefinition
@@ -80,6 +81,13 @@ class ProjectionQueries:
                 (task_id,),
             ).fetchone()
             if row is None:
+                # A task whose projection rows are gone (a rebuild without its archive, a
+                # restore not projected yet): the summary its archive kept.
+                row = conn.execute(
+                    "SELECT task_id, task_type, status, version, request_json, response_json,"
+                    " end_reason, submitted_at, updated_at, NULL, NULL, tenant, submitted_by"
+                    " FROM archived_tasks WHERE task_id = %s", (task_id,)).fetchone()
+            if row is None:
                 marker = conn.execute(
                     "SELECT task_type, request_json, accepted_at, tenant, submitted_by"
                     " FROM accepted_tasks WHERE task_id = %s", (task_id,)).fetchone()
@@ -138,6 +146,7 @@ class ProjectionQueries:
                 "SELECT step, description, function, result, context_summary, evaluated_at"
                 " FROM condition_snapshots WHERE task_id = %s ORDER BY evaluated_at",
                 (row.task_id,)).fetchall()
+            archive = archive_of(conn, row.task_id)
             deliveries = cur.execute(
                 "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
                 " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at",
@@ -163,7 +172,12 @@ class ProjectionQueries:
                                      row.status in _ENDED) for name in order],
             "conditions": [_jsonable(c) for c in conditions],
             "notifications": [_jsonable(d) for d in deliveries],
+            **({"archived": archive_document(archive)} if archive else {}),
         }
+
+    def archive(self, task_id: str) -> TaskArchive | None:
+        with self._pool.connection() as conn:
+            return archive_of(conn, task_id)
 
     def step_status(self, task_id: str, step: str) -> str | None:
         with self._pool.connection() as conn:
@@ -250,6 +264,13 @@ def _step_document(
         document["progress"] = progress["progress"]
         document["progress_message"] = progress["message"]
     return document
+
+
+def archive_document(archive: TaskArchive) -> dict[str, Any]:
+    """What a status says of an archived task: where its history is, and whether it was
+    brought back for audit."""
+    return {"location": archive.location, "archived_at": archive.archived_at.isoformat(),
+            "restored_at": archive.restored_at.isoformat() if archive.restored_at else None}
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
