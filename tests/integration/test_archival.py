@@ -19,7 +19,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters import archive_cli
-from tasksaga.adapters.archive import Archiver, ArchiveNotFound
+from tasksaga.adapters.archive import ArchiveNotFound, Archiver
 from tasksaga.adapters.archive_format import ArchiveCorrupt, Manifest, object_keys
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.object_store import MinioObjectStore
@@ -236,7 +236,8 @@ def test_restore_brings_the_audit_back_and_a_rebuild_includes_archives_on_reques
 
 def test_the_archive_command_archives_and_prunes_the_inbox_and_delivery_log(
         schema_store: PostgresEventStore, schema_pool: ConnectionPool, codec: AvroCodec,
-        schema_url: str, archiver: Archiver, stack_env: dict[str, str],
+        schema_url: str, archiver: Archiver, objects: MinioObjectStore,
+        stack_env: dict[str, str],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     task_id = run_task(schema_store, OPENED)
     Projector(schema_pool, codec).catch_up_fully()
@@ -259,5 +260,6 @@ def test_the_archive_command_archives_and_prunes_the_inbox_and_delivery_log(
     assert "events_p19900310t000000: ok" in capsys.readouterr().out
     with schema_pool.connection() as conn:
         assert conn.execute("SELECT message_id FROM processed_messages").fetchall() == [("new",)]
-    assert json.loads(b"".join(archiver._objects.open_stream(  # noqa: SLF001
-        archiver.bucket, object_keys("events", "events_p19900310t000000")[2])))["event_count"] == 3
+    manifest_key = object_keys("events", "events_p19900310t000000")[2]
+    manifest = json.loads(b"".join(objects.open_stream(archiver.bucket, manifest_key)))
+    assert manifest["event_count"] == 3

@@ -38,6 +38,7 @@ from tasksaga.adapters.partitions import (
     drop_partition,
     list_partitions,
 )
+from tasksaga.adapters.pg_store import EVENTS_CHANNEL
 from tasksaga.core.ports import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,7 @@ def restore_events(conn: psycopg.Connection, task_id: str,
                      (task_id,))
     conn.execute("INSERT INTO projection_queue (stream_id, version) VALUES (%s, %s)",
                  (task_id, max(e.version for e in events)))
+    conn.execute(f"NOTIFY {EVENTS_CHANNEL}")  # the projector wakes at once
     conn.execute("UPDATE archived_tasks SET restored_at = coalesce(restored_at, now())"
                  " WHERE task_id = %s", (task_id,))
 

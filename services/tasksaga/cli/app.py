@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import typer
 from rich.console import Console
 
+from tasksaga.cli import archive_commands
 from tasksaga.cli.client import ApiError
 from tasksaga.cli.profile import CliProfile, ProfileError, load_profile
 
@@ -34,6 +35,9 @@ def _global_options(
     except ProfileError as error:
         errors.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
+
+
+app.add_typer(archive_commands.app, name="archive")
 
 
 def state(ctx: typer.Context) -> CliState:
