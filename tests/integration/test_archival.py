@@ -9,10 +9,13 @@ envelopes' time), in partitions the test creates: closed and far past any retent
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
+from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -22,9 +25,10 @@ from tasksaga.adapters import archive_cli
 from tasksaga.adapters.archive import ArchiveNotFound, Archiver
 from tasksaga.adapters.archive_format import ArchiveCorrupt, Manifest, object_keys
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.partitions import PartitionPeriod, ensure_partitions, list_partitions
-from tasksaga.adapters.pg_store import PostgresEventStore
+from tasksaga.adapters.pg_store import ConcurrencyConflict, PostgresEventStore
 from tasksaga.adapters.projections import Projector
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
@@ -118,8 +122,6 @@ def test_partitions_are_created_ahead_and_a_stream_stays_in_its_opening_partitio
 
 def test_stream_version_stays_unique_across_partitions(
         schema_store: PostgresEventStore, schema_pool: ConnectionPool) -> None:
-    from tasksaga.adapters.pg_store import ConcurrencyConflict
-
     task_id = run_task(schema_store, OPENED, ended=False)
     submitted_again = envelope(task_id, 1, ev.TaskSubmitted(
         task_id, "CreateZip", "{}", None, None, _ms(LATER), None), LATER)
@@ -263,3 +265,52 @@ def test_the_archive_command_archives_and_prunes_the_inbox_and_delivery_log(
     manifest_key = object_keys("events", "events_p19900310t000000")[2]
     manifest = json.loads(b"".join(objects.open_stream(archiver.bucket, manifest_key)))
     assert manifest["event_count"] == 3
+
+
+def test_the_migration_moves_an_existing_log_into_monthly_partitions(
+        database_url: str, codec: AvroCodec, tmp_path: Path) -> None:
+    """A log written before 018 keeps every row, key and guarantee, and its streams go on."""
+    from tasksaga.adapters.migrations import DEFAULT_MIGRATIONS_DIR
+    from tests.integration.conftest import completed_step, submitted
+
+    schema = f"migrate_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{database_url}?options={quote(f'-csearch_path={schema}')}"
+    try:
+        for path in sorted(DEFAULT_MIGRATIONS_DIR.glob("*.sql")):
+            if path.name < "018":
+                shutil.copy(path, tmp_path)
+        apply_migrations(url, tmp_path)
+        task_id = f"migrated-{uuid.uuid4()}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            for envelope_, recorded in ((submitted(task_id), "2026-10-30"),
+                                        (completed_step(task_id, 2), "2026-11-02")):
+                conn.execute("INSERT INTO events (stream_id, version, event_type, message_id,"
+                             " payload, recorded_at) VALUES (%s, %s, 'X', %s, %s, %s)",
+                             (task_id, envelope_.version, envelope_.message_id,
+                              codec.encode(envelope_), recorded))
+        assert apply_migrations(url) == ["018_partitioned_events.sql", "019_event_archives.sql"]
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute("SELECT tableoid::regclass::text, position, version FROM events"
+                                " ORDER BY position").fetchall()
+            assert rows == [("events_p20261001t000000", 1, 1), ("events_p20261001t000000", 2, 2)]
+        with ConnectionPool(url, min_size=1, max_size=1) as pool:
+            store = PostgresEventStore(pool, codec)
+            with store.transaction() as tx:
+                assert tx.lock_stream(task_id) == 2
+                tx.append(task_id, 2, [completed_step(task_id, 3, "PublishManifest")])
+            with pytest.raises(ConcurrencyConflict), store.transaction() as tx:
+                tx.append(task_id, 2, [completed_step(task_id, 3, "Again")])
+        assert partition_of_url(url, task_id) == {"events_p20261001t000000"}
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def partition_of_url(url: str, task_id: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT tableoid::regclass::text, position FROM events"
+                            " WHERE stream_id = %s", (task_id,)).fetchall()
+    assert [r[1] for r in rows] == [1, 2, 3]  # the position sequence went on
+    return {r[0] for r in rows}
