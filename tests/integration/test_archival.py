@@ -28,7 +28,7 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.partitions import PartitionPeriod, ensure_partitions, list_partitions
-from tasksaga.adapters.pg_store import ConcurrencyConflict, PostgresEventStore
+from tasksaga.adapters.pg_store import ConcurrencyConflict, PostgresEventStore, StreamArchived
 from tasksaga.adapters.projections import Projector
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
@@ -180,6 +180,10 @@ def test_archive_verifies_then_drops_the_partition_and_keeps_one_with_a_running_
     checksum = b"".join(objects.open_stream(archiver.bucket, checksum_key)).decode()
     assert checksum == f"{manifest.sha256}  events.avro\n"
     assert list(archiver.verify_all()) == [("events_p19900310t000000", None)]
+    # A stray message for an archived task is refused with the reason (a dead letter), never
+    # taken for a new task.
+    with pytest.raises(StreamArchived, match="is archived"), schema_store.transaction() as tx:
+        tx.lock_stream(ended[0])
 
 
 def test_a_changed_archive_fails_verification_and_is_not_restored(

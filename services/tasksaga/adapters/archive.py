@@ -205,7 +205,9 @@ class Archiver:
                 " s.tenant, s.submitted_by FROM task_status s"
                 " JOIN unnest(%s::text[], %s::int[]) AS m(task_id, events) USING (task_id)",
                 (row[0], tasks, [manifest.tasks[t].events for t in tasks]))
-            conn.execute("DELETE FROM audit_entries WHERE task_id = ANY(%s)", (tasks,))
+            for table in ("audit_entries", "timers", "step_progress"):
+                conn.execute(sql.SQL("DELETE FROM {} WHERE task_id = ANY(%s)").format(
+                    sql.Identifier(table)), (tasks,))
             conn.execute(sql.SQL("DROP TABLE {}").format(name))
 
     # -- verify ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_bus import Unprocessable
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import messages as msg
 from tasksaga.core.ports import ConcurrencyConflict, OutboxRecord
@@ -24,7 +25,7 @@ EVENTS_CHANNEL = "tasksaga_events"
 
 # The port's types, defined with it in the core; importable from here as they always were.
 __all__ = ["PRUNABLE", "ConcurrencyConflict", "OutboxRecord", "PostgresEventStore",
-           "StoreTransaction", "open_pool", "prune_older_than"]
+           "StoreTransaction", "StreamArchived", "open_pool", "prune_older_than"]
 
 
 # One stream's rows: the stream id twice, so the planner prunes to its partition at run time.
@@ -46,6 +47,11 @@ _APPEND = (
     f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT s.stream_id, s.opened_at, u.*"
     f" FROM {_UNNEST} u, streams s WHERE s.stream_id = %s"
 )
+
+
+class StreamArchived(Unprocessable):
+    """A message for a task whose stream was archived: it goes to the dead-letter topic with
+    this reason (the retention age is far beyond any redelivery, so this is a stray)."""
 
 
 class StoreTransaction:
@@ -81,10 +87,14 @@ class StoreTransaction:
         # the snapshot taken when it started, so a version read in the statement that waited
         # for the lock would miss what the previous holder committed while we waited.
         row = self._conn.execute(
-            f"SELECT coalesce(max(version), 0) FROM events WHERE {_ONE_STREAM}",
-            (task_id, task_id),
+            f"SELECT coalesce(max(version), 0), max(version) IS NULL AND EXISTS"
+            f" (SELECT 1 FROM archived_tasks WHERE task_id = %s) FROM events WHERE {_ONE_STREAM}",
+            (task_id, task_id, task_id),
         ).fetchone()
         assert row is not None
+        if row[1]:
+            raise StreamArchived(f"task {task_id} is archived (its events left the log after "
+                                 "the retention age); a message for it can no longer be applied")
         return int(row[0])
 
     def load_events(self, task_id: str) -> list[Envelope]:
