@@ -252,7 +252,7 @@ class Archiver:
             raise fmt.ArchiveCorrupt(f"the archive holds {len(events)} events of task "
                                      f"{task_id}; {expected} were archived")
         with self._pool.connection() as conn, conn.transaction():
-            restore_events(conn, task_id, events)
+            restore_events(conn, {task_id: events})
         return len(events)
 
     def archived_events(self, task_id: str) -> list[fmt.ArchivedEvent]:
@@ -285,8 +285,7 @@ class Archiver:
                 raise fmt.ArchiveCorrupt(f"archive {archive_id} ({manifest.object_key}) does "
                                          "not match its SHA-256")
             with self._pool.connection() as conn, conn.transaction():
-                for task_id, task_events in by_task.items():
-                    restore_events(conn, task_id, task_events)
+                restore_events(conn, by_task)
             tasks += len(by_task)
             events += sum(len(e) for e in by_task.values())
         return tasks, events
@@ -295,25 +294,28 @@ class Archiver:
         return f"s3://{self.bucket}/{key}"
 
 
-def restore_events(conn: psycopg.Connection, task_id: str,
-                   events: list[fmt.ArchivedEvent]) -> None:
-    """Write a task's archived events to ``restored_events`` and have the projector project
-    the task again from them (its rows are rebuilt whole, audit included)."""
+def restore_events(conn: psycopg.Connection,
+                   events_of: dict[str, list[fmt.ArchivedEvent]]) -> None:
+    """Write archived tasks' events to ``restored_events`` and have the projector project
+    those tasks again from them (their rows are rebuilt whole, audit included)."""
+    tasks = list(events_of)
     with conn.cursor() as cursor:
         cursor.executemany(
             "INSERT INTO restored_events (position, stream_id, version, event_type, message_id,"
             " payload, recorded_at, stream_opened_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING",
             [(e.position, e.stream_id, e.version, e.event_type, e.message_id, e.payload,
-              e.recorded_at, e.stream_opened_at) for e in events])
+              e.recorded_at, e.stream_opened_at) for events in events_of.values()
+             for e in events])
     for table in _PROJECTION_ROWS:
-        conn.execute(sql.SQL("DELETE FROM {} WHERE task_id = %s").format(sql.Identifier(table)),
-                     (task_id,))
-    conn.execute("INSERT INTO projection_queue (stream_id, version) VALUES (%s, %s)",
-                 (task_id, max(e.version for e in events)))
+        conn.execute(sql.SQL("DELETE FROM {} WHERE task_id = ANY(%s)").format(
+            sql.Identifier(table)), (tasks,))
+    conn.execute("INSERT INTO projection_queue (stream_id, version)"
+                 " SELECT * FROM unnest(%s::text[], %s::int[])",
+                 (tasks, [max(e.version for e in events_of[t]) for t in tasks]))
     conn.execute(f"NOTIFY {EVENTS_CHANNEL}")  # the projector wakes at once
     conn.execute("UPDATE archived_tasks SET restored_at = coalesce(restored_at, now())"
-                 " WHERE task_id = %s", (task_id,))
+                 " WHERE task_id = ANY(%s)", (tasks,))
 
 
 def archive_of(conn: psycopg.Connection, task_id: str) -> TaskArchive | None:
