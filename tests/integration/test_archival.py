@@ -318,3 +318,16 @@ def partition_of_url(url: str, task_id: str) -> set[str]:
                             " WHERE stream_id = %s", (task_id,)).fetchall()
     assert [r[1] for r in rows] == [1, 2, 3]  # the position sequence went on
     return {r[0] for r in rows}
+
+
+def test_one_archiver_runs_at_a_time(schema_store: PostgresEventStore, schema_url: str,
+                                     codec: AvroCodec, schema_pool: ConnectionPool,
+                                     archiver: Archiver) -> None:
+    run_task(schema_store, OPENED)
+    Projector(schema_pool, codec).catch_up_fully()
+    with psycopg.connect(schema_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(7201504)")  # another archiver's pass
+        report = archiver.run(timedelta(days=30))
+        assert report.busy and report.lines() == ["another archiver is running; nothing done"]
+    assert [a.partition for a in archiver.run(timedelta(days=30)).archived] == [
+        "events_p19900310t000000"]

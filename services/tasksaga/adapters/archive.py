@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 #: Statuses an archived task may have: ended, and nothing an operator could still do with it
 #: (CompensationFailed and NeedsAttention wait for a retry, so they keep their partition).
 ARCHIVABLE_STATUSES = ("Completed", "Failed", "Cancelled")
+_LOCK_KEY = 7_201_504
 _PROJECTION_ROWS = ("step_records", "condition_snapshots", "audit_entries", "task_status")
 
 
@@ -64,8 +65,11 @@ class ArchiveReport:
     archived: list[ArchivedPartition] = field(default_factory=list)
     held: dict[str, str] = field(default_factory=dict)  # partition -> why it stays
     dropped_empty: list[str] = field(default_factory=list)
+    busy: bool = False  # another archiver was running: this pass did nothing
 
     def lines(self) -> list[str]:
+        if self.busy:
+            return ["another archiver is running; nothing done"]
         out = [f"archived {a.partition}: {a.tasks} tasks, {a.events} events, "
                f"{a.size_bytes} bytes in {a.seconds:.2f} s -> {a.location}"
                for a in self.archived]
@@ -101,6 +105,23 @@ class Archiver:
         """One pass over the closed partitions (or only partition ``only``)."""
         if retention < timedelta(0):
             raise ValueError(f"the retention age must not be negative, got {retention}")
+        with self._pool.connection() as guard:
+            # One archiver at a time: a session lock held on an idle connection (autocommit,
+            # so no transaction stays open across the uploads).
+            guard.autocommit = True
+            try:
+                locked = guard.execute("SELECT pg_try_advisory_lock(%s)",
+                                       (_LOCK_KEY,)).fetchone()
+                if not locked or not locked[0]:
+                    return ArchiveReport(busy=True)
+                try:
+                    return self._pass(retention, only)
+                finally:
+                    guard.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            finally:
+                guard.autocommit = False
+
+    def _pass(self, retention: timedelta, only: str | None) -> ArchiveReport:
         report = ArchiveReport()
         with self._pool.connection() as conn, conn.transaction():
             now = database_now(conn)
