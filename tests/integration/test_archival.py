@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from tasksaga.adapters import archive_cli
+from tasksaga.adapters import archive_cli, replay
 from tasksaga.adapters.archive import ArchiveNotFound, Archiver
 from tasksaga.adapters.archive_format import ArchiveCorrupt, Manifest, object_keys
 from tasksaga.adapters.avro_codec import AvroCodec
@@ -205,7 +205,8 @@ def test_a_changed_archive_fails_verification_and_is_not_restored(
 
 def test_restore_brings_the_audit_back_and_a_rebuild_includes_archives_on_request(
         schema_store: PostgresEventStore, schema_pool: ConnectionPool, codec: AvroCodec,
-        archiver: Archiver) -> None:
+        archiver: Archiver, objects: MinioObjectStore, schema_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
     restored, other = run_task(schema_store, OPENED), run_task(schema_store, OPENED)
     projector = Projector(schema_pool, codec)
     projector.catch_up_fully()
@@ -232,10 +233,12 @@ def test_restore_brings_the_audit_back_and_a_rebuild_includes_archives_on_reques
     projector.catch_up_fully()
     assert audit_versions(schema_pool, restored) == [1, 2, 3]
     assert status_of(schema_pool, other) is None
-    # With archives: every archived task comes back whole.
-    archiver.restore_all()
-    projector.reset()
-    projector.catch_up_fully()
+    # Replay of one task reads its archive; a rebuild with archives brings every task back.
+    with_archives = lambda pool: Archiver(pool, objects, archiver.bucket)  # noqa: E731
+    assert replay.show_task(schema_url, codec, other, with_archives) == 0
+    assert "TaskCompleted" in capsys.readouterr().out
+    count, _ = replay.rebuild(schema_url, codec, with_archives)
+    assert count == 6
     assert status_of(schema_pool, other) == "Completed"
     assert audit_versions(schema_pool, other) == [1, 2, 3]
 
@@ -326,7 +329,7 @@ def test_one_archiver_runs_at_a_time(schema_store: PostgresEventStore, schema_ur
     run_task(schema_store, OPENED)
     Projector(schema_pool, codec).catch_up_fully()
     with psycopg.connect(schema_url, autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(7201504)")  # another archiver's pass
+        other.execute("SELECT pg_advisory_lock(7201504, hashtext(current_schema()))")  # another archiver's pass
         report = archiver.run(timedelta(days=30))
         assert report.busy and report.lines() == ["another archiver is running; nothing done"]
     assert [a.partition for a in archiver.run(timedelta(days=30)).archived] == [

@@ -9,6 +9,7 @@
         a closed day partition of ended tasks archived to MinIO (read, write the container
         file, upload, read back and check, detach and drop), then every task restored
         (read back and checked again, written to restored_events), then one task restored.
+        Task data is sealed with the local key ring, as the services write it.
 
 The database is the stack's (``tools/stack env``), in a schema of the bench's own, dropped at
 the end; the bucket is ``tasksaga-bench-archive``.
@@ -27,6 +28,7 @@ from urllib.parse import quote
 import psycopg
 
 import stack_tool
+from localrun import local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
@@ -107,7 +109,9 @@ def bench_archive(tasks: int, per_task: int) -> None:
     objects = MinioObjectStore(env["TASKSAGA_S3_ENDPOINT"], env["TASKSAGA_S3_ACCESS_KEY"],
                                env["TASKSAGA_S3_SECRET_KEY"])
     objects.ensure_bucket(BUCKET)
-    codec = AvroCodec()
+    # Task data sealed as the services seal it: the archive copies ciphertext, which does not
+    # compress the way repeated plain JSON would.
+    codec = AvroCodec(cipher=local_payload_cipher())
     with private_schema() as url:
         pool = open_pool(url, max_size=3, name="bench-archive")
         with pool.connection() as conn:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 #: Statuses an archived task may have: ended, and nothing an operator could still do with it
 #: (CompensationFailed and NeedsAttention wait for a retry, so they keep their partition).
 ARCHIVABLE_STATUSES = ("Completed", "Failed", "Cancelled")
-_LOCK_KEY = 7_201_504
+# One archiver per log (per schema: a database may hold several logs).
+_LOCK = "7201504, hashtext(current_schema())"
 _PROJECTION_ROWS = ("step_records", "condition_snapshots", "audit_entries", "task_status")
 
 
@@ -110,14 +112,13 @@ class Archiver:
             # so no transaction stays open across the uploads).
             guard.autocommit = True
             try:
-                locked = guard.execute("SELECT pg_try_advisory_lock(%s)",
-                                       (_LOCK_KEY,)).fetchone()
+                locked = guard.execute(f"SELECT pg_try_advisory_lock({_LOCK})").fetchone()
                 if not locked or not locked[0]:
                     return ArchiveReport(busy=True)
                 try:
                     return self._pass(retention, only)
                 finally:
-                    guard.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+                    guard.execute(f"SELECT pg_advisory_unlock({_LOCK})")
             finally:
                 guard.autocommit = False
 
@@ -141,7 +142,8 @@ class Archiver:
             else:
                 archived = self.archive_partition(partition)
                 report.archived.append(archived)
-                log.info("archived %s", report.lines()[0])
+                log.info("archived %s: %d tasks, %d events -> %s", archived.partition,
+                         archived.tasks, archived.events, archived.location)
         return report
 
     def _reason_to_keep(self, partition: EventPartition, ended_before: datetime) -> str | None:
@@ -167,7 +169,7 @@ class Archiver:
         return None
 
     def archive_partition(self, partition: EventPartition) -> ArchivedPartition:
-        started = datetime.now().timestamp()
+        started = time.perf_counter()
         events_key, checksum_key, manifest_key = fmt.object_keys(self._prefix, partition.name)
         manifest = fmt.Manifest(partition.name, partition.lower.isoformat(),
                                 partition.upper.isoformat(), events_key)
@@ -193,7 +195,7 @@ class Archiver:
         self._drop_archived(partition, manifest, manifest_key)
         return ArchivedPartition(partition.name, self.location(events_key), len(manifest.tasks),
                                  manifest.event_count, manifest.size_bytes,
-                                 datetime.now().timestamp() - started)
+                                 time.perf_counter() - started)
 
     def _drop_archived(self, partition: EventPartition, manifest: fmt.Manifest,
                        manifest_key: str) -> None:
