@@ -112,7 +112,11 @@ def write_events(out: IO[bytes], events: Iterable[ArchivedEvent], manifest: Mani
     def records() -> Iterator[dict[str, Any]]:
         for event in events:
             manifest.count(event)
-            yield asdict(event)
+            # Not dataclasses.asdict: its deep copy took most of an archive's time.
+            yield {"position": event.position, "stream_id": event.stream_id,
+                   "version": event.version, "event_type": event.event_type,
+                   "message_id": event.message_id, "payload": event.payload,
+                   "recorded_at": event.recorded_at, "stream_opened_at": event.stream_opened_at}
 
     writer(out, ARCHIVED_EVENT_SCHEMA, records(), codec="deflate", sync_interval=256 * 1024)
     out.flush()
