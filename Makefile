@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts
+.PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts \
+	dashboard-screenshots up down status
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,12 +13,27 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(INSTALLED)
 
+# KEEP=1: leave the services running afterwards (`make down` stops them).
 demo: $(INSTALLED)
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(if $(KEEP),--keep,)
+
+# The stack and the four services in the background, for the CLI and the dashboard
+# (PORT=8000 by default); `make down` stops the services, `make down STACK=1` the stack too.
+up: $(INSTALLED)
+	$(PY) tools/local_system.py up $(if $(PORT),--port $(PORT),)
+
+down: $(INSTALLED)
+	$(PY) tools/local_system.py down $(if $(STACK),--stack,)
+
+status: $(INSTALLED)
+	$(PY) tools/local_system.py status
 
 # -s: every test prints its figure (S1..S6, R1..R16, the worker and projection figures).
+# tools/stack helm: the chart tests' helm, built once with go install (tests/unit/manifests.py
+# would build it too; here its build is not counted in a test's time).
 test: $(INSTALLED) lint
 	tools/stack up
+	tools/stack helm
 	$(PY) -m pytest tests -s --durations=25
 
 lint: $(INSTALLED)
@@ -25,6 +41,7 @@ lint: $(INSTALLED)
 	$(VENV)/bin/mypy
 
 unit: $(INSTALLED)
+	tools/stack helm
 	$(PY) -m pytest tests/unit
 
 integration: $(INSTALLED)
@@ -52,6 +69,11 @@ stack-status:
 
 bench: $(INSTALLED)
 	$(PY) tools/bench/run.py
+
+# The dashboard's browser test, writing its screenshots to docs/ (docs/dashboard.md).
+dashboard-screenshots: $(INSTALLED)
+	tools/stack up
+	TASKSAGA_DASHBOARD_SCREENSHOTS=docs $(PY) -m pytest tests/e2e/test_dashboard.py -q
 
 # 1,000 SSE watchers on one API process: memory per watcher, event delivery p99.
 bench-sse: $(INSTALLED)

@@ -10,6 +10,7 @@ compensation of what completed).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import sys
@@ -23,6 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import local_system
 import stack_tool
 from localrun import REPO, ServiceProcesses, local_token, service_env
 from tasksaga.adapters.migrations import apply_migrations
@@ -159,7 +161,15 @@ def run_video_examples(client: httpx.Client, store: MinioObjectStore, directory:
     return task_id
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the services running afterwards (`make down` stops them)")
+    keep = parser.parse_args(argv).keep
+    if keep and local_system.running():
+        raise SystemExit("tasksaga services are already running (`make up`?): `make down` "
+                         "first, or run the demo without KEEP")
     started = time.monotonic()
     print("== local stack (Kafka, Postgres, MinIO)")
     stack_tool.up()
@@ -172,9 +182,11 @@ def main() -> int:
         REPO / ".run" / "demo-logs", api_port)
     store = MinioObjectStore(env["TASKSAGA_S3_ENDPOINT"], env["TASKSAGA_S3_ACCESS_KEY"],
                              env["TASKSAGA_S3_SECRET_KEY"])
+    passed = False
     try:
         print("== starting api, orchestrator, step-worker, notifier")
         services.start_all()
+        print(f"  API at {services.api_url}, dashboard at {services.api_url}/ui")
         # Authentication is on: the demo signs a token with this machine's local key
         # (.stack/local-secrets.json), as `tasksaga-token` does.
         token = local_token(tenant="demo", subject="demo-user",
@@ -224,10 +236,17 @@ def main() -> int:
                 raise SystemExit("the failing variant should end Failed (compensated)")
 
             run_video_examples(client, store, directory)
+        passed = True
     finally:
-        services.stop_all()
+        if not (keep and passed):
+            services.stop_all()
     print(f"== demo passed in {time.monotonic() - started:.1f} s "
           f"(service logs in {services.log_dir})")
+    print(f"  dashboard: {services.api_url}/ui")
+    if keep:
+        local_system.record(services)
+        print("== the services keep running (KEEP=1):")
+        print("\n".join(local_system.usage_lines(services.api_url, services.log_dir)))
     print(f"RESULT archive_key={response['archive_key']} verified=true")
     return 0
 

@@ -101,6 +101,28 @@ class ServiceProcesses:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def wait_ops_ready(self, name: str, timeout_s: float = 60.0) -> None:
+        """Until the service's /health/ready (on its metrics port) answers 200."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(f"{self.ops_url(name)}/health/ready",
+                                            timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} was not ready within {timeout_s} s; see {self.log_dir}")
+
+    def terminate(self, name: str, timeout_s: float = 60.0) -> int:
+        """SIGTERM, as Kubernetes stops a pod, and wait for the process to drain and exit;
+        its exit code (0 for a clean stop)."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGTERM)
+        return process.wait(timeout=timeout_s)
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
         os.killpg(process.pid, sig)

@@ -232,6 +232,20 @@ SCENARIOS: dict[str, dict[str, tuple[str, Scenario]]] = {
                                lambda run: run.faults.fail_compensation("CreateArchive",
                                                                         times=3)),
                          lambda run: run.retry_compensation())),
+        "operator_skip_compensation": (
+            "CompensationFailed at CreateArchive, an operator skips it: UploadFiles is "
+            "compensated and the task fails",
+            lambda: _zip(_both(_fail("PublishManifest", retryable=False),
+                               lambda run: run.faults.fail_compensation("CreateArchive",
+                                                                        times=None)),
+                         lambda run: run.skip_compensation(
+                             "CreateArchive", "archive deleted by hand"))),
+        "operator_resolve": (
+            "CompensationFailed at CreateArchive, an operator marks the task resolved",
+            lambda: _zip(_both(_fail("PublishManifest", retryable=False),
+                               lambda run: run.faults.fail_compensation("CreateArchive",
+                                                                        times=None)),
+                         lambda run: run.resolve("archive bucket cleaned by hand"))),
     },
     "order_fulfilment": {
         "success": ("completes", lambda: _order(lambda run: None)),

@@ -14,6 +14,7 @@ Topics there default to replication factor 3 and min.insync.replicas 2, and ``en
 Layout (``TASKSAGA_STACK_DIR``, default ``<repo>/.stack``)::
 
     bin/minio               built by ``go install`` (kept by ``reset``)
+    bin/helm                the chart tests' helm, pinned ``go install`` (``tools/stack helm``)
     kafka/lib/*.jar         Kafka runtime jars copied by Maven (kept by ``reset``)
     kafka/data              KRaft log dir, formatted once with a fixed cluster id
     kafka-cluster/node<N>   the 3-broker cluster's nodes (--brokers 3): data, server.properties

@@ -53,6 +53,33 @@ def check_modules(module_names: list[str], out: list[str],
     return status
 
 
+def run_check(modules: list[str], lock_path: Path | None = None,
+              update_lock: bool = False) -> tuple[int, list[str]]:
+    """What ``tasksaga-check`` (and ``tasksaga check``) does: the exit status and the lines
+    to print. ``lock_path`` None: ``tasksaga.lock.json`` of the current directory if any."""
+    lock = lock_path or DEFAULT_LOCK
+    out: list[str] = []
+    if update_lock:
+        found: list[TaskDefinition] = []
+        status = check_modules(modules, out, None, found)
+        if status == 0:
+            try:
+                write_lock(lock, found)
+            except LockError as error:
+                out.append(str(error))
+                status = 1
+            else:
+                out.append(f"{lock}: recorded {len(found)} definitions")
+        return status, out
+    locked = None
+    if lock_path is not None or lock.exists():
+        try:
+            locked = read_lock(lock)
+        except LockError as error:
+            return 1, [str(error)]
+    return check_modules(modules, out, locked), out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,29 +90,7 @@ def main() -> int:
     parser.add_argument("--update-lock", action="store_true",
                         help="record the definitions' step graphs in the lock file")
     args = parser.parse_args()
-    lock = args.lock or DEFAULT_LOCK
-    out: list[str] = []
-    if args.update_lock:
-        found: list[TaskDefinition] = []
-        status = check_modules(args.modules, out, None, found)
-        if status == 0:
-            try:
-                write_lock(lock, found)
-            except LockError as error:
-                out.append(str(error))
-                status = 1
-            else:
-                out.append(f"{lock}: recorded {len(found)} definitions")
-        print("\n".join(out))
-        return status
-    locked = None
-    if args.lock is not None or lock.exists():
-        try:
-            locked = read_lock(lock)
-        except LockError as error:
-            print(error)
-            return 1
-    status = check_modules(args.modules, out, locked)
+    status, out = run_check(args.modules, args.lock, args.update_lock)
     print("\n".join(out))
     return status
 

@@ -19,7 +19,8 @@ from localrun import REPO, SERVICES, ServiceProcesses, local_token, service_env
 
 pytestmark = pytest.mark.e2e
 
-TERMINAL = {"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention"}
+TERMINAL = {"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention",
+            "Resolved"}
 
 
 def free_port() -> int:

@@ -329,7 +329,8 @@ def test_one_archiver_runs_at_a_time(schema_store: PostgresEventStore, schema_ur
     run_task(schema_store, OPENED)
     Projector(schema_pool, codec).catch_up_fully()
     with psycopg.connect(schema_url, autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(7201504, hashtext(current_schema()))")  # another archiver's pass
+        # Another archiver's pass holds the log's lock.
+        other.execute("SELECT pg_advisory_lock(7201504, hashtext(current_schema()))")
         report = archiver.run(timedelta(days=30))
         assert report.busy and report.lines() == ["another archiver is running; nothing done"]
     assert [a.partition for a in archiver.run(timedelta(days=30)).archived] == [

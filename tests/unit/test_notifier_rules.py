@@ -140,6 +140,7 @@ NOTIFIABLE = [
     ev.TaskCancelled("asked", 1),
     ev.TaskCompensationFailed("fetch", "IOError", "disk", 1),
     ev.TaskNeedsAttention("notify", "ship", "MailDown", "smtp refused", 1),
+    ev.TaskResolved("fixed by hand", "ops", "CompensationFailed", 1),
 ]
 NOT_NOTIFIABLE = [
     ev.TaskSubmitted("t-1", "zip_archive", "{}", "http://x", None, 1, None),
@@ -164,6 +165,8 @@ NOT_NOTIFIABLE = [
     ev.MessageParked("StepSucceeded", "", 1),
     ev.TaskMigrated(1, 2, "sha256:0", "operator migrate", 1),
     ev.MigrationRefused(2, "incompatible", 1),
+    ev.CompensationSkipped("fetch", "undone by hand", "ops", 1),
+    ev.TaskRedriven(["ExecuteStep fetch#1"], "stuck", "ops", 1),
 ]
 
 
@@ -192,7 +195,7 @@ def test_other_events_are_ignored(event: object) -> None:
 
 
 def test_terminal_events() -> None:
-    assert [rules.is_terminal(e) for e in NOTIFIABLE] == [False] * 4 + [True] * 5
+    assert [rules.is_terminal(e) for e in NOTIFIABLE] == [False] * 4 + [True] * 6
 
 
 def test_submission_with_callback_subscribes() -> None:

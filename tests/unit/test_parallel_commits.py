@@ -4,6 +4,7 @@ position backwards (no broker needed: the loop's commit bookkeeping is driven di
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +73,48 @@ def test_one_commit_is_in_flight_at_a_time(loop: ParallelConsumerLoop) -> None:
     loop._send_commits()
     assert loop._pending == {}
     assert loop._sent == {P: 6}
+
+
+class RecordingConsumer:
+    """The one call a shutdown commit makes."""
+
+    def __init__(self) -> None:
+        self.commits: list[tuple[list[tuple[str, int, int]], bool]] = []
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.commits.append(([(tp.topic, tp.partition, tp.offset) for tp in offsets],
+                             asynchronous))
+
+
+def test_what_finished_during_the_drain_is_committed_although_a_commit_is_unanswered(
+    loop: ParallelConsumerLoop,
+) -> None:
+    """SIGTERM in a rolling restart: the steps in hand finish while nothing polls, so the
+    commit sent just before is never answered; their positions are committed all the same,
+    or the partitions' next owner would run them again."""
+    loop._sent[P] = 5
+    loop._commit_sent_at = time.monotonic()  # sent just before the stop: unanswered
+    loop._pending = {P: 8}  # the drained steps' position
+    loop._send_commits()
+    assert loop._pending == {P: 8}  # the ordinary path waits for the answer
+    real, recorder = loop.consumer, RecordingConsumer()
+    loop.consumer = recorder  # type: ignore[assignment]
+    try:
+        loop._commit_at_shutdown()
+    finally:
+        loop.consumer = real
+    assert recorder.commits == [([(*P, 8)], False)]  # synchronous: close() commits nothing
+    assert loop._pending == {}
+
+
+def test_the_shutdown_commit_skips_partitions_given_up(loop: ParallelConsumerLoop) -> None:
+    loop._pending = {P: 8, ("step-commands.q", 1): 3}
+    real, recorder = loop.consumer, RecordingConsumer()
+    loop.consumer = recorder  # type: ignore[assignment]
+    try:
+        loop._commit_at_shutdown()
+        loop._pending = {("step-commands.q", 1): 4}
+        loop._commit_at_shutdown()
+    finally:
+        loop.consumer = real
+    assert recorder.commits == [([(*P, 8)], False)]  # partition 1 is not this loop's

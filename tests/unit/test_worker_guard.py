@@ -67,3 +67,19 @@ def test_the_records_are_bounded() -> None:
         guard.answered(f"m{index}")
     assert guard.admit("m0", _execute(task="t0")) is None  # forgotten: runs again
     assert guard.admit("m49", _execute(task="t49")) == "already answered"
+
+
+def test_a_copy_resent_under_another_message_id_is_skipped_while_running_or_answered() -> None:
+    # An operator's redrive resends the same dispatch (kind, task, step, attempt) anew.
+    guard = CommandGuard(lambda: NOW)
+    assert guard.admit("m1", _execute()) is None
+    assert guard.admit("redrive-1", _execute()) == "a copy of it is already running here"
+    guard.answered("m1")
+    assert guard.admit("redrive-2", _execute()) == "a copy of it was already answered"
+
+
+def test_a_resent_copy_runs_when_the_first_copy_was_abandoned() -> None:
+    guard = CommandGuard(lambda: NOW)
+    guard.admit("m1", _execute())
+    guard.abandoned("m1")
+    assert guard.admit("redrive-1", _execute()) is None

@@ -18,6 +18,7 @@ from .common import (
     StackError,
     env,
 )
+from .helm import ensure_helm
 from .ops import down, logs, reset, status, up
 from .procs import say
 
@@ -54,6 +55,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     commands.add_parser("reset", parents=[brokers],
                         help="down + delete data (keeps installed binaries)")
     commands.add_parser("env", parents=[brokers], help="print export lines for the application")
+    commands.add_parser("helm", parents=[brokers],
+                        help="build the pinned helm once (go install) and print its path")
     logs_parser = commands.add_parser("logs", parents=[brokers],
                                       help=f"last {LOG_TAIL_LINES} lines of server logs")
     nodes = tuple(f"kafka-{node}" for node in range(1, CLUSTER_SIZE + 1))
@@ -78,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "env":
             for key, value in env(settings).items():
                 say(f"export {key}={shlex.quote(value)}")
+        elif args.command == "helm":
+            say(str(ensure_helm(settings)))
         elif args.command == "logs":
             say(logs(args.service, settings))
     except StackError as error:

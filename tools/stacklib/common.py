@@ -12,6 +12,8 @@ KAFKA_POM = REPO_ROOT / "tools" / "kafka" / "pom.xml"
 KAFKA_LOG4J = REPO_ROOT / "tools" / "kafka" / "log4j2.yaml"
 KAFKA_VERSION = "4.1.1"  # for messages only; tools/kafka/pom.xml is the source of truth
 MINIO_MODULE = "github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
+# The chart tests' helm (tools/stacklib/helm.py), pinned like MinIO.
+HELM_MODULE = "helm.sh/helm/v3/cmd/helm@v3.22.0"
 # Fixed so that the formatted storage is reproducible (base64url of a UUIDv5).
 KAFKA_CLUSTER_ID = "ISgyQmi1W06deKD-ULbh_g"
 SERVICES = ("kafka", "postgres", "minio")

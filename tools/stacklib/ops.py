@@ -19,7 +19,7 @@ from .kafka_cluster import KafkaNode
 from .minio import Minio
 from .postgres import Postgres
 from .procs import Service, port_open, say, tail
-from .system import install_worker_programs
+from .system import install_test_browser, install_worker_programs
 
 # --------------------------------------------------------------------------------------------
 # Stack operations
@@ -74,6 +74,7 @@ def up(settings: Settings | None = None,
         path.mkdir(parents=True, exist_ok=True)
     with stack_lock(s):
         install_worker_programs()
+        install_test_browser()
         for service in stack:
             if not service.installed():
                 service.install()

@@ -52,6 +52,23 @@ def install_worker_programs() -> None:
         apt_install(*packages)
 
 
+# The browser the dashboard's test drives (tests/e2e/test_dashboard.py): Debian's chromium,
+# since Playwright's own browser download is not available everywhere the tests run.
+TEST_BROWSER = Path("/usr/bin/chromium")
+
+
+def install_test_browser(browser: Path = TEST_BROWSER) -> bool:
+    """Install chromium when ``browser`` is missing; True if it installed it."""
+    if browser.exists():
+        return False
+    say("installing chromium from Debian packages (the dashboard's browser test; first run, "
+        "~1 min)…")
+    apt_install("chromium")
+    if not browser.exists():
+        raise StackError(f"apt-get installed chromium but there is no {browser}")
+    return True
+
+
 def apt_install(*packages: str) -> None:
     if not glob.glob("/var/lib/apt/lists/*_Packages*"):
         apt_get("update")

@@ -113,12 +113,41 @@ class ConsumerLoop:
         }
         if settings.group_instance_id:
             config["group.instance.id"] = settings.group_instance_id
+        self._config = config
         self.consumer = Consumer(config)
+        # Set by a fatal consumer error: the consumer is then unusable for good.
+        self._fatal: KafkaError | None = None
+        self.replacements = 0  # consumers replaced after a fatal error (a figure for tests)
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(self.settings.topics)
+
+    def _replace_failed_consumer(self) -> None:
+        """A fatal error leaves the consumer deaf while the process lives on: a static member
+        fenced by its own group.instance.id after its coordinator moved (R3; apache/kafka#23542)
+        polled nothing ever again. A new consumer with the same instance id rejoins and takes
+        the partitions back; the inboxes make whatever it receives again harmless."""
+        error, self._fatal = self._fatal, None
+        log.error("consumer of %s failed for good (%s): replacing it", self.settings.group_id,
+                  error)
+        self._forget_assignment()
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as close_error:
+            log.info("closing the failed consumer: %s", close_error)
+        self.consumer = Consumer(self._config)
+        self._subscribe()
+        self.replacements += 1
+
+    def _forget_assignment(self) -> None:
+        """What a loop holds of the failed consumer's partitions; nothing for this one."""
 
     def run(self) -> None:
-        self.consumer.subscribe(self.settings.topics)
+        self._subscribe()
         try:
             while not self._stop.is_set():
+                if self._fatal is not None:
+                    self._replace_failed_consumer()
                 if self._batch_handler is not None:
                     self._run_batch(self._batch_handler)
                     continue
@@ -202,6 +231,10 @@ class ConsumerLoop:
     def _on_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
             return
+        # librdkafka reports a fatal error as an error event coded _FATAL, whose fatal()
+        # flag is not set: the code is what tells.
+        if error.code() == KafkaError._FATAL or error.fatal():
+            self._fatal = error
         log.warning("consumer error: %s", error)
 
     def process(self, message: Message) -> None:
@@ -253,6 +286,7 @@ class ConsumerLoop:
             key=message.key(),
             value=message.value(),
             failed_at_ms=self._now_ms(),
+            headers=_text_headers(message),
         )
         key = message.key()
         envelope = Envelope(
@@ -267,3 +301,12 @@ class ConsumerLoop:
             self.settings.dead_letter_topic, key, self._codec.encode(envelope)
         )
         self._dead_letters.flush()
+
+
+def _text_headers(message: Message) -> dict[str, str]:
+    """A record's headers as text (the services write only text ones: trace context)."""
+    headers: dict[str, str] = {}
+    for name, raw in list(message.headers() or []):
+        headers[str(name)] = (raw.decode("utf-8", "replace") if isinstance(raw, bytes)
+                              else str(raw or ""))
+    return headers

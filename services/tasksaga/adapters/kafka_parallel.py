@@ -179,13 +179,27 @@ class ParallelConsumerLoop(ConsumerLoop):
     def _unleased(_envelope: Envelope) -> None:
         raise RuntimeError("the parallel loop runs its handler with a lease")
 
-    def run(self) -> None:
+    def _subscribe(self) -> None:
         self.consumer.subscribe(self.settings.topics, on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def _forget_assignment(self) -> None:
+        """The failed consumer's partitions are lost, as if another member had them."""
+        keys = set(self.assignment)
+        self.assignment = frozenset()
+        self._release(keys)
+        self._paused = set()
+        self._sent = {}
+        self._commit_sent_at = None
+
+    def run(self) -> None:
+        self._subscribe()
         futures: set[Future[None]] = set()
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="step") as pool:
             try:
                 while not self._stop.is_set():
+                    if self._fatal is not None:
+                        self._replace_failed_consumer()
                     self._throttle()
                     self._send_commits()
                     # While steps run, poll briefly: their positions are committed between
@@ -207,7 +221,7 @@ class ParallelConsumerLoop(ConsumerLoop):
                 # Let running steps finish (their results are worth sending); what still runs
                 # after that loses its lease when close() revokes the partitions.
                 wait(futures, timeout=self._shutdown_seconds)
-                self._send_commits()
+                self._commit_at_shutdown()
                 self.consumer.close()
 
     def _run_one(self, message: Message, lease: Lease) -> None:
@@ -264,6 +278,30 @@ class ParallelConsumerLoop(ConsumerLoop):
         with self._changed:
             positions, self._pending = self._pending, {}
         self._commit(positions)
+
+    def _commit_at_shutdown(self) -> None:
+        """Commit, synchronously, the positions of what finished during the drain.
+
+        ``_send_commits`` skips them whenever the commit sent just before the stop is still
+        unanswered (its answer is served by a poll that never comes), and close() commits
+        nothing itself: they were left to the revoke callback close() runs, so the drained
+        steps' handover hung on the client calling it. The latest positions sent are
+        committed again with them, in case that unanswered commit failed; only partitions
+        still owned, so a new owner's position is never moved back."""
+        with self._changed:
+            positions = {**self._sent, **self._pending}
+            self._pending = {}
+        owned = {key: offset for key, offset in positions.items() if key in self.assignment}
+        if not owned:
+            return
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in owned.items()],
+                asynchronous=False,
+            )
+            self.commits += 1
+        except (KafkaException, RuntimeError) as error:
+            log.warning("could not commit offsets %s at shutdown: %s", owned, error)
 
     def _commit(self, positions: dict[PartitionKey, int]) -> None:
         """Commit asynchronously (on the polling thread, so in the order positions were taken)."""

@@ -72,6 +72,14 @@ class MinioObjectStore:
                 return False
             raise
 
+    def list_objects(self, bucket: str) -> Iterator[tuple[str, int]]:
+        """(key, size) of every object of ``bucket``; nothing for a bucket that is missing."""
+        if not self._client.bucket_exists(bucket):
+            return
+        for item in self._client.list_objects(bucket, recursive=True):
+            if item.object_name is not None and not item.is_dir:
+                yield item.object_name, int(item.size or 0)
+
     def presigned_get_url(self, bucket: str, key: str, expires_s: int = 3600) -> str:
         return str(self._client.presigned_get_object(bucket, key,
                                                      expires=timedelta(seconds=expires_s)))

@@ -173,6 +173,7 @@ class OutboxRelay:
             consumer_group=RELAY_GROUP, reason=reason,
             key=None if key is None else bytes(key), value=original[:cap],
             failed_at_ms=self._clock(),
+            headers={str(name): str(raw) for name, raw in headers},
         )
         envelope = Envelope(
             payload=letter, message_id=f"dlq:outbox:{row_id}",

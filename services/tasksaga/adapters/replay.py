@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from psycopg_pool import ConnectionPool
 
@@ -32,7 +32,8 @@ from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.adapters.projections import Projector
 from tasksaga.config import ObjectStoreSettings
 from tasksaga.core.audit import describe
-from tasksaga.core.state import evolve, fold
+from tasksaga.core.envelope import Envelope
+from tasksaga.core.state import TaskState, evolve, fold
 
 
 def rebuild(database_url: str, codec: AvroCodec,
@@ -50,25 +51,52 @@ def rebuild(database_url: str, codec: AvroCodec,
         pool.close()
 
 
-def show_task(database_url: str, codec: AvroCodec, task_id: str,
-              archiver: Callable[[ConnectionPool], Archiver] | None = None) -> int:
+def load_stream(database_url: str, codec: AvroCodec, task_id: str,
+                archiver: Callable[[ConnectionPool], Archiver] | None = None) -> list[Envelope]:
+    """One task's events, in version order, from the log (or, with ``archiver``, from its
+    archive when the log no longer has them)."""
     pool = open_pool(database_url, max_size=1, name="replay")
     try:
         with PostgresEventStore(pool, codec).transaction() as tx:
             envelopes = tx.load_events(task_id)
         if not envelopes and archiver is not None:
             envelopes = [codec.decode(e.payload) for e in archiver(pool).archived_events(task_id)]
+        return envelopes
     finally:
         pool.close()
+
+
+@dataclass(frozen=True)
+class FoldStep:
+    """One event of a stream and the state the fold reached with it."""
+
+    envelope: Envelope
+    summary: str  # the audit line, described against the state before the event
+    state: TaskState
+
+
+def fold_steps(envelopes: list[Envelope]) -> list[FoldStep]:
+    """The fold of a stream, event by event (pure)."""
+    state = fold([])
+    folded: list[FoldStep] = []
+    for envelope in envelopes:
+        summary = describe(envelope.payload, state, envelope.occurred_at_ms)
+        state = evolve(state, envelope.payload)
+        folded.append(FoldStep(envelope, summary, state))
+    return folded
+
+
+def show_task(database_url: str, codec: AvroCodec, task_id: str,
+              archiver: Callable[[ConnectionPool], Archiver] | None = None) -> int:
+    envelopes = load_stream(database_url, codec, task_id, archiver)
     if not envelopes:
         print(f"no events for task {task_id}", file=sys.stderr)
         return 1
-    state = fold([])
-    for envelope in envelopes:
-        print(f"v{envelope.version:<4} {type(envelope.payload).__name__:28} "
-              f"{describe(envelope.payload, state, envelope.occurred_at_ms)}")
-        state = evolve(state, envelope.payload)
-    print(json.dumps(asdict(state), indent=2, default=str))
+    folded = fold_steps(envelopes)
+    for step in folded:
+        print(f"v{step.envelope.version:<4} {type(step.envelope.payload).__name__:28} "
+              f"{step.summary}")
+    print(json.dumps(asdict(folded[-1].state), indent=2, default=str))
     return 0
 
 

@@ -7,7 +7,7 @@ records defined here that only the shells use (dead letters, webhook deliveries)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tasksaga.core import events as ev
@@ -27,6 +27,9 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     failed_at_ms: int
+    # The original record's headers (trace context), so a replay sends them again; values
+    # decoded as UTF-8 (the services only write text headers).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ class WebhookDelivery:
 # Each Kafka record schema: its name, and the payload types its union holds, in order.
 TASK_COMMAND = ("TaskCommandMessage", (msg.SubmitTask, msg.CancelTask, msg.RetryCompensation,
                                         msg.RetryForward, msg.SendSignal,
-                                        msg.MigrateTask))
+                                        msg.MigrateTask, msg.SkipCompensation,
+                                        msg.ResolveTask, msg.RedriveTask))
 TASK_EVENT = ("TaskEventMessage", ev.EVENT_TYPES)
 STEP_COMMAND = ("StepCommandMessage", (msg.ExecuteStep, msg.CompensateStep, msg.CancelStep))
 STEP_RESULT = (

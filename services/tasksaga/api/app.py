@@ -25,10 +25,12 @@ from tasksaga.api.dependencies import ApiDependencies, Deps
 from tasksaga.api.live.routes import register_live_routes
 from tasksaga.api.migrate_route import add_migrate_route
 from tasksaga.api.queries import ACCEPTED, TaskFilter, TaskRow
+from tasksaga.api.repair_routes import router as repair_router
 from tasksaga.api.security import Caller
 from tasksaga.api.signal_route import router as signal_router
 from tasksaga.api.submit_route import Listen, submit_task
 from tasksaga.api.task_access import authorized_task
+from tasksaga.api.ui import register_dashboard
 from tasksaga.core import messages as msg
 from tasksaga.core.authorization import Action, Principal
 from tasksaga.core.definition import TaskDefinition
@@ -59,6 +61,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     _error_handlers(app)
     app.include_router(signal_router)
     add_migrate_route(app)
+    app.include_router(repair_router)
     add_archive_routes(app)
 
     def definition_of(task_type: str) -> TaskDefinition:
@@ -217,6 +220,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
                 "status_url": f"/tasks/{task_id}"}
 
     register_live_routes(app, visible_task)
+    register_dashboard(app)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi_document(caller: Caller) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tasksaga.core.registry import TaskRegistry
 
 if TYPE_CHECKING:
     from tasksaga.api.live.routes import LiveService
+    from tasksaga.api.repair_access import RepairServices
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class ApiDependencies:
     submit_gate: SubmitGate = field(default_factory=SubmitGate)
     readiness: Callable[[], dict[str, str]] | None = None
     live: LiveService | None = None  # SSE and WebSocket streams (api/live)
+    repair: RepairServices | None = None  # dead letters and the orphan sweep (api/repair_*)
     archiver: Archiver | None = None  # restores archived tasks (api/archive_routes.py)
 
     def send_command(self, command: msg.TaskCommand, message_id: str) -> None:

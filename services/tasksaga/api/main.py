@@ -12,10 +12,12 @@ from opentelemetry.metrics import MeterProvider
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.archive import Archiver
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.dead_letters import DeadLetterIndex
 from tasksaga.adapters.kafka_producer import KafkaProducer
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.ops_server import start_ops_server
+from tasksaga.adapters.orphan_sweep import OrphanSweeper
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
@@ -32,6 +34,7 @@ from tasksaga.api.live.routes import LiveService
 from tasksaga.api.live.tickets import TicketSigner
 from tasksaga.api.queries import ProjectionQueries
 from tasksaga.api.readiness import readiness_checks
+from tasksaga.api.repair_access import RepairServices
 from tasksaga.api.security import Security
 from tasksaga.api.settings import ApiSettings
 from tasksaga.config import ObjectStoreSettings, configure_logging
@@ -105,6 +108,8 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
         submit_gate=SubmitGate(open_s=settings.api_submit_timeout_s),
         readiness=readiness,
         live=live,
+        repair=RepairServices(DeadLetterIndex(pool), OrphanSweeper(pool, objects),
+                              settings.api_orphan_grace_s),
         archiver=Archiver(pool, objects, settings.archive_bucket),
     )
 

@@ -236,7 +236,8 @@ class ProjectionQueries:
         return True
 
 
-_ENDED = frozenset({"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention"})
+_ENDED = frozenset({"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention",
+                    "Resolved"})
 
 
 def _step_document(

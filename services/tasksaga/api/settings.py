@@ -65,6 +65,8 @@ class ApiSettings(CommonSettings):
 
     # -- a Kafka outage must not take reads down ---------------------------------------------
     api_submit_timeout_s: float = 5.0
+    # The orphan sweep deletes only objects a report at least this old named (24 h).
+    api_orphan_grace_s: float = Field(default=86_400.0, ge=0)
 
     @field_validator("auth_public_key_files", mode="before")
     @classmethod

@@ -17,9 +17,15 @@ class ApiError(RuntimeError):
         self.status_code = status_code
 
 
-def api_client(profile: CliProfile) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {profile.token}"} if profile.token else {}
-    return httpx.Client(base_url=profile.url, headers=headers, timeout=profile.timeout_s)
+def api_client(profile: CliProfile, transport: httpx.BaseTransport | None = None,
+               timeout_s: float | None = None) -> httpx.Client:
+    """A client of the profile's API with its token; ``timeout_s`` overrides the profile's
+    (``watch`` reads a stream that may stay silent for a keep-alive period)."""
+    headers = {"User-Agent": "tasksaga-cli"}
+    if profile.token:
+        headers["Authorization"] = f"Bearer {profile.token}"
+    return httpx.Client(base_url=profile.url, headers=headers, transport=transport,
+                        timeout=profile.timeout_s if timeout_s is None else timeout_s)
 
 
 def checked(reply: httpx.Response) -> Any:

@@ -7,7 +7,7 @@ from tasksaga.core.state import StepStatus, TaskState
 
 _COMPENSATED_OR_COMPENSABLE = (StepStatus.COMPLETED, StepStatus.COMPENSATING,
                                StepStatus.COMPENSATION_RETRY_SCHEDULED, StepStatus.COMPENSATED,
-                               StepStatus.COMPENSATION_FAILED)
+                               StepStatus.COMPENSATION_FAILED, StepStatus.COMPENSATION_SKIPPED)
 
 
 def step_of(event: ev.TaskEvent) -> str | None:
@@ -117,6 +117,15 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
                     f"{event.reason})")
         case ev.MigrationRefused():
             return f"move to version {event.to_version} refused: {event.reason}"
+        case ev.CompensationSkipped():
+            return (f"compensation of step {event.step} skipped by {event.skipped_by}: "
+                    f"{event.reason}; its effect stays, compensation goes on")
+        case ev.TaskResolved():
+            return (f"task resolved by {event.resolved_by} (was {event.from_status}): "
+                    f"{event.reason}")
+        case ev.TaskRedriven():
+            resent = ", ".join(event.commands) if event.commands else "nothing in flight"
+            return f"redriven by {event.redriven_by}: resent {resent} ({event.reason})"
     return type(event).__name__
 
 

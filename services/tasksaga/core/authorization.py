@@ -24,6 +24,9 @@ class Action(StrEnum):
 
 #: The role every deployment understands as "may operate any task type of its tenant".
 OPERATOR_ROLE = "tasksaga:operator"
+#: The deployment's own operators: besides their tenant's, the dead letters of every tenant
+#: and those no tenant can be found for (garbage written to a topic names none).
+PLATFORM_OPERATOR_ROLE = "tasksaga:platform-operator"
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from tasksaga.core.decision import Decision, RandomFraction
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.fingerprint import fingerprint
 from tasksaga.core.pivot import passed_pivot, stuck_forward
+from tasksaga.core.repair import RepairActions
 from tasksaga.core.stage_progress import satisfied
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus
 from tasksaga.core.steps import Placement, Stage, StepDef
-from tasksaga.core.waits import WaitActions
 
 STEP_TIMED_OUT = "StepTimedOut"
 HEARTBEAT_MISSED = "HeartbeatMissed"
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-class _Rules(WaitActions):
+class _Rules(RepairActions):
     """The rule for each inbound message, then moving the saga on as far as it can go."""
 
     # -- inbound messages ----------------------------------------------------------------------
@@ -342,6 +342,12 @@ def decide(
             rules.compensation_failed(message)
         case msg.TimerFired():
             rules.timer_fired(message)
+        case msg.SkipCompensation():
+            rules.skip_compensation(message)
+        case msg.ResolveTask():
+            rules.resolve(message)
+        case msg.RedriveTask():
+            rules.redrive(message)
     if rules.decision.events:
         rules.advance()
     return rules.decision

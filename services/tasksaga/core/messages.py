@@ -83,6 +83,40 @@ class MigrateTask:
     requested_at_ms: int
 
 
+@dataclass(frozen=True)
+class SkipCompensation:
+    """Operator action on a task in CompensationFailed: leave ``step``'s effect in place (the
+    reason says why that is acceptable) and go on compensating the steps before it."""
+
+    task_id: str
+    step: str
+    reason: str
+    requested_by: str
+    requested_at_ms: int
+
+
+@dataclass(frozen=True)
+class ResolveTask:
+    """Operator action on a task in CompensationFailed or NeedsAttention: end it as Resolved
+    (the operator repaired what was left by hand), with the reason."""
+
+    task_id: str
+    reason: str
+    requested_by: str
+    requested_at_ms: int
+
+
+@dataclass(frozen=True)
+class RedriveTask:
+    """Operator action on a stuck Running or Compensating task: resend the commands of its
+    steps in flight, unchanged."""
+
+    task_id: str
+    reason: str
+    requested_by: str
+    requested_at_ms: int
+
+
 # -- step results (worker -> orchestrator) -------------------------------------------------------
 
 
@@ -222,7 +256,7 @@ class CancelStep:
 
 
 TaskCommand = (SubmitTask | CancelTask | RetryCompensation | RetryForward | SendSignal
-               | MigrateTask)
+               | MigrateTask | SkipCompensation | ResolveTask | RedriveTask)
 StepResult = (
     StepSucceeded | StepAttemptFailed | CompensationSucceeded | CompensationAttemptFailed
     | StepHeartbeat

@@ -21,6 +21,9 @@ class TaskStatus(StrEnum):
     # The task's definition version is not deployed: parked, its messages kept, until an
     # operator migrates it (or the version is deployed again) or cancels it.
     VERSION_MISSING = "VersionMissing"
+    # An operator ended a task that waited for one (CompensationFailed, NeedsAttention), with
+    # a reason: what was left undone was repaired by hand.
+    RESOLVED = "Resolved"
 
     @property
     def is_terminal(self) -> bool:
@@ -35,7 +38,7 @@ class TaskStatus(StrEnum):
 # retry the compensation; NeedsAttention: retry forward).
 TERMINAL_STATUSES = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED,
-     TaskStatus.COMPENSATION_FAILED, TaskStatus.NEEDS_ATTENTION}
+     TaskStatus.COMPENSATION_FAILED, TaskStatus.NEEDS_ATTENTION, TaskStatus.RESOLVED}
 )
 
 
@@ -52,6 +55,8 @@ class StepStatus(StrEnum):
     COMPENSATION_FAILED = "CompensationFailed"
     # A wait_for step waiting for its signal, or a sleep step for its time.
     WAITING = "Waiting"
+    # An operator skipped its failed compensation: its effect stays, the chain went on.
+    COMPENSATION_SKIPPED = "CompensationSkipped"
 
 
 class SurplusStatus(StrEnum):
@@ -309,6 +314,17 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                            parked=(), definition_version=event.to_version,
                            definition_fingerprint=event.fingerprint)
         case ev.MigrationRefused():
+            return state
+        case ev.CompensationSkipped():
+            state = _with_step(state, event.step, status=StepStatus.COMPENSATION_SKIPPED)
+            if state.steps_in(StepStatus.COMPENSATION_FAILED):
+                return state  # another failed compensation still waits for the operator
+            return replace(state, status=TaskStatus.COMPENSATING)
+        case ev.TaskResolved():
+            return replace(state, status=TaskStatus.RESOLVED,
+                           end_reason=f"resolved by {event.resolved_by} (was "
+                                      f"{event.from_status}): {event.reason}")
+        case ev.TaskRedriven():
             return state
     raise TypeError(f"not a task event: {event!r}")
 

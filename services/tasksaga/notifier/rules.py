@@ -9,20 +9,21 @@ where it does not apply — receivers can rely on the shape):
 ``delivery_id``  the delivery's id, also in ``X-Tasksaga-Delivery``; the same on every retry
 ``task_id``, ``task_type``
 ``event_type``   TaskCompleted, TaskFailed, TaskCancelled, TaskCompensationFailed,
-                 TaskNeedsAttention (terminal: sent at most once per task, unless an operator
-                 retry resumes it) or StepCompleted, StepSkipped,
+                 TaskNeedsAttention, TaskResolved (terminal: sent at most once per task,
+                 unless an operator retry resumes it) or StepCompleted, StepSkipped,
                  CompensationStarted, StepCompensated (progress)
 ``version``      the event's position in the task's stream (1-based): order by it, since
                  deliveries may arrive out of order after retries
 ``occurred_at``  ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.250Z``
 ``status``       the task's status after the event: Completed, Failed, Cancelled,
-                 CompensationFailed, NeedsAttention, Running or Compensating
+                 CompensationFailed, NeedsAttention, Resolved, Running or Compensating
 ``step``         the step the event is about (StepCompleted, StepSkipped, StepCompensated,
                  TaskCompensationFailed, TaskNeedsAttention: the step that failed, null
                  when the response builder failed), else null
 ``response``     TaskCompleted only: the task's response, parsed JSON (the raw string if it
                  is not valid JSON), else null
-``reason``       TaskFailed, TaskCancelled, StepSkipped, CompensationStarted, else null
+``reason``       TaskFailed, TaskCancelled, TaskResolved (the operator's), StepSkipped,
+                 CompensationStarted, else null
 ``error``        TaskCompensationFailed and TaskNeedsAttention: ``{"type": ..., "message":
                  ...}``, else null
 """
@@ -50,6 +51,7 @@ TERMINAL_STATUS: dict[type[Any], TaskStatus] = {
     ev.TaskCancelled: TaskStatus.CANCELLED,
     ev.TaskCompensationFailed: TaskStatus.COMPENSATION_FAILED,
     ev.TaskNeedsAttention: TaskStatus.NEEDS_ATTENTION,
+    ev.TaskResolved: TaskStatus.RESOLVED,
 }
 
 # Progress worth telling a caller about; dispatches, attempt failures and retries are internal

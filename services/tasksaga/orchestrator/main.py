@@ -13,6 +13,11 @@ from psycopg_pool import ConnectionPool
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms, random_fraction
+from tasksaga.adapters.dead_letters import (
+    INDEX_GROUP_SUFFIX,
+    DeadLetterIndex,
+    run_dead_letter_indexer,
+)
 from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
 from tasksaga.adapters.lag_watch import LagWatch
 from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
@@ -103,7 +108,8 @@ def deployment_groups(settings: OrchestratorSettings, topics: Topics,
     prefix = settings.topic_prefix
     groups = {f"{prefix}-{settings.orchestrator_group}": [topics.task_commands,
                                                           topics.step_results],
-              f"{prefix}-notifier": [topics.task_events]}
+              f"{prefix}-notifier": [topics.task_events],
+              f"{prefix}-{INDEX_GROUP_SUFFIX}": [topics.dead_letter]}
     for queue in sorted(queues):
         groups[f"{prefix}-{settings.worker_group}-{queue}"] = [topics.step_commands(queue)]
     return groups
@@ -171,6 +177,11 @@ def main() -> int:
         threads.append(start_thread("projector", lambda: run_on_notify(
             settings.database_url, EVENTS_CHANNEL, projector.catch_up, stop,
             name="projector"), stop))
+    # Dead letters for operators (docs/operations.md, "Operator repair").
+    threads.append(start_thread("dead-letter-index", lambda: run_dead_letter_indexer(
+        settings.kafka_bootstrap, topics.dead_letter,
+        f"{settings.topic_prefix}-{INDEX_GROUP_SUFFIX}", codec, DeadLetterIndex(pool), stop),
+        stop))
     sampler = StoreSampler(pool, meter)
     threads.append(start_thread("metrics-sampler", lambda: run_sampler(
         sampler, settings.metrics_sample_interval_s, stop), stop))

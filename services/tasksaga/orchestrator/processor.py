@@ -136,7 +136,8 @@ class Orchestrator:
             elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
                             | msg.RetryForward | msg.SendSignal | msg.MigrateTask
                             | msg.StepSucceeded | msg.StepAttemptFailed
-                            | msg.CompensationSucceeded | msg.CompensationAttemptFailed):
+                            | msg.CompensationSucceeded | msg.CompensationAttemptFailed
+                            | msg.SkipCompensation | msg.ResolveTask | msg.RedriveTask):
                 commands.append(envelope)
             else:
                 raise Unprocessable(

@@ -151,6 +151,30 @@ class SagaTestRun:
                    self._task_type(task_id), self._operator_message_id(task_id, "retry"))
         self._run(task_id, settle)
 
+    def skip_compensation(self, step: str, reason: str, task_id: str | None = None,
+                          settle: bool = True) -> None:
+        """An operator's skip of ``step``'s compensation that failed for good (the chain of
+        compensations goes on past it)."""
+        task_id = self._task(task_id)
+        self._send(msg.SkipCompensation(task_id, step, reason, "test", self.clock.now_ms()),
+                   task_id, self._task_type(task_id),
+                   self._operator_message_id(task_id, "skip-compensation"))
+        self._run(task_id, settle)
+
+    def resolve(self, reason: str, task_id: str | None = None) -> None:
+        """An operator marks a task in CompensationFailed or NeedsAttention resolved."""
+        task_id = self._task(task_id)
+        self._send(msg.ResolveTask(task_id, reason, "test", self.clock.now_ms()), task_id,
+                   self._task_type(task_id), self._operator_message_id(task_id, "resolve"))
+        self.run_now()
+
+    def redrive(self, reason: str, task_id: str | None = None, settle: bool = True) -> None:
+        """An operator resends the commands of the task's steps in flight."""
+        task_id = self._task(task_id)
+        self._send(msg.RedriveTask(task_id, reason, "test", self.clock.now_ms()), task_id,
+                   self._task_type(task_id), self._operator_message_id(task_id, "redrive"))
+        self._run(task_id, settle)
+
     def signal(self, signal: str, data: BaseModel | None = None, *, task_id: str | None = None,
                signal_id: str | None = None) -> None:
         """Send a wait_for step's signal as ``POST /tasks/{id}/signals/{signal}`` does, then

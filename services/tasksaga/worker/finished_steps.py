@@ -17,7 +17,7 @@ from tasksaga.core import messages as msg
 
 # Not NeedsAttention: an operator's forward retry dispatches steps of such a task again, and a
 # lagging projection must not make the worker drop them.
-_ENDED = {"Completed", "Failed", "Cancelled", "CompensationFailed"}
+_ENDED = {"Completed", "Failed", "Cancelled", "CompensationFailed", "Resolved"}
 # Statuses of a step record at attempt N meaning attempt N's result was recorded.
 _ANSWERED = {"Completed", "Failed", "RetryScheduled", "Skipped", "Compensating",
              "CompensationRetryScheduled", "Compensated", "CompensationFailed"}

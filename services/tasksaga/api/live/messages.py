@@ -30,6 +30,7 @@ TERMINAL_STATUS: dict[type[Any], str] = {
     ev.TaskCancelled: "Cancelled",
     ev.TaskCompensationFailed: "CompensationFailed",
     ev.TaskNeedsAttention: "NeedsAttention",
+    ev.TaskResolved: "Resolved",
 }
 
 
