@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from tasksaga.core.children import child_task_id, downstream_task_id
 from tasksaga.core.context import StepContext
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.fingerprint import fingerprint
@@ -35,6 +36,7 @@ from tasksaga_examples.expense_approval import (
     expense,
 )
 from tasksaga_examples.order_fulfilment import OrderRequest, fulfil_order
+from tasksaga_examples.trip_booking import TripRequest, book_hotel, book_trip, issue_itinerary
 from tasksaga_examples.video_pipeline import VideoRequest, video_transcode
 from tasksaga_examples.zip_archive import ZipRequest, create_zip
 from tests.unit.versioned_sagas import Order, billing
@@ -97,7 +99,8 @@ HISTORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "histor
 #: Every definition a history may be decided with, by (type, version).
 DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, video_graph, expense, billing(1),
                                      billing(2, reserve_name="Hold"),
-                                     billing(3, charge_retries=2)]
+                                     billing(3, charge_retries=2), book_trip, book_hotel,
+                                     issue_itinerary]
 _BY_KEY = {(d.name, d.version): d for d in DEFINITIONS}
 
 Scenario = Callable[[], tuple[SagaTestRun, HistoryRecorder, str]]
@@ -196,6 +199,26 @@ def _cancel_refused_then_compensated(run: SagaTestRun) -> None:
     run.deploy(_BY_KEY[("Billing", 3)])
     run.cancel()
     run.run_until_settled()
+
+
+def _trip(whose: str, prepare: Callable[[SagaTestRun], None] = lambda run: None,
+          **request: object) -> tuple[SagaTestRun, HistoryRecorder, str]:
+    """A BookTrip with its BookHotel child and, once it completes, its IssueItinerary
+    (depends_on): one run, three streams; ``whose`` history is returned."""
+    run = SagaTestRun(book_trip, book_hotel, issue_itinerary)
+    recorder = HistoryRecorder(run)
+    prepare(run)
+    run.submit(TripRequest(trip_id="trip-1", city="Oslo", nights=2, amount_cents=9900,
+                           **request), task_type="BookTrip")
+    ids = {"trip": "task-1", "hotel": child_task_id("task-1", "Hotel", 1),
+           "itinerary": downstream_task_id("task-1", "IssueItinerary")}
+    return run, recorder, ids[whose]
+
+
+def _cancel_trip_during(step: str) -> Callable[[SagaTestRun], None]:
+    def prepare(run: SagaTestRun) -> None:
+        run.faults.during(step, lambda ctx: run.cancel("task-1", "cancelled by the recorder"))
+    return prepare
 
 
 def _fail(step: str, **kwargs: object) -> Callable[[SagaTestRun], None]:
@@ -321,6 +344,31 @@ SCENARIOS: dict[str, dict[str, tuple[str, Scenario]]] = {
             "cancelled during CoolDown: HoldFunds released, the sleep's timer records nothing",
             lambda: _expense(_both(_approve(), lambda run: run.cancel(),
                                    lambda run: run.advance(seconds=3600)), pay_after_s=600)),
+    },
+    "trip_booking": {
+        "trip_completed": (
+            "the child step Hotel starts BookHotel, takes its response, the trip completes "
+            "and submits its IssueItinerary (depends_on)", lambda: _trip("trip")),
+        "hotel_completed": ("the child BookHotel completes and reports to its parent",
+                            lambda: _trip("hotel")),
+        "itinerary_after_trip": ("IssueItinerary, started by the trip's completion",
+                                 lambda: _trip("itinerary")),
+        "trip_compensates_child": (
+            "ChargeTrip fails: the completed child is compensated, then HoldSeat",
+            lambda: _trip("trip", fail_charge=True)),
+        "hotel_compensated_by_parent": (
+            "the completed child compensates ConfirmRoom then ReserveRoom when its parent "
+            "compensates past it, and ends Cancelled", lambda: _trip("hotel", fail_charge=True)),
+        "trip_cancelled_while_child_runs": (
+            "the trip is cancelled while its child's ConfirmRoom runs: the child is cancelled "
+            "first, then HoldSeat released", lambda: _trip("trip", _cancel_trip_during(
+                "ConfirmRoom"))),
+        "hotel_cancelled_by_parent": (
+            "the running child is cancelled by its parent (its ConfirmRoom answers with a "
+            "success) and compensates ConfirmRoom then ReserveRoom",
+            lambda: _trip("hotel", _cancel_trip_during("ConfirmRoom"))),
+        "hotel_failed": ("the child fails: its step fails, the trip releases HoldSeat",
+                         lambda: _trip("hotel", fail_confirm=True)),
     },
     "versions": {
         "parked_then_redeployed": (

@@ -34,6 +34,8 @@ CREATE TABLE archived_tasks (
     updated_at   timestamptz NOT NULL,
     tenant       text        NOT NULL,
     submitted_by text,
+    parent_task_id text,
+    parent_step  text,
     restored_at  timestamptz
 );
 CREATE INDEX archived_tasks_by_archive ON archived_tasks (archive_id);

@@ -20,6 +20,7 @@ from typing import Any
 
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.diagnostics import diagnose
+from tasksaga.core.diagnostics_children import task_links
 from tasksaga.lockfile import DEFAULT_LOCK, LockError, lock_diagnostics, read_lock, write_lock
 
 
@@ -27,6 +28,7 @@ def check_modules(module_names: list[str], out: list[str],
                   locked: dict[str, dict[str, Any]] | None = None,
                   found: list[TaskDefinition] | None = None) -> int:
     status = 0
+    checked: list[tuple[str, TaskDefinition]] = []
     for module_name in module_names:
         try:
             module = importlib.import_module(module_name)
@@ -38,6 +40,7 @@ def check_modules(module_names: list[str], out: list[str],
             out.append(f"{module_name}: no TaskDefinition found")
             status = max(status, 1)
         for definition in definitions:
+            checked.append((module_name, definition))
             if found is not None:
                 found.append(definition)
             diagnostics = diagnose(definition)
@@ -50,6 +53,13 @@ def check_modules(module_names: list[str], out: list[str],
                 out.append(f"{module_name}:{definition.name}: {diagnostic}")
                 if diagnostic.severity == "error":
                     status = max(status, 1)
+    # Child steps and depends_on across every module given (the set deployed together).
+    module_of = {d.name: m for m, d in checked}
+    newest = {d.name: d for _, d in sorted(checked, key=lambda md: md[1].version)}
+    for task_type, diagnostic in task_links(newest.values()):
+        out.append(f"{module_of[task_type]}:{task_type}: {diagnostic}")
+        if diagnostic.severity == "error":
+            status = max(status, 1)
     return status
 
 

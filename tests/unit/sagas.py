@@ -82,7 +82,7 @@ class Driver:
     random_value: float = 0.0
     state: TaskState = field(default_factory=TaskState)
     events: list[ev.TaskEvent] = field(default_factory=list)
-    commands: list[msg.StepCommand] = field(default_factory=list)
+    commands: list[msg.Outbound] = field(default_factory=list)
     timers: list[msg.ScheduleTimer] = field(default_factory=list)
 
     def send(self, message: msg.Inbound) -> Decision:

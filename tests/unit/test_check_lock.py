@@ -11,7 +11,7 @@ import pytest
 from tasksaga import check
 
 EXAMPLES = ["tasksaga_examples.zip_archive", "tasksaga_examples.video_pipeline",
-            "tasksaga_examples.order_fulfilment"]
+            "tasksaga_examples.order_fulfilment", "tasksaga_examples.trip_booking"]
 EXAMPLES_LOCK = Path(__file__).parents[2] / "examples" / "tasksaga.lock.json"
 
 

@@ -167,6 +167,8 @@ NOT_NOTIFIABLE = [
     ev.MigrationRefused(2, "incompatible", 1),
     ev.CompensationSkipped("fetch", "undone by hand", "ops", 1),
     ev.TaskRedriven(["ExecuteStep fetch#1"], "stuck", "ops", 1),
+    ev.ChildTaskStarted("Ship", 1, "child-1", "Shipping", 1),
+    ev.ChildTaskEnded("Ship", "child-1", "Completed", None, 1),
 ]
 
 

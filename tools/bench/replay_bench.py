@@ -48,7 +48,7 @@ def simulate(definition: TaskDefinition, fail_last: bool, task_id: str = "T") ->
     state = TaskState()
     events: list[Any] = []
 
-    def apply(message: msg.Inbound) -> list[msg.StepCommand]:
+    def apply(message: msg.Inbound) -> list[msg.Outbound]:
         nonlocal state, now
         now += 3
         decision = decide(definition, state, message, now, lambda: 0.5)

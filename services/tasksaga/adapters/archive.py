@@ -222,10 +222,10 @@ class Archiver:
             conn.execute(
                 "INSERT INTO archived_tasks (task_id, archive_id, event_count, task_type,"
                 " status, version, request_json, response_json, end_reason, submitted_at,"
-                " updated_at, tenant, submitted_by) SELECT s.task_id, %s, m.events,"
-                " s.task_type, s.status, s.version, s.request_json, s.response_json,"
-                " s.end_reason, s.submitted_at, s.updated_at,"
-                " s.tenant, s.submitted_by FROM task_status s"
+                " updated_at, tenant, submitted_by, parent_task_id, parent_step)"
+                " SELECT s.task_id, %s, m.events, s.task_type, s.status, s.version,"
+                " s.request_json, s.response_json, s.end_reason, s.submitted_at, s.updated_at,"
+                " s.tenant, s.submitted_by, s.parent_task_id, s.parent_step FROM task_status s"
                 " JOIN unnest(%s::text[], %s::int[]) AS m(task_id, events) USING (task_id)",
                 (row[0], tasks, [manifest.tasks[t].events for t in tasks]))
             for table in ("audit_entries", "timers", "step_progress"):

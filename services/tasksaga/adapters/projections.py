@@ -227,8 +227,8 @@ _STREAMS_AFTER = (
 _UPSERT_TASK = (
     "INSERT INTO task_status (task_id, task_type, status, version, request_json,"
     " response_json, callback_url, idempotency_key, end_reason, submitted_at, updated_at,"
-    " failed_step, error_trace_id, tenant, submitted_by)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " failed_step, error_trace_id, tenant, submitted_by, parent_task_id, parent_step)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status,"
     " version = EXCLUDED.version, response_json = EXCLUDED.response_json,"
     " end_reason = EXCLUDED.end_reason, updated_at = EXCLUDED.updated_at,"
@@ -239,13 +239,14 @@ _UPSERT_TASK = (
 _UPSERT_STEP = (
     "INSERT INTO step_records (task_id, step, status, attempt, compensation_attempt,"
     " data_json, error_type, error_message, completion_rank, updated_at, trace_id,"
-    " waiting_until) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " waiting_until, child_task_id)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (task_id, step) DO UPDATE SET status = EXCLUDED.status,"
     " attempt = EXCLUDED.attempt, compensation_attempt = EXCLUDED.compensation_attempt,"
     " data_json = EXCLUDED.data_json, error_type = EXCLUDED.error_type,"
     " error_message = EXCLUDED.error_message, completion_rank = EXCLUDED.completion_rank,"
     " updated_at = EXCLUDED.updated_at, trace_id = EXCLUDED.trace_id,"
-    " waiting_until = EXCLUDED.waiting_until"
+    " waiting_until = EXCLUDED.waiting_until, child_task_id = EXCLUDED.child_task_id"
 )
 _UPSERT_CONDITION = (
     "INSERT INTO condition_snapshots (task_id, step, description, function, result,"
@@ -295,7 +296,8 @@ class _StreamRows:
                 state.callback_url,
                 self.idempotency_key, state.end_reason, _ts(state.submitted_at_ms),
                 self.updated_at, failure.step if failure and failure.step else None,
-                failure.trace_id if failure else None, state.tenant, state.submitted_by)
+                failure.trace_id if failure else None, state.tenant, state.submitted_by,
+                state.parent_task_id, state.parent_step)
 
     def step_rows(self, stream_id: str) -> list[tuple[Any, ...]]:
         rows = []
@@ -309,7 +311,7 @@ class _StreamRows:
                              stream_id, "step_records.data_json", step)), record.error_type,
                          record.error_message, rank, at, record.trace_id,
                          None if record.waiting_until_ms is None
-                         else _ts(record.waiting_until_ms)))
+                         else _ts(record.waiting_until_ms), record.child_task_id))
         return rows
 
     def condition_rows(self, stream_id: str) -> list[tuple[Any, ...]]:

@@ -51,7 +51,8 @@ class WebhookDelivery:
 TASK_COMMAND = ("TaskCommandMessage", (msg.SubmitTask, msg.CancelTask, msg.RetryCompensation,
                                         msg.RetryForward, msg.SendSignal,
                                         msg.MigrateTask, msg.SkipCompensation,
-                                        msg.ResolveTask, msg.RedriveTask))
+                                        msg.ResolveTask, msg.RedriveTask,
+                                        msg.ChildTaskFinished, msg.CompensateTask))
 TASK_EVENT = ("TaskEventMessage", ev.EVENT_TYPES)
 STEP_COMMAND = ("StepCommandMessage", (msg.ExecuteStep, msg.CompensateStep, msg.CancelStep))
 STEP_RESULT = (

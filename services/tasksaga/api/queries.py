@@ -34,6 +34,8 @@ class TaskRow:
     error_trace_id: str | None = None
     tenant: str = "default"
     submitted_by: str | None = None
+    parent_task_id: str | None = None
+    parent_step: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class ProjectionQueries:
             row = conn.execute(
                 "SELECT task_id, task_type, status, version, request_json, response_json,"
                 " end_reason, submitted_at, updated_at, failed_step, error_trace_id, tenant,"
-                " submitted_by FROM task_status WHERE task_id = %s",
+                " submitted_by, parent_task_id, parent_step FROM task_status"
+                " WHERE task_id = %s",
                 (task_id,),
             ).fetchone()
             if row is None:
@@ -85,8 +88,9 @@ class ProjectionQueries:
                 # restore not projected yet): the summary its archive kept.
                 row = conn.execute(
                     "SELECT task_id, task_type, status, version, request_json, response_json,"
-                    " end_reason, submitted_at, updated_at, NULL, NULL, tenant, submitted_by"
-                    " FROM archived_tasks WHERE task_id = %s", (task_id,)).fetchone()
+                    " end_reason, submitted_at, updated_at, NULL, NULL, tenant, submitted_by,"
+                    " parent_task_id, parent_step FROM archived_tasks WHERE task_id = %s",
+                    (task_id,)).fetchone()
             if row is None:
                 marker = conn.execute(
                     "SELECT task_type, request_json, accepted_at, tenant, submitted_by"
@@ -146,6 +150,18 @@ class ProjectionQueries:
                 "SELECT step, description, function, result, context_summary, evaluated_at"
                 " FROM condition_snapshots WHERE task_id = %s ORDER BY evaluated_at",
                 (row.task_id,)).fetchall()
+            # Tasks this one started: its child steps' children, and the tasks that
+            # depend_on it (started on its completion). Always of the same tenant.
+            children = cur.execute(
+                "SELECT s.step, s.child_task_id AS task_id, t.task_type, t.status,"
+                " s.error_type"
+                " FROM step_records s LEFT JOIN task_status t ON t.task_id = s.child_task_id"
+                " WHERE s.task_id = %s AND s.child_task_id IS NOT NULL ORDER BY s.step",
+                (row.task_id,)).fetchall()
+            downstream = cur.execute(
+                "SELECT task_id, task_type, status FROM task_status"
+                " WHERE parent_task_id = %s AND parent_step IS NULL ORDER BY task_type",
+                (row.task_id,)).fetchall()
             archive = archive_of(conn, row.task_id)
             deliveries = cur.execute(
                 "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
@@ -172,6 +188,9 @@ class ProjectionQueries:
                                      row.status in _ENDED) for name in order],
             "conditions": [_jsonable(c) for c in conditions],
             "notifications": [_jsonable(d) for d in deliveries],
+            "parent": _parent_document(row),
+            "children": [_child_document(c) for c in children],
+            "downstream": [dict(d) for d in downstream],
             **({"archived": archive_document(archive)} if archive else {}),
         }
 
@@ -238,6 +257,23 @@ class ProjectionQueries:
 
 _ENDED = frozenset({"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention",
                     "Resolved"})
+
+
+def _child_document(child: dict[str, Any]) -> dict[str, Any]:
+    """A child step's task; one not projected yet shows no type and status Accepted, one no
+    orchestrator could start (its type not deployed) Rejected."""
+    error_type = child.pop("error_type")
+    if child["status"] is None:
+        child["status"] = "Rejected" if error_type == "ChildTaskRejected" else ACCEPTED
+    return child
+
+
+def _parent_document(row: TaskRow) -> dict[str, Any] | None:
+    """Who started this task: a parent's child step, or an upstream task (depends_on)."""
+    if row.parent_task_id is None:
+        return None
+    return {"task_id": row.parent_task_id, "step": row.parent_step,
+            "link": "child" if row.parent_step else "depends_on"}
 
 
 def _step_document(

@@ -23,7 +23,13 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
     nothing_done = before is not None and not _compensable(before)
     match event:
         case ev.TaskSubmitted():
-            return f"task {event.task_type} submitted (version {event.definition_version})"
+            by = ""
+            if event.parent_task_id is not None:
+                by = (f" by step {event.parent_step} of task {event.parent_task_id}"
+                      if event.parent_step else
+                      f" on the completion of task {event.parent_task_id} (depends_on)")
+            return (f"task {event.task_type} submitted (version {event.definition_version})"
+                    f"{by}")
         case ev.StepDispatched():
             return f"step {event.step} dispatched to queue {event.queue} (attempt {event.attempt})"
         case ev.StepCompleted():
@@ -126,6 +132,13 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
         case ev.TaskRedriven():
             resent = ", ".join(event.commands) if event.commands else "nothing in flight"
             return f"redriven by {event.redriven_by}: resent {resent} ({event.reason})"
+        case ev.ChildTaskStarted():
+            return (f"step {event.step} started child task {event.child_task_type} "
+                    f"{event.child_task_id} (attempt {event.attempt})")
+        case ev.ChildTaskEnded():
+            why = f": {event.reason}" if event.reason else ""
+            return (f"step {event.step}: child task {event.child_task_id} ended "
+                    f"{event.status}{why}")
     return type(event).__name__
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from tasksaga.core import attempts
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
+from tasksaga.core.children import ChildActions
 from tasksaga.core.decision import Decision, RandomFraction
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.fingerprint import fingerprint
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-class _Rules(RepairActions):
+class _Rules(RepairActions, ChildActions):
     """The rule for each inbound message, then moving the saga on as far as it can go."""
 
     # -- inbound messages ----------------------------------------------------------------------
@@ -54,6 +55,7 @@ class _Rules(RepairActions):
             deadline_ms=deadline, tenant=command.tenant, submitted_by=command.submitted_by,
             definition_version=self.definition.version,
             definition_fingerprint=fingerprint(self.definition),
+            parent_task_id=command.parent_task_id, parent_step=command.parent_step,
         ))
         if deadline is not None:
             self.schedule(deadline, msg.TimerKind.TASK_TIMEOUT, "", 0)
@@ -348,6 +350,11 @@ def decide(
             rules.resolve(message)
         case msg.RedriveTask():
             rules.redrive(message)
+        case msg.ChildTaskFinished():
+            rules.child_finished(message)
+        case msg.CompensateTask():
+            rules.compensate_task(message)
     if rules.decision.events:
         rules.advance()
+        rules.report_end_to_parent()
     return rules.decision

@@ -23,7 +23,7 @@ RandomFraction = Callable[[], float]
 class Decision:
     state: TaskState
     events: list[ev.TaskEvent] = field(default_factory=list)
-    commands: list[msg.StepCommand] = field(default_factory=list)
+    commands: list[msg.Outbound] = field(default_factory=list)
     timers: list[msg.ScheduleTimer] = field(default_factory=list)
 
     @property
@@ -51,7 +51,7 @@ class DecisionRecorder:
         self.decision.events.append(event)
         self.decision.state = evolve(self.decision.state, event)
 
-    def send(self, command: msg.StepCommand) -> None:
+    def send(self, command: msg.Outbound) -> None:
         self.decision.commands.append(command)
 
     def schedule(self, fire_at_ms: int, kind: msg.TimerKind, step: str, attempt: int) -> None:

@@ -40,6 +40,8 @@ from tasksaga.core.request_fields import (
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.core.steps import (
     AwaitMode,
+    ChildRequestBuilder,
+    ChildTask,
     CompensationHandler,
     ConditionFunction,
     ConditionSummary,
@@ -118,8 +120,13 @@ class TaskDefinition:
         roles: Roles | Mapping[str, Iterable[str] | None] | None = None,
         allow_extra_fields: bool = False,
         version: int = 1,
+        depends_on: TaskDefinition | str | None = None,
     ) -> None:
         self.name = name
+        # Starts, with the upstream's response as its request, whenever a task of that type
+        # completes (docs/dsl.md, "Child tasks and depends_on").
+        self.depends_on = depends_on.name if isinstance(depends_on, TaskDefinition) \
+            else depends_on
         # A running task is decided by the version it started with (recorded in its
         # TaskSubmitted); a changed step graph needs a new version (tasksaga-check, TS140).
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -232,6 +239,22 @@ class TaskDefinition:
         return self._add(StepDef(
             name=name, order=order, placement=Placement.ORCHESTRATOR, group=group,
             condition=condition, sleep=Sleep(seconds, until)))
+
+    def child_step(
+        self, name: str, *, order: int, task: TaskDefinition | str,
+        request: ChildRequestBuilder, group: str | None = None,
+        condition: StepCondition | None = None,
+    ) -> StepDef:
+        """Start a task of type ``task`` with the request ``request(ctx)`` builds from this
+        task's context, and wait for it: its response becomes this step's data; compensating
+        this step compensates it; cancelling this task cancels it."""
+        known = task if isinstance(task, TaskDefinition) else None
+        child = ChildTask(task_type=known.name if known else str(task), build_request=request,
+                          request_type=known.request_type if known else None,
+                          response_type=known.response_type if known else None)
+        return self._add(StepDef(
+            name=name, order=order, placement=Placement.ORCHESTRATOR, group=group,
+            data_type=child.response_type, condition=condition, child=child))
 
     def group(
         self, name: str, *, order: int, mode: AwaitMode = AwaitMode.ALL, quorum: int | None = None
@@ -383,7 +406,7 @@ class TaskDefinition:
 
     def queues(self) -> set[str]:
         return {self.queue_of(s) for s in self.steps if s.placement is Placement.WORKER
-                or s.has_compensation}
+                or (s.has_compensation and s.child is None)}
 
 
 def _returned_model(handler: Callable[..., Any]) -> type[BaseModel] | None:

@@ -24,6 +24,9 @@ class TaskSubmitted:
     # before versions fold as version 1 with an unknown ("") fingerprint.
     definition_version: int = 1
     definition_fingerprint: str = ""
+    # Started by another task: its parent and child step (None: started by depends_on).
+    parent_task_id: str | None = None
+    parent_step: str | None = None
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,31 @@ class TaskRedriven:
     redriven_at_ms: int
 
 
+@dataclass(frozen=True)
+class ChildTaskStarted:
+    """A child step started its child task (``child_task_id``, derived from this task, the
+    step and the attempt, so a replay never starts two)."""
+
+    step: str
+    attempt: int
+    child_task_id: str
+    child_task_type: str
+    started_at_ms: int
+
+
+@dataclass(frozen=True)
+class ChildTaskEnded:
+    """The child of a running child step ended with ``status``: the step then completes (its
+    data is the child's response) or fails. The end of the child's compensation is recorded
+    as the step's (StepCompensated, StepCompensationFailed)."""
+
+    step: str
+    child_task_id: str
+    status: str
+    reason: str | None
+    ended_at_ms: int
+
+
 TaskEvent = (
     TaskSubmitted
     | StepDispatched
@@ -375,6 +403,8 @@ TaskEvent = (
     | CompensationSkipped
     | TaskResolved
     | TaskRedriven
+    | ChildTaskStarted
+    | ChildTaskEnded
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -413,4 +443,6 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     CompensationSkipped,
     TaskResolved,
     TaskRedriven,
+    ChildTaskStarted,
+    ChildTaskEnded,
 )

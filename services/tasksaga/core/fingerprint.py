@@ -36,7 +36,10 @@ def _policy(policy: RetryPolicy) -> dict[str, Any]:
 def step_identity(definition: TaskDefinition, step: StepDef) -> dict[str, Any]:
     """What a recorded step must keep for a task to move between versions."""
     group = definition.groups.get(step.group or "")
+    # Only child steps carry the key, so the fingerprints of every other graph stay as they were.
+    child = {} if step.child is None else {"child": step.child.task_type}
     return {
+        **child,
         "order": step.order, "placement": str(step.placement),
         "queue": definition.queue_of(step),
         "group": None if group is None else [group.name, str(group.mode), group.quorum],

@@ -34,6 +34,10 @@ class SubmitTask:
     # The version the API validated the request and ran the API steps with (0: the
     # orchestrator's newest, as before versions).
     definition_version: int = 0
+    # Started by another task (tasksaga.core.children): the parent and its child step, or,
+    # with no step, the upstream task whose completion started it (depends_on).
+    parent_task_id: str | None = None
+    parent_step: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,31 @@ class RedriveTask:
     task_id: str
     reason: str
     requested_by: str
+    requested_at_ms: int
+
+
+@dataclass(frozen=True)
+class ChildTaskFinished:
+    """A child task ended (its orchestrator tells the parent, ``task_id``): ``status`` is its
+    terminal status, ``response_json`` its response when it completed."""
+
+    task_id: str
+    step: str
+    child_task_id: str
+    status: str
+    response_json: str | None
+    reason: str | None
+    finished_at_ms: int
+
+
+@dataclass(frozen=True)
+class CompensateTask:
+    """The parent compensates past its child step: the completed child ``task_id``
+    compensates its own completed steps in reverse (a failed compensation: retried)."""
+
+    task_id: str
+    parent_task_id: str
+    reason: str
     requested_at_ms: int
 
 
@@ -256,10 +285,15 @@ class CancelStep:
 
 
 TaskCommand = (SubmitTask | CancelTask | RetryCompensation | RetryForward | SendSignal
-               | MigrateTask | SkipCompensation | ResolveTask | RedriveTask)
+               | MigrateTask | SkipCompensation | ResolveTask | RedriveTask
+               | ChildTaskFinished | CompensateTask)
 StepResult = (
     StepSucceeded | StepAttemptFailed | CompensationSucceeded | CompensationAttemptFailed
     | StepHeartbeat
 )
 Inbound = TaskCommand | StepResult | TimerFired
 StepCommand = ExecuteStep | CompensateStep | CancelStep
+#: What a decision sends: step commands, and the task commands one task sends another (a
+#: child's start, cancellation and compensation; a child's end, to its parent).
+TaskToTask = SubmitTask | CancelTask | CompensateTask | ChildTaskFinished
+Outbound = StepCommand | TaskToTask

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from tasksaga.core.definition import DefinitionError, Diagnostic, TaskDefinition
 from tasksaga.core.diagnostics import diagnose
+from tasksaga.core.diagnostics_children import task_links
 
 
 class UnknownTaskType(LookupError):
@@ -76,6 +77,11 @@ class TaskRegistry:
         """The newest version of each type."""
         return iter([v[max(v)] for v in self._definitions.values()])
 
+    def dependents_of(self, task_type: str) -> list[TaskDefinition]:
+        """The types that start when a task of ``task_type`` completes (depends_on), newest
+        versions."""
+        return [d for d in self if d.depends_on == task_type]
+
     def all_versions(self) -> list[TaskDefinition]:
         return [d for v in self._definitions.values() for _, d in sorted(v.items())]
 
@@ -92,4 +98,8 @@ def load_registry(module_names: Iterable[str]) -> TaskRegistry:
         for value in vars(module).values():
             if isinstance(value, TaskDefinition):
                 registry.register(value)
+    # Child steps and depends_on name other types: every one must be deployed with them.
+    for task_type, diagnostic in task_links(registry):
+        if diagnostic.severity == "error":
+            raise DefinitionError(task_type, [diagnostic])
     return registry

@@ -93,6 +93,10 @@ class StepState:
     retry_base: int = 0
     # While WAITING: when a sleep wakes, or when a wait_for times out (None: no timeout).
     waiting_until_ms: int | None = None
+    # A child step: the task it started, and the status its run ended with (Completed, or
+    # how it failed); its compensation's outcome is the step's own status.
+    child_task_id: str | None = None
+    child_status: str | None = None
 
     def surplus_of(self, attempt: int) -> SurplusEffect | None:
         return next((s for s in self.surplus if s.attempt == attempt), None)
@@ -130,6 +134,9 @@ class TaskState:
     parked_from: TaskStatus | None = None
     parked_reason: str | None = None  # the end_reason to restore: parking shows its own
     parked: tuple[ev.MessageParked, ...] = ()
+    # Started by another task (its child step), or by depends_on (no step).
+    parent_task_id: str | None = None
+    parent_step: str | None = None
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState(name=name)
@@ -181,6 +188,8 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 submitted_by=event.submitted_by,
                 definition_version=event.definition_version,
                 definition_fingerprint=event.definition_fingerprint,
+                parent_task_id=event.parent_task_id,
+                parent_step=event.parent_step,
             )
         case ev.StepDispatched():
             return _with_step(
@@ -326,6 +335,14 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                                       f"{event.from_status}): {event.reason}")
         case ev.TaskRedriven():
             return state
+        case ev.ChildTaskStarted():
+            return _with_step(
+                state, event.step, status=StepStatus.RUNNING, attempt=event.attempt,
+                error_type=None, error_message=None, trace_id=None, cancel_requested=False,
+                child_task_id=event.child_task_id, child_status=None,
+            )
+        case ev.ChildTaskEnded():
+            return _with_step(state, event.step, child_status=event.status)
     raise TypeError(f"not a task event: {event!r}")
 
 

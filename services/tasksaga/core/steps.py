@@ -88,6 +88,23 @@ class Sleep:
     until: SleepUntil | None = None
 
 
+#: Builds a child task's request from the parent's context (typed request, earlier step data).
+ChildRequestBuilder = Callable[[SagaContext[Any]], BaseModel]
+
+
+@dataclass(frozen=True)
+class ChildTask:
+    """A step that starts another task type and waits for its end (``tasksaga.core.children``):
+    its data is the child's response; compensating it compensates the child."""
+
+    task_type: str
+    build_request: ChildRequestBuilder
+    # The child's request and response models when the definition itself was given (checked
+    # by tasksaga-check); None when only its name was.
+    request_type: type[BaseModel] | None = None
+    response_type: type[BaseModel] | None = None
+
+
 @dataclass
 class StepDef:
     name: str
@@ -113,11 +130,14 @@ class StepDef:
     pivot: bool = False
     signal: SignalWait | None = None
     sleep: Sleep | None = None
+    child: ChildTask | None = None
 
     @property
     def has_compensation(self) -> bool:
-        # A file upload is undone by deleting what it stored, without user code.
-        return self.compensation is not None or self.upload is not None
+        # A file upload is undone by deleting what it stored, without user code; a child
+        # step by compensating the child task.
+        return (self.compensation is not None or self.upload is not None
+                or self.child is not None)
 
 
 @dataclass(frozen=True)

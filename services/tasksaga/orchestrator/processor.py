@@ -18,6 +18,7 @@ from tasksaga.adapters.kafka_bus import Unprocessable
 from tasksaga.adapters.service_metrics import StepMetrics
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
+from tasksaga.core.children import child_not_started
 from tasksaga.core.decide import Decision, decide
 from tasksaga.core.ports import (
     ConcurrencyConflict,
@@ -135,6 +136,7 @@ class Orchestrator:
                 beats.append(payload)
             elif isinstance(payload, msg.SubmitTask | msg.CancelTask | msg.RetryCompensation
                             | msg.RetryForward | msg.SendSignal | msg.MigrateTask
+                            | msg.ChildTaskFinished | msg.CompensateTask
                             | msg.StepSucceeded | msg.StepAttemptFailed
                             | msg.CompensationSucceeded | msg.CompensationAttemptFailed
                             | msg.SkipCompensation | msg.ResolveTask | msg.RedriveTask):
@@ -231,7 +233,16 @@ class Orchestrator:
             router = VersionRouter(self._registry, self._codec, self._random)
             decision = router.decide_message(state, message, envelope, work.now_ms())
         except UnknownTaskType as error:
-            raise Unprocessable(str(error)) from error
+            refusal = child_not_started(message, str(error), work.now_ms())
+            if refusal is None:
+                raise Unprocessable(str(error)) from error
+            # A parent waits for this child: tell it (its step fails), rather than leave it
+            # waiting for a dead letter.
+            log.error("child task %s not started: %s", message.task_id, error)
+            work.tx.enqueue([self._task_command_record(
+                refusal, f"{message.task_id}:not-started", cause, work.now_ms(),
+                telemetry.inject_headers())])
+            return
         self._write(work.tx, state, decision, cause, work.now_ms())
         if decision.events:
             work.decided[message.task_id] = decision.state
@@ -267,6 +278,11 @@ class Orchestrator:
         ]
         last_event_id = envelopes[-1].message_id if envelopes else cause
         for index, command in enumerate(decision.commands):
+            message_id = f"{after.task_id}:{after.version}:cmd{index}"
+            if isinstance(command, msg.TaskToTask):
+                records.append(self._task_command_record(command, message_id, last_event_id,
+                                                         now, headers))
+                continue
             topic = (
                 self._topics.step_cancellations
                 if isinstance(command, msg.CancelStep)
@@ -274,7 +290,7 @@ class Orchestrator:
             )
             envelope = Envelope(
                 payload=command,
-                message_id=f"{after.task_id}:{after.version}:cmd{index}",
+                message_id=message_id,
                 task_id=after.task_id,
                 correlation_id=after.task_id,
                 causation_id=last_event_id,
@@ -289,6 +305,17 @@ class Orchestrator:
                 OutboxRecord(topic, command_key, self._codec.encode(envelope), headers))
         tx.enqueue(records)
         tx.schedule(after.task_type, decision.timers)
+
+    def _task_command_record(self, command: msg.TaskToTask, message_id: str, cause: str,
+                             now: int, headers: list[tuple[str, bytes]]) -> OutboxRecord:
+        """A command for another task (a child, a parent, a downstream): on task-commands,
+        keyed and addressed by that task, so its own orchestrator decides it."""
+        envelope = Envelope(
+            payload=command, message_id=message_id, task_id=command.task_id,
+            correlation_id=command.task_id, causation_id=cause, occurred_at_ms=now,
+            task_type=command.task_type if isinstance(command, msg.SubmitTask) else "")
+        return OutboxRecord(self._topics.task_commands, command.task_id.encode(),
+                            self._codec.encode(envelope), headers)
 
     def _record_heartbeats(self, beats: Sequence[msg.StepHeartbeat]) -> None:
         """Heartbeats (a start report for every step) move the steps' deadlines and record

@@ -20,6 +20,7 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import messages as msg
 from tasksaga.core import versions
+from tasksaga.core.children import downstream_submissions
 from tasksaga.core.decide import Decision, RandomFraction, decide
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType, UnknownVersion
@@ -46,7 +47,20 @@ class VersionRouter:
                        envelope: Envelope | None, now_ms: int) -> Decision:
         """Decide any message: a new task starts on the newest version (recorded in its
         TaskSubmitted); an existing one is decided by its own version, or parked without it.
-        Raises UnknownTaskType for a submission of a type not deployed."""
+        A decision that completes the task also submits the deployed types that depend_on
+        it, so they commit with the completion. Raises UnknownTaskType for a submission of a
+        type not deployed."""
+        decision = self._decide_message(state, message, envelope, now_ms)
+        downstream, refused = downstream_submissions(
+            decision.state, decision.events,
+            self._registry.dependents_of(decision.state.task_type), now_ms)
+        decision.commands.extend(downstream)
+        for reason in refused:
+            log.error("depends_on: %s", reason)
+        return decision
+
+    def _decide_message(self, state: TaskState, message: msg.Inbound,
+                        envelope: Envelope | None, now_ms: int) -> Decision:
         if isinstance(message, msg.SubmitTask):
             return decide(self._submitted_version(message), state, message, now_ms,
                           self._random)

@@ -356,8 +356,10 @@ class SagaTestRun:
             if not self._task_ids:
                 raise ValueError("no task was submitted in this run")
             return self._task_ids[-1]
-        if task_id not in self._task_ids:
-            raise ValueError(f"task {task_id!r} was not submitted in this run")
+        # A child or depends_on task was started by another one: it has a stream.
+        if task_id not in self._task_ids and task_id not in self.store.stream_ids():
+            raise ValueError(f"task {task_id!r} was neither submitted in this run nor "
+                             "started by one of its tasks")
         return task_id
 
     def _task_type(self, task_id: str) -> str:

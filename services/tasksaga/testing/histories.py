@@ -59,6 +59,7 @@ class HistoryRecorder:
     def __init__(self, run: SagaTestRun) -> None:
         self.run = run
         self.decisions: list[dict[str, Any]] = []
+        self._task_of: list[str] = []  # the task of each decision (a run may hold several)
         orchestrator: Orchestrator = run.orchestrator
         decide_and_write = orchestrator._decide_and_write
         write = orchestrator._write
@@ -74,6 +75,7 @@ class HistoryRecorder:
             decide_and_write(work, message, cause, envelope)
             if "events" in current:
                 self.decisions.append(dict(current))
+                self._task_of.append(message.task_id)
 
         def recording_write(tx: Any, before: TaskState, decision: Decision, cause: str,
                             now: int) -> None:
@@ -100,8 +102,10 @@ class HistoryRecorder:
         }
 
     def history(self, task_id: str, description: str) -> dict[str, Any]:
+        decisions = [d for d, task in zip(self.decisions, self._task_of, strict=True)
+                     if task == task_id]
         return {"format": FORMAT, "description": description, "task_id": task_id,
-                "decisions": self.decisions,
+                "decisions": decisions,
                 "final_state": state_document(self.run.task(task_id).state)}
 
 
@@ -138,10 +142,25 @@ def replay(history: dict[str, Any], definitions: Iterable[TaskDefinition],
     # Compared on the recorded fields: a field added to the state later (with its default)
     # is not a difference in how the old run is decided.
     final, recorded_final = state_document(fold(events)), history["final_state"]
-    keys = sorted(k for k in recorded_final if final.get(k, "<missing>") != recorded_final[k])
+    keys = sorted(k for k in set(recorded_final) | set(final)
+                  if not _same(final.get(k, _MISSING), recorded_final.get(k, _MISSING)))
     if keys:
         problems.append(f"final state differs in {keys}")
     return problems
+
+
+_MISSING = "<missing>"
+
+
+def _same(current: Any, recorded: Any) -> bool:
+    """Equal, where a field the recording lacks (added to the state later, nested ones
+    included) counts as the same while it holds its empty default."""
+    if recorded == _MISSING:
+        return current in (None, "", 0, False, [], {}, _MISSING)
+    if isinstance(current, dict) and isinstance(recorded, dict):
+        return all(_same(current.get(k, _MISSING), recorded.get(k, _MISSING))
+                   for k in set(current) | set(recorded))
+    return bool(current == recorded)
 
 
 def _first_difference(actual: list[Any], expected: list[Any]) -> str:
