@@ -83,6 +83,12 @@ def test_an_archived_task_says_where_it_is_and_its_restored_audit_reads_as_befor
     code, refused = _audit(system, task_id)
     assert code == 409 and report.archived[0].location in refused["detail"]
 
+    # Replay reads the archived stream from object storage on request.
+    replayed = CliRunner().invoke(cli, ["replay", "task", task_id, "--include-archives"],
+                                  env={k: v for k, v in env.items() if k.startswith("TASKSAGA_")})
+    assert replayed.exit_code == 0, replayed.output
+    assert "TaskCompleted" in replayed.output
+
     token = system.client.headers["Authorization"].removeprefix("Bearer ")
     result = CliRunner().invoke(cli, ["--url", str(system.client.base_url), "--token", token,
                                       "archive", "restore", task_id])
