@@ -61,8 +61,9 @@ CREATE TRIGGER events_refuse_truncate BEFORE TRUNCATE ON events_default
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_event_change();
 
 -- The existing log: a stream was opened when its first event was recorded; one monthly
--- partition (UTC) per month that opened a stream. Upcoming partitions are created ahead by
--- the orchestrators' maintenance (adapters/partitions.py).
+-- partition (UTC) per month that opened a stream, and this month's and the next (so that
+-- what is appended before an orchestrator's maintenance runs has its partition). Upcoming
+-- partitions are created ahead by the orchestrators' maintenance (adapters/partitions.py).
 INSERT INTO streams (stream_id, opened_at)
     SELECT stream_id, min(recorded_at) FROM events_before_018 GROUP BY stream_id;
 
@@ -70,7 +71,9 @@ DO $$
 DECLARE
     month timestamp;
 BEGIN
-    FOR month IN SELECT DISTINCT date_trunc('month', opened_at AT TIME ZONE 'UTC') FROM streams
+    FOR month IN SELECT DISTINCT date_trunc('month', opened_at AT TIME ZONE 'UTC')
+                 FROM (SELECT opened_at FROM streams UNION ALL SELECT now()
+                       UNION ALL SELECT now() + interval '1 month') opening
     LOOP
         PERFORM create_event_partition('events_p' || to_char(month, 'YYYYMMDD"t"HH24MISS'),
                                        month AT TIME ZONE 'UTC',

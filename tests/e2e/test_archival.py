@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from tasksaga.adapters.archive import Archiver
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
+from tasksaga.adapters.partitions import list_partitions
 from tasksaga.adapters.pg_store import open_pool
 from tasksaga.cli.app import app as cli
 from tests.e2e.conftest import System, running_system
@@ -37,6 +38,11 @@ def archival_system(stack_env: dict[str, str]) -> Iterator[System]:
         conn.execute(f"CREATE SCHEMA {schema}")
     url = f"{base}?options={quote(f'-csearch_path={schema}')}"
     apply_migrations(url)
+    with psycopg.connect(url) as conn, conn.transaction():
+        # The migration made this month's partition and the next (empty): without them, the
+        # orchestrator's 10 s partitions start now, and the task's partition closes soon.
+        conn.execute(", ".join(f"DROP TABLE {p.name}" if i == 0 else p.name
+                               for i, p in enumerate(list_partitions(conn))))
     try:
         with running_system(dict(stack_env, TASKSAGA_DATABASE_URL=url),
                             TASKSAGA_EVENT_PARTITION=f"{PERIOD_S}s",

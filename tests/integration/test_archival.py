@@ -27,7 +27,13 @@ from tasksaga.adapters.archive_format import ArchiveCorrupt, Manifest, object_ke
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
-from tasksaga.adapters.partitions import PartitionPeriod, ensure_partitions, list_partitions
+from tasksaga.adapters.partitions import (
+    PartitionPeriod,
+    create_partition,
+    ensure_partitions,
+    list_partitions,
+    partition_name,
+)
 from tasksaga.adapters.pg_store import ConcurrencyConflict, PostgresEventStore, StreamArchived
 from tasksaga.adapters.projections import Projector
 from tasksaga.adapters.wire import Envelope
@@ -68,8 +74,11 @@ def run_task(store: PostgresEventStore, opened: datetime, ended: bool = True) ->
 
 @pytest.fixture
 def schema_store(schema_pool: ConnectionPool, codec: AvroCodec) -> PostgresEventStore:
-    with schema_pool.connection() as conn:
-        ensure_partitions(conn, DAY, timedelta(days=6), now=OPENED)
+    """The log of a fresh schema with a week of day partitions in March 1990."""
+    with schema_pool.connection() as conn, conn.transaction():
+        for day in range(7):
+            lower = DAY.floor(OPENED) + timedelta(days=day)
+            create_partition(conn, lower, lower + timedelta(days=1))
     return PostgresEventStore(schema_pool, codec)
 
 
@@ -110,14 +119,32 @@ def test_partitions_are_created_ahead_and_a_stream_stays_in_its_opening_partitio
         schema_store: PostgresEventStore, schema_pool: ConnectionPool) -> None:
     with schema_pool.connection() as conn, conn.transaction():
         names = [p.name for p in list_partitions(conn)]
-    assert names == [f"events_p199003{day:02d}t000000" for day in range(10, 17)]
-    with schema_pool.connection() as conn:  # a second run finds nothing to create
-        assert ensure_partitions(conn, DAY, timedelta(days=6), now=OPENED) == []
-    task_id = run_task(schema_store, OPENED)  # events recorded over four days
+    month = PartitionPeriod.parse("month")
+    this_month = month.floor(datetime.now(UTC))
+    # The migration made this month's partition and the next; the fixture a week of 1990.
+    assert names == [f"events_p199003{day:02d}t000000" for day in range(10, 17)] + [
+        partition_name(this_month), partition_name(month.after(this_month))]
+    task_id = run_task(schema_store, OPENED)  # events recorded over three days
     assert partition_of(schema_pool, task_id) == {"events_p19900310t000000"}
     with schema_store.transaction() as tx:  # the stream version, read pruned to its partition
         assert tx.lock_stream(task_id) == 3
         assert [e.version for e in tx.load_events(task_id)] == [1, 2, 3]
+
+    # Ahead of a later "now", after the last partition; a range whose streams the default
+    # partition already holds is left to it (a partition may not overlap its rows).
+    later = datetime(2031, 5, 31, 12, tzinfo=UTC)
+    with schema_store.transaction() as tx:
+        stray = f"stray-{uuid.uuid4()}"
+        tx.append(stray, 0, [envelope(stray, 1, ev.TaskSubmitted(
+            stray, "CreateZip", "{}", None, None, _ms(later + timedelta(days=1)), None),
+            later + timedelta(days=1))])
+    with schema_pool.connection() as conn:
+        done = ensure_partitions(conn, DAY, timedelta(days=2), now=later)
+        assert done.created == ["events_p20310531t000000", "events_p20310602t000000"]
+        june = datetime(2031, 6, 1, tzinfo=UTC)
+        assert done.skipped == [(june, june + timedelta(days=1))]
+        assert ensure_partitions(conn, DAY, timedelta(days=2), now=later).created == []
+    assert partition_of(schema_pool, stray) == {"events_default"}
 
 
 def test_stream_version_stays_unique_across_partitions(

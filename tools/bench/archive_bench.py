@@ -102,7 +102,7 @@ def bench_append(tasks: int) -> None:
 def bench_archive(tasks: int, per_task: int) -> None:
     from tasksaga.adapters.archive import Archiver
     from tasksaga.adapters.object_store import MinioObjectStore
-    from tasksaga.adapters.partitions import PartitionPeriod, ensure_partitions
+    from tasksaga.adapters.partitions import PartitionPeriod, create_partition
     from tasksaga.adapters.projections import Projector
 
     env = stack_tool.env()
@@ -115,7 +115,8 @@ def bench_archive(tasks: int, per_task: int) -> None:
     with private_schema() as url:
         pool = open_pool(url, max_size=3, name="bench-archive")
         with pool.connection() as conn:
-            ensure_partitions(conn, PartitionPeriod.parse("day"), timedelta(hours=1), OPENED)
+            day = PartitionPeriod.parse("day").floor(OPENED)  # a closed day, long ago
+            create_partition(conn, day, day + timedelta(days=1))
         store = PostgresEventStore(pool, codec)
         at_ms = int(OPENED.timestamp() * 1000)
         ids = [f"bench-{uuid.uuid4()}" for _ in range(tasks)]

@@ -105,20 +105,40 @@ def list_partitions(conn: psycopg.Connection) -> list[EventPartition]:
     return sorted(found, key=lambda p: p.lower)
 
 
+@dataclass
+class PartitionsEnsured:
+    created: list[str]
+    # Ranges left to the default partition because it already holds rows of them (a new
+    # partition may not overlap them, and they cannot move: the log refuses DELETE).
+    skipped: list[tuple[datetime, datetime]]
+
+
 def ensure_partitions(conn: psycopg.Connection, period: PartitionPeriod, ahead: timedelta,
-                      now: datetime | None = None) -> list[str]:
+                      now: datetime | None = None) -> PartitionsEnsured:
     """Create the partitions ``upcoming`` names until ``ahead`` past ``now`` (by default the
     database's clock), in one transaction under a lock so orchestrators starting together take
-    turns; returns the names created."""
-    created = []
+    turns."""
+    done = PartitionsEnsured([], [])
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         now = now or database_now(conn)
         for lower, upper in upcoming(list_partitions(conn), period, now, ahead):
-            name = partition_name(lower)
-            conn.execute("SELECT create_event_partition(%s, %s, %s)", (name, lower, upper))
-            created.append(name)
-    return created
+            taken = conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {DEFAULT_PARTITION}"
+                " WHERE stream_opened_at >= %s AND stream_opened_at < %s)",
+                (lower, upper)).fetchone()
+            if taken and taken[0]:
+                done.skipped.append((lower, upper))
+                continue
+            done.created.append(create_partition(conn, lower, upper))
+    return done
+
+
+def create_partition(conn: psycopg.Connection, lower: datetime, upper: datetime) -> str:
+    """One partition of the log for streams opened in [lower, upper); returns its name."""
+    name = partition_name(lower)
+    conn.execute("SELECT create_event_partition(%s, %s, %s)", (name, lower, upper))
+    return name
 
 
 def drop_partition(conn: psycopg.Connection, name: str) -> None:

@@ -7,6 +7,7 @@ import os
 import threading
 from datetime import timedelta
 
+import psycopg
 from opentelemetry import metrics
 from psycopg_pool import ConnectionPool
 
@@ -95,11 +96,20 @@ def run_maintenance(
 
 
 def create_upcoming_partitions(pool: ConnectionPool, settings: OrchestratorSettings) -> None:
-    with pool.connection() as conn:
-        created = ensure_partitions(conn, PartitionPeriod.parse(settings.event_partition),
-                                    timedelta(seconds=settings.event_partition_ahead_s))
-    if created:
-        log.info("created event partitions %s", ", ".join(created))
+    """Never fatal: without its partition, an append lands in the default partition."""
+    try:
+        with pool.connection() as conn:
+            done = ensure_partitions(conn, PartitionPeriod.parse(settings.event_partition),
+                                     timedelta(seconds=settings.event_partition_ahead_s))
+    except psycopg.Error:
+        log.exception("creating the event log's upcoming partitions failed; appends go to "
+                      "the default partition until the next maintenance")
+        return
+    if done.created:
+        log.info("created event partitions %s", ", ".join(done.created))
+    for lower, upper in done.skipped:
+        log.warning("no partition for [%s, %s): the default partition already holds streams "
+                    "opened then (they stay there and are never archived)", lower, upper)
 
 
 def deployment_groups(settings: OrchestratorSettings, topics: Topics,
