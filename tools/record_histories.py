@@ -36,6 +36,7 @@ from tasksaga_examples.expense_approval import (
     expense,
 )
 from tasksaga_examples.order_fulfilment import OrderRequest, fulfil_order
+from tasksaga_examples.page_thumbnails import ThumbnailRequest, page_thumbnails
 from tasksaga_examples.trip_booking import TripRequest, book_hotel, book_trip, issue_itinerary
 from tasksaga_examples.video_pipeline import VideoRequest, video_transcode
 from tasksaga_examples.zip_archive import ZipRequest, create_zip
@@ -100,7 +101,7 @@ HISTORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "histor
 DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, video_graph, expense, billing(1),
                                      billing(2, reserve_name="Hold"),
                                      billing(3, charge_retries=2), book_trip, book_hotel,
-                                     issue_itinerary]
+                                     issue_itinerary, page_thumbnails]
 _BY_KEY = {(d.name, d.version): d for d in DEFINITIONS}
 
 Scenario = Callable[[], tuple[SagaTestRun, HistoryRecorder, str]]
@@ -150,6 +151,15 @@ def _expense(operate: Callable[[SagaTestRun], None], pay_after_s: float | None =
     run.submit(ExpenseRequest(expense_id="e-1", amount_cents=1200, pay_after=pay_after),
                settle=False)
     operate(run)
+    return run, recorder, "task-1"
+
+
+def _thumbnails(pages: int, fail_page: int | None = None,
+                ) -> tuple[SagaTestRun, HistoryRecorder, str]:
+    run = SagaTestRun(page_thumbnails)
+    recorder = HistoryRecorder(run)
+    run.submit(ThumbnailRequest(document="\f".join(f"page {n}" for n in range(pages)),
+                                fail_page=fail_page))
     return run, recorder, "task-1"
 
 
@@ -369,6 +379,14 @@ SCENARIOS: dict[str, dict[str, tuple[str, Scenario]]] = {
             lambda: _trip("hotel", _cancel_trip_during("ConfirmRoom"))),
         "hotel_failed": ("the child fails: its step fails, the trip releases HoldSeat",
                          lambda: _trip("hotel", fail_confirm=True)),
+    },
+    "page_thumbnails": {
+        "success": ("a for_each over 10 pages, at most 8 in flight; the index reads the "
+                    "results in page order", lambda: _thumbnails(10)),
+        "page_fails": (
+            "page 2 of 10 fails for good: the instances in flight are told to stop (in "
+            "process they finish anyway), every thumbnail written is deleted in reverse page "
+            "order, then the pages", lambda: _thumbnails(10, fail_page=2)),
     },
     "versions": {
         "parked_then_redeployed": (

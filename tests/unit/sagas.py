@@ -95,6 +95,7 @@ class Driver:
         self.commands += decision.commands
         for scheduled in decision.timers:  # like the timers table: one row per timer identity
             self.timers = [t for t in self.timers if t.timer != scheduled.timer] + [scheduled]
+        self.timers = [t for t in self.timers if t.timer not in decision.unscheduled]
         return decision
 
     def submit(self, width: int = 1920, task_id: str = "t1") -> Decision:

@@ -169,6 +169,9 @@ NOT_NOTIFIABLE = [
     ev.TaskRedriven(["ExecuteStep fetch#1"], "stuck", "ops", 1),
     ev.ChildTaskStarted("Ship", 1, "child-1", "Shipping", 1),
     ev.ChildTaskEnded("Ship", "child-1", "Completed", None, 1),
+    ev.FanOutExpanded("each", 1, ['{"page":1}'], 1),
+    ev.FanOutCompleted("each", 1, 1, 1),
+    ev.FanOutRetried("each", 2, 1, 1),
 ]
 
 

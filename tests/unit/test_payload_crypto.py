@@ -223,3 +223,17 @@ def test_encryption_cost_of_the_codec_is_printed() -> None:
     print(f"\ncodec encode+decode per ExecuteStep ({len(request)} B request): "
           f"plain {best['plain']:.1f} us, aes-gcm {best['aes-gcm']:.1f} us, "
           f"ratio {best['aes-gcm'] / best['plain']:.2f}x")
+
+
+@pytest.mark.parametrize("payload", [
+    ev.FanOutExpanded("Each", 1, [f'"{MARKER}-0"', f'{{"page": "{MARKER}"}}'], 5),
+    msg.ExecuteStep("task-1", "T", "Each[1]", 1, "q", "{}", {}, "i", 9, item_json=f'"{MARKER}"',
+                    item_index=1),
+    msg.CompensateStep("task-1", "T", "Each[1]", 1, "q", "{}", {}, "i",
+                       item_json=f'"{MARKER}"', item_index=1),
+], ids=lambda p: type(p).__name__)
+def test_fan_out_items_are_sealed_each_on_its_own(payload: Any) -> None:
+    sealed = codec(RING_2)
+    data = sealed.encode(envelope(payload))
+    assert MARKER.encode() not in data
+    assert sealed.decode(data) == envelope(payload)

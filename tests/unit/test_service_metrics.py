@@ -49,3 +49,14 @@ def test_the_dispatch_book_forgets_the_oldest_past_its_limit() -> None:
     assert len(book) == 2
     assert book.pop(("a", "s", 1)) is None
     assert book.pop(("c", "s", 1)) == 0
+
+
+def test_fan_out_instances_are_observed_under_their_for_each_step_each_with_its_duration(
+) -> None:
+    book = DispatchBook()
+    step_observations(book, "t1", "Thumbs", [ev.StepDispatched(f"Each[{n}]", 1, "q", n, 99)
+                                             for n in range(3)])
+    found = step_observations(book, "t1", "Thumbs", [
+        ev.StepCompleted("Each[2]", 1, "{}", 2_002), ev.StepCompleted("Each[0]", 1, "{}", 1_000)])
+    assert found == [StepObservation("duration", "Thumbs", "Each", "completed", 2.0),
+                     StepObservation("duration", "Thumbs", "Each", "completed", 1.0)]

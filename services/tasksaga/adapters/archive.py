@@ -40,6 +40,7 @@ from tasksaga.adapters.partitions import (
     list_partitions,
 )
 from tasksaga.adapters.pg_store import EVENTS_CHANNEL
+from tasksaga.adapters.projections import PROJECTION_TABLES
 from tasksaga.core.ports import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 ARCHIVABLE_STATUSES = ("Completed", "Failed", "Cancelled")
 # One archiver per log (per schema: a database may hold several logs).
 _LOCK = "7201504, hashtext(current_schema())"
-_PROJECTION_ROWS = ("step_records", "condition_snapshots", "audit_entries", "task_status")
 
 
 @dataclass(frozen=True)
@@ -330,7 +330,7 @@ def restore_events(conn: psycopg.Connection,
             [(e.position, e.stream_id, e.version, e.event_type, e.message_id, e.payload,
               e.recorded_at, e.stream_opened_at) for events in events_of.values()
              for e in events])
-    for table in _PROJECTION_ROWS:
+    for table in PROJECTION_TABLES:  # the rows a rebuild would make
         conn.execute(sql.SQL("DELETE FROM {} WHERE task_id = ANY(%s)").format(
             sql.Identifier(table)), (tasks,))
     conn.execute("INSERT INTO projection_queue (stream_id, version)"

@@ -55,8 +55,9 @@ def _load(path: Path) -> _Schema:
 # Payload fields holding task data, by the names every message uses for it: sealed inside each
 # encoded message, so the events table, the outbox and every topic carry ciphertext. A new
 # message type with such a field is covered without a change here.
-_SEALED_TEXT = frozenset({"request_json", "data_json", "response_json"})
+_SEALED_TEXT = frozenset({"request_json", "data_json", "response_json", "item_json"})
 _SEALED_MAPS = frozenset({"step_data"})  # step name -> that step's data_json
+_SEALED_LISTS = frozenset({"items_json"})  # a for_each step's items, each sealed on its own
 
 
 class AvroCodec:
@@ -154,6 +155,10 @@ def _transform(
         elif field in _SEALED_MAPS:
             body[field] = {step: apply(data, context(task_id, type_name, field, step))
                            for step, data in value.items()}
+        elif field in _SEALED_LISTS:
+            owner = str(body.get("step", ""))
+            body[field] = [apply(item, context(task_id, type_name, field, owner, str(index)))
+                           for index, item in enumerate(value)]
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, dict):

@@ -27,6 +27,8 @@ from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
+from tasksaga.core.fan_out_audit import summarised
+from tasksaga.core.fan_out_names import instance_name
 from tasksaga.core.state import TaskState, evolve
 from tasksaga.orchestrator.state_cache import StateCache
 
@@ -198,6 +200,8 @@ class Projector:
             event = envelope.payload
             before = stream.state
             stream.apply(event, _ts(envelope.occurred_at_ms))
+            if summarised(event):
+                continue  # a routine fan-out instance event: the group's lines summarise it
             audit.setdefault(stream_id, []).append((
                 position, stream_id, version, type(event).__name__, step_of(event),
                 describe(event, before, envelope.occurred_at_ms),
@@ -282,6 +286,9 @@ class _StreamRows:
             self.compensation_failure = event
         elif isinstance(event, ev.ConditionEvaluated):
             self.conditions[event.step] = event
+        elif isinstance(event, ev.FanOutExpanded):  # every instance has its row from now on
+            for index in range(len(event.items_json)):
+                self.steps_updated_at[instance_name(event.step, index)] = at
         step = step_of(event)
         if step is not None:
             self.steps_updated_at[step] = at

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.projections import projection_lag
 from tasksaga.core import events as ev
+from tasksaga.core.fan_out_names import step_label  # instances count under their step
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def step_observations(book: DispatchBook, task_id: str, task_type: str,
     def answered(step: str, attempt: int, at_ms: int, outcome: str) -> None:
         dispatched = book.pop((task_id, step, attempt))
         if dispatched is not None:
-            found.append(StepObservation("duration", task_type, step, outcome,
+            found.append(StepObservation("duration", task_type, step_label(step), outcome,
                                          max(at_ms - dispatched, 0) / 1000))
 
     for event in events:
@@ -87,13 +88,14 @@ def step_observations(book: DispatchBook, task_id: str, task_type: str,
             case ev.StepFailed(step=step, attempt=attempt, failed_at_ms=at, will_retry=retry):
                 outcome = "retrying" if retry else "failed"
                 answered(step, attempt, at, outcome)
-                found.append(StepObservation("failure", task_type, step, outcome))
+                found.append(StepObservation("failure", task_type, step_label(step), outcome))
             case ev.StepRetryScheduled(step=step):
-                found.append(StepObservation("retry", task_type, step, "scheduled"))
+                found.append(StepObservation("retry", task_type, step_label(step), "scheduled"))
             case ev.StepCompensated(step=step):
-                found.append(StepObservation("compensation", task_type, step, "compensated"))
+                found.append(StepObservation("compensation", task_type, step_label(step),
+                                             "compensated"))
             case ev.StepCompensationFailed(step=step, will_retry=retry):
-                found.append(StepObservation("compensation", task_type, step,
+                found.append(StepObservation("compensation", task_type, step_label(step),
                                              "retrying" if retry else "failed"))
     return found
 

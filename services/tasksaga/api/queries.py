@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool
 from tasksaga.adapters.archive import TaskArchive, archive_of
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.projections import ProjectionLag, projection_lag
+from tasksaga.api.fan_out_status import instances_document, take_instances
 from tasksaga.core.definition import TaskDefinition
 
 #: The status of a task accepted with 202 that the projections do not show yet.
@@ -134,8 +135,8 @@ class ProjectionQueries:
 
     def status_document(self, row: TaskRow, definition: TaskDefinition | None) -> dict[str, Any]:
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            steps = {
-                r["step"]: self._opened_step(row.task_id, r) for r in cur.execute(
+            records = {
+                r["step"]: r for r in cur.execute(
                     "SELECT step, status, attempt, compensation_attempt, data_json, error_type,"
                     " error_message, completion_rank, updated_at, trace_id, waiting_until"
                     " FROM step_records"
@@ -167,6 +168,10 @@ class ProjectionQueries:
                 "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
                 " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at",
                 (row.task_id,)).fetchall()
+        # Fan-out instances are shown without their data (their step's list has it): their
+        # records are not opened, a 1,000-item status decrypts one data column, not 1,001.
+        instances = take_instances(definition, records)
+        steps = {name: self._opened_step(row.task_id, r) for name, r in records.items()}
         order = [s.name for s in definition.steps] if definition else []
         # A task of an older version may have recorded steps the newest one renamed.
         order += sorted(name for name in steps if name not in order)
@@ -184,8 +189,9 @@ class ProjectionQueries:
                 {"step": row.failed_step, "trace_id": row.error_trace_id}
                 if row.failed_step else None
             ),
-            "steps": [_step_document(name, steps.get(name), progress.get(name),
-                                     row.status in _ENDED) for name in order],
+            "steps": [_with_instances(
+                _step_document(name, steps.get(name), progress.get(name), row.status in _ENDED),
+                instances, progress) for name in order],
             "conditions": [_jsonable(c) for c in conditions],
             "notifications": [_jsonable(d) for d in deliveries],
             "parent": _parent_document(row),
@@ -300,6 +306,16 @@ def _step_document(
     if progress is not None and progress["attempt"] == record["attempt"]:
         document["progress"] = progress["progress"]
         document["progress_message"] = progress["message"]
+    return document
+
+
+def _with_instances(document: dict[str, Any],
+                    instances: dict[str, list[tuple[int, dict[str, Any]]]],
+                    progress: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    entries = instances.get(document["step"])
+    if entries is not None:
+        document["instances"] = instances_document(entries, progress, document["step"],
+                                                   document["status"])
     return document
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tasksaga.core import events as ev
+from tasksaga.core.fan_out_audit import compensated_instances, fan_out_line, has_completed_instances
 from tasksaga.core.state import StepStatus, TaskState
 
 _COMPENSATED_OR_COMPENSABLE = (StepStatus.COMPLETED, StepStatus.COMPENSATING,
@@ -84,10 +85,12 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
             return "task completed"
         case ev.TaskFailed():
             done = "nothing to compensate" if nothing_done else "compensated"
-            return f"task failed, {done}: {event.reason}"
+            instances = compensated_instances(before) if before else ""
+            return f"task failed, {done}{instances}: {event.reason}"
         case ev.TaskCancelled():
             done = "nothing to compensate" if nothing_done else "compensated"
-            return f"task cancelled, {done}: {event.reason}"
+            instances = compensated_instances(before) if before else ""
+            return f"task cancelled, {done}{instances}: {event.reason}"
         case ev.TaskCompensationFailed():
             trace = f" (trace {event.trace_id})" if event.trace_id else ""
             return (f"task needs an operator: compensation of step {event.step} failed: "
@@ -139,6 +142,8 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
             why = f": {event.reason}" if event.reason else ""
             return (f"step {event.step}: child task {event.child_task_id} ended "
                     f"{event.status}{why}")
+        case ev.FanOutExpanded() | ev.FanOutCompleted() | ev.FanOutRetried():
+            return fan_out_line(event)
     return type(event).__name__
 
 
@@ -149,7 +154,8 @@ def signal_line(signal: str, signal_id: str) -> str:
 
 def _compensable(state: TaskState) -> bool:
     """Did anything complete that compensation had (or has) to undo?"""
-    return any(s.status in _COMPENSATED_OR_COMPENSABLE for s in state.steps.values())
+    return (any(s.status in _COMPENSATED_OR_COMPENSABLE for s in state.steps.values())
+            or has_completed_instances(state))
 
 
 def _wait(fire_at_ms: int, at_ms: int | None) -> str:

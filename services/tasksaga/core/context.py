@@ -40,6 +40,25 @@ class SagaContext(Generic[RequestT]):
         return self.data_of(step.name, data_type)
 
     def data_of(self, step_name: str, data_type: type[DataT]) -> DataT:
+        return data_type.model_validate_json(self._raw(step_name))
+
+    def has_data(self, step_name: str) -> bool:
+        return step_name in self.step_data_json
+
+    def results_of(self, step_name: str, data_type: type[DataT]) -> list[DataT]:
+        """The results of for_each step ``step_name``: the data of its completed instances,
+        in item order (every item for ALL; the successes for ANY and QUORUM)."""
+        raw = self.data_of_list(step_name)
+        return [data_type.model_validate(entry) for entry in raw]
+
+    def data_of_list(self, step_name: str) -> list[Any]:
+        value = json.loads(self._raw(step_name))
+        if not isinstance(value, list):
+            raise StepDataMissing(f"step {step_name!r} is not a for_each step: read its data "
+                                  "with data_of")
+        return value
+
+    def _raw(self, step_name: str) -> str:
         raw = self.step_data_json.get(step_name)
         if raw is None:
             raise StepDataMissing(
@@ -47,10 +66,7 @@ class SagaContext(Generic[RequestT]):
                 "read only the data of steps ordered before the current one, and name them "
                 "in the step's reads= when it declares one (only those travel with it)"
             )
-        return data_type.model_validate_json(raw)
-
-    def has_data(self, step_name: str) -> bool:
-        return step_name in self.step_data_json
+        return raw
 
 
 def _no_heartbeat(progress: float | None, message: str | None) -> None:
@@ -68,6 +84,26 @@ class StepContext(SagaContext[RequestT]):
     # The lease of this dispatch: larger for every later dispatch of the task. Pass it to a
     # resource that can refuse writes fenced by a larger token (0 for compensations).
     fencing_token: int = 0
+    # An instance of a for_each step: its item as JSON, and its index in the items.
+    item_json: str | None = None
+    item_index: int | None = None
+
+    @property
+    def item(self) -> Any:
+        """This instance's item: a model when the for_each declares one (``item=`` or
+        ``items -> list[Model]``), else the JSON value (dict, list, str, number...)."""
+        if self.item_json is None:
+            raise LookupError(f"step {self.step!r} is not an instance of a for_each step")
+        spec = self.definition.get_step(self.step).for_each
+        if spec is not None and spec.item_type is not None:
+            return spec.item_type.model_validate_json(self.item_json)
+        return json.loads(self.item_json)
+
+    def item_as(self, model: type[DataT]) -> DataT:
+        """This instance's item, validated as ``model``."""
+        if self.item_json is None:
+            raise LookupError(f"step {self.step!r} is not an instance of a for_each step")
+        return model.model_validate_json(self.item_json)
 
     @property
     def step_key(self) -> str:

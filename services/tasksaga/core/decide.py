@@ -14,6 +14,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.children import ChildActions
 from tasksaga.core.decision import Decision, RandomFraction
 from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.fan_out import FanOutActions
 from tasksaga.core.fingerprint import fingerprint
 from tasksaga.core.pivot import passed_pivot, stuck_forward
 from tasksaga.core.repair import RepairActions
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class _Rules(RepairActions, ChildActions):
+class _Rules(FanOutActions, RepairActions, ChildActions):
     """The rule for each inbound message, then moving the saga on as far as it can go."""
 
     # -- inbound messages ----------------------------------------------------------------------
@@ -229,12 +230,14 @@ class _Rules(RepairActions, ChildActions):
                     if (step.placement is not Placement.API
                             and self.state.step(step.name).status is StepStatus.PENDING):
                         self.launch(step)
+                    elif step.for_each is not None:
+                        self.advance_fan_out(step)
                 if (self.state.status is not TaskStatus.RUNNING
                         or not satisfied(self.state, stage)):
                     self.stop_past_pivot(stage)
                     return  # wait for this stage before the next one
             self.release_stragglers(stage)
-        if not self.state.steps_in(StepStatus.RUNNING):  # stragglers answer first
+        if not self.state.any_in(StepStatus.RUNNING):  # stragglers answer first
             self.complete()
 
     def stop_past_pivot(self, stage: Stage) -> None:
@@ -281,7 +284,7 @@ class _Rules(RepairActions, ChildActions):
         self.emit(ev.TaskCompleted(response_json, self.now))
 
     def advance_compensation(self) -> None:
-        busy = self.state.steps_in(
+        busy = self.state.any_in(
             StepStatus.RUNNING, StepStatus.COMPENSATING, StepStatus.COMPENSATION_RETRY_SCHEDULED,
             StepStatus.COMPENSATION_FAILED,
         )
@@ -295,7 +298,13 @@ class _Rules(RepairActions, ChildActions):
             self.emit(ev.CancellationRefused(self.state.end_reason or "", pivot, self.now))
             self.advance_forward()
             return
+        if self.compensate_open_fan_outs():
+            return
         for name in reversed(self.state.completion_order):
+            if name in self.state.fan_outs:  # its instances, in reverse item order
+                if self.compensate_instances(name):
+                    return
+                continue
             step = self.definition.get_step(name)
             if self.state.step(name).status is StepStatus.COMPLETED and step.has_compensation:
                 self.dispatch_compensation(step, 1)

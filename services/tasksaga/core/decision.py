@@ -25,10 +25,13 @@ class Decision:
     events: list[ev.TaskEvent] = field(default_factory=list)
     commands: list[msg.Outbound] = field(default_factory=list)
     timers: list[msg.ScheduleTimer] = field(default_factory=list)
+    # Timers no longer needed (a finished fan-out instance's deadlines): deleted with the
+    # decision's events, so a 1,000-item fan-out leaves no 1,000 timers to fire for nothing.
+    unscheduled: list[msg.TimerFired] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
-        return not (self.events or self.commands or self.timers)
+        return not (self.events or self.commands or self.timers or self.unscheduled)
 
 
 class DecisionRecorder:
@@ -53,6 +56,10 @@ class DecisionRecorder:
 
     def send(self, command: msg.Outbound) -> None:
         self.decision.commands.append(command)
+
+    def unschedule(self, kind: msg.TimerKind, step: str, attempt: int) -> None:
+        self.decision.unscheduled.append(
+            msg.TimerFired(task_id=self.state.task_id, kind=kind, step=step, attempt=attempt))
 
     def schedule(self, fire_at_ms: int, kind: msg.TimerKind, step: str, attempt: int) -> None:
         timer = msg.TimerFired(task_id=self.state.task_id, kind=kind, step=step, attempt=attempt)

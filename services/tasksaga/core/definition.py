@@ -23,14 +23,17 @@ seed's attributes; names are checked when the definition is registered
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
+from tasksaga.core.annotations import returned_model
 from tasksaga.core.authorization import Roles
+from tasksaga.core.definition_errors import DefinitionError, Diagnostic
+from tasksaga.core.fan_out_declaration import ForEachDeclaration
+from tasksaga.core.fan_out_shape import instance_step, parent_name
 from tasksaga.core.request_fields import (
     CallbackUrl,
     UploadedFile,
@@ -103,7 +106,7 @@ class _Declarations:
     attachments: list[_Attachment] = field(default_factory=list)
 
 
-class TaskDefinition:
+class TaskDefinition(ForEachDeclaration):
     def __init__(
         self,
         name: str,
@@ -187,7 +190,7 @@ class TaskDefinition:
             self._add(
                 StepDef(
                     name=name, order=order, queue=queue, group=group,
-                    data_type=data or _returned_model(handler), retry=retry,
+                    data_type=data or returned_model(handler), retry=retry,
                     compensation_retry=compensation_retry, timeout_seconds=timeout_seconds,
                     heartbeat_timeout_seconds=heartbeat_timeout_seconds,
                     condition=condition, handler=handler,
@@ -205,7 +208,7 @@ class TaskDefinition:
 
         def register(handler: StepHandler) -> StepHandler:
             self._add(StepDef(name=name, order=order, placement=Placement.API,
-                              data_type=data or _returned_model(handler), handler=handler))
+                              data_type=data or returned_model(handler), handler=handler))
             return handler
 
         return register
@@ -343,13 +346,15 @@ class TaskDefinition:
         return dict(self._groups)
 
     def get_step(self, name: str) -> StepDef:
-        try:
-            return self._steps[name]
-        except KeyError:
-            raise KeyError(f"task {self.name!r} has no step {name!r}") from None
+        """The step ``name``; an instance of a for_each step (``Each[3]``) is that step's
+        declaration under the instance's name."""
+        step = self._steps.get(name) or instance_step(self._steps, name)
+        if step is None:
+            raise KeyError(f"task {self.name!r} has no step {name!r}")
+        return step
 
     def has_step(self, name: str) -> bool:
-        return name in self._steps
+        return name in self._steps or instance_step(self._steps, name) is not None
 
     def pivots(self) -> list[StepDef]:
         return [s for s in self.steps if s.pivot]
@@ -370,6 +375,7 @@ class TaskDefinition:
         return stages
 
     def stage_of(self, step_name: str) -> Stage:
+        step_name = parent_name(step_name, self._steps)  # an instance is in its step's stage
         return next(s for s in self.stages() if any(m.name == step_name for m in s.steps))
 
     def queue_of(self, step: StepDef) -> str:
@@ -390,7 +396,8 @@ class TaskDefinition:
         return int(self.start_timeout_seconds * 1000) + self.step_timeout_ms(step)
 
     def step_for_data_type(self, data_type: type[BaseModel]) -> StepDef:
-        matches = [s for s in self.steps if s.data_type is data_type]
+        # A for_each step's data is the list of its instances' (ctx.results_of).
+        matches = [s for s in self.steps if s.data_type is data_type and s.for_each is None]
         if len(matches) != 1:
             raise LookupError(
                 f"task {self.name!r} has {len(matches)} steps with data type "
@@ -407,32 +414,3 @@ class TaskDefinition:
     def queues(self) -> set[str]:
         return {self.queue_of(s) for s in self.steps if s.placement is Placement.WORKER
                 or (s.has_compensation and s.child is None)}
-
-
-def _returned_model(handler: Callable[..., Any]) -> type[BaseModel] | None:
-    try:
-        hints = typing.get_type_hints(handler)
-    except Exception:  # unresolved forward references: the user can pass data= instead
-        return None
-    returned = hints.get("return")
-    if isinstance(returned, type) and issubclass(returned, BaseModel):
-        return returned
-    return None
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    code: str
-    message: str
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.severity}: {self.message}"
-
-
-class DefinitionError(ValueError):
-    def __init__(self, task_name: str, diagnostics: list[Diagnostic]) -> None:
-        self.task_name = task_name
-        self.diagnostics = diagnostics
-        lines = "\n".join(f"  {d}" for d in diagnostics)
-        super().__init__(f"task {task_name!r} is not a valid definition:\n{lines}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from tasksaga.core.definition import Diagnostic, TaskDefinition
 from tasksaga.core.diagnostics_children import child_steps
+from tasksaga.core.diagnostics_fan_out import fan_out_steps
 from tasksaga.core.diagnostics_handlers import handler_signatures, retry_policies
 from tasksaga.core.diagnostics_waits import wait_steps
 from tasksaga.core.request_fields import UploadedFile
@@ -43,6 +44,7 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
     found += retry_policies(definition)
     found += wait_steps(definition)
     found += child_steps(definition)
+    found += fan_out_steps(definition)
     found += [
         Diagnostic("TS118", f"roles given for unknown action {name!r}; the actions are "
                             "submit, read, cancel, operate and signal")

@@ -37,10 +37,12 @@ def handler_signatures(definition: TaskDefinition) -> list[Diagnostic]:
                 found.append(Diagnostic(
                     "TS120", f"compensation of step {step.name!r} takes {required} required "
                              "arguments; a compensation takes exactly two: (ctx, data)"))
-    shared = Counter(s.data_type for s in definition.steps if s.data_type is not None)
+    # A for_each step's data is a list, read with ctx.results_of: never found by ctx.data(T).
+    single = [s for s in definition.steps if s.for_each is None]
+    shared = Counter(s.data_type for s in single if s.data_type is not None)
     for data_type, count in shared.items():
         if count > 1:
-            names = ", ".join(repr(s.name) for s in definition.steps if s.data_type is data_type)
+            names = ", ".join(repr(s.name) for s in single if s.data_type is data_type)
             found.append(Diagnostic(
                 "TS122", f"steps {names} return the same data type {data_type.__name__}: "
                          f"ctx.data({data_type.__name__}) is ambiguous, read them with "

@@ -368,6 +368,40 @@ class ChildTaskEnded:
     ended_at_ms: int
 
 
+@dataclass(frozen=True)
+class FanOutExpanded:
+    """A for_each step was reached: its items (JSON, in item order) are fixed here; instance
+    ``i`` is the step ``<step>[i]``, dispatched like any step."""
+
+    step: str
+    attempt: int
+    items_json: list[str]
+    expanded_at_ms: int
+
+
+@dataclass(frozen=True)
+class FanOutCompleted:
+    """Enough instances of a for_each step succeeded (all, one or a quorum): the step
+    completes, its data the completed instances' data as a list in item order."""
+
+    step: str
+    succeeded: int
+    of: int
+    completed_at_ms: int
+
+
+@dataclass(frozen=True)
+class FanOutRetried:
+    """An operator's forward retry reached a for_each step that failed after the pivot: its
+    failed instances run again, each with a fresh retry budget; the others keep their
+    results."""
+
+    step: str
+    attempt: int
+    retried: int
+    requested_at_ms: int
+
+
 TaskEvent = (
     TaskSubmitted
     | StepDispatched
@@ -405,6 +439,9 @@ TaskEvent = (
     | TaskRedriven
     | ChildTaskStarted
     | ChildTaskEnded
+    | FanOutExpanded
+    | FanOutCompleted
+    | FanOutRetried
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -445,4 +482,7 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     TaskRedriven,
     ChildTaskStarted,
     ChildTaskEnded,
+    FanOutExpanded,
+    FanOutCompleted,
+    FanOutRetried,
 )

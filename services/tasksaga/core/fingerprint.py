@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasksaga.core.definition import TaskDefinition
+from tasksaga.core.fan_out_declaration import describe_for_each
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.core.state import StepStatus, TaskState
 from tasksaga.core.steps import StepDef
@@ -57,6 +58,8 @@ def step_graph(definition: TaskDefinition) -> dict[str, dict[str, Any]]:
             "compensation_retry": _policy(definition.compensation_retry_of(step)),
             "timeout_ms": definition.step_timeout_ms(step),
             "heartbeat_timeout_s": step.heartbeat_timeout_seconds,
+            # Only for_each steps have it: the fingerprints of other graphs do not change.
+            **({} if step.for_each is None else {"for_each": describe_for_each(step.for_each)}),
         }
         for step in definition.steps
     }

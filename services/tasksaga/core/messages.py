@@ -257,6 +257,9 @@ class ExecuteStep:
     fencing_token: int = 0
     # The definition version of the task: the worker runs that version's handler.
     definition_version: int = 1
+    # An instance of a for_each step: its item (JSON) and index (ctx.item, ctx.item_index).
+    item_json: str | None = None
+    item_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,9 @@ class CompensateStep:
     # attempt that also succeeded; its data is the step's entry in step_data).
     surplus_attempt: int = 0
     definition_version: int = 1
+    # An instance of a for_each step: its item (JSON) and index, as in ExecuteStep.
+    item_json: str | None = None
+    item_index: int | None = None
 
 
 @dataclass(frozen=True)

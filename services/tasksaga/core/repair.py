@@ -20,6 +20,7 @@ from __future__ import annotations
 from tasksaga.core import attempts
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
+from tasksaga.core.fan_out import steps_and_instances
 from tasksaga.core.state import StepStatus, SurplusStatus, TaskStatus
 from tasksaga.core.waits import WaitActions
 
@@ -60,7 +61,7 @@ class RepairActions(WaitActions):
         """The commands the task waits on an answer to, as they were sent."""
         state, definition = self.state, self.definition
         commands: list[msg.StepCommand] = []
-        for step in state.steps.values():
+        for step in steps_and_instances(state):  # a fan-out's instances, not its step
             if not definition.has_step(step.name):
                 continue
             declared = definition.get_step(step.name)

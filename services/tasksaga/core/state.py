@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from tasksaga.core import events as ev
+from tasksaga.core.fan_out_names import parse_instance
+from tasksaga.core.fan_out_state import FanOutState
 
 
 class TaskStatus(StrEnum):
@@ -137,12 +140,39 @@ class TaskState:
     # Started by another task (its child step), or by depends_on (no step).
     parent_task_id: str | None = None
     parent_step: str | None = None
+    # Expanded for_each steps by name; their instances are steps too (``step("Each[3]")``).
+    fan_outs: Mapping[str, FanOutState] = field(default_factory=dict)
 
     def step(self, name: str) -> StepState:
-        return self.steps.get(name) or StepState(name=name)
+        found = self.steps.get(name)
+        if found is not None:
+            return found
+        located = self._instance(name) if self.fan_outs else None
+        if located is not None:
+            fan_out, index = located
+            return fan_out.instances.get(index) or StepState(name=name)
+        return StepState(name=name)
+
+    def _instance(self, name: str) -> tuple[FanOutState, int] | None:
+        parsed = parse_instance(name)
+        fan_out = self.fan_outs.get(parsed[0]) if parsed else None
+        if parsed is None or fan_out is None or parsed[1] >= fan_out.size:
+            return None
+        return fan_out, parsed[1]
 
     def steps_in(self, *statuses: StepStatus) -> list[StepState]:
-        return [s for s in self.steps.values() if s.status in statuses]
+        """Steps (fan-out instances included) in one of ``statuses``: O(steps + instances)."""
+        found = [s for s in self.steps.values() if s.status in statuses]
+        for fan_out in self.fan_outs.values():
+            if fan_out.count(*statuses):
+                found += [s for s in fan_out.instances if s is not None and s.status in statuses]
+        return found
+
+    def any_in(self, *statuses: StepStatus) -> bool:
+        """Whether any step or instance is in one of ``statuses``: instances by their counts,
+        so a 1,000-instance fan-out costs nothing here."""
+        return (any(s.status in statuses for s in self.steps.values())
+                or any(f.count(*statuses) for f in self.fan_outs.values()))
 
     def pending_signal(self, name: str) -> ReceivedSignal | None:
         """The signal received for wait_for step ``name`` that no step consumed yet."""
@@ -157,6 +187,13 @@ class TaskState:
 
 
 def _with_step(state: TaskState, name: str, **changes: object) -> TaskState:
+    located = state._instance(name) if state.fan_outs and name not in state.steps else None
+    if located is not None:  # a fan-out instance: only its chunk of the table is copied
+        fan_out, index = located
+        before = state.step(name)
+        after = replace(before, **changes)  # type: ignore[arg-type]
+        fan_outs = {**state.fan_outs, fan_out.step: fan_out.updated(index, before, after)}
+        return replace(state, fan_outs=fan_outs)
     steps = dict(state.steps)
     steps[name] = replace(state.step(name), **changes)  # type: ignore[arg-type]
     return replace(state, steps=steps)
@@ -204,6 +241,8 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 state, event.step, status=StepStatus.COMPLETED, attempt=event.attempt,
                 data_json=event.data_json, waiting_until_ms=None,
             )
+            if state.fan_outs and state._instance(event.step) is not None:
+                return state  # its for_each step takes its place in the completion order
             signals = tuple(replace(s, consumed=True) if s.signal == event.step else s
                             for s in state.signals)
             return replace(state, completion_order=(*state.completion_order, event.step),
@@ -343,6 +382,23 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             )
         case ev.ChildTaskEnded():
             return _with_step(state, event.step, child_status=event.status)
+        case ev.FanOutExpanded():
+            fan_out = FanOutState.expanded(event.step, tuple(event.items_json))
+            state = replace(state, fan_outs={**state.fan_outs, event.step: fan_out})
+            return _with_step(state, event.step, status=StepStatus.RUNNING,
+                              attempt=event.attempt, error_type=None, error_message=None)
+        case ev.FanOutCompleted():
+            gathered = state.fan_outs[event.step].gathered_json()
+            state = _with_step(state, event.step, status=StepStatus.COMPLETED,
+                               data_json=gathered)
+            return replace(state, completion_order=(*state.completion_order, event.step))
+        case ev.FanOutRetried():
+            reopened = state.fan_outs[event.step].reopened(
+                lambda s: replace(s, status=StepStatus.PENDING, retry_base=s.attempt,
+                                  error_type=None, error_message=None, trace_id=None))
+            state = replace(state, fan_outs={**state.fan_outs, event.step: reopened})
+            return _with_step(state, event.step, status=StepStatus.RUNNING,
+                              attempt=event.attempt, error_type=None, error_message=None)
     raise TypeError(f"not a task event: {event!r}")
 
 

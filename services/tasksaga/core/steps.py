@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
 from tasksaga.core.context import SagaContext, StepContext
 from tasksaga.core.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from tasksaga.core.fan_out_shape import ForEach
 
 StepHandler = Callable[[StepContext[Any]], BaseModel | None]
 CompensationHandler = Callable[[StepContext[Any], Any], None]
@@ -131,6 +134,8 @@ class StepDef:
     signal: SignalWait | None = None
     sleep: Sleep | None = None
     child: ChildTask | None = None
+    # A dynamic fan-out: one instance of this step per item (tasksaga.core.fan_out_shape).
+    for_each: ForEach | None = None
 
     @property
     def has_compensation(self) -> bool:

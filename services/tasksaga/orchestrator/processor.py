@@ -305,6 +305,8 @@ class Orchestrator:
                 OutboxRecord(topic, command_key, self._codec.encode(envelope), headers))
         tx.enqueue(records)
         tx.schedule(after.task_type, decision.timers)
+        for timer in decision.unscheduled:  # after scheduling: the decision's last word
+            tx.delete_timer(timer)
 
     def _task_command_record(self, command: msg.TaskToTask, message_id: str, cause: str,
                              now: int, headers: list[tuple[str, bytes]]) -> OutboxRecord:

@@ -33,6 +33,9 @@ def state_size(state: TaskState) -> int:
     for step in state.steps.values():
         size += STEP_OVERHEAD + len(step.name) + len(step.data_json or "")
         size += len(step.error_message or "") + len(step.error_type or "")
+    for fan_out in state.fan_outs.values():  # kept as they change: no pass over instances
+        size += fan_out.size * STEP_OVERHEAD + fan_out.data_bytes
+        size += fan_out.items_bytes
     return size
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe
 from tasksaga.core.envelope import Envelope
+from tasksaga.core.fan_out_audit import summarised
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus, evolve
 from tasksaga.testing.memory_store import InMemoryEventStore, Progress
 
@@ -93,7 +94,8 @@ class TaskRun:
         """The audit trail's lines, rendered by the same function as the service's audit."""
         lines, state = [], TaskState()
         for envelope in self.envelopes:
-            lines.append(describe(envelope.payload, state, envelope.occurred_at_ms))
+            if not summarised(envelope.payload):  # as the projector does
+                lines.append(describe(envelope.payload, state, envelope.occurred_at_ms))
             state = evolve(state, envelope.payload)
         return lines
 

@@ -27,6 +27,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.context import StepContext, dump_model
 from tasksaga.core.definition import StepDef, TaskDefinition, UploadStepData
 from tasksaga.core.errors import NonRetryableError, StepCancelled
+from tasksaga.core.fan_out_names import step_label
 from tasksaga.core.ports import Bus, ObjectStore
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType, UnknownVersion
 from tasksaga.core.retry import lineage_of
@@ -44,7 +45,8 @@ _COMMANDS = metrics.get_meter("tasksaga.worker").create_counter(
 
 def _count(command: msg.ExecuteStep | msg.CompensateStep, outcome: str) -> None:
     kind = "execute" if isinstance(command, msg.ExecuteStep) else "compensate"
-    _COMMANDS.add(1, {"task_type": command.task_type, "step": command.step, "kind": kind,
+    _COMMANDS.add(1, {"task_type": command.task_type, "step": step_label(command.step),
+                      "kind": kind,
                       "outcome": outcome})
 
 Result = msg.StepSucceeded | msg.StepAttemptFailed | msg.CompensationSucceeded \
@@ -261,6 +263,8 @@ class StepRunner:
             heartbeat=lambda progress, message: self._heartbeat(command, lease, progress,
                                                                 message),
             fencing_token=token,
+            item_json=command.item_json,
+            item_index=command.item_index,
         )
 
     def _heartbeat(

@@ -1,0 +1,69 @@
+"""``task.for_each(...)``: declaring a dynamic fan-out step (docs/dsl.md, "Dynamic fan-out").
+
+A mixin of ``TaskDefinition``, so the declaration API stays one object while the definition
+module stays small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import BaseModel
+
+from tasksaga.core.annotations import returned_list_model, returned_model
+from tasksaga.core.fan_out_shape import ForEach, ItemsFunction
+from tasksaga.core.retry import RetryPolicy
+from tasksaga.core.steps import AwaitMode, StepCondition, StepDef, StepHandler
+
+
+class ForEachDeclaration:
+    """Adds ``for_each`` to a definition that has ``_add(StepDef)``."""
+
+    _add: Callable[[StepDef], StepDef]  # TaskDefinition's
+
+    def for_each(
+        self,
+        name: str,
+        *,
+        order: int,
+        items: ItemsFunction,
+        max_parallel: int | None = None,
+        mode: AwaitMode = AwaitMode.ALL,
+        quorum: int | float | None = None,
+        item: type[BaseModel] | None = None,
+        queue: str | None = None,
+        data: type[BaseModel] | None = None,
+        retry: RetryPolicy | None = None,
+        compensation_retry: RetryPolicy | None = None,
+        timeout_seconds: float | None = None,
+        heartbeat_timeout_seconds: float | None = None,
+        condition: StepCondition | None = None,
+        reads: Iterable[str] | None = None,
+    ) -> Callable[[StepHandler], StepHandler]:
+        """Declare a worker step that runs once per item of ``items(ctx)`` (evaluated by the
+        orchestrator when the step is reached). The handler gets its item as ``ctx.item``
+        (and ``ctx.item_index``); later steps read the results, in item order, with
+        ``ctx.results_of(name, Model)``. ``mode``: ALL (every instance), ANY (the first
+        success) or QUORUM (``quorum=`` successes, a count or a fraction of the items);
+        ``max_parallel`` bounds the instances in flight, the others wait in item order."""
+
+        def register(handler: StepHandler) -> StepHandler:
+            spec = ForEach(items=items, mode=mode, quorum=quorum, max_parallel=max_parallel,
+                           item_type=item or returned_list_model(items))
+            self._add(StepDef(
+                name=name, order=order, queue=queue, data_type=data or returned_model(handler),
+                retry=retry, compensation_retry=compensation_retry,
+                timeout_seconds=timeout_seconds,
+                heartbeat_timeout_seconds=heartbeat_timeout_seconds, condition=condition,
+                handler=handler, reads=None if reads is None else tuple(reads),
+                for_each=spec,
+            ))
+            return handler
+
+        return register
+
+
+def describe_for_each(spec: ForEach) -> dict[str, Any]:
+    """What the fingerprint records of a fan-out (tasksaga.core.fingerprint)."""
+    return {"mode": str(spec.mode), "quorum": spec.quorum, "max_parallel": spec.max_parallel}
