@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts \
-	dashboard-screenshots up down status
+	dashboard-screenshots up down status workflows-full
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,13 @@ bench: $(INSTALLED)
 dashboard-screenshots: $(INSTALLED)
 	tools/stack up
 	TASKSAGA_DASHBOARD_SCREENSHOTS=docs $(PY) -m pytest tests/e2e/test_dashboard.py -q
+
+# Code-first workflows at full scale: the e2e module with a 1,000-step workflow, and the
+# replay cost per event of a 1,000-step workflow with and without the live-body cache.
+workflows-full: $(INSTALLED)
+	tools/stack up
+	CHAOS_SCALE=full $(PY) -m pytest tests/e2e/test_workflows.py -s -p no:cacheprovider
+	$(PY) tools/workflow_replay_bench.py 1000
 
 # 1,000 SSE watchers on one API process: memory per watcher, event delivery p99.
 bench-sse: $(INSTALLED)

@@ -5,7 +5,8 @@ ZIP: submits three files, shows progress, downloads the archive from MinIO and v
 entry byte for byte; then the variant that fails at its last step, with its compensation.
 Video: a 4K source (three renditions, heights checked with ffprobe), a 1080p source (4K
 skipped, with the condition snapshot), and Transcode1080p forced to fail (retries, then partial
-compensation of what completed).
+compensation of what completed). Barista: the code-first workflow of seed 002 (pay, coffee
+and milk poured in parallel, serve), with its awaits as steps and its recorded uuid.
 """
 
 from __future__ import annotations
@@ -161,6 +162,20 @@ def run_video_examples(client: httpx.Client, store: MinioObjectStore, directory:
     return task_id
 
 
+def run_barista(client: httpx.Client) -> None:
+    """A code-first workflow (tasksaga_examples/barista.py), through the same API."""
+    print("== Barista workflow (code-first): pay, pour coffee and milk in parallel, serve")
+    reply = client.post("/tasks/Barista", json={"drink": "flat white", "customer": "ann"})
+    if reply.status_code != 202:
+        raise SystemExit(f"the barista was refused: {reply.status_code} {reply.text}")
+    status = follow(client, reply.json()["task_id"])
+    if status["status"] != "Completed":
+        raise SystemExit(f"the barista ended {status['status']}: {status['end_reason']}")
+    for entry in client.get(f"/tasks/{status['task_id']}/audit").json()["entries"]:
+        print(f"    v{entry['version']:<3} {entry['summary']}")
+    print(f"  served: {status['response']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     apply_migrations(env["TASKSAGA_DATABASE_URL"])
     # Shorter retry delays than the seed's 2 s so the failing video run takes seconds.
     services = ServiceProcesses(
-        service_env(env, api_port, TASKSAGA_VIDEO_RETRY_DELAY_MS="300"),
+        service_env(env, api_port, TASKSAGA_VIDEO_RETRY_DELAY_MS="300",
+                    TASKSAGA_TASK_MODULES="tasksaga_examples.zip_archive,"
+                    "tasksaga_examples.video_pipeline,tasksaga_examples.barista"),
         REPO / ".run" / "demo-logs", api_port)
     store = MinioObjectStore(env["TASKSAGA_S3_ENDPOINT"], env["TASKSAGA_S3_ACCESS_KEY"],
                              env["TASKSAGA_S3_SECRET_KEY"])
@@ -236,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit("the failing variant should end Failed (compensated)")
 
             run_video_examples(client, store, directory)
+            run_barista(client)
         passed = True
     finally:
         if not (keep and passed):

@@ -29,6 +29,7 @@ from tasksaga.core.fingerprint import fingerprint
 from tasksaga.core.steps import StepDef, StepHandler
 from tasksaga.testing import SagaTestRun
 from tasksaga.testing.histories import HistoryRecorder
+from tasksaga_examples.barista import CoffeeOrder, perform_duties
 from tasksaga_examples.expense_approval import (
     APPROVAL_TIMEOUT_S,
     Approval,
@@ -36,6 +37,7 @@ from tasksaga_examples.expense_approval import (
     expense,
 )
 from tasksaga_examples.order_fulfilment import OrderRequest, fulfil_order
+from tasksaga_examples.order_workflow import place_order
 from tasksaga_examples.page_thumbnails import ThumbnailRequest, page_thumbnails
 from tasksaga_examples.trip_booking import TripRequest, book_hotel, book_trip, issue_itinerary
 from tasksaga_examples.video_pipeline import VideoRequest, video_transcode
@@ -101,7 +103,8 @@ HISTORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "histor
 DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, video_graph, expense, billing(1),
                                      billing(2, reserve_name="Hold"),
                                      billing(3, charge_retries=2), book_trip, book_hotel,
-                                     issue_itinerary, page_thumbnails]
+                                     issue_itinerary, page_thumbnails, place_order,
+                                     perform_duties]
 _BY_KEY = {(d.name, d.version): d for d in DEFINITIONS}
 
 Scenario = Callable[[], tuple[SagaTestRun, HistoryRecorder, str]]
@@ -229,6 +232,25 @@ def _cancel_trip_during(step: str) -> Callable[[SagaTestRun], None]:
     def prepare(run: SagaTestRun) -> None:
         run.faults.during(step, lambda ctx: run.cancel("task-1", "cancelled by the recorder"))
     return prepare
+
+
+def _order_workflow(prepare: Callable[[SagaTestRun], None],
+                    operate: Callable[[SagaTestRun], None] = lambda run: None,
+                    ) -> tuple[SagaTestRun, HistoryRecorder, str]:
+    run = SagaTestRun(place_order)
+    recorder = HistoryRecorder(run)
+    prepare(run)
+    run.submit(OrderRequest(order_id="o-1", sku="SKU-1", quantity=2, amount_cents=1250,
+                            email="buyer@example.com"))
+    operate(run)
+    return run, recorder, "task-1"
+
+
+def _barista() -> tuple[SagaTestRun, HistoryRecorder, str]:
+    run = SagaTestRun(perform_duties)
+    recorder = HistoryRecorder(run)
+    run.submit(CoffeeOrder(drink="latte", customer="ann"))
+    return run, recorder, "task-1"
 
 
 def _fail(step: str, **kwargs: object) -> Callable[[SagaTestRun], None]:
@@ -387,6 +409,22 @@ SCENARIOS: dict[str, dict[str, tuple[str, Scenario]]] = {
             "page 2 of 10 fails for good: the instances in flight are told to stop (in "
             "process they finish anyway), every thumbnail written is deleted in reverse page "
             "order, then the pages", lambda: _thumbnails(10, fail_page=2)),
+    },
+    "workflows": {
+        "order_success": ("the order workflow completes", lambda: _order_workflow(
+            lambda run: None)),
+        "order_failure_with_compensation": (
+            "Pack fails for good: the except block refunds, then releases the stock",
+            lambda: _order_workflow(_fail("Pack", retryable=False))),
+        "order_cancellation": ("cancelled while ChargeCard runs: the stock is released",
+                               lambda: _order_workflow(_cancel_during("ChargeCard"))),
+        "order_retries": ("ChargeCard fails twice, its third attempt succeeds",
+                          lambda: _order_workflow(_fail("ChargeCard", times=2))),
+        "order_timeouts": ("PrintLabel hangs once: its step timeout retries it",
+                           lambda: _order_workflow(
+                               lambda run: run.faults.hang("PrintLabel", times=1))),
+        "barista": ("pay (with a recorded uuid), coffee and milk in parallel, serve",
+                    _barista),
     },
     "versions": {
         "parked_then_redeployed": (

@@ -141,6 +141,7 @@ NOTIFIABLE = [
     ev.TaskCompensationFailed("fetch", "IOError", "disk", 1),
     ev.TaskNeedsAttention("notify", "ship", "MailDown", "smtp refused", 1),
     ev.TaskResolved("fixed by hand", "ops", "CompensationFailed", 1),
+    ev.WorkflowDiverged(2, "place_order line 9", "step 'charge'", "step 'charge_v2'", 1),
 ]
 NOT_NOTIFIABLE = [
     ev.TaskSubmitted("t-1", "zip_archive", "{}", "http://x", None, 1, None),
@@ -172,6 +173,7 @@ NOT_NOTIFIABLE = [
     ev.FanOutExpanded("each", 1, ['{"page":1}'], 1),
     ev.FanOutCompleted("each", 1, 1, 1),
     ev.FanOutRetried("each", 2, 1, 1),
+    ev.WorkflowValueRecorded("now", "now", "1", 1),
 ]
 
 
@@ -200,7 +202,7 @@ def test_other_events_are_ignored(event: object) -> None:
 
 
 def test_terminal_events() -> None:
-    assert [rules.is_terminal(e) for e in NOTIFIABLE] == [False] * 4 + [True] * 6
+    assert [rules.is_terminal(e) for e in NOTIFIABLE] == [False] * 4 + [True] * 7
 
 
 def test_submission_with_callback_subscribes() -> None:

@@ -15,6 +15,7 @@ from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.projections import ProjectionLag, projection_lag
 from tasksaga.api.fan_out_status import instances_document, take_instances
 from tasksaga.core.definition import TaskDefinition
+from tasksaga.workflow.definition import WorkflowDefinition, awaits_in_order
 
 #: The status of a task accepted with 202 that the projections do not show yet.
 ACCEPTED = "Accepted"
@@ -172,7 +173,10 @@ class ProjectionQueries:
         # records are not opened, a 1,000-item status decrypts one data column, not 1,001.
         instances = take_instances(definition, records)
         steps = {name: self._opened_step(row.task_id, r) for name, r in records.items()}
-        order = [s.name for s in definition.steps] if definition else []
+        if isinstance(definition, WorkflowDefinition):  # its awaits, as they happened
+            order = awaits_in_order({n: r["completion_rank"] for n, r in steps.items()})
+        else:
+            order = [s.name for s in definition.steps] if definition else []
         # A task of an older version may have recorded steps the newest one renamed.
         order += sorted(name for name in steps if name not in order)
         return {

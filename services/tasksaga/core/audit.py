@@ -144,6 +144,12 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
                     f"{event.status}{why}")
         case ev.FanOutExpanded() | ev.FanOutCompleted() | ev.FanOutRetried():
             return fan_out_line(event)
+        case ev.WorkflowValueRecorded():
+            return f"workflow recorded {event.name} = {event.data_json}"
+        case ev.WorkflowDiverged():
+            return (f"workflow suspended, non-determinism at await #{event.command_index} "
+                    f"({event.location}): history has {event.expected}, code issued "
+                    f"{event.got}")
     return type(event).__name__
 
 

@@ -56,7 +56,10 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
             f"response type {definition.response_type.__name__} is declared but no "
             "@task.response_builder builds it",
         ))
-    return found
+    # A definition of another programming model (a code-first workflow, tasksaga.workflow)
+    # drops the saga checks that do not apply to it and adds its own (TS180-TS189).
+    own = getattr(definition, "own_diagnostics", None)
+    return list(own(found)) if callable(own) else found
 
 
 def _reads(definition: TaskDefinition) -> list[Diagnostic]:

@@ -402,6 +402,32 @@ class FanOutRetried:
     requested_at_ms: int
 
 
+@dataclass(frozen=True)
+class WorkflowValueRecorded:
+    """A code-first workflow read a value that must replay the same: ``wf.now()``,
+    ``wf.random()``, ``wf.uuid()`` or a ``wf.patched(id)`` marker (tasksaga.workflow).
+    ``name`` is the command's name in the workflow's history (``now``, ``uuid#2``,
+    ``patch:charge-v2``). ``data_json`` is the value (sealed at rest like all task data)."""
+
+    name: str
+    kind: str
+    data_json: str
+    recorded_at_ms: int
+
+
+@dataclass(frozen=True)
+class WorkflowDiverged:
+    """Replaying a workflow's history with the deployed code issued a different command than
+    the history records (non-determinism): the task is suspended (NeedsAttention) until an
+    operator deploys code that replays it and retries it forward."""
+
+    command_index: int  # 1-based: the n-th command (await) of the workflow
+    location: str  # where in the workflow's source the code issued it
+    expected: str  # what the history records there
+    got: str  # what the code issued instead
+    diverged_at_ms: int
+
+
 TaskEvent = (
     TaskSubmitted
     | StepDispatched
@@ -442,6 +468,8 @@ TaskEvent = (
     | FanOutExpanded
     | FanOutCompleted
     | FanOutRetried
+    | WorkflowValueRecorded
+    | WorkflowDiverged
 )
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
@@ -485,4 +513,6 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     FanOutExpanded,
     FanOutCompleted,
     FanOutRetried,
+    WorkflowValueRecorded,
+    WorkflowDiverged,
 )

@@ -290,10 +290,12 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             return _with_step(state, event.step, status=StepStatus.COMPENSATION_RETRY_SCHEDULED)
         case ev.TaskCompleted():
             return replace(state, status=TaskStatus.COMPLETED, response_json=event.response_json)
-        case ev.TaskFailed():
-            return replace(state, status=TaskStatus.FAILED)
+        case ev.TaskFailed():  # a workflow's failure has no CompensationStarted before it
+            return replace(state, status=TaskStatus.FAILED,
+                           end_reason=state.end_reason or event.reason)
         case ev.TaskCancelled():
-            return replace(state, status=TaskStatus.CANCELLED)
+            return replace(state, status=TaskStatus.CANCELLED,
+                           end_reason=state.end_reason or event.reason)
         case ev.TaskCompensationFailed():
             return replace(
                 state, status=TaskStatus.COMPENSATION_FAILED,
@@ -399,6 +401,17 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             state = replace(state, fan_outs={**state.fan_outs, event.step: reopened})
             return _with_step(state, event.step, status=StepStatus.RUNNING,
                               attempt=event.attempt, error_type=None, error_message=None)
+        case ev.WorkflowValueRecorded():
+            return state  # the workflow driver reads it from the history (tasksaga.workflow)
+        case ev.WorkflowDiverged():
+            return replace(
+                state, status=TaskStatus.NEEDS_ATTENTION,
+                end_reason=(f"non-determinism at await #{event.command_index} "
+                            f"({event.location}): the history records {event.expected}, the "
+                            f"deployed code issued {event.got}; the workflow is suspended: "
+                            "deploy code that replays its history (guard the change with "
+                            "wf.patched), then retry it forward (POST "
+                            "/tasks/{id}/retry-forward)"))
     raise TypeError(f"not a task event: {event!r}")
 
 

@@ -52,6 +52,8 @@ TERMINAL_STATUS: dict[type[Any], TaskStatus] = {
     ev.TaskCompensationFailed: TaskStatus.COMPENSATION_FAILED,
     ev.TaskNeedsAttention: TaskStatus.NEEDS_ATTENTION,
     ev.TaskResolved: TaskStatus.RESOLVED,
+    # A workflow suspended for non-determinism waits for an operator too (docs/workflows.md).
+    ev.WorkflowDiverged: TaskStatus.NEEDS_ATTENTION,
 }
 
 # Progress worth telling a caller about; dispatches, attempt failures and retries are internal
@@ -174,6 +176,10 @@ def notification_body(envelope: Envelope) -> dict[str, Any]:
         if isinstance(event, ev.TaskCompensationFailed | ev.TaskNeedsAttention)
         else None
     )
+    if isinstance(event, ev.WorkflowDiverged):
+        error = {"type": "NonDeterminism",
+                 "message": f"await #{event.command_index} ({event.location}): the history "
+                            f"records {event.expected}, the code issued {event.got}"}
     return {
         "delivery_id": envelope.message_id,
         "task_id": envelope.task_id,

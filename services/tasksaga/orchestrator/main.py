@@ -47,6 +47,7 @@ from tasksaga.config import configure_logging
 from tasksaga.core.registry import load_registry
 from tasksaga.orchestrator.processor import Orchestrator, database_clock
 from tasksaga.orchestrator.settings import OrchestratorSettings
+from tasksaga.workflow.runtime import WorkflowRuntime
 
 log = logging.getLogger("tasksaga.orchestrator")
 PROJECTION_LAG_WARN_S = 30.0  # the maintenance log line turns into a warning past this
@@ -164,7 +165,9 @@ def main() -> int:
     meter = metrics.get_meter("tasksaga.orchestrator")
     orchestrator = Orchestrator(registry, store, codec, topics, database_clock, random_fraction,
                                 state_cache_bytes=settings.orchestrator_state_cache_bytes,
-                                step_metrics=StepMetrics(meter))
+                                step_metrics=StepMetrics(meter),
+                                workflows=WorkflowRuntime(
+                                    settings.orchestrator_workflow_cache_entries))
     client_id = f"orchestrator-{settings.orchestrator_instance_id or os.getpid()}"
     relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap, f"{client_id}-relay"),
                         settings.topic_prefix, codec)

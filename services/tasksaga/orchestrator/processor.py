@@ -30,6 +30,9 @@ from tasksaga.core.registry import TaskRegistry, UnknownTaskType
 from tasksaga.core.state import TaskState
 from tasksaga.orchestrator.state_cache import StateCache
 from tasksaga.orchestrator.versioning import VersionRouter
+from tasksaga.workflow.definition import WorkflowDefinition
+from tasksaga.workflow.driver import WorkflowDriver
+from tasksaga.workflow.runtime import WorkflowRuntime
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ class _UnitOfWork:
         self.versions: dict[str, int] = {}
         # (task id, task type, events) written, for the metrics once the transaction commits.
         self.written: list[tuple[str, str, Sequence[object]]] = []
+        # The live workflow bodies decided in it (tasksaga.workflow.runtime), kept on commit.
+        self.drivers: dict[str, tuple[int, WorkflowDriver | None]] = {}
         self._clock = clock
         self._now_ms: int | None = None
 
@@ -106,6 +111,7 @@ class Orchestrator:
         consumer_name: str = "orchestrator",
         state_cache_bytes: int | None = None,
         step_metrics: StepMetrics | None = None,
+        workflows: WorkflowRuntime | None = None,
     ) -> None:
         self._registry = registry
         self._store = store
@@ -116,6 +122,7 @@ class Orchestrator:
         self._consumer = consumer_name
         self._cache = StateCache() if state_cache_bytes is None else StateCache(state_cache_bytes)
         self._metrics = step_metrics
+        self.workflows = workflows or WorkflowRuntime()
 
     # -- inbound messages ----------------------------------------------------------------------
 
@@ -175,11 +182,18 @@ class Orchestrator:
                 self._cache.evict(work.touched)
                 raise
         self._cache.put_all(work.decided)  # only what committed
+        self.workflows.keep(work.drivers)
         if self._metrics is not None and work.written:
             try:
                 self._metrics.record(work.written)
             except Exception:  # a metric must never fail a committed transaction's caller
                 log.exception("recording step metrics failed")
+
+    def forget_live_state(self) -> None:
+        """Drop the cached states and workflow bodies, as a restart does: the next message of
+        each task reads (and a workflow replays) its stream."""
+        self._cache.clear()
+        self.workflows.clear()
 
     def next_timer_delay_ms(self) -> int | None:
         """Milliseconds until this orchestrator's next timer is due, by the database's clock."""
@@ -230,8 +244,14 @@ class Orchestrator:
                         message.task_id)
             return
         try:  # the newest version for a new task, its own for a running one
-            router = VersionRouter(self._registry, self._codec, self._random)
-            decision = router.decide_message(state, message, envelope, work.now_ms())
+            workflow = self._workflow_of(task_type)
+            if workflow is not None:  # a code-first workflow: its body decides
+                decision = self.workflows.decide(
+                    workflow, state, message, work.now_ms(), self._random,
+                    lambda: work.tx.load_events(message.task_id), work.drivers)
+            else:
+                router = VersionRouter(self._registry, self._codec, self._random)
+                decision = router.decide_message(state, message, envelope, work.now_ms())
         except UnknownTaskType as error:
             refusal = child_not_started(message, str(error), work.now_ms())
             if refusal is None:
@@ -247,6 +267,15 @@ class Orchestrator:
         if decision.events:
             work.decided[message.task_id] = decision.state
             work.written.append((message.task_id, task_type, decision.events))
+
+    def _workflow_of(self, task_type: str) -> WorkflowDefinition | None:
+        """The workflow definition that decides this task, if it is one (versions: a
+        workflow's code changes are guarded by wf.patched, not by definition versions)."""
+        try:
+            definition = self._registry.get(task_type)
+        except UnknownTaskType:
+            return None
+        return definition if isinstance(definition, WorkflowDefinition) else None
 
     def _write(
         self, tx: EventStoreTransaction, before: TaskState, decision: Decision, cause: str,

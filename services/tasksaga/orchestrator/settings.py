@@ -17,6 +17,9 @@ class OrchestratorSettings(CommonSettings):
     # request and every step's data.
     orchestrator_state_cache_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
     projector_cache_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # Live bodies of code-first workflows kept between messages (docs/workflows.md): a task
+    # beyond it replays its history on its next message.
+    orchestrator_workflow_cache_entries: int = Field(default=10_000, gt=0)
     # Retention of the inbox (processed_messages) and of the webhook delivery log. The inbox
     # must outlive every redelivery: a message can come back as long as a topic keeps it (the
     # broker's retention.ms, 7 days by default) and a consumer group may rewind to it, so the

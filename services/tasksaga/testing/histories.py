@@ -31,6 +31,9 @@ from tasksaga.core.state import TaskState, fold
 from tasksaga.orchestrator.processor import Orchestrator
 from tasksaga.orchestrator.versioning import VersionRouter
 from tasksaga.testing.harness import SagaTestRun
+from tasksaga.workflow.decide import decide_workflow
+from tasksaga.workflow.definition import WorkflowDefinition
+from tasksaga.workflow.driver import replay as replay_workflow
 
 FORMAT = 1
 
@@ -123,7 +126,14 @@ def replay(history: dict[str, Any], definitions: Iterable[TaskDefinition],
         router = VersionRouter(registry, codec, lambda: 0.0)
         message, envelope = _inbound(recorded["message"], codec)
         state = fold(events)
-        decision = router.decide_message(state, message, envelope, recorded["now_ms"])
+        workflow = _workflow_of(registry, state, message)
+        if workflow is not None:  # as the orchestrator does on a cache miss: replay the body
+            driver = (None if not events else
+                      replay_workflow(workflow, events, [0] * len(events), lambda: 0.0))
+            decision = decide_workflow(workflow, state, driver, message, recorded["now_ms"],
+                                       lambda: 0.0)[0]
+        else:
+            decision = router.decide_message(state, message, envelope, recorded["now_ms"])
         expected = [codec.decode(base64.b64decode(e)).payload for e in recorded["events"]]
         commands = [codec.decode(base64.b64decode(c)).payload for c in recorded["commands"]]
         timers = [{"fire_at_ms": t.fire_at_ms, **_timer(t.timer)} for t in decision.timers]
@@ -161,6 +171,13 @@ def _same(current: Any, recorded: Any) -> bool:
         return all(_same(current.get(k, _MISSING), recorded.get(k, _MISSING))
                    for k in set(current) | set(recorded))
     return bool(current == recorded)
+
+
+def _workflow_of(registry: TaskRegistry, state: TaskState,
+                 message: msg.Inbound) -> WorkflowDefinition | None:
+    task_type = message.task_type if isinstance(message, msg.SubmitTask) else state.task_type
+    definition = registry.get(task_type)
+    return definition if isinstance(definition, WorkflowDefinition) else None
 
 
 def _first_difference(actual: list[Any], expected: list[Any]) -> str:

@@ -31,6 +31,7 @@ TERMINAL_STATUS: dict[type[Any], str] = {
     ev.TaskCompensationFailed: "CompensationFailed",
     ev.TaskNeedsAttention: "NeedsAttention",
     ev.TaskResolved: "Resolved",
+    ev.WorkflowDiverged: "NeedsAttention",  # a workflow suspended for non-determinism
 }
 
 

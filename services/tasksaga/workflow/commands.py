@@ -1,0 +1,90 @@
+"""What a workflow body asks for (commands), how its history records them, and how a body
+ends (outcomes): the vocabulary the driver and the workflow's decide share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from tasksaga.core import events as ev
+from tasksaga.core.retry import RetryPolicy
+from tasksaga.workflow.definition import WorkflowStep
+
+
+class Kind(StrEnum):
+    STEP = "step"
+    SLEEP = "sleep"
+    SIGNAL = "signal"
+    RECORD = "record"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A command as the history records it."""
+
+    kind: Kind
+    name: str
+    value_json: str = ""
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name!r}"
+
+
+@dataclass(frozen=True)
+class Command:
+    """What the body asked for at one await, in the order it asked."""
+
+    kind: Kind
+    name: str
+    index: int  # 1-based position among the workflow's commands
+    location: str
+    step: WorkflowStep[Any, Any] | None = None
+    argument_json: str = "null"
+    retry: RetryPolicy | None = None
+    duration_ms: int = 0
+    timeout_ms: int | None = None
+    value_json: str = ""
+    record_kind: str = ""
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name!r}"
+
+
+@dataclass(frozen=True)
+class Completed:
+    response_json: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Divergence:
+    index: int
+    location: str
+    expected: str
+    got: str
+
+
+Outcome = Completed | Failed | Cancelled | Divergence
+
+
+def recorded_command(event: ev.TaskEvent) -> Recorded | None:
+    """The command an event records, if it is the first event of one."""
+    match event:
+        case ev.StepDispatched(attempt=1):
+            return Recorded(Kind.STEP, event.step)
+        case ev.StepWaiting(attempt=1):
+            return Recorded(Kind.SLEEP if event.waiting_for == "time" else Kind.SIGNAL,
+                            event.step)
+        case ev.WorkflowValueRecorded():
+            return Recorded(Kind.RECORD, event.name, event.data_json)
+    return None

@@ -1,0 +1,125 @@
+"""Code-first workflows across the four services (api, orchestrator, worker, notifier):
+kill -9 of the orchestrator at each await of a six-await workflow (each step runs once, the
+sleep crosses a restart), cancellation during a sleep and during a step (the except block
+compensates), a non-deterministic deployment caught and fixed, and a long workflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.e2e.conftest import System, running_system
+from tests.e2e.workflow_tasks import LEDGER_DDL
+
+MODULES = "tests.e2e.workflow_tasks"
+LONG_STEPS = 1000 if os.environ.get("CHAOS_SCALE") == "full" else 100
+# The await each kill lands at: the step (or wait) the body is stopped at.
+AWAITS = [("work", "Running"), ("sleep", "Waiting"), ("work#2", "Running"),
+          ("work#4", "Running"), ("go", "Waiting"), ("work#5", "Running")]
+
+
+@pytest.fixture(scope="module")
+def system(stack_env: dict[str, str]) -> Iterator[System]:
+    with psycopg.connect(stack_env["TASKSAGA_DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(LEDGER_DDL)
+    with running_system(stack_env, TASKSAGA_TASK_MODULES=MODULES) as running:
+        yield running
+
+
+def submit(system: System, task_type: str, **request: Any) -> str:
+    reply = system.client.post(f"/tasks/{task_type}", json=request)
+    assert reply.status_code == 202, reply.text
+    task_id: str = reply.json()["task_id"]
+    return task_id
+
+
+def wait_step(system: System, task_id: str, step: str, status: str,
+              timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        document = system.status(task_id) or {"steps": []}
+        if any(s["step"] == step and s["status"] == status for s in document["steps"]):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} of {task_id} not {status}: {system.status(task_id)}")
+
+
+def ledger(system: System, task_id: str) -> dict[str, int]:
+    with psycopg.connect(system.env["TASKSAGA_DATABASE_URL"], autocommit=True) as conn:
+        rows = conn.execute("SELECT step, count(*) FROM workflow_e2e_ledger WHERE task_id = %s"
+                            " GROUP BY step", (task_id,)).fetchall()
+    return {step: int(count) for step, count in rows}
+
+
+def restart_orchestrator(system: System, **env: str) -> None:
+    system.services.kill("orchestrator", signal.SIGKILL)
+    system.services.start("orchestrator", env or None)
+
+
+def test_killed_at_each_await_the_workflow_completes_running_each_step_once(
+        system: System) -> None:
+    task_id = submit(system, "SixAwaits", step_ms=1500)
+    for step, status in AWAITS:
+        wait_step(system, task_id, step, status)
+        restart_orchestrator(system)  # kill -9 at this await, then a new orchestrator
+        if step == "go":
+            reply = system.client.post(f"/tasks/{task_id}/signals/go", json={})
+            assert reply.status_code == 202, reply.text
+    final = system.wait_terminal(task_id, timeout_s=90)
+    assert final["status"] == "Completed", final
+    assert final["response"] == {"n": 7}
+    awaits = [s["step"] for s in final["steps"]]  # the status: awaits as they completed
+    assert awaits[:3] == ["work", "sleep", "work#2"] and awaits[-2:] == ["go", "work#5"]
+    assert ledger(system, task_id) == {"work": 1, "work#2": 1, "work#3": 1, "work#4": 1,
+                                       "work#5": 1}
+
+
+@pytest.mark.parametrize("mode, stopped_at", [("sleep", ("sleep", "Waiting")),
+                                              ("step", ("work", "Running"))])
+def test_cancellation_at_an_await_runs_the_except_compensation(
+        system: System, mode: str, stopped_at: tuple[str, str]) -> None:
+    task_id = submit(system, "CancelMe", mode=mode, step_ms=20_000 if mode == "step" else 0)
+    wait_step(system, task_id, *stopped_at)
+    cancelled_at = time.monotonic()
+    assert system.client.post(f"/tasks/{task_id}/cancel").status_code == 202
+    final = system.wait_terminal(task_id, timeout_s=60)
+    assert final["status"] == "Cancelled", final
+    assert ledger(system, task_id).get("undo") == 1
+    assert time.monotonic() - cancelled_at < 15  # the 20 s step did not hold the task
+
+
+def test_a_non_deterministic_deployment_is_suspended_and_resumes_after_a_fix(
+        system: System) -> None:
+    task_id = submit(system, "Switch")
+    wait_step(system, task_id, "go", "Waiting")
+    restart_orchestrator(system, TASKSAGA_E2E_WORKFLOW_VARIANT="changed")
+    assert system.client.post(f"/tasks/{task_id}/signals/go", json={}).status_code == 202
+    suspended = system.wait_terminal(task_id)
+    assert suspended["status"] == "NeedsAttention", suspended
+    assert ("non-determinism at await #1 (switch line" in suspended["end_reason"]
+            and "the history records step 'work', the deployed code issued step 'other'"
+            in suspended["end_reason"]), suspended["end_reason"]
+    restart_orchestrator(system, TASKSAGA_E2E_WORKFLOW_VARIANT="patched")
+    assert system.client.post(f"/tasks/{task_id}/retry-forward").status_code == 202
+    deadline = time.monotonic() + 60
+    while (system.status(task_id) or {}).get("status") != "Completed":
+        assert time.monotonic() < deadline, system.status(task_id)
+        time.sleep(0.2)
+    assert ledger(system, task_id) == {"work": 1, "work#2": 1}  # never "other"
+    restart_orchestrator(system)  # back to the original code for the other tests
+
+
+def test_a_long_workflow_runs_its_steps_one_after_another(system: System) -> None:
+    started = time.monotonic()
+    task_id = submit(system, "LongLoop", steps=LONG_STEPS)
+    final = system.wait_terminal(task_id, timeout_s=300)
+    elapsed = time.monotonic() - started
+    assert final["status"] == "Completed" and final["response"] == {"n": LONG_STEPS}, final
+    print(f"{LONG_STEPS}-step workflow: {elapsed:.1f} s end to end "
+          f"({elapsed / LONG_STEPS * 1000:.1f} ms per step)")
