@@ -59,6 +59,11 @@ class CommonSettings(BaseSettings):
                     "SSRF guard although not public (local receivers in development and tests)",
     )
 
+    # Where the archiver writes old event partitions (docs/operations.md, "Retention and
+    # archival"); the API reads a task's archive from there to restore it.
+    archive_bucket: str = Field(default="tasksaga-archive", min_length=3, max_length=63,
+                                pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+
     @field_validator("task_modules", "url_allowlist", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:

@@ -38,6 +38,16 @@ def store(pool: ConnectionPool, codec: AvroCodec) -> PostgresEventStore:
     return PostgresEventStore(pool, codec)
 
 
+# A stream's first event written by hand, as the store writes it (the stream's opening in
+# `streams`, its partition key copied from there): parameters (task id, message id, payload).
+OPEN_STREAM_BY_HAND = (
+    "WITH opened AS (INSERT INTO streams (stream_id, opened_at) VALUES (%(task)s, now())"
+    " RETURNING opened_at) INSERT INTO events (stream_id, stream_opened_at, version, event_type,"
+    " message_id, payload) SELECT %(task)s, opened_at, 1, 'TaskSubmitted', %(message)s,"
+    " %(payload)s FROM opened"
+)
+
+
 def new_task_id() -> str:
     return f"test-{uuid.uuid4()}"
 

@@ -17,7 +17,7 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.pg_store import PostgresEventStore
 from tasksaga.adapters.projections import Projector, projection_lag
-from tests.integration.conftest import new_task_id, submitted
+from tests.integration.conftest import OPEN_STREAM_BY_HAND, new_task_id, submitted
 
 
 def project_until(
@@ -68,9 +68,8 @@ def test_an_event_committed_after_a_higher_position_is_still_projected(
     slow_tx = slow.transaction()
     slow_tx.__enter__()
     early_row = slow.execute(
-        "INSERT INTO events (stream_id, version, event_type, message_id, payload)"
-        " VALUES (%s, 1, 'TaskSubmitted', %s, %s) RETURNING position",
-        (early, f"{early}:1", codec.encode(submitted(early))),
+        OPEN_STREAM_BY_HAND + " RETURNING position",
+        {"task": early, "message": f"{early}:1", "payload": codec.encode(submitted(early))},
     ).fetchone()
     with store.transaction() as tx:  # takes a higher position and commits first
         tx.append(late, 0, [submitted(late)])
@@ -152,9 +151,8 @@ def test_an_unreadable_stream_does_not_halt_the_others(
     projector.catch_up_fully()
     broken, healthy = new_task_id(), new_task_id()
     with pool.connection() as conn:
-        conn.execute("INSERT INTO events (stream_id, version, event_type, message_id, payload)"
-                     " VALUES (%s, 1, 'TaskSubmitted', %s, %s)",
-                     (broken, f"{broken}:1", b"\xc3\x01not-an-event"))
+        conn.execute(OPEN_STREAM_BY_HAND, {"task": broken, "message": f"{broken}:1",
+                                           "payload": b"\xc3\x01not-an-event"})
     with store.transaction() as tx:
         tx.append(healthy, 0, [submitted(healthy)])
     project_until(projector, pool, {healthy: 1})

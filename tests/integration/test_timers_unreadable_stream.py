@@ -14,6 +14,7 @@ from tasksaga.core import RetryPolicy
 from tasksaga.core import messages as msg
 from tasksaga.core.registry import TaskRegistry
 from tasksaga.orchestrator.processor import UNREADABLE_TIMER_DELAY_MS, Orchestrator
+from tests.integration.conftest import OPEN_STREAM_BY_HAND
 from tests.integration.test_durable_timers import FakeClock, _envelope
 from tests.unit.sagas import Req, linear
 
@@ -34,9 +35,8 @@ def test_an_unreadable_stream_postpones_its_timer_and_the_others_fire(
     orchestrator.handle(_envelope(msg.StepAttemptFailed(healthy, "S1", 1, "Boom", "x", True),
                                   healthy))
     with pool.connection() as conn:
-        conn.execute("INSERT INTO events (stream_id, version, event_type, message_id, payload)"
-                     " VALUES (%s, 1, 'TaskSubmitted', %s, %s)",
-                     (broken, f"{broken}:1", b"\xc3\x01not-an-event"))
+        conn.execute(OPEN_STREAM_BY_HAND, {"task": broken, "message": f"{broken}:1",
+                                           "payload": b"\xc3\x01not-an-event"})
         # Due before the healthy task's retry, so it is the first one claimed.
         conn.execute("INSERT INTO timers (task_id, kind, step, attempt, fire_at_ms, task_type)"
                      " VALUES (%s, %s, 'S1', 1, %s, %s)",

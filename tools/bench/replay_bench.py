@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -103,19 +104,20 @@ def generate(url: str, total_events: int, log: Callable[[str], None]) -> int:
             task_id = f"replay-{task:07d}"
             request_json = json.dumps({"payload": payload(task), "fail_last": False})
             at = 1_700_000_000_000 + task * 20
+            opened = datetime.fromtimestamp((at + 1) / 1000, UTC)  # the stream's partition key
             for version, event in enumerate(template, start=1):
                 envelope = Envelope(
                     payload=_stamp(event, task_id, request_json),
                     message_id=f"{task_id}:{version}", task_id=task_id,
                     correlation_id=task_id, causation_id=f"{task_id}:{version - 1}",
                     occurred_at_ms=at + version, task_type=task_type, version=version)
-                yield (task_id, version, type(event).__name__, envelope.message_id,
+                yield (task_id, opened, version, type(event).__name__, envelope.message_id,
                        codec.encode(envelope))
                 written += 1
             task += 1
 
     with psycopg.connect(url) as conn:
-        batch: list[tuple[str, int, str, str, bytes]] = []
+        batch: list[tuple[str, datetime, int, str, str, bytes]] = []
         for row in rows():
             batch.append(row)
             if len(batch) >= 10_000:
@@ -129,12 +131,19 @@ def generate(url: str, total_events: int, log: Callable[[str], None]) -> int:
     return written
 
 
-def _copy(conn: psycopg.Connection, rows: list[tuple[str, int, str, str, bytes]]) -> None:
-    with conn.transaction(), conn.cursor() as cursor, cursor.copy(
-        "COPY events (stream_id, version, event_type, message_id, payload) FROM STDIN"
-    ) as copy:
-        for row in rows:
-            copy.write_row(row)
+def _copy(conn: psycopg.Connection,
+          rows: list[tuple[str, datetime, int, str, str, bytes]]) -> None:
+    """Rows as the store writes them: each stream's opening in ``streams`` (018), its events
+    with that time as their partition key."""
+    with conn.transaction(), conn.cursor() as cursor:
+        with cursor.copy("COPY streams (stream_id, opened_at) FROM STDIN") as copy:
+            for row in rows:
+                if row[2] == 1:
+                    copy.write_row(row[:2])
+        with cursor.copy("COPY events (stream_id, stream_opened_at, version, event_type,"
+                         " message_id, payload) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def ensure_log(base_url: str, total_events: int, log: Callable[[str], None]) -> str:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_bus import Unprocessable
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import messages as msg
 from tasksaga.core.ports import ConcurrencyConflict, OutboxRecord
@@ -23,7 +25,33 @@ EVENTS_CHANNEL = "tasksaga_events"
 
 # The port's types, defined with it in the core; importable from here as they always were.
 __all__ = ["PRUNABLE", "ConcurrencyConflict", "OutboxRecord", "PostgresEventStore",
-           "StoreTransaction", "open_pool", "prune_older_than"]
+           "StoreTransaction", "StreamArchived", "open_pool", "prune_older_than"]
+
+
+# One stream's rows: the stream id twice, so the planner prunes to its partition at run time.
+_ONE_STREAM = ("stream_id = %s AND stream_opened_at ="
+               " (SELECT opened_at FROM streams WHERE stream_id = %s)")
+# The unique constraints an append that lost a race violates: the stream's opening, or
+# (stream, version) and (message id) in the stream's partition (named after the partition).
+_STREAM_UNIQUE = ("streams_pkey", "_stream_id_version_stream_opened_at_key",
+                  "_message_id_stream_opened_at_key", "events_stream_version",
+                  "events_message_id_key")
+_EVENT_COLUMNS = "stream_id, stream_opened_at, version, event_type, message_id, payload"
+_UNNEST = "unnest(%s::int[], %s::text[], %s::text[], %s::bytea[])"
+_APPEND_OPENING = (
+    "WITH opened AS (INSERT INTO streams (stream_id, opened_at) VALUES (%s, %s)"
+    " RETURNING stream_id, opened_at)"
+    f" INSERT INTO events ({_EVENT_COLUMNS}) SELECT opened.*, u.* FROM opened, {_UNNEST} u"
+)
+_APPEND = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT s.stream_id, s.opened_at, u.*"
+    f" FROM {_UNNEST} u, streams s WHERE s.stream_id = %s"
+)
+
+
+class StreamArchived(Unprocessable):
+    """A message for a task whose stream was archived: it goes to the dead-letter topic with
+    this reason (the retention age is far beyond any redelivery, so this is a stray)."""
 
 
 class StoreTransaction:
@@ -59,14 +87,20 @@ class StoreTransaction:
         # the snapshot taken when it started, so a version read in the statement that waited
         # for the lock would miss what the previous holder committed while we waited.
         row = self._conn.execute(
-            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %s", (task_id,)
+            f"SELECT coalesce(max(version), 0), max(version) IS NULL AND EXISTS"
+            f" (SELECT 1 FROM archived_tasks WHERE task_id = %s) FROM events WHERE {_ONE_STREAM}",
+            (task_id, task_id, task_id),
         ).fetchone()
         assert row is not None
+        if row[1]:
+            raise StreamArchived(f"task {task_id} is archived (its events left the log after "
+                                 "the retention age); a message for it can no longer be applied")
         return int(row[0])
 
     def load_events(self, task_id: str) -> list[Envelope]:
         rows = self._conn.execute(
-            "SELECT payload FROM events WHERE stream_id = %s ORDER BY version", (task_id,)
+            f"SELECT payload FROM events WHERE {_ONE_STREAM} ORDER BY version",
+            (task_id, task_id),
         ).fetchall()
         return [self._codec.decode(bytes(row[0])) for row in rows]
 
@@ -89,20 +123,25 @@ class StoreTransaction:
             return
         versions, types, message_ids, payloads = (
             list(column) for column in zip(*rows, strict=True))
+        columns = (versions, types, message_ids, payloads)
         try:
             # One statement for the whole append: the projection trigger (008) then queues
-            # the stream once, not once per event.
-            self._conn.execute(
-                "INSERT INTO events (stream_id, version, event_type, message_id, payload)"
-                " SELECT %s, * FROM unnest(%s::int[], %s::text[], %s::text[], %s::bytea[])",
-                (task_id, versions, types, message_ids, payloads),
-            )
+            # the stream once, not once per event. Its events go to the partition of the time
+            # the stream was opened (018): fixed in `streams` by version 1, copied after.
+            if expected_version == 0:
+                opened_at = datetime.fromtimestamp(envelopes[0].occurred_at_ms / 1000, UTC)
+                inserted = self._conn.execute(_APPEND_OPENING, (task_id, opened_at, *columns))
+            else:
+                inserted = self._conn.execute(_APPEND, (*columns, task_id))
         except errors.UniqueViolation as error:
-            if error.diag.constraint_name in ("events_stream_version", "events_message_id_key"):
+            if (error.diag.constraint_name or "").endswith(_STREAM_UNIQUE):
                 raise ConcurrencyConflict(
                     f"stream {task_id} moved past version {expected_version}"
                 ) from error
             raise
+        if inserted.rowcount != len(rows):
+            raise ConcurrencyConflict(f"stream {task_id} has no version {expected_version} to "
+                                      "append after: it was never opened")
         self._conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
 
     def enqueue(self, records: Sequence[OutboxRecord]) -> None:

@@ -111,13 +111,9 @@ class Projector:
             projected_version.update(conn.execute(
                 "SELECT task_id, version FROM task_status WHERE task_id = ANY(%s)", (streams,)
             ).fetchall())
-            rows = conn.execute(
-                "SELECT e.position, e.stream_id, e.version, e.payload FROM events e"
-                " JOIN unnest(%s::text[], %s::int[]) AS q(stream_id, after)"
-                " ON e.stream_id = q.stream_id AND e.version > q.after"
-                " ORDER BY e.stream_id, e.version LIMIT %s",
-                (streams, [projected_version[s] for s in streams], batch_size),
-            ).fetchall()
+            after = [projected_version[s] for s in streams]
+            rows = conn.execute(_STREAMS_AFTER, (streams, after, streams, after, batch_size),
+                                ).fetchall()
             try:
                 if rows:
                     self._project_batch(conn, rows, projected_version)
@@ -152,7 +148,9 @@ class Projector:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}, projection_queue")
             conn.execute("INSERT INTO projection_queue (stream_id, version)"
-                         " SELECT stream_id, max(version) FROM events GROUP BY stream_id")
+                         " SELECT stream_id, max(version) FROM (SELECT stream_id, version"
+                         " FROM events UNION ALL SELECT stream_id, version"
+                         " FROM restored_events) log GROUP BY stream_id")
 
     # -- one event -----------------------------------------------------------------------------
 
@@ -163,10 +161,12 @@ class Projector:
         state = TaskState()
         if version == 1:
             return state
-        for (payload,) in conn.execute(
-            "SELECT payload FROM events WHERE stream_id = %s AND version < %s ORDER BY version",
-            (stream_id, version),
-        ):
+        for payload, _version in conn.execute(
+            "SELECT payload, version FROM events WHERE stream_id = %s AND version < %s"
+            " UNION ALL SELECT payload, version FROM restored_events"
+            " WHERE stream_id = %s AND version < %s ORDER BY version",
+            (stream_id, version, stream_id, version),
+        ).fetchall():
             state = evolve(state, self._codec.decode(bytes(payload)).payload)
         return state
 
@@ -217,6 +217,17 @@ class Projector:
         self._states.put_all({sid: stream.state for sid, stream in rows_of.items()})
 
 
+# The events of each named stream after a version: from the hot log and, for a task brought
+# back from its archive, from restored_events (each side on its own index).
+_STREAMS_AFTER = (
+    "SELECT * FROM (SELECT e.position, e.stream_id, e.version, e.payload FROM events e"
+    " JOIN unnest(%s::text[], %s::int[]) AS q(stream_id, after)"
+    " ON e.stream_id = q.stream_id AND e.version > q.after"
+    " UNION ALL SELECT r.position, r.stream_id, r.version, r.payload FROM restored_events r"
+    " JOIN unnest(%s::text[], %s::int[]) AS q(stream_id, after)"
+    " ON r.stream_id = q.stream_id AND r.version > q.after) log"
+    " ORDER BY stream_id, version LIMIT %s"
+)
 _UPSERT_TASK = (
     "INSERT INTO task_status (task_id, task_type, status, version, request_json,"
     " response_json, callback_url, idempotency_key, end_reason, submitted_at, updated_at,"

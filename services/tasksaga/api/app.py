@@ -19,6 +19,7 @@ from starlette.formparsers import MultiPartException
 
 from tasksaga.adapters.clock import now_ms
 from tasksaga.api import submission as sub
+from tasksaga.api.archive_routes import add_archive_routes
 from tasksaga.api.body_limits import BodyLimits, BodyTimeout, BodyTooLarge
 from tasksaga.api.dependencies import ApiDependencies, Deps
 from tasksaga.api.live.routes import register_live_routes
@@ -61,6 +62,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     app.include_router(signal_router)
     add_migrate_route(app)
     app.include_router(repair_router)
+    add_archive_routes(app)
 
     def definition_of(task_type: str) -> TaskDefinition:
         try:
@@ -154,6 +156,11 @@ def create_app(deps: ApiDependencies) -> FastAPI:
         limit: Annotated[int, Query(ge=1)] = 1000,
     ) -> dict[str, Any]:
         visible_task(task_id, caller, Action.READ)
+        archive = d.queries.archive(task_id)
+        if archive is not None and archive.restored_at is None:
+            raise HTTPException(409, f"task {task_id} is archived at {archive.location}; "
+                                     f"restore it (tasksaga archive restore {task_id}) to "
+                                     "read its audit")
         page = min(limit, d.max_page_size * 10)
         entries = d.queries.audit(task_id, after_version, page)
         return {"task_id": task_id, "entries": entries, "limit": page,

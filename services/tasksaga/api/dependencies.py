@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from tasksaga.adapters.archive import Archiver
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms
 from tasksaga.adapters.kafka_producer import KafkaProducer
@@ -97,6 +98,7 @@ class ApiDependencies:
     readiness: Callable[[], dict[str, str]] | None = None
     live: LiveService | None = None  # SSE and WebSocket streams (api/live)
     repair: RepairServices | None = None  # dead letters and the orphan sweep (api/repair_*)
+    archiver: Archiver | None = None  # restores archived tasks (api/archive_routes.py)
 
     def send_command(self, command: msg.TaskCommand, message_id: str) -> None:
         """Durable in Kafka (acks=all) before the API answers 202; 503 within the submit

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from opentelemetry.metrics import MeterProvider
 
 from tasksaga.adapters import telemetry
+from tasksaga.adapters.archive import Archiver
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.dead_letters import DeadLetterIndex
 from tasksaga.adapters.kafka_producer import KafkaProducer
@@ -109,6 +110,7 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
         live=live,
         repair=RepairServices(DeadLetterIndex(pool), OrphanSweeper(pool, objects),
                               settings.api_orphan_grace_s),
+        archiver=Archiver(pool, objects, settings.archive_bucket),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from tasksaga.adapters.archive import TaskArchive, archive_of
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.projections import ProjectionLag, projection_lag
 from tasksaga.api.fan_out_status import instances_document, take_instances
@@ -85,6 +86,14 @@ class ProjectionQueries:
                 (task_id,),
             ).fetchone()
             if row is None:
+                # A task whose projection rows are gone (a rebuild without its archive, a
+                # restore not projected yet): the summary its archive kept.
+                row = conn.execute(
+                    "SELECT task_id, task_type, status, version, request_json, response_json,"
+                    " end_reason, submitted_at, updated_at, NULL, NULL, tenant, submitted_by,"
+                    " parent_task_id, parent_step FROM archived_tasks WHERE task_id = %s",
+                    (task_id,)).fetchone()
+            if row is None:
                 marker = conn.execute(
                     "SELECT task_type, request_json, accepted_at, tenant, submitted_by"
                     " FROM accepted_tasks WHERE task_id = %s", (task_id,)).fetchone()
@@ -155,6 +164,7 @@ class ProjectionQueries:
                 "SELECT task_id, task_type, status FROM task_status"
                 " WHERE parent_task_id = %s AND parent_step IS NULL ORDER BY task_type",
                 (row.task_id,)).fetchall()
+            archive = archive_of(conn, row.task_id)
             deliveries = cur.execute(
                 "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
                 " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at",
@@ -191,7 +201,12 @@ class ProjectionQueries:
             "parent": _parent_document(row),
             "children": [_child_document(c) for c in children],
             "downstream": [dict(d) for d in downstream],
+            **({"archived": archive_document(archive)} if archive else {}),
         }
+
+    def archive(self, task_id: str) -> TaskArchive | None:
+        with self._pool.connection() as conn:
+            return archive_of(conn, task_id)
 
     def step_status(self, task_id: str, step: str) -> str | None:
         with self._pool.connection() as conn:
@@ -306,6 +321,13 @@ def _with_instances(document: dict[str, Any],
         document["instances"] = instances_document(entries, progress, document["step"],
                                                    document["status"])
     return document
+
+
+def archive_document(archive: TaskArchive) -> dict[str, Any]:
+    """What a status says of an archived task: where its history is, and whether it was
+    brought back for audit."""
+    return {"location": archive.location, "archived_at": archive.archived_at.isoformat(),
+            "restored_at": archive.restored_at.isoformat() if archive.restored_at else None}
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

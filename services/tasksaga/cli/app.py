@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from tasksaga.cli import (
     action_commands,
+    archive_commands,
     exit_codes,
     read_commands,
     submit_command,
@@ -94,6 +95,7 @@ def _register_groups() -> None:
 
     app.add_typer(repair_commands.app, name="repair")
     app.add_typer(dlq_commands.app, name="dlq")
+    app.add_typer(archive_commands.app, name="archive")
 
 
 _register_groups()

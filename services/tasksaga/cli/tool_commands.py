@@ -97,16 +97,25 @@ DATABASE_OPTION = typer.Option(None, "--database-url",
                                help="the event store (default: env TASKSAGA_DATABASE_URL)")
 
 
+ARCHIVES_OPTION = typer.Option(
+    False, "--include-archives",
+    help="also the archived tasks, read from object storage (TASKSAGA_S3_*, "
+         "TASKSAGA_ARCHIVE_BUCKET; docs/operations.md, 'Retention and archival')")
+
+
 @replay_app.command("rebuild")
-def rebuild(database_url: str | None = DATABASE_OPTION) -> None:
+def rebuild(database_url: str | None = DATABASE_OPTION,
+            include_archives: bool = ARCHIVES_OPTION) -> None:
     """Empty the projection tables and project the whole log again.
 
     Safe while the services run: the orchestrators' projectors wait, then carry on.
     """
+    from tasksaga.adapters.replay import archiver_from_env
     from tasksaga.adapters.replay import rebuild as rebuild_projections
 
     codec, url = _codec_and_url(database_url)
-    count, seconds = rebuild_projections(url, codec)
+    archiver = archiver_from_env() if include_archives else None
+    count, seconds = rebuild_projections(url, codec, archiver)
     rate = count / seconds if seconds else 0.0
     console.print(f"rebuilt projections from {count} events in {seconds:.2f} s "
                   f"({rate:,.0f} events/s)")
@@ -121,16 +130,18 @@ def step_changes(before: dict[str, str], after: dict[str, str]) -> str:
 @replay_app.command("task")
 def task(task_id: str = typer.Argument(..., help="the task's id"),
          database_url: str | None = DATABASE_OPTION,
-         as_json: bool = typer.Option(False, "--json")) -> None:
+         as_json: bool = typer.Option(False, "--json"),
+         include_archives: bool = ARCHIVES_OPTION) -> None:
     """Fold one task's stream from the log, event by event.
 
     Each event's audit line, the task's status after it and the steps it changed; then the
     state the fold ends in.
     """
-    from tasksaga.adapters.replay import fold_steps, load_stream
+    from tasksaga.adapters.replay import archiver_from_env, fold_steps, load_stream
 
     codec, url = _codec_and_url(database_url)
-    folded = fold_steps(load_stream(url, codec, task_id))
+    archiver = archiver_from_env() if include_archives else None
+    folded = fold_steps(load_stream(url, codec, task_id, archiver))
     if not folded:
         errors.print(f"[red]error:[/red] no events for task {task_id} in the log",
                      highlight=False)

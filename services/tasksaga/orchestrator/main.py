@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import timedelta
 
+import psycopg
 from opentelemetry import metrics
 from psycopg_pool import ConnectionPool
 
@@ -28,6 +30,7 @@ from tasksaga.adapters.ops_server import (
     threads_check,
 )
 from tasksaga.adapters.outbox_relay import OutboxRelay, run_on_notify
+from tasksaga.adapters.partitions import PartitionPeriod, ensure_partitions
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_store import (
     EVENTS_CHANNEL,
@@ -72,9 +75,11 @@ def run_timers(orchestrator: Orchestrator, stop: threading.Event) -> None:
 def run_maintenance(
     pool: ConnectionPool, settings: OrchestratorSettings, stop: threading.Event,
 ) -> None:
-    """Prune the inbox and the delivery log, and log how far the projections are behind."""
+    """Create the event log's upcoming partitions, prune the inbox and the delivery log, and
+    log how far the projections are behind."""
     while not stop.wait(settings.maintenance_interval_s):
         try:
+            create_upcoming_partitions(pool, settings)
             pruned = {
                 "processed_messages": prune_older_than(
                     pool, "processed_messages", settings.inbox_retention_hours * 3600),
@@ -89,6 +94,23 @@ def run_maintenance(
         except Exception:
             log.exception("maintenance failed; trying again in %.0f s",
                           settings.maintenance_interval_s)
+
+
+def create_upcoming_partitions(pool: ConnectionPool, settings: OrchestratorSettings) -> None:
+    """Never fatal: without its partition, an append lands in the default partition."""
+    try:
+        with pool.connection() as conn:
+            done = ensure_partitions(conn, PartitionPeriod.parse(settings.event_partition),
+                                     timedelta(seconds=settings.event_partition_ahead_s))
+    except psycopg.Error:
+        log.exception("creating the event log's upcoming partitions failed; appends go to "
+                      "the default partition until the next maintenance")
+        return
+    if done.created:
+        log.info("created event partitions %s", ", ".join(done.created))
+    for lower, upper in done.skipped:
+        log.warning("no partition for [%s, %s): the default partition already holds streams "
+                    "opened then (they stay there and are never archived)", lower, upper)
 
 
 def deployment_groups(settings: OrchestratorSettings, topics: Topics,
@@ -139,6 +161,7 @@ def main() -> int:
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
     pool = open_pool(settings.database_url, settings.orchestrator_pool_size, "orchestrator")
     store = PostgresEventStore(pool, codec)
+    create_upcoming_partitions(pool, settings)  # before the first append
     meter = metrics.get_meter("tasksaga.orchestrator")
     orchestrator = Orchestrator(registry, store, codec, topics, database_clock, random_fraction,
                                 state_cache_bytes=settings.orchestrator_state_cache_bytes,

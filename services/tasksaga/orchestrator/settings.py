@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from tasksaga.adapters.partitions import PartitionPeriod
 from tasksaga.config import CommonSettings
 
 
@@ -26,6 +27,16 @@ class OrchestratorSettings(CommonSettings):
     inbox_retention_hours: float = Field(default=192.0, gt=0)
     delivery_log_retention_hours: float = Field(default=720.0, gt=0)
     maintenance_interval_s: float = Field(default=60.0, gt=0)
+    # The event log's partitions: how much time each covers ("month", "day" or seconds such
+    # as "3600s"), and how far ahead of now the maintenance keeps them created.
+    event_partition: str = Field(default="month", description="month, day or '<n>s'")
+    event_partition_ahead_s: float = Field(default=35 * 86400.0, gt=0)
+
+    @field_validator("event_partition")
+    @classmethod
+    def _valid_period(cls, value: str) -> str:
+        PartitionPeriod.parse(value)  # a clear message at start, not at the first maintenance
+        return value
     # Consumer lag watch (every group of this deployment): alert once a group's oldest
     # unconsumed record is older than this fraction of its topic's retention.
     lag_watch_interval_s: float = Field(default=30.0, gt=0)
