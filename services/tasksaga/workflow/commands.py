@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel
+
 from tasksaga.core import events as ev
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.workflow.definition import WorkflowStep
@@ -17,6 +19,8 @@ class Kind(StrEnum):
     SLEEP = "sleep"
     SIGNAL = "signal"
     RECORD = "record"
+    CHILD = "child"
+    COMPENSATE = "compensate child"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Command:
     timeout_ms: int | None = None
     value_json: str = ""
     record_kind: str = ""
+    child_type: str = ""  # a child: the task type it starts
+    response_type: type[BaseModel] | None = None  # ... and the model of its response
 
     def describe(self) -> str:
         return f"{self.kind} {self.name!r}"
@@ -87,4 +93,8 @@ def recorded_command(event: ev.TaskEvent) -> Recorded | None:
                             event.step)
         case ev.WorkflowValueRecorded():
             return Recorded(Kind.RECORD, event.name, event.data_json)
+        case ev.ChildTaskStarted(attempt=1):
+            return Recorded(Kind.CHILD, event.step)
+        case ev.StepCompensationDispatched(attempt=1):  # a workflow compensates children only
+            return Recorded(Kind.COMPENSATE, event.step)
     return None

@@ -1,0 +1,274 @@
+"""wf.child: a workflow starts a child task (a DSL saga or a workflow) and awaits it, on the
+real orchestrator and step runner with the fake clock (tasksaga.testing): the response as the
+await's value, a failure as ChildFailed the body catches, cancellation of the parent reaching
+the child, explicit compensation, wf.any/wf.all of children, and replay (a restart while the
+child runs starts no second child; every prefix of the history replays)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from itertools import groupby
+
+import pytest
+
+from tasksaga.core import events as ev
+from tasksaga.core import messages as msg
+from tasksaga.core.children import child_task_id
+from tasksaga.core.state import StepStatus, TaskStatus
+from tasksaga.testing import SagaTestRun, TaskRun
+from tasksaga.testing.workflows import assert_replays, history_commands, restart_orchestrator
+from tasksaga.workflow.commands import Divergence, Kind, Recorded
+from tasksaga.workflow.decide import decide_workflow
+from tasksaga.workflow.definition import WorkflowDefinition
+from tasksaga.workflow.driver import WorkflowDriver, replay
+from tests.unit.workflow_child_samples import (
+    ZipOut,
+    archive_flow,
+    by_name_flow,
+    first_archive_flow,
+    inner_flow,
+    outer_flow,
+    zip_saga,
+)
+from tests.unit.workflow_samples import Num, Out, Req
+
+ZIP = "WfCreateZip"
+
+
+def archive_run() -> SagaTestRun:
+    return SagaTestRun(archive_flow, zip_saga)
+
+
+def child_of(run: SagaTestRun, parent: TaskRun, name: str = ZIP) -> TaskRun:
+    return TaskRun(run.store, child_task_id(parent.task_id, name, 1))
+
+
+def test_a_workflow_awaits_a_saga_child_and_gets_its_response_model() -> None:
+    run = archive_run()
+    parent = run.submit(Req(n=2), task_type="WfArchive")
+    parent.assert_completed()
+    assert parent.response(Out) == Out(values=[4, 2], texts=["a+b.zip"])
+    child = child_of(run, parent)
+    child.assert_completed()
+    assert (child.state.parent_task_id, child.state.parent_step) == (parent.task_id, ZIP)
+    assert child.state.request_json == '{"files":["a","b"],"wait":false}'
+    started = [e for e in parent.events if isinstance(e, ev.ChildTaskStarted)]
+    assert [(e.step, e.child_task_id, e.child_task_type) for e in started] == [
+        (ZIP, child.task_id, ZIP)]
+    assert parent.state.step(ZIP).child_task_id == child.task_id  # the status's children
+    assert Recorded(Kind.CHILD, ZIP) in history_commands(parent)
+    assert_replays(archive_flow, parent)
+
+
+def test_a_failed_child_raises_child_failed_with_its_status_which_the_body_catches() -> None:
+    run = archive_run()
+    run.faults.fail("Seal", times=None, error=RuntimeError("disk full"), retryable=False)
+    parent = run.submit(Req(), task_type="WfArchive")
+    parent.assert_completed()
+    child = child_of(run, parent)
+    child.assert_status(TaskStatus.FAILED)
+    child.assert_compensated(["Pack"])  # the child undid itself
+    texts = parent.response(Out).texts
+    assert texts[:3] == ["failed", "Failed", child.task_id]
+    assert "disk full" in texts[3]
+    assert parent.step_status(ZIP) is StepStatus.FAILED
+    assert_replays(archive_flow, parent)
+
+
+def test_a_child_type_that_is_not_deployed_raises_child_failed_rejected() -> None:
+    run = SagaTestRun(by_name_flow, zip_saga)
+    parent = run.submit(Req(label="NotDeployedZip"), task_type="WfArchiveByName")
+    parent.assert_completed()
+    assert parent.response(Out).texts == ["ChildFailed", "ChildTaskRejected"]
+    named = run.submit(Req(), task_type="WfArchiveByName")  # by name, response= parses it
+    assert named.response(Out).texts == ["c.zip"]
+
+
+def test_cancelling_the_parent_cancels_the_running_child_and_the_body_compensates() -> None:
+    run = archive_run()
+    parent = run.submit(Req(label="wait"), task_type="WfArchive", settle=False)
+    child = child_of(run, parent)
+    assert child.step_status("Hold") is StepStatus.WAITING  # the child sleeps an hour
+    run.cancel(parent.task_id)
+    run.run_until_settled(parent.task_id, child.task_id)
+    parent.assert_status(TaskStatus.CANCELLED)
+    child.assert_status(TaskStatus.CANCELLED)
+    child.assert_compensated(["Pack"])
+    assert parent.dispatched[-1] == ("undo", 1)  # the except block ran, shielded
+    asked = [e for e in parent.events if isinstance(e, ev.StepCancellationRequested)]
+    assert [e.step for e in asked] == [ZIP]
+    ended = [e for e in parent.events if isinstance(e, ev.ChildTaskEnded)]
+    assert [e.status for e in ended] == ["Cancelled"]
+    assert_replays(archive_flow, parent)
+
+
+def test_the_parents_timeout_cancels_the_child_like_the_api() -> None:
+    timed = replace_timeout(archive_flow, 60)
+    run = SagaTestRun(timed, zip_saga)
+    parent = run.submit(Req(label="wait"), task_type="WfArchive", settle=False)
+    run.advance(seconds=60)
+    run.run_until_settled(parent.task_id)
+    parent.assert_status(TaskStatus.CANCELLED)
+    child_of(run, parent).assert_status(TaskStatus.CANCELLED)
+
+
+def replace_timeout(definition: WorkflowDefinition, seconds: float) -> WorkflowDefinition:
+    return WorkflowDefinition(definition.name, definition.body, queue=definition.queue,
+                              request=definition.request_type,
+                              response=definition.response_type, timeout_seconds=seconds)
+
+
+def test_compensate_child_undoes_a_completed_child_in_reverse() -> None:
+    run = archive_run()
+    parent = run.submit(Req(label="undo"), task_type="WfArchive")
+    parent.assert_completed()
+    assert parent.response(Out).texts == ["undone", "a+b.zip"]
+    child = child_of(run, parent)
+    child.assert_status(TaskStatus.CANCELLED)
+    assert child.compensation_order == ["Seal", "Pack"]
+    assert parent.step_status(ZIP) is StepStatus.COMPENSATED
+    assert Recorded(Kind.COMPENSATE, ZIP) in history_commands(parent)
+    assert_replays(archive_flow, parent)
+
+
+def test_a_restart_while_the_child_runs_replays_without_starting_a_second_child() -> None:
+    run = archive_run()
+    parent = run.submit(Req(label="wait"), task_type="WfArchive", settle=False)
+    restart_orchestrator(run)  # kill -9: the parent's body replays on the child's answer
+    run.advance(seconds=3600)
+    run.run_until_settled(parent.task_id)
+    parent.assert_completed()
+    assert sum(isinstance(e, ev.ChildTaskStarted) for e in parent.events) == 1
+    assert sorted(run.store.stream_ids()) == sorted([parent.task_id,
+                                                     child_of(run, parent).task_id])
+    assert run.orchestrator.workflows.counters.replays >= 1
+
+
+def test_any_prefix_of_a_history_with_children_replays_to_its_recorded_commands() -> None:
+    for label in ("x", "undo", "wait"):
+        run = archive_run()
+        run.faults.fail("Seal", times=1)  # a retry inside the child changes nothing here
+        parent = run.submit(Req(label=label), task_type="WfArchive", settle=False)
+        run.advance(seconds=3600)
+        run.run_until_settled(parent.task_id)
+        parent.assert_completed()
+        envelopes = parent.envelopes
+        recorded = [(r.kind, r.name) for r in history_commands(parent)]
+        end = 0
+        for _, group in groupby(envelopes, key=lambda e: e.causation_id):
+            end += len(list(group))
+            prefix = envelopes[:end]
+            driver = replay(archive_flow, [e.payload for e in prefix],
+                            [e.occurred_at_ms for e in prefix], random.Random(0).random)
+            assert not isinstance(driver.outcome, Divergence), (label, driver.outcome)
+            assert [(c.kind, c.name) for c in driver.issued] == recorded[:len(driver.issued)]
+
+
+def test_a_body_that_no_longer_starts_the_child_is_caught_as_non_determinism() -> None:
+    run = archive_run()
+    parent = run.submit(Req(), task_type="WfArchive")
+    driver = replay(WorkflowDefinition(  # the same name and request, another body
+        "WfArchive", by_name_flow.body, queue="wf", request=Req, response=Out),
+        [e.payload for e in parent.envelopes], [e.occurred_at_ms for e in parent.envelopes],
+        random.Random(0).random)
+    assert isinstance(driver.outcome, Divergence)
+    assert driver.outcome.expected == "step 'double'"
+    assert driver.outcome.got == f"child {ZIP!r}"
+
+
+def test_any_and_all_take_child_awaits_and_a_losing_child_is_cancelled() -> None:
+    run = SagaTestRun(first_archive_flow, zip_saga)
+    parent = run.submit(Req(n=3), task_type="WfFirstArchive")
+    parent.assert_completed()
+    assert parent.response(Out) == Out(values=[6], texts=["x.zip", "y+z.zip"])
+    loser = child_of(run, parent)
+    loser.assert_status(TaskStatus.CANCELLED)
+    for name in (f"{ZIP}#2", f"{ZIP}#3"):
+        child_of(run, parent, name).assert_completed()
+    assert_replays(first_archive_flow, parent)
+
+
+def test_a_workflow_child_reports_to_its_workflow_parent_and_refuses_compensation() -> None:
+    run = SagaTestRun(outer_flow, inner_flow)
+    parent = run.submit(Req(n=1), task_type="WfOuter")
+    parent.assert_completed()
+    assert parent.response(Out).values == [4]
+    inner = child_of(run, parent, "WfInner")
+    assert inner.state.parent_task_id == parent.task_id
+    refused = run.submit(Req(n=1, label="undo"), task_type="WfOuter")
+    texts = refused.response(Out).texts
+    assert texts[0] == "ChildCompensationFailed"
+    assert "not compensated by its parent" in texts[1]
+    child_of(run, refused, "WfInner").assert_completed()  # nothing was undone
+
+
+# -- the pure decide, one message at a time -------------------------------------------------
+
+
+def _parent_waiting_for_child() -> tuple[SagaTestRun, TaskRun]:
+    run = archive_run()
+    return run, run.submit(Req(label="wait"), task_type="WfArchive", settle=False)
+
+
+def test_a_report_of_another_child_or_a_repeated_one_changes_nothing() -> None:
+    _, parent = _parent_waiting_for_child()
+    state = parent.state
+    events = [e.payload for e in parent.envelopes]
+    times = [e.occurred_at_ms for e in parent.envelopes]
+    child_id = child_task_id(parent.task_id, ZIP, 1)
+    done = msg.ChildTaskFinished(parent.task_id, ZIP, child_id, "Completed",
+                                 ZipOut(archive="z", count=1).model_dump_json(), None, 5)
+    stranger = replace(done, child_task_id=child_task_id(parent.task_id, ZIP, 2))
+
+    def driver() -> WorkflowDriver:
+        return replay(archive_flow, events, times, random.Random(0).random)
+
+    nothing, _ = decide_workflow(archive_flow, state, driver(), stranger, 5,
+                                 random.Random(0).random)
+    assert nothing.events == [] and nothing.commands == []
+    first, _ = decide_workflow(archive_flow, state, driver(), done, 5,
+                               random.Random(0).random)
+    assert [type(e).__name__ for e in first.events] == [
+        "ChildTaskEnded", "StepCompleted", "TaskCompleted"]
+    again, _ = decide_workflow(archive_flow, first.state, None, done, 6,
+                               random.Random(0).random)
+    assert again.events == []
+
+
+def test_cancelling_sends_cancel_task_to_the_child_in_the_same_decision() -> None:
+    _, parent = _parent_waiting_for_child()
+    driver = replay(archive_flow, [e.payload for e in parent.envelopes],
+                    [e.occurred_at_ms for e in parent.envelopes], random.Random(0).random)
+    decision, _ = decide_workflow(archive_flow, parent.state, driver,
+                                  msg.CancelTask(parent.task_id, "stop", 7), 7,
+                                  random.Random(0).random)
+    [cancel] = [c for c in decision.commands if isinstance(c, msg.CancelTask)]
+    assert cancel.task_id == child_task_id(parent.task_id, ZIP, 1)
+    assert "stop" in cancel.reason
+    assert [c.step for c in decision.commands if isinstance(c, msg.ExecuteStep)] == ["undo"]
+
+
+@pytest.mark.parametrize("misuse, message", [
+    ("compensate_before_await", "only a child that completed"),
+    ("named_like_a_signal", "already a @step, a signal"),
+    ("wrong_request", "takes a ZipIn request"),
+])
+def test_misusing_wf_child_fails_the_task_with_a_clear_message(misuse: str,
+                                                               message: str) -> None:
+    from tasksaga.workflow import WorkflowContext, workflow
+
+    @workflow(f"WfMisuse{misuse}", queue="wf", request=Req, response=Out, signals={"go": None})
+    async def misused(wf: WorkflowContext, req: Req) -> Out:
+        if misuse == "compensate_before_await":
+            await wf.compensate_child(wf.child(zip_saga, zip_saga.request_type(files=[])))
+        elif misuse == "named_like_a_signal":
+            await wf.child("go", Num(value=1))
+        else:
+            await wf.child(zip_saga, Num(value=1))
+        return Out()
+
+    run = SagaTestRun(misused, zip_saga)
+    task = run.submit(Req(), task_type=misused.name)
+    task.assert_status(TaskStatus.FAILED)
+    assert task.state.end_reason is not None and message in task.state.end_reason
