@@ -15,9 +15,12 @@ import pytest
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.children import child_task_id
+from tasksaga.core.diagnostics import diagnose
+from tasksaga.core.diagnostics_children import task_links
 from tasksaga.core.state import StepStatus, TaskStatus
 from tasksaga.testing import SagaTestRun, TaskRun
 from tasksaga.testing.workflows import assert_replays, history_commands, restart_orchestrator
+from tasksaga.workflow import WorkflowContext, workflow
 from tasksaga.workflow.commands import Divergence, Kind, Recorded
 from tasksaga.workflow.decide import decide_workflow
 from tasksaga.workflow.definition import WorkflowDefinition
@@ -256,19 +259,45 @@ def test_cancelling_sends_cancel_task_to_the_child_in_the_same_decision() -> Non
 ])
 def test_misusing_wf_child_fails_the_task_with_a_clear_message(misuse: str,
                                                                message: str) -> None:
-    from tasksaga.workflow import WorkflowContext, workflow
-
     @workflow(f"WfMisuse{misuse}", queue="wf", request=Req, response=Out, signals={"go": None})
     async def misused(wf: WorkflowContext, req: Req) -> Out:
         if misuse == "compensate_before_await":
             await wf.compensate_child(wf.child(zip_saga, zip_saga.request_type(files=[])))
         elif misuse == "named_like_a_signal":
-            await wf.child("go", Num(value=1))
+            await wf.child(req.label, Num(value=1))  # not a literal: TS189 cannot see it
         else:
             await wf.child(zip_saga, Num(value=1))
         return Out()
 
     run = SagaTestRun(misused, zip_saga)
-    task = run.submit(Req(), task_type=misused.name)
+    task = run.submit(Req(label="go"), task_type=misused.name)
     task.assert_status(TaskStatus.FAILED)
     assert task.state.end_reason is not None and message in task.state.end_reason
+
+
+# -- diagnostics --------------------------------------------------------------------------------
+
+
+@workflow("WfBadChildren", queue="wf", request=Req, signals={"go": None})
+async def bad_children_flow(wf: WorkflowContext, req: Req) -> None:
+    await wf.child("NotDeployedZip", req)
+    await wf.child("go", req)
+    await wf.child("WfBadChildren", req)
+    await wf.child(zip_saga, zip_saga.request_type(files=[]))
+
+
+def test_child_awaits_named_like_a_signal_or_of_its_own_type_are_reported() -> None:
+    found = {d.code: d for d in diagnose(bad_children_flow)}
+    assert sorted(found) == ["TS156", "TS189"]
+    assert "wf.child('go'): a child await is named after its task type" in str(found["TS189"])
+    assert found["TS156"].severity == "warning"
+
+
+def test_a_child_type_the_deployment_lacks_is_reported_with_the_awaits_line() -> None:
+    links = task_links([bad_children_flow, zip_saga])
+    assert [(name, d.code) for name, d in links] == [("WfBadChildren", "TS150")] * 2
+    assert ("wf.child in bad_children_flow line 3 starts unknown task type 'NotDeployedZip'"
+            in str(links[0][1]))
+    assert task_links([archive_flow, zip_saga]) == []  # given by its definition: deployed
+    [(_, missing)] = task_links([archive_flow])
+    assert "unknown task type 'WfCreateZip'" in str(missing)
