@@ -91,3 +91,8 @@ class ChildRun(WorkflowFuture[T]):
         super().__init__(name)
         self.task_id = task_id
         self.task_type = task_type
+
+    @property
+    def completed(self) -> bool:
+        """The child completed and its response was delivered: it may be compensated."""
+        return self.done and self.error is None
