@@ -203,7 +203,12 @@ def test_a_workflow_child_reports_to_its_workflow_parent_and_refuses_compensatio
     texts = refused.response(Out).texts
     assert texts[0] == "ChildCompensationFailed"
     assert "not compensated by its parent" in texts[1]
-    child_of(run, refused, "WfInner").assert_completed()  # nothing was undone
+    undone = child_of(run, refused, "WfInner")
+    undone.assert_completed()  # nothing was undone
+    assert undone.audit()[-1] == (f"compensation refused: parent task {refused.task_id} "
+                                  "compensates child WfInner: a workflow is not compensated "
+                                  "by its parent: undo its effects in its body (try/except), "
+                                  "or compensate in the parent")
 
 
 # -- the pure decide, one message at a time -------------------------------------------------

@@ -106,7 +106,9 @@ class WorkflowChildRules(DecisionRecorder):
         if self.state.parent_task_id != command.parent_task_id:
             return
         if self.state.status is TaskStatus.COMPLETED:
-            self.emit(ev.CancellationRefused(command.reason, "the workflow body", self.now))
+            # An event, not only the answer: a decision's commands are numbered by the
+            # version it writes, and the answer must not reuse the completion report's id.
+            self.emit(ev.CancellationRefused(f"{command.reason}: {REFUSED}", "", self.now))
             self._report(REFUSED)
         elif self.state.status.is_terminal:  # already undone: say so again
             self._report(self.state.end_reason)
