@@ -12,6 +12,7 @@ from itertools import groupby
 
 import pytest
 
+from tasksaga.core import TaskDefinition
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.children import child_task_id
@@ -26,6 +27,7 @@ from tasksaga.workflow.decide import decide_workflow
 from tasksaga.workflow.definition import WorkflowDefinition
 from tasksaga.workflow.driver import WorkflowDriver, replay
 from tests.unit.workflow_child_samples import (
+    ZipIn,
     ZipOut,
     archive_flow,
     by_name_flow,
@@ -306,3 +308,8 @@ def test_a_child_type_the_deployment_lacks_is_reported_with_the_awaits_line() ->
     assert task_links([archive_flow, zip_saga]) == []  # given by its definition: deployed
     [(_, missing)] = task_links([archive_flow])
     assert "unknown task type 'WfCreateZip'" in str(missing)
+    stubborn = TaskDefinition("WfCreateZip", queue="zip", request=ZipIn, cancellable=False)
+    stubborn.step("Pack", order=1)(lambda ctx: None)
+    [(_, warning)] = task_links([archive_flow, stubborn])
+    assert (warning.code, warning.severity) == ("TS157", "warning")
+    assert "which is not cancellable" in str(warning)

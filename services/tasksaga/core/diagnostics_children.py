@@ -135,6 +135,11 @@ def _started_by_code(definition: TaskDefinition,
                          f"{sorted(by_name)} (deploy its module with this one)"))
         else:
             found += _api_steps(target, where)
+            if not target.cancellable:
+                found.append(Diagnostic(
+                    "TS157", f"{where} starts {task_type!r}, which is not cancellable: "
+                             "cancelling the workflow does not stop the child, which "
+                             "completes on its own (recorded as a surplus)", "warning"))
     return found
 
 
