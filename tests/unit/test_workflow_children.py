@@ -313,3 +313,15 @@ def test_a_child_type_the_deployment_lacks_is_reported_with_the_awaits_line() ->
     [(_, warning)] = task_links([archive_flow, stubborn])
     assert (warning.code, warning.severity) == ("TS157", "warning")
     assert "which is not cancellable" in str(warning)
+
+
+def test_a_child_whose_compensation_fails_raises_child_compensation_failed() -> None:
+    run = archive_run()
+    run.faults.fail_compensation("Seal", times=None, error=RuntimeError("cannot delete"))
+    parent = run.submit(Req(label="undo"), task_type="WfArchive")
+    parent.assert_status(TaskStatus.FAILED)  # the body does not catch it here
+    child_of(run, parent).assert_status(TaskStatus.COMPENSATION_FAILED)
+    reason = parent.state.end_reason or ""
+    assert reason.startswith(f"ChildCompensationFailed: step {ZIP} failed: "
+                             "ChildTaskCompensationFailed: child task "), reason
+    assert parent.step_status(ZIP) is StepStatus.COMPENSATION_FAILED

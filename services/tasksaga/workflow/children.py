@@ -73,7 +73,6 @@ class WorkflowChildRules(DecisionRecorder):
         if step.child_task_id != report.child_task_id:
             return
         what = f"child task {report.child_task_id} ended {report.status}"
-        why = f"{what}: {report.reason}" if report.reason else what
         if step.status is StepStatus.RUNNING:
             self.emit(ev.ChildTaskEnded(report.step, report.child_task_id, report.status,
                                         report.reason, self.now))
@@ -95,8 +94,8 @@ class WorkflowChildRules(DecisionRecorder):
                 self.emit(ev.StepCompensated(report.step, step.compensation_attempt, self.now))
             else:
                 self.emit(ev.StepCompensationFailed(report.step, step.compensation_attempt,
-                                                    f"ChildTask{report.status}", why, False,
-                                                    self.now))
+                                                    f"ChildTask{report.status}",
+                                                    report.reason or what, False, self.now))
 
     # -- child side ----------------------------------------------------------------------------
 
