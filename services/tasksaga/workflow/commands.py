@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from tasksaga.core import events as ev
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.workflow.definition import WorkflowStep
+from tasksaga.workflow.errors import WorkflowCancelled, WorkflowError
 
 
 class Kind(StrEnum):
@@ -81,6 +82,28 @@ class Divergence:
 
 
 Outcome = Completed | Failed | Cancelled | Divergence
+
+
+def failed_outcome(cancelled: str | None, raised: Exception) -> Outcome:
+    """How a body that raised ends: Cancelled once a cancellation was delivered to it."""
+    if cancelled is not None:
+        if isinstance(raised, WorkflowCancelled):
+            return Cancelled(raised.reason)
+        return Cancelled(f"{cancelled}; then {type(raised).__name__}: {raised}")
+    return Failed(f"{type(raised).__name__}: {raised}")
+
+
+def completed_outcome(response_type: type[BaseModel] | None, value: Any) -> Outcome:
+    """How a body that returned ``value`` ends; WorkflowError for a value of the wrong type."""
+    if value is None and response_type is None:
+        return Completed("{}")
+    if response_type is not None and not isinstance(value, response_type):
+        raise WorkflowError(f"the body returned {type(value).__name__}, not "
+                            f"{response_type.__name__}")
+    if not isinstance(value, BaseModel):
+        raise WorkflowError(f"the body returned {type(value).__name__}: return a "
+                            "pydantic model (or None)")
+    return Completed(value.model_dump_json())
 
 
 def recorded_command(event: ev.TaskEvent) -> Recorded | None:

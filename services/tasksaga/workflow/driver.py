@@ -25,14 +25,14 @@ from pydantic import BaseModel
 from tasksaga.core import events as ev
 from tasksaga.core.children import child_task_id
 from tasksaga.workflow.commands import (
-    Cancelled,
     Command,
-    Completed,
     Divergence,
     Failed,
     Kind,
     Outcome,
     Recorded,
+    completed_outcome,
+    failed_outcome,
     recorded_command,
 )
 from tasksaga.workflow.definition import WorkflowDefinition, nth_name
@@ -342,21 +342,22 @@ class WorkflowDriver:
                 else:
                     yielded = self._coroutine.send(None)
             except StopIteration as stop:
-                self._end(partial(self._completed, stop.value))
+                self._end(partial(completed_outcome, self.definition.response_type,
+                                  stop.value))
                 return
             except Diverged as diverged:
                 self.outcome = Divergence(diverged.index, diverged.location, diverged.expected,
                                           diverged.got)
                 return
             except Exception as raised:
-                self._end(partial(self._failure, raised))
+                self._end(partial(failed_outcome, self.cancelled, raised))
                 return
             error = None
             if not isinstance(yielded, WorkflowFuture):
                 error = WorkflowError(
                     f"the body awaited {yielded!r}, which is not a workflow awaitable: await "
-                    "only wf.step, wf.sleep, wf.signal, wf.all and wf.any (no asyncio, no "
-                    "I/O in a workflow body)")
+                    "only wf.step, wf.sleep, wf.signal, wf.child, wf.all and wf.any (no "
+                    "asyncio, no I/O in a workflow body)")
             elif not yielded.done:
                 self._blocked = yielded
                 return
@@ -371,34 +372,11 @@ class WorkflowDriver:
         except WorkflowError as error:
             self.outcome = Failed(f"WorkflowError: {error}")
 
-    def _failure(self, raised: Exception) -> Outcome:
-        if self.cancelled is not None:
-            if isinstance(raised, WorkflowCancelled):
-                return Cancelled(raised.reason)
-            return Cancelled(f"{self.cancelled}; then {type(raised).__name__}: {raised}")
-        return Failed(f"{type(raised).__name__}: {raised}")
-
-    def _completed(self, value: Any) -> Outcome:
-        return Completed(self._response_json(value))
-
-    def _response_json(self, value: Any) -> str:
-        expected = self.definition.response_type
-        if value is None and expected is None:
-            return "{}"
-        if expected is not None and not isinstance(value, expected):
-            raise WorkflowError(f"the body returned {type(value).__name__}, not "
-                                f"{expected.__name__}")
-        if not isinstance(value, BaseModel):
-            raise WorkflowError(f"the body returned {type(value).__name__}: return a "
-                                "pydantic model (or None)")
-        return value.model_dump_json()
-
     def _step_error(self, event: ev.StepFailed) -> StepFailed:
-        command = self._commands.get(event.step)
-        if command is not None and command.kind is Kind.CHILD:
+        child = self._futures.get(event.step)
+        if isinstance(child, ChildRun):
             status, reason = self._child_ends.get(event.step, ("", event.error_message))
-            child = self._futures[event.step]
-            return ChildFailed(event.step, child.task_id if isinstance(child, ChildRun) else "",
+            return ChildFailed(event.step, child.task_id,
                                status or event.error_type.removeprefix("ChildTask"), reason)
         if event.error_type == SIGNAL_TIMED_OUT:
             return SignalTimedOut(event.step, event.error_type, event.error_message)
