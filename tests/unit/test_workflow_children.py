@@ -31,6 +31,7 @@ from tests.unit.workflow_child_samples import (
     ZipOut,
     archive_flow,
     by_name_flow,
+    dsl_parent,
     first_archive_flow,
     inner_flow,
     outer_flow,
@@ -325,3 +326,13 @@ def test_a_child_whose_compensation_fails_raises_child_compensation_failed() -> 
     assert reason.startswith(f"ChildCompensationFailed: step {ZIP} failed: "
                              "ChildTaskCompensationFailed: child task "), reason
     assert parent.step_status(ZIP) is StepStatus.COMPENSATION_FAILED
+
+
+def test_a_saga_child_step_starts_a_workflow_which_reports_its_response() -> None:
+    run = SagaTestRun(dsl_parent, inner_flow)
+    parent = run.submit(Req(n=2), task_type="WfDslParent")
+    parent.assert_completed()
+    assert parent.response(Num) == Num(value=40)  # the workflow doubled 20
+    inner = child_of(run, parent, "Inner")
+    assert inner.state.parent_task_id == parent.task_id
+    assert inner.task_id == parent.state.step("Inner").child_task_id

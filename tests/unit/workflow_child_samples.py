@@ -1,6 +1,6 @@
 """A DSL saga started as a child by workflows (``wf.child``), and the workflows: one that
 awaits it and may compensate it, one that catches its failure, one that awaits two children
-with ``wf.any``, and a workflow child of a workflow."""
+with ``wf.any``, a workflow child of a workflow, and a saga whose child step is a workflow."""
 
 from __future__ import annotations
 
@@ -118,3 +118,18 @@ async def outer_flow(wf: WorkflowContext, req: Req) -> Out:
         except ChildFailed as refused:
             return Out(values=[inner.value], texts=[type(refused).__name__, refused.reason])
     return Out(values=[inner.value])
+
+
+def _inner_request(ctx: SagaContext[Req]) -> Req:
+    return Req(n=ctx.request.n * 10)
+
+
+def _inner_value(ctx: SagaContext[Req]) -> Num:
+    return ctx.data_of("Inner", Num)
+
+
+# A DSL saga whose child step starts the workflow WfInner.
+dsl_parent = TaskDefinition("WfDslParent", queue="q", request=Req, response=Num,
+                            step_timeout_seconds=30)
+dsl_parent.child_step("Inner", order=1, task=inner_flow, request=_inner_request)
+dsl_parent.response_builder(_inner_value)
