@@ -336,3 +336,31 @@ def test_a_saga_child_step_starts_a_workflow_which_reports_its_response() -> Non
     inner = child_of(run, parent, "Inner")
     assert inner.state.parent_task_id == parent.task_id
     assert inner.task_id == parent.state.step("Inner").child_task_id
+
+
+def test_cancelling_a_workflow_cancels_its_workflow_child_at_its_await() -> None:
+    run = SagaTestRun(outer_flow, inner_flow)
+    parent = run.submit(Req(label="sleep"), task_type="WfOuter", settle=False)
+    inner = child_of(run, parent, "WfInner")
+    assert inner.step_status("sleep") is StepStatus.WAITING
+    run.cancel(parent.task_id)
+    run.run_until_settled(parent.task_id, inner.task_id)
+    parent.assert_status(TaskStatus.CANCELLED)
+    inner.assert_status(TaskStatus.CANCELLED)
+    assert inner.state.end_reason == (f"parent task {parent.task_id}: cancelled: cancelled by "
+                                      "the test")
+    assert [e.status for e in parent.events if isinstance(e, ev.ChildTaskEnded)] == ["Cancelled"]
+
+
+def test_a_child_that_completes_after_its_await_failed_is_kept_on_record() -> None:
+    run = archive_run()
+    run.faults.fail("Seal", times=None, retryable=False)
+    parent = run.submit(Req(), task_type="WfArchive")  # the body caught ChildFailed
+    assert parent.step_status(ZIP) is StepStatus.FAILED
+    late = msg.ChildTaskFinished(parent.task_id, ZIP, child_task_id(parent.task_id, ZIP, 1),
+                                 "Completed", '{"archive": "late.zip", "count": 2}', None, 9)
+    decision, _ = decide_workflow(archive_flow, parent.state, None, late, 9,
+                                  random.Random(0).random)
+    ended, surplus = decision.events
+    assert isinstance(ended, ev.ChildTaskEnded) and ended.status == "Completed"
+    assert surplus == ev.StepSurplusSucceeded(ZIP, 1, late.response_json or "", False, 9)

@@ -4,6 +4,7 @@ with ``wf.any``, a workflow child of a workflow, and a saga whose child step is 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -104,13 +105,15 @@ async def first_archive_flow(wf: WorkflowContext, req: Req) -> Out:
 
 @workflow("WfInner", queue="wf", request=Req, response=Num)
 async def inner_flow(wf: WorkflowContext, req: Req) -> Num:
+    if req.label == "sleep":
+        await wf.sleep(timedelta(hours=1))
     return await wf.step(double, Num(value=req.n))
 
 
 @workflow("WfOuter", queue="wf", request=Req, response=Out)
 async def outer_flow(wf: WorkflowContext, req: Req) -> Out:
     """A workflow child of a workflow; label ``undo`` asks it to compensate (it refuses)."""
-    run = wf.child(inner_flow, Req(n=req.n + 1))
+    run = wf.child(inner_flow, Req(n=req.n + 1, label=req.label))
     inner = await run
     if req.label == "undo":
         try:

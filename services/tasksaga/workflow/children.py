@@ -89,6 +89,14 @@ class WorkflowChildRules(DecisionRecorder):
             else:
                 self.emit(ev.StepFailed(report.step, step.attempt, f"ChildTask{report.status}",
                                         report.reason or what, False, self.now))
+        elif step.status is StepStatus.FAILED and report.status == TaskStatus.COMPLETED.value:
+            # It completed after its await failed (it had ended NeedsAttention, and an
+            # operator took it forward): its effects stand, on record; undoing them is the
+            # body's business, as for a step's surplus success.
+            self.emit(ev.ChildTaskEnded(report.step, report.child_task_id, report.status,
+                                        "completed after its await failed", self.now))
+            self.emit(ev.StepSurplusSucceeded(report.step, step.attempt,
+                                              report.response_json or "{}", False, self.now))
         elif step.status is StepStatus.COMPENSATING:
             if report.status in _UNDONE:
                 self.emit(ev.StepCompensated(report.step, step.compensation_attempt, self.now))
