@@ -40,6 +40,7 @@ from tasksaga_examples.order_fulfilment import OrderRequest, fulfil_order
 from tasksaga_examples.order_workflow import place_order
 from tasksaga_examples.page_thumbnails import ThumbnailRequest, page_thumbnails
 from tasksaga_examples.trip_booking import TripRequest, book_hotel, book_trip, issue_itinerary
+from tasksaga_examples.trip_workflow import plan_trip
 from tasksaga_examples.video_pipeline import VideoRequest, video_transcode
 from tasksaga_examples.zip_archive import ZipRequest, create_zip
 from tests.unit.versioned_sagas import Order, billing
@@ -104,7 +105,7 @@ DEFINITIONS: list[TaskDefinition] = [create_zip, fulfil_order, video_graph, expe
                                      billing(2, reserve_name="Hold"),
                                      billing(3, charge_retries=2), book_trip, book_hotel,
                                      issue_itinerary, page_thumbnails, place_order,
-                                     perform_duties]
+                                     perform_duties, plan_trip]
 _BY_KEY = {(d.name, d.version): d for d in DEFINITIONS}
 
 Scenario = Callable[[], tuple[SagaTestRun, HistoryRecorder, str]]
@@ -243,6 +244,18 @@ def _order_workflow(prepare: Callable[[SagaTestRun], None],
     run.submit(OrderRequest(order_id="o-1", sku="SKU-1", quantity=2, amount_cents=1250,
                             email="buyer@example.com"))
     operate(run)
+    return run, recorder, "task-1"
+
+
+def _trip_workflow(prepare: Callable[[SagaTestRun], None] = lambda run: None,
+                   **options: object) -> tuple[SagaTestRun, HistoryRecorder, str]:
+    """PlanTrip (a workflow) awaiting its BookHotel child (wf.child): the parent's history."""
+    run = SagaTestRun(plan_trip, book_hotel)
+    recorder = HistoryRecorder(run)
+    prepare(run)
+    run.submit(TripRequest(trip_id="trip-1", city="Oslo", nights=2, amount_cents=9900,
+                           **options), task_type="PlanTrip")
+    run.run_until_settled()
     return run, recorder, "task-1"
 
 
@@ -425,6 +438,19 @@ SCENARIOS: dict[str, dict[str, tuple[str, Scenario]]] = {
                                lambda run: run.faults.hang("PrintLabel", times=1))),
         "barista": ("pay (with a recorded uuid), coffee and milk in parallel, serve",
                     _barista),
+        "trip_child_completed": (
+            "PlanTrip awaits its BookHotel child (wf.child), takes its response, charges",
+            lambda: _trip_workflow()),
+        "trip_child_failed": (
+            "the BookHotel child fails: ChildFailed at the await, the seat is released",
+            lambda: _trip_workflow(fail_confirm=True)),
+        "trip_child_compensated": (
+            "the charge fails: wf.compensate_child undoes the completed child, then the seat "
+            "is released", lambda: _trip_workflow(fail_charge=True)),
+        "trip_cancelled_while_child_runs": (
+            "cancelled while the child's ConfirmRoom runs: the child is cancelled, the body "
+            "waits for its end, then releases the seat",
+            lambda: _trip_workflow(_cancel_trip_during("ConfirmRoom"))),
     },
     "versions": {
         "parked_then_redeployed": (

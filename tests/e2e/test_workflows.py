@@ -1,6 +1,7 @@
 """Code-first workflows across the four services (api, orchestrator, worker, notifier):
 kill -9 of the orchestrator at each await of a six-await workflow (each step runs once, the
-sleep crosses a restart), cancellation during a sleep and during a step (the except block
+sleep crosses a restart), a workflow awaiting a DSL child saga (wf.child) with a kill -9 while
+the child runs, cancellation during a sleep and during a step (the except block
 compensates), a non-deterministic deployment caught and fixed, and a long workflow."""
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from tasksaga.core.children import child_task_id
 from tests.e2e.conftest import System, running_system
 from tests.e2e.workflow_tasks import LEDGER_DDL
 
-MODULES = "tests.e2e.workflow_tasks"
+MODULES = "tests.e2e.workflow_tasks,tests.e2e.workflow_child_tasks"
 LONG_STEPS = 1000 if os.environ.get("CHAOS_SCALE") == "full" else 100
 # The await each kill lands at: the step (or wait) the body is stopped at.
 AWAITS = [("work", "Running"), ("sleep", "Waiting"), ("work#2", "Running"),
@@ -78,6 +80,27 @@ def test_killed_at_each_await_the_workflow_completes_running_each_step_once(
     assert awaits[:3] == ["work", "sleep", "work#2"] and awaits[-2:] == ["go", "work#5"]
     assert ledger(system, task_id) == {"work": 1, "work#2": 1, "work#3": 1, "work#4": 1,
                                        "work#5": 1}
+
+
+def test_a_workflow_awaits_its_child_saga_across_a_kill_of_the_orchestrator(
+        system: System) -> None:
+    task_id = submit(system, "AwaitChild", step_ms=2000)
+    child_id = child_task_id(task_id, "WfE2eChild", 1)
+    wait_step(system, task_id, "WfE2eChild", "Running")
+    wait_step(system, child_id, "Pack", "Running")
+    restart_orchestrator(system)  # kill -9 while the child's step runs
+    final = system.wait_terminal(task_id, timeout_s=90)
+    assert final["status"] == "Completed", final
+    assert final["response"] == {"n": 3}  # the child's two steps, then work
+    assert [(c["step"], c["task_id"], c["status"]) for c in final["children"]] == [
+        ("WfE2eChild", child_id, "Completed")]
+    child = system.status(child_id) or {}
+    assert child["status"] == "Completed" and child["parent"]["task_id"] == task_id, child
+    assert ledger(system, child_id) == {"Pack": 1, "Seal": 1}  # the child ran each step once
+    assert ledger(system, task_id) == {"work": 1}
+    trail = [e["summary"] for e in
+             system.client.get(f"/tasks/{task_id}/audit").json()["entries"]]
+    assert sum("started child task WfE2eChild" in line for line in trail) == 1, trail
 
 
 @pytest.mark.parametrize("mode, stopped_at", [("sleep", ("sleep", "Waiting")),

@@ -1,5 +1,6 @@
 """Workflows of the e2e module (``TASKSAGA_TASK_MODULES=tests.e2e.workflow_tasks``).
 
+``AwaitChild`` awaits the saga of ``tests/e2e/workflow_child_tasks.py`` (``wf.child``).
 Every run of ``work`` writes a row to ``workflow_e2e_ledger`` when it starts, so the test
 counts how often each await's step ran, including runs a kill cut short.
 ``TASKSAGA_E2E_WORKFLOW_VARIANT`` (read at import) changes ``Switch``'s first step as a
@@ -39,6 +40,10 @@ class Run(BaseModel):
 
 class Value(BaseModel):
     n: int = 0
+
+
+class ChildDone(BaseModel):
+    steps: list[str]
 
 
 def _ledger(ctx: StepContext[Any]) -> None:
@@ -102,6 +107,13 @@ async def cancel_me(wf: WorkflowContext, run: Run) -> Value:
             await wf.step(undo, done)
         raise
     return done
+
+
+@workflow("AwaitChild", queue=QUEUE, request=Run, response=Value)
+async def await_child(wf: WorkflowContext, run: Run) -> Value:
+    """The DSL saga WfE2eChild (tests/e2e/workflow_child_tasks.py) as a child, then a step."""
+    child = await wf.child("WfE2eChild", Run(step_ms=run.step_ms), response=ChildDone)
+    return await wf.step(work, Value(n=len(child.steps)))
 
 
 @workflow("Switch", queue=QUEUE, request=Run, response=Value, signals={"go": None})

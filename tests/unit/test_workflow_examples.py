@@ -1,6 +1,7 @@
 """The examples' workflows: the barista of seed 002, and the order workflow that leaves the
 same ledger as the order saga (order_fulfilment.py) on success, on a failure before the
-shipment (refund, then release) and on cancellation."""
+shipment (refund, then release) and on cancellation, and the trip workflow whose BookHotel
+child (wf.child) ends as the trip saga's child step leaves it."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import json
 
 import pytest
 
-from tasksaga.core import StepContext
+from tasksaga.core import StepContext, TaskDefinition
 from tasksaga.core import events as ev
+from tasksaga.core.children import child_task_id
 from tasksaga.core.state import TaskStatus
-from tasksaga.testing import SagaTestRun
+from tasksaga.testing import SagaTestRun, TaskRun
+from tasksaga_examples import trip_booking as trips
 from tasksaga_examples.barista import CoffeeOrder, Served, perform_duties
 from tasksaga_examples.order_fulfilment import LEDGER_BUCKET, OrderRequest, fulfil_order
 from tasksaga_examples.order_workflow import place_order
+from tasksaga_examples.trip_workflow import plan_trip
 
 
 def test_the_barista_pays_pours_coffee_and_milk_in_parallel_then_serves() -> None:
@@ -68,3 +72,34 @@ def test_a_cancelled_order_workflow_compensates_as_the_saga_does() -> None:
     saga, flow = both(request, cancel_during="Pack")
     assert saga[0] is flow[0] is TaskStatus.CANCELLED
     assert flow[1] == saga[1]
+
+
+def trip_outcome(parent: TaskDefinition, child_step: str, cancel_during: str | None = None,
+                 **options: object) -> tuple[TaskStatus, TaskStatus, list[str], list[str]]:
+    """(parent status, child status, parent's ledger records, child's ledger records)."""
+    run = SagaTestRun(parent, trips.book_hotel)
+    if cancel_during:
+        run.faults.during(cancel_during, lambda ctx: run.cancel("trip-1"))
+    task = run.submit(trips.TripRequest(trip_id="T1", city="Oslo", nights=2, amount_cents=990,
+                                        **options),
+                      task_type=parent.name, task_id="trip-1")
+    run.run_until_settled()
+    child = TaskRun(run.store, child_task_id("trip-1", child_step, 1))
+
+    def records(task_id: str) -> list[str]:
+        return sorted(k.split("/", 1)[1] for k in run.objects.keys(trips.LEDGER_BUCKET)
+                      if k.startswith(f"{task_id}/"))
+
+    return task.status, child.status, records("trip-1"), records(child.task_id)
+
+
+@pytest.mark.parametrize("options", [{}, {"fail_charge": True}, {"fail_confirm": True},
+                                     {"cancel_during": "ConfirmRoom"}],
+                         ids=["completed", "charge_fails", "hotel_fails", "cancelled"])
+def test_the_trip_workflow_and_its_child_end_as_the_trip_saga_and_its_child(
+        options: dict[str, object]) -> None:
+    saga = trip_outcome(trips.book_trip, "Hotel", **options)  # type: ignore[arg-type]
+    flow = trip_outcome(plan_trip, "BookHotel", **options)  # type: ignore[arg-type]
+    assert flow == saga
+    if options == {"fail_charge": True}:
+        assert flow[1] is TaskStatus.CANCELLED  # wf.compensate_child undid the hotel

@@ -21,7 +21,7 @@ from tasksaga.testing.workflows import (
 from tasksaga.workflow.commands import Divergence
 from tasksaga.workflow.driver import replay
 from tests.unit import workflow_samples as samples
-from tests.unit.workflow_program import PROGRAM_OPS, Program, program_flow
+from tests.unit.workflow_program import PROGRAM_OPS, Program, program_child, program_flow
 from tests.unit.workflow_samples import Out, Req, loop_flow, switch_flow
 
 
@@ -31,11 +31,13 @@ from tests.unit.workflow_samples import Out, Req, loop_flow, switch_flow
        seed=st.integers(0, 2**16))
 def test_replaying_any_prefix_of_a_recorded_history_yields_the_recorded_commands(
         ops: list[str], failures: list[int], seed: int) -> None:
-    run = SagaTestRun(program_flow, jitter=random.Random(seed).random())
+    run = SagaTestRun(program_flow, program_child, jitter=random.Random(seed).random())
     for index, times in enumerate(failures):
         if times:
             run.faults.fail(f"op{index}", times=times)
-    task = run.submit(Program(ops=ops))
+    if failures[0]:  # the children's step, failed as often (twice or more: the child fails)
+        run.faults.fail("Grow", times=failures[0])
+    task = run.submit(Program(ops=ops), task_type="WfProgram")
     assert task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED)
     envelopes = task.envelopes
     recorded = [(r.kind, r.name) for r in history_commands(task)]

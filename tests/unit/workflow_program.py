@@ -8,10 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasksaga.core import RetryPolicy, StepContext
+from tasksaga.core import RetryPolicy, SagaContext, StepContext, TaskDefinition
 from tasksaga.workflow import StepFailed, WorkflowContext, step, workflow
 
-PROGRAM_OPS = ("step", "catch", "all", "any", "sleep", "now", "random", "uuid", "routines")
+PROGRAM_OPS = ("step", "catch", "all", "any", "sleep", "now", "random", "uuid", "routines",
+               "child")
 _RETRY = RetryPolicy(max_retries=1, delay_ms=50)
 
 
@@ -32,6 +33,21 @@ def _op(index: int) -> object:
 
 op0, op1, op2, op3, op4, op5, op6, op7 = (_op(i) for i in range(8))
 OPS = [op0, op1, op2, op3, op4, op5, op6, op7]
+
+
+def _grow(ctx: StepContext[Value]) -> Value:
+    return Value(value=ctx.request.value + 100)
+
+
+def _grown(ctx: SagaContext[Value]) -> Value:
+    return ctx.data_of("Grow", Value)
+
+
+# The child task of the "child" op: a saga whose step Grow may be failed like the ops.
+program_child = TaskDefinition("WfProgramChild", queue="wf", request=Value, response=Value,
+                               max_retries=1, step_timeout_seconds=30)
+program_child.step("Grow", order=1, data=Value)(_grow)
+program_child.response_builder(_grown)
 
 
 async def _helper(wf: WorkflowContext, handler: Any, value: Value, seconds: int) -> Value:
@@ -65,6 +81,11 @@ async def program_flow(wf: WorkflowContext, program: Program) -> Value:
             value = Value(value=value.value + wf.now().second)
         elif op == "random":
             value = Value(value=value.value + int(wf.random() * 10))
+        elif op == "child":  # a failed child (Grow failed twice) is caught
+            try:
+                value = await wf.child(program_child, value)
+            except StepFailed:
+                value = Value(value=-2)
         elif op == "routines":
             first, second = await wf.all(_helper(wf, handler, value, index + 2),
                                          _helper(wf, other, value, 1))

@@ -100,6 +100,8 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
             trace = f", trace {event.trace_id}" if event.trace_id else ""
             return (f"needs attention: {where} failed after the pivot {event.pivot}; nothing "
                     f"was compensated ({event.error_type}: {event.error_message}{trace})")
+        case ev.CancellationRefused(pivot=""):  # a workflow asked to undo itself
+            return f"compensation refused: {event.reason}"
         case ev.CancellationRefused():
             return (f"cancellation refused: the pivot {event.pivot} completed, so the task "
                     f"only goes forward and nothing is compensated ({event.reason})")

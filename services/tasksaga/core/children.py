@@ -187,14 +187,22 @@ class ChildActions(WaitActions):
             self.report_to_parent(self.state.end_reason)
 
     def report_to_parent(self, reason: str | None) -> None:
-        state = self.state
-        if state.parent_task_id is None or state.parent_step is None:
-            return  # not a child (or started by depends_on: nobody waits for it)
-        completed = state.status is TaskStatus.COMPLETED
-        self.send(msg.ChildTaskFinished(
-            task_id=state.parent_task_id, step=state.parent_step, child_task_id=state.task_id,
-            status=state.status.value, response_json=state.response_json if completed else None,
-            reason=reason, finished_at_ms=self.now))
+        report = parent_report(self.state, reason, self.now)
+        if report is not None:
+            self.send(report)
+
+
+def parent_report(state: TaskState, reason: str | None,
+                  now_ms: int) -> msg.ChildTaskFinished | None:
+    """What a child tells its parent about how it ended (None: not a child, or started by
+    depends_on: nobody waits for it). Shared by sagas and workflows."""
+    if state.parent_task_id is None or state.parent_step is None:
+        return None
+    completed = state.status is TaskStatus.COMPLETED
+    return msg.ChildTaskFinished(
+        task_id=state.parent_task_id, step=state.parent_step, child_task_id=state.task_id,
+        status=state.status.value, response_json=state.response_json if completed else None,
+        reason=reason, finished_at_ms=now_ms)
 
 
 def child_not_started(command: msg.Inbound, reason: str,

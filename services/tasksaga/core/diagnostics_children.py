@@ -87,6 +87,7 @@ def task_links(definitions: Iterable[TaskDefinition]) -> list[tuple[str, Diagnos
         for step in definition.steps:
             if step.child is not None:
                 found += [(definition.name, d) for d in _child_link(step, step.child, by_name)]
+        found += [(definition.name, d) for d in _started_by_code(definition, by_name)]
         upstream_name = definition.depends_on
         if upstream_name is None:
             continue
@@ -118,6 +119,27 @@ def _child_link(step: StepDef, child: ChildTask,
                      "compensates it", "warning"))
     if child.request_type is None:  # named by string: check the builder against it now
         found += _builder(step, child, target.request_type)
+    return found
+
+
+def _started_by_code(definition: TaskDefinition,
+                     by_name: dict[str, TaskDefinition]) -> list[Diagnostic]:
+    """The children a workflow body starts (``wf.child``), as its source names them."""
+    started = getattr(definition, "started_child_types", None)
+    found: list[Diagnostic] = []
+    for where, task_type in started() if started is not None else []:
+        target = by_name.get(task_type)
+        if target is None:
+            found.append(Diagnostic(
+                "TS150", f"{where} starts unknown task type {task_type!r}; known: "
+                         f"{sorted(by_name)} (deploy its module with this one)"))
+        else:
+            found += _api_steps(target, where)
+            if not target.cancellable:
+                found.append(Diagnostic(
+                    "TS157", f"{where} starts {task_type!r}, which is not cancellable: "
+                             "cancelling the workflow does not stop the child, which "
+                             "completes on its own (recorded as a surplus)", "warning"))
     return found
 
 

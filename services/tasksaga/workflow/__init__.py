@@ -7,9 +7,20 @@ history, so it resumes after any crash without re-running what completed.
 
 from tasksaga.workflow.context import WorkflowContext
 from tasksaga.workflow.definition import WorkflowDefinition, WorkflowStep, step, workflow
-from tasksaga.workflow.errors import SignalTimedOut, StepFailed, WorkflowCancelled, WorkflowError
+from tasksaga.workflow.errors import (
+    ChildCompensationFailed,
+    ChildFailed,
+    SignalTimedOut,
+    StepFailed,
+    WorkflowCancelled,
+    WorkflowError,
+)
+from tasksaga.workflow.futures import ChildRun
 
 __all__ = [
+    "ChildCompensationFailed",
+    "ChildFailed",
+    "ChildRun",
     "SignalTimedOut",
     "StepFailed",
     "WorkflowCancelled",

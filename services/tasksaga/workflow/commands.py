@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel
+
 from tasksaga.core import events as ev
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.workflow.definition import WorkflowStep
+from tasksaga.workflow.errors import WorkflowCancelled, WorkflowError
 
 
 class Kind(StrEnum):
@@ -17,6 +20,8 @@ class Kind(StrEnum):
     SLEEP = "sleep"
     SIGNAL = "signal"
     RECORD = "record"
+    CHILD = "child"
+    COMPENSATE = "compensate child"
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class Command:
     timeout_ms: int | None = None
     value_json: str = ""
     record_kind: str = ""
+    child_type: str = ""  # a child: the task type it starts
+    response_type: type[BaseModel] | None = None  # ... and the model of its response
 
     def describe(self) -> str:
         return f"{self.kind} {self.name!r}"
@@ -77,6 +84,28 @@ class Divergence:
 Outcome = Completed | Failed | Cancelled | Divergence
 
 
+def failed_outcome(cancelled: str | None, raised: Exception) -> Outcome:
+    """How a body that raised ends: Cancelled once a cancellation was delivered to it."""
+    if cancelled is not None:
+        if isinstance(raised, WorkflowCancelled):
+            return Cancelled(raised.reason)
+        return Cancelled(f"{cancelled}; then {type(raised).__name__}: {raised}")
+    return Failed(f"{type(raised).__name__}: {raised}")
+
+
+def completed_outcome(response_type: type[BaseModel] | None, value: Any) -> Outcome:
+    """How a body that returned ``value`` ends; WorkflowError for a value of the wrong type."""
+    if value is None and response_type is None:
+        return Completed("{}")
+    if response_type is not None and not isinstance(value, response_type):
+        raise WorkflowError(f"the body returned {type(value).__name__}, not "
+                            f"{response_type.__name__}")
+    if not isinstance(value, BaseModel):
+        raise WorkflowError(f"the body returned {type(value).__name__}: return a "
+                            "pydantic model (or None)")
+    return Completed(value.model_dump_json())
+
+
 def recorded_command(event: ev.TaskEvent) -> Recorded | None:
     """The command an event records, if it is the first event of one."""
     match event:
@@ -87,4 +116,8 @@ def recorded_command(event: ev.TaskEvent) -> Recorded | None:
                             event.step)
         case ev.WorkflowValueRecorded():
             return Recorded(Kind.RECORD, event.name, event.data_json)
+        case ev.ChildTaskStarted(attempt=1):
+            return Recorded(Kind.CHILD, event.step)
+        case ev.StepCompensationDispatched(attempt=1):  # a workflow compensates children only
+            return Recorded(Kind.COMPENSATE, event.step)
     return None

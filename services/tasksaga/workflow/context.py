@@ -13,12 +13,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.workflow.commands import Kind
 from tasksaga.workflow.definition import WorkflowStep
+from tasksaga.workflow.diagnostics import RESERVED_NAMES
 from tasksaga.workflow.driver import WorkflowDriver, dump_argument
 from tasksaga.workflow.errors import WorkflowCancelled, WorkflowError
-from tasksaga.workflow.futures import AllOf, AnyOf, WorkflowFuture
+from tasksaga.workflow.futures import AllOf, AnyOf, ChildRun, WorkflowFuture
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
@@ -69,6 +71,44 @@ class WorkflowContext:
                                 "awaited once per workflow (declare another name)")
         return future
 
+    def child(self, task: TaskDefinition | str, request: BaseModel, *,
+              response: type[ModelT] | None = None) -> ChildRun[Any]:
+        """Start a task of type ``task`` (a saga or a workflow, given by its definition or
+        its name) with ``request``, and await its response: parsed into the definition's
+        response model, else ``response``, else a dict. ``ChildFailed`` when it fails, is
+        cancelled or is not deployed. Cancelling this workflow cancels it; a completed
+        child is undone by ``await wf.compensate_child(run)``."""
+        known = task if isinstance(task, TaskDefinition) else None
+        name = known.name if known is not None else task
+        if not isinstance(name, str) or not name:
+            raise WorkflowError(f"wf.child takes a task definition or a task type name, got "
+                                f"{task!r}")
+        if known is not None and not isinstance(request, known.request_type):
+            raise WorkflowError(f"wf.child({name!r}) takes a {known.request_type.__name__} "
+                                f"request, got {type(request).__name__}")
+        if not isinstance(request, BaseModel):
+            raise WorkflowError(f"wf.child({name!r}) takes a pydantic model request, got "
+                                f"{type(request).__name__}")
+        definition = self._driver.definition
+        if definition.has_step(name) or name in RESERVED_NAMES:
+            raise WorkflowError(f"wf.child({name!r}): a child await is named after its task "
+                                f"type, and {name!r} is already a @step, a signal or a "
+                                "reserved name of this workflow; rename one")
+        response_type = response or (known.response_type if known is not None else None)
+        future = self._driver.issue(Kind.CHILD, name, argument_json=request.model_dump_json(),
+                                    child_type=name, response_type=response_type)
+        assert isinstance(future, ChildRun)
+        return future
+
+    def compensate_child(self, child: ChildRun[Any]) -> WorkflowFuture[None]:
+        """Undo a child that completed: it compensates its own steps in reverse (a workflow
+        child refuses: undo its effects in its body). Raises ``ChildCompensationFailed``
+        when the child could not be undone (past its pivot, a compensation that failed)."""
+        if not isinstance(child, ChildRun):
+            raise WorkflowError(f"wf.compensate_child takes what wf.child returned, got "
+                                f"{child!r}")
+        return self._driver.compensate(child)
+
     def all(self, *awaitables: WorkflowFuture[Any] | Coroutine[Any, Any, Any]) -> AllOf:
         """Every result, in order; the first failure raises (WhenAll). An awaitable may be
         a call of an ``async def`` helper: it runs beside the others (a routine)."""
@@ -88,8 +128,8 @@ class WorkflowContext:
                 futures.append(awaitable)
             else:
                 raise WorkflowError(f"wf.all and wf.any take workflow awaitables (wf.step, "
-                                    f"wf.sleep, wf.signal, wf.all, wf.any) or calls of async "
-                                    f"helpers, got {awaitable!r}")
+                                    f"wf.sleep, wf.signal, wf.child, wf.all, wf.any) or calls "
+                                    f"of async helpers, got {awaitable!r}")
         return tuple(futures)
 
     def now(self) -> datetime:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from tasksaga.core import attempts
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
-from tasksaga.core.decision import Decision, DecisionRecorder, RandomFraction
+from tasksaga.core.decision import Decision, RandomFraction
 from tasksaga.core.fingerprint import fingerprint
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus
+from tasksaga.workflow.children import WorkflowChildRules
 from tasksaga.workflow.commands import (
     Cancelled,
     Command,
@@ -32,7 +33,7 @@ HEARTBEAT_MISSED = "HeartbeatMissed"
 _IN_FLIGHT = (StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED, StepStatus.WAITING)
 
 
-class _WorkflowRules(DecisionRecorder):
+class _WorkflowRules(WorkflowChildRules):
     def __init__(self, definition: WorkflowDefinition, state: TaskState, now_ms: int,
                  random: RandomFraction, driver: WorkflowDriver | None) -> None:
         super().__init__(definition, state, now_ms, random)
@@ -60,7 +61,8 @@ class _WorkflowRules(DecisionRecorder):
             idempotency_key=command.idempotency_key, submitted_at_ms=command.submitted_at_ms,
             deadline_ms=deadline, tenant=command.tenant, submitted_by=command.submitted_by,
             definition_version=self.workflow.version,
-            definition_fingerprint=fingerprint(self.workflow)))
+            definition_fingerprint=fingerprint(self.workflow),
+            parent_task_id=command.parent_task_id, parent_step=command.parent_step))
         if deadline is not None:
             self.schedule(deadline, msg.TimerKind.TASK_TIMEOUT, "", 0)
 
@@ -173,6 +175,10 @@ class _WorkflowRules(DecisionRecorder):
                 self.begin_sleep(command)
             elif command.kind is Kind.SIGNAL:
                 self.begin_signal_wait(command)
+            elif command.kind is Kind.CHILD:
+                self.start_child(command)
+            elif command.kind is Kind.COMPENSATE:
+                self.compensate_child(command)
             else:
                 self.emit(ev.WorkflowValueRecorded(command.name, command.record_kind,
                                                    command.value_json, self.now))
@@ -232,6 +238,8 @@ class _WorkflowRules(DecisionRecorder):
         """The body no longer waits for these: running steps are told to stop, waits and
         scheduled retries end."""
         for name in names:
+            if self.stop_child(name, reason):
+                continue
             step = self.state.step(name)
             if step.status is StepStatus.RUNNING and not step.cancel_requested:
                 self.emit(ev.StepCancellationRequested(name, step.attempt, reason, self.now))
@@ -289,8 +297,13 @@ def decide_workflow(
             rules.step_failed(message)
         case msg.TimerFired():
             rules.timer_fired(message)
+        case msg.ChildTaskFinished():
+            rules.child_finished(message)
+        case msg.CompensateTask():
+            rules.refuse_compensation(message)
     rules.run_body()
     if (rules.driver is not None and isinstance(rules.driver.outcome, Divergence)
             and rules.state.status is TaskStatus.RUNNING):
         rules.finish(rules.driver.outcome)  # found replaying the history before this message
+    rules.report_end_to_parent()
     return rules.decision, rules.driver

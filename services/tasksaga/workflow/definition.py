@@ -225,6 +225,15 @@ class WorkflowDefinition(TaskDefinition):
         kept = [d for d in saga_checks if d.code not in ("TS102", "TS122")]
         return kept + diagnose_workflow(self)
 
+    def started_child_types(self) -> list[tuple[str, str]]:
+        """(where, task type) of the children the body's source starts (``wf.child``): the
+        registry and ``tasksaga-check`` check them against the deployed types."""
+        from tasksaga.workflow.diagnostics import started_children
+
+        body = getattr(self.body, "__qualname__", self.name)
+        return [(f"wf.child in {body} line {line}", task_type)
+                for line, task_type in started_children(self)]
+
     def queues(self) -> set[str]:
         self._discover()
         return {self.queue_of(s) for s in self.steps if s.placement is Placement.WORKER}

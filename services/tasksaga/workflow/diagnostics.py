@@ -9,7 +9,7 @@ import inspect
 import textwrap
 from typing import TYPE_CHECKING
 
-from tasksaga.core.definition import Diagnostic
+from tasksaga.core.definition import Diagnostic, TaskDefinition
 from tasksaga.core.steps import StepDef
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ def diagnose_workflow(definition: WorkflowDefinition) -> list[Diagnostic]:
     tree = _source_tree(body)
     if tree is None:
         return found
+    found += _child_names(definition, where)
     for node in ast.walk(tree):
         found += _call_diagnostics(definition, where, node)
         if isinstance(node, ast.ExceptHandler) and (
@@ -91,6 +92,44 @@ def _call_diagnostics(definition: WorkflowDefinition, where: str,
                                         f"@step handler; {target} is not one (decorate it "
                                         "with @tasksaga.workflow.step)")]
     return []
+
+
+def started_children(definition: WorkflowDefinition) -> list[tuple[int, str]]:
+    """(line, task type) of each ``wf.child(...)`` whose type the source names: a string,
+    or a name of the body's module bound to a task definition. The registry and
+    ``tasksaga-check`` check them against the deployed types (TS150, TS158)."""
+    tree = _source_tree(definition.body)
+    if tree is None:
+        return []
+    module = vars(inspect.getmodule(definition.body) or object)
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "child" and node.args):
+            continue
+        target = node.args[0]
+        if isinstance(target, ast.Constant) and isinstance(target.value, str):
+            found.append((node.lineno, target.value))
+        elif isinstance(target, ast.Name) and isinstance(module.get(target.id), TaskDefinition):
+            found.append((node.lineno, module[target.id].name))
+    return found
+
+
+def _child_names(definition: WorkflowDefinition, where: str) -> list[Diagnostic]:
+    taken = {s.name for s in definition.steps} | set(definition.signal_types) | RESERVED_NAMES
+    found = []
+    for line, task_type in started_children(definition):
+        if task_type == definition.name:
+            found.append(Diagnostic(
+                "TS156", f"{where} line {line}: wf.child({task_type!r}) starts a task of its "
+                         "own type: every child would start another, for ever", "warning"))
+        elif task_type in taken:
+            found.append(Diagnostic(
+                "TS189", f"{where} line {line}: wf.child({task_type!r}): a child await is "
+                         f"named after its task type, and {task_type!r} is already a @step, a "
+                         "signal or a reserved name of this workflow (the task would fail "
+                         "there); rename one"))
+    return found
 
 
 def _steps(definition: WorkflowDefinition) -> list[StepDef]:

@@ -23,28 +23,32 @@ from typing import Any
 from pydantic import BaseModel
 
 from tasksaga.core import events as ev
+from tasksaga.core.children import child_task_id
 from tasksaga.workflow.commands import (
-    Cancelled,
     Command,
-    Completed,
     Divergence,
     Failed,
     Kind,
     Outcome,
     Recorded,
+    completed_outcome,
+    failed_outcome,
     recorded_command,
 )
 from tasksaga.workflow.definition import WorkflowDefinition, nth_name
 from tasksaga.workflow.errors import (
+    ChildCompensationFailed,
+    ChildFailed,
     Diverged,
     SignalTimedOut,
     StepFailed,
     WorkflowCancelled,
     WorkflowError,
 )
-from tasksaga.workflow.futures import AnyOf, WorkflowFuture
+from tasksaga.workflow.futures import AnyOf, ChildRun, WorkflowFuture
 
 SIGNAL_TIMED_OUT = "SignalTimedOut"
+_UNDO = "compensate:"  # the key of a child's compensation among the driver's futures
 Random = Callable[[], float]
 
 
@@ -80,6 +84,8 @@ class WorkflowDriver:
         self._cancel_pending: str | None = None
         self.cancelled: str | None = None  # the reason, once delivered to the body
         self.suspended_before = False  # the history holds a WorkflowDiverged
+        self.task_id = ""
+        self._child_ends: dict[str, tuple[str, str]] = {}  # a child await: (status, reason)
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -93,9 +99,16 @@ class WorkflowDriver:
             case ev.StepCompleted():
                 self._resolve(event.step, event.data_json, None)
             case ev.StepFailed(will_retry=False):
-                error_class = SignalTimedOut if event.error_type == SIGNAL_TIMED_OUT else StepFailed
-                self._resolve(event.step, None,
-                              error_class(event.step, event.error_type, event.error_message))
+                self._resolve(event.step, None, self._step_error(event))
+            case ev.ChildTaskEnded():
+                self._child_ends[event.step] = (event.status, event.reason or "")
+            case ev.StepCompensated():
+                self._resolve(_UNDO + event.step, None, None)
+            case ev.StepCompensationFailed(will_retry=False):
+                child = self._futures.get(event.step)
+                self._resolve(_UNDO + event.step, None, ChildCompensationFailed(
+                    event.step, child.task_id if isinstance(child, ChildRun) else "",
+                    event.error_type.removeprefix("ChildTask"), event.error_message))
             case ev.CancellationRequested():
                 self._cancel(event.reason)
             case ev.WorkflowDiverged():
@@ -139,9 +152,31 @@ class WorkflowDriver:
         self._uses[base] += 1
         command = self._checked(Command(kind, nth_name(base, self._uses[base]),
                                         self._index + 1, self._location(), **fields))
-        future: WorkflowFuture[Any] = WorkflowFuture(command.name)
+        future: WorkflowFuture[Any] = (
+            ChildRun(command.name, child_task_id(self.task_id, command.name, 1),
+                     command.child_type)
+            if kind is Kind.CHILD else WorkflowFuture(command.name))
         self._futures[command.name] = future
         self._commands[command.name] = command
+        return future
+
+    def compensate(self, child: ChildRun[Any]) -> WorkflowFuture[None]:
+        """Undo a child that completed (``wf.compensate_child``): a ``CompensateTask``."""
+        if self._futures.get(child.name) is not child:
+            raise WorkflowError(f"wf.compensate_child takes what wf.child returned in this "
+                                f"workflow, got {child!r}")
+        if not child.done or child.error is not None:
+            raise WorkflowError(f"wf.compensate_child({child.name!r}): only a child that "
+                                "completed can be compensated (await it first; a child that "
+                                "failed or was cancelled undid itself)")
+        key = _UNDO + child.name
+        if key in self._futures:
+            raise WorkflowError(f"child {child.name!r} is compensated a second time")
+        command = self._checked(Command(Kind.COMPENSATE, child.name, self._index + 1,
+                                        self._location()))
+        future: WorkflowFuture[None] = WorkflowFuture(key)
+        self._futures[key] = future
+        self._commands[key] = command
         return future
 
     def record(self, record_kind: str, base: str, live_value: Callable[[], str]) -> str:
@@ -220,6 +255,7 @@ class WorkflowDriver:
             self.outcome = Divergence(0, "the request", "a request the deployed model reads",
                                       f"{type(error).__name__}: {error}")
             return
+        self.task_id = task_id
         coroutine = self.definition.body(WorkflowContext(self, task_id), request)
         if not inspect.iscoroutine(coroutine):
             self.outcome = Failed(f"WorkflowError: the body of {self.definition.name} is not "
@@ -306,21 +342,22 @@ class WorkflowDriver:
                 else:
                     yielded = self._coroutine.send(None)
             except StopIteration as stop:
-                self._end(partial(self._completed, stop.value))
+                self._end(partial(completed_outcome, self.definition.response_type,
+                                  stop.value))
                 return
             except Diverged as diverged:
                 self.outcome = Divergence(diverged.index, diverged.location, diverged.expected,
                                           diverged.got)
                 return
             except Exception as raised:
-                self._end(partial(self._failure, raised))
+                self._end(partial(failed_outcome, self.cancelled, raised))
                 return
             error = None
             if not isinstance(yielded, WorkflowFuture):
                 error = WorkflowError(
                     f"the body awaited {yielded!r}, which is not a workflow awaitable: await "
-                    "only wf.step, wf.sleep, wf.signal, wf.all and wf.any (no asyncio, no "
-                    "I/O in a workflow body)")
+                    "only wf.step, wf.sleep, wf.signal, wf.child, wf.all and wf.any (no "
+                    "asyncio, no I/O in a workflow body)")
             elif not yielded.done:
                 self._blocked = yielded
                 return
@@ -335,31 +372,23 @@ class WorkflowDriver:
         except WorkflowError as error:
             self.outcome = Failed(f"WorkflowError: {error}")
 
-    def _failure(self, raised: Exception) -> Outcome:
-        if self.cancelled is not None:
-            if isinstance(raised, WorkflowCancelled):
-                return Cancelled(raised.reason)
-            return Cancelled(f"{self.cancelled}; then {type(raised).__name__}: {raised}")
-        return Failed(f"{type(raised).__name__}: {raised}")
-
-    def _completed(self, value: Any) -> Outcome:
-        return Completed(self._response_json(value))
-
-    def _response_json(self, value: Any) -> str:
-        expected = self.definition.response_type
-        if value is None and expected is None:
-            return "{}"
-        if expected is not None and not isinstance(value, expected):
-            raise WorkflowError(f"the body returned {type(value).__name__}, not "
-                                f"{expected.__name__}")
-        if not isinstance(value, BaseModel):
-            raise WorkflowError(f"the body returned {type(value).__name__}: return a "
-                                "pydantic model (or None)")
-        return value.model_dump_json()
+    def _step_error(self, event: ev.StepFailed) -> StepFailed:
+        child = self._futures.get(event.step)
+        if isinstance(child, ChildRun):
+            status, reason = self._child_ends.get(event.step, ("", event.error_message))
+            return ChildFailed(event.step, child.task_id,
+                               status or event.error_type.removeprefix("ChildTask"), reason)
+        if event.error_type == SIGNAL_TIMED_OUT:
+            return SignalTimedOut(event.step, event.error_type, event.error_message)
+        return StepFailed(event.step, event.error_type, event.error_message)
 
     def _parse(self, command: Command, data_json: str) -> Any:
         if command.kind is Kind.STEP and command.step is not None:
             return command.step.parse_result(data_json)
+        if command.kind is Kind.CHILD:
+            if command.response_type is None:
+                return json.loads(data_json)
+            return command.response_type.model_validate_json(data_json)
         if command.kind is Kind.SIGNAL:
             model = self.definition.signal_types.get(command.name)
             return None if model is None else model.model_validate_json(data_json)

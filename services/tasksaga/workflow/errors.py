@@ -24,6 +24,22 @@ class SignalTimedOut(StepFailed):
     """``wf.signal(..., timeout=)`` passed without the signal."""
 
 
+class ChildFailed(StepFailed):
+    """A child task (``wf.child``) ended otherwise than Completed: ``status`` is how it ended
+    (Failed, Cancelled, CompensationFailed, or Rejected when its type is not deployed) and
+    ``reason`` why. A ``StepFailed``: an ``except StepFailed`` catches it too."""
+
+    def __init__(self, step: str, child_task_id: str, status: str, reason: str) -> None:
+        self.child_task_id, self.status, self.reason = child_task_id, status, reason
+        super().__init__(step, f"ChildTask{status}",
+                         f"child task {child_task_id} ended {status}: {reason}")
+
+
+class ChildCompensationFailed(ChildFailed):
+    """``wf.compensate_child`` could not undo the child: its compensation failed, or it
+    refused (past its pivot; a workflow child is never compensated by its parent)."""
+
+
 class WorkflowCancelled(Exception):
     """The task was cancelled (by the API or its timeout) while the body awaited."""
 

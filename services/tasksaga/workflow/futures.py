@@ -80,3 +80,19 @@ class AnyOf(WorkflowFuture[Any]):
 
     def losers(self) -> list[WorkflowFuture[Any]]:
         return [c for c in self.children if not c.done]
+
+
+class ChildRun(WorkflowFuture[T]):
+    """A child task the body started (``wf.child``): awaiting it gives the child's response;
+    it is also the handle ``wf.compensate_child`` takes. ``task_id`` is derived from the
+    parent and the await's name, so every replay names the same child."""
+
+    def __init__(self, name: str, task_id: str, task_type: str) -> None:
+        super().__init__(name)
+        self.task_id = task_id
+        self.task_type = task_type
+
+    @property
+    def completed(self) -> bool:
+        """The child completed and its response was delivered: it may be compensated."""
+        return self.done and self.error is None
