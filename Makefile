@@ -75,7 +75,7 @@ dashboard-screenshots: $(INSTALLED)
 	tools/stack up
 	TASKSAGA_DASHBOARD_SCREENSHOTS=docs $(PY) -m pytest tests/e2e/test_dashboard.py -q
 
-# Code-first workflows at full scale: the e2e module with a 1,000-step workflow, and the
+# Code-first workflows: the e2e module (its 1,000-step workflow is in `make test` too), and the
 # replay cost per event of a 1,000-step workflow with and without the live-body cache.
 workflows-full: $(INSTALLED)
 	tools/stack up

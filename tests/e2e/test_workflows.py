@@ -6,8 +6,10 @@ compensates), a non-deterministic deployment caught and fixed, and a long workfl
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,12 +17,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from localrun import BIN, local_token
 from tasksaga.core.children import child_task_id
 from tests.e2e.conftest import System, running_system
 from tests.e2e.workflow_tasks import LEDGER_DDL
 
 MODULES = "tests.e2e.workflow_tasks,tests.e2e.workflow_child_tasks"
-LONG_STEPS = 1000 if os.environ.get("CHAOS_SCALE") == "full" else 100
+LONG_STEPS = 1000  # ~16 s since an ended step deletes its deadline timers (42 s before)
 # The await each kill lands at: the step (or wait) the body is stopped at.
 AWAITS = [("work", "Running"), ("sleep", "Waiting"), ("work#2", "Running"),
           ("work#4", "Running"), ("go", "Waiting"), ("work#5", "Running")]
@@ -146,3 +149,27 @@ def test_a_long_workflow_runs_its_steps_one_after_another(system: System) -> Non
     assert final["status"] == "Completed" and final["response"] == {"n": LONG_STEPS}, final
     print(f"{LONG_STEPS}-step workflow: {elapsed:.1f} s end to end "
           f"({elapsed / LONG_STEPS * 1000:.1f} ms per step)")
+
+
+def test_the_tools_show_a_workflow_like_a_saga_its_awaits_as_steps(system: System) -> None:
+    """The CLI follows it live to its end, shows its awaits as steps, and the dashboard's
+    timeline draws a bar per await."""
+    token = local_token(tenant="default", subject="e2e-cli",
+                        secret=system.env["TASKSAGA_AUTH_HS256_SECRET"])
+    env = {**os.environ, "TASKSAGA_URL": system.services.api_url, "TASKSAGA_TOKEN": token,
+           "TASKSAGA_CONFIG": "/nonexistent/tasksaga.toml", "COLUMNS": "200"}
+    task_id = submit(system, "LongLoop", steps=3)
+    watched = subprocess.run([str(BIN / "tasksaga"), "watch", task_id], env=env, text=True,
+                             capture_output=True, timeout=60)
+    assert watched.returncode == 0, watched.stdout + watched.stderr  # exit 0: Completed
+    assert "quick#3" in watched.stdout and "Completed" in watched.stdout, watched.stdout
+    shown = subprocess.run([str(BIN / "tasksaga"), "show", task_id, "--json"], env=env,
+                           text=True, capture_output=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    steps = {s["step"]: s["status"] for s in json.loads(shown.stdout)["steps"]}
+    assert steps == {"quick": "Completed", "quick#2": "Completed", "quick#3": "Completed"}
+    timeline = system.client.get(f"/ui/api/tasks/{task_id}/timeline").json()
+    bars = {lane["step"]: [b["outcome"] for b in lane["bars"]] for lane in timeline["lanes"]
+            if lane["bars"]}
+    assert bars == {"quick": ["completed"], "quick#2": ["completed"],
+                    "quick#3": ["completed"]}, timeline
