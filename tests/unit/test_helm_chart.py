@@ -127,6 +127,9 @@ def test_the_chart_refuses_more_autoscaled_replicas_than_partitions(tmp_path: Pa
         render_chart(too_many, sets=("keda.enabled=true",))
     with pytest.raises(ChartRefused, match=r"orchestrator: autoscaling.maxReplicas 12"):
         render_chart(sets=("orchestrator.autoscaling.maxReplicas=12",))
+    with pytest.raises(ChartRefused, match=r"orchestrator: autoscaling.minReplicas must be "
+                                           r"between 1 and maxReplicas"):
+        render_chart(sets=("keda.enabled=true", "orchestrator.autoscaling.minReplicas=0"))
     # The same bound with more partitions renders.
     assert render_chart(too_many, sets=("topics.partitions=12",))
 

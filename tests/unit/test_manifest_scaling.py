@@ -8,12 +8,14 @@ holds its preStop pause and its drain.
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from tasksaga.adapters.wire import Topics
 from tasksaga.orchestrator.settings import OrchestratorSettings
 from tasksaga.worker.settings import WorkerSettings
 from tests.unit.manifests import (
     PRODUCTION_VALUES,
+    RELEASE,
     SOURCES,
     Document,
     component,
@@ -81,17 +83,21 @@ def test_keda_scales_the_orchestrators_and_every_worker_pool_on_their_groups_lag
             assert int(trigger["metadata"]["lagThreshold"]) > 0
 
 
-def test_autoscalers_never_exceed_the_partitions_nor_go_to_zero() -> None:
-    documents = render_chart(PRODUCTION_VALUES)
-    partitions = int(of_kind(documents, "ConfigMap")[0]["data"]["TASKSAGA_TOPIC_PARTITIONS"])
-    scaled = of_kind(documents, "ScaledObject")
-    assert scaled
-    for scaled_object in scaled:
-        spec = scaled_object["spec"]
-        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions, \
-            name_of(scaled_object)
+def test_each_autoscaler_carries_its_values_bounds_and_none_scales_to_zero() -> None:
+    """The chart refuses a maximum past the partitions and a minimum below 1
+    (test_helm_chart.py); here each ScaledObject must carry exactly the bounds its values
+    give, and the production values use every partition at most."""
+    values = yaml.safe_load(PRODUCTION_VALUES.read_text())
+    expected = {f"{RELEASE}-orchestrator": values["orchestrator"]["autoscaling"]} | {
+        f"{RELEASE}-worker-{pool['name']}": pool["autoscaling"] for pool in values["workers"]}
+    scaled = {s["metadata"]["name"]: s["spec"]
+              for s in of_kind(render_chart(PRODUCTION_VALUES), "ScaledObject")}
+    assert set(scaled) == set(expected)
+    for name, spec in scaled.items():
+        bounds = (spec["minReplicaCount"], spec["maxReplicaCount"])
+        assert bounds == (expected[name]["minReplicas"], expected[name]["maxReplicas"]), name
         assert "idleReplicaCount" not in spec, "the orchestrator's timers need a live replica"
-    assert max(s["spec"]["maxReplicaCount"] for s in scaled) == partitions
+    assert max(s["maxReplicaCount"] for s in scaled.values()) == values["topics"]["partitions"]
 
 
 def test_the_hpa_behaviour_is_spelled_out_both_ways() -> None:
