@@ -90,13 +90,13 @@ def ledger_key(task_id: str, record: str) -> str:
     return f"{task_id}/{record}.json"
 
 
-def _record(ctx: StepContext[OrderRequest], record: str, body: BaseModel) -> None:
+def record_in_ledger(ctx: StepContext[OrderRequest], record: str, body: BaseModel) -> None:
     payload = json.dumps({"order_id": ctx.request.order_id, record: body.model_dump()})
     ctx.store.put_stream(LEDGER_BUCKET, ledger_key(ctx.task_id, record),
                          BytesIO(payload.encode()), "application/json")
 
 
-def _service_call(ctx: StepContext[OrderRequest]) -> None:
+def call_service(ctx: StepContext[OrderRequest]) -> None:
     request = ctx.request
     down_for = request.outage_attempts
     if request.outage_at == ctx.step and (down_for is None or ctx.attempt <= down_for):
@@ -106,10 +106,10 @@ def _service_call(ctx: StepContext[OrderRequest]) -> None:
 
 @fulfil_order.step("ReserveStock", order=1, reads=())
 def reserve_stock(ctx: StepContext[OrderRequest]) -> Reservation:
-    _service_call(ctx)
+    call_service(ctx)
     reservation = Reservation(reservation_id=f"res-{ctx.request.order_id}",
                               sku=ctx.request.sku, quantity=ctx.request.quantity)
-    _record(ctx, "reservation", reservation)
+    record_in_ledger(ctx, "reservation", reservation)
     return reservation
 
 
@@ -120,17 +120,17 @@ def release_stock(ctx: StepContext[OrderRequest], reservation: Reservation) -> N
 
 @fulfil_order.step("ChargeCard", order=2, reads=())
 def charge_card(ctx: StepContext[OrderRequest]) -> Charge:
-    _service_call(ctx)
+    call_service(ctx)
     # Keyed by the step, not the attempt: two attempts that both run charge once.
     charge = Charge(charge_id=f"ch-{ctx.step_key}", amount_cents=ctx.request.amount_cents)
-    _record(ctx, "charge", charge)
+    record_in_ledger(ctx, "charge", charge)
     return charge
 
 
 @fulfil_order.compensation("ChargeCard")
 def refund_card(ctx: StepContext[OrderRequest], charge: Charge) -> None:
     # A charge is never deleted: a refund is a record of its own.
-    _record(ctx, "refund", charge)
+    record_in_ledger(ctx, "refund", charge)
 
 
 fulfil_order.group("Prepare", order=3)
@@ -138,36 +138,36 @@ fulfil_order.group("Prepare", order=3)
 
 @fulfil_order.step("Pack", order=3, group="Prepare", reads=("ReserveStock",))
 def pack(ctx: StepContext[OrderRequest]) -> Parcel:
-    _service_call(ctx)
+    call_service(ctx)
     reservation = ctx.data(Reservation)
     parcel = Parcel(parcel_id=f"parcel-{ctx.request.order_id}", items=reservation.quantity)
-    _record(ctx, "parcel", parcel)
+    record_in_ledger(ctx, "parcel", parcel)
     return parcel
 
 
 @fulfil_order.step("PrintLabel", order=3, group="Prepare", reads=())
 def print_label(ctx: StepContext[OrderRequest]) -> Label:
-    _service_call(ctx)
+    call_service(ctx)
     label = Label(label_id=f"label-{ctx.request.order_id}")
-    _record(ctx, "label", label)
+    record_in_ledger(ctx, "label", label)
     return label
 
 
 @fulfil_order.step("Ship", order=4, pivot=True, reads=("Pack", "PrintLabel"))
 def ship(ctx: StepContext[OrderRequest]) -> Shipment:
     """The point of no return: once the carrier has the parcel, nothing before is undone."""
-    _service_call(ctx)
+    call_service(ctx)
     parcel, label = ctx.data(Parcel), ctx.data(Label)
     shipment = Shipment(tracking_number=f"TRK-{parcel.parcel_id}-{label.label_id}")
-    _record(ctx, "shipment", shipment)
+    record_in_ledger(ctx, "shipment", shipment)
     return shipment
 
 
 @fulfil_order.step("Notify", order=5, reads=("Ship",))
 def notify(ctx: StepContext[OrderRequest]) -> Notification:
-    _service_call(ctx)
+    call_service(ctx)
     notification = Notification(sent_to=ctx.request.email)
-    _record(ctx, "notification", notification)
+    record_in_ledger(ctx, "notification", notification)
     return notification
 
 

@@ -14,9 +14,6 @@ Enable it with ``TASKSAGA_TASK_MODULES=...,tasksaga_examples.order_workflow`` (q
 
 from __future__ import annotations
 
-import json
-from io import BytesIO
-
 from pydantic import BaseModel
 
 from tasksaga.core import RetryPolicy, StepContext
@@ -30,34 +27,21 @@ from tasksaga_examples.order_fulfilment import (
     OrderResponse,
     Parcel,
     Reservation,
-    ServiceOutage,
     Shipment,
+    call_service,
     ledger_key,
+    record_in_ledger,
 )
 
 _RETRY = RetryPolicy(max_retries=2, delay_ms=500, max_delay_ms=2_000)
 
 
-def _record(ctx: StepContext[OrderRequest], record: str, body: BaseModel) -> None:
-    payload = json.dumps({"order_id": ctx.request.order_id, record: body.model_dump()})
-    ctx.store.put_stream(LEDGER_BUCKET, ledger_key(ctx.task_id, record),
-                         BytesIO(payload.encode()), "application/json")
-
-
-def _service_call(ctx: StepContext[OrderRequest]) -> None:
-    request = ctx.request
-    down_for = request.outage_attempts
-    if request.outage_at == ctx.step and (down_for is None or ctx.attempt <= down_for):
-        raise ServiceOutage(f"{ctx.step} service unavailable (outage_at={ctx.step}, "
-                            f"attempt {ctx.attempt})")
-
-
 @step(name="ReserveStock", retry=_RETRY)
 def reserve_stock(ctx: StepContext[OrderRequest], order: OrderRequest) -> Reservation:
-    _service_call(ctx)
+    call_service(ctx)
     reservation = Reservation(reservation_id=f"res-{order.order_id}", sku=order.sku,
                               quantity=order.quantity)
-    _record(ctx, "reservation", reservation)
+    record_in_ledger(ctx, "reservation", reservation)
     return reservation
 
 
@@ -68,30 +52,30 @@ def release_stock(ctx: StepContext[OrderRequest], reservation: Reservation) -> N
 
 @step(name="ChargeCard", retry=_RETRY)
 def charge_card(ctx: StepContext[OrderRequest], order: OrderRequest) -> Charge:
-    _service_call(ctx)
+    call_service(ctx)
     charge = Charge(charge_id=f"ch-{ctx.step_key}", amount_cents=order.amount_cents)
-    _record(ctx, "charge", charge)
+    record_in_ledger(ctx, "charge", charge)
     return charge
 
 
 @step(name="RefundCard", retry=_RETRY)
 def refund_card(ctx: StepContext[OrderRequest], charge: Charge) -> None:
-    _record(ctx, "refund", charge)
+    record_in_ledger(ctx, "refund", charge)
 
 
 @step(name="Pack", retry=_RETRY)
 def pack(ctx: StepContext[OrderRequest], reservation: Reservation) -> Parcel:
-    _service_call(ctx)
+    call_service(ctx)
     parcel = Parcel(parcel_id=f"parcel-{ctx.request.order_id}", items=reservation.quantity)
-    _record(ctx, "parcel", parcel)
+    record_in_ledger(ctx, "parcel", parcel)
     return parcel
 
 
 @step(name="PrintLabel", retry=_RETRY)
 def print_label(ctx: StepContext[OrderRequest], order: OrderRequest) -> Label:
-    _service_call(ctx)
+    call_service(ctx)
     label = Label(label_id=f"label-{order.order_id}")
-    _record(ctx, "label", label)
+    record_in_ledger(ctx, "label", label)
     return label
 
 
@@ -102,18 +86,18 @@ class ShipInput(BaseModel):
 
 @step(name="Ship", retry=_RETRY)
 def ship(ctx: StepContext[OrderRequest], shipping: ShipInput) -> Shipment:
-    _service_call(ctx)
+    call_service(ctx)
     shipment = Shipment(
         tracking_number=f"TRK-{shipping.parcel.parcel_id}-{shipping.label.label_id}")
-    _record(ctx, "shipment", shipment)
+    record_in_ledger(ctx, "shipment", shipment)
     return shipment
 
 
 @step(name="Notify", retry=_RETRY)
 def notify(ctx: StepContext[OrderRequest], order: OrderRequest) -> Notification:
-    _service_call(ctx)
+    call_service(ctx)
     notification = Notification(sent_to=order.email)
-    _record(ctx, "notification", notification)
+    record_in_ledger(ctx, "notification", notification)
     return notification
 
 

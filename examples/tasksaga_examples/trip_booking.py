@@ -99,7 +99,7 @@ def ledger_key(task_id: str, record: str) -> str:
     return f"{task_id}/{record}.json"
 
 
-def _record(ctx: StepContext[Any], record: str, body: BaseModel) -> None:
+def record_in_ledger(ctx: StepContext[Any], record: str, body: BaseModel) -> None:
     ctx.store.put_stream(LEDGER_BUCKET, ledger_key(ctx.task_id, record),
                          BytesIO(json.dumps(body.model_dump()).encode()), "application/json")
 
@@ -118,7 +118,7 @@ book_hotel = TaskDefinition("BookHotel", queue=QUEUE, request=HotelRequest,
 @book_hotel.step("ReserveRoom", order=1, reads=())
 def reserve_room(ctx: StepContext[HotelRequest]) -> Room:
     room = Room(room_id=f"room-{ctx.request.trip_id}-{ctx.request.city.lower()}")
-    _record(ctx, "room", room)
+    record_in_ledger(ctx, "room", room)
     return room
 
 
@@ -138,7 +138,7 @@ def confirm_room(ctx: StepContext[HotelRequest]) -> Confirmation:
     if ctx.request.fail_confirm:
         raise NonRetryableError(f"the hotel in {ctx.request.city} refused the booking")
     confirmation = Confirmation(confirmation=f"conf-{ctx.data(Room).room_id}")
-    _record(ctx, "confirmation", confirmation)
+    record_in_ledger(ctx, "confirmation", confirmation)
     return confirmation
 
 
@@ -162,7 +162,7 @@ book_trip = TaskDefinition("BookTrip", queue=QUEUE, request=TripRequest, respons
 @book_trip.step("HoldSeat", order=1, reads=())
 def hold_seat(ctx: StepContext[TripRequest]) -> Seat:
     seat = Seat(seat_id=f"seat-{ctx.request.trip_id}")
-    _record(ctx, "seat", seat)
+    record_in_ledger(ctx, "seat", seat)
     return seat
 
 
@@ -187,7 +187,7 @@ def charge_trip(ctx: StepContext[TripRequest]) -> Payment:
     if ctx.request.fail_charge:
         raise NonRetryableError(f"card declined for {ctx.request.amount_cents} cents")
     payment = Payment(payment_id=f"pay-{ctx.step_key}")
-    _record(ctx, "payment", payment)
+    record_in_ledger(ctx, "payment", payment)
     return payment
 
 
@@ -213,7 +213,7 @@ issue_itinerary = TaskDefinition("IssueItinerary", queue=QUEUE, request=TripBook
 @issue_itinerary.step("WriteItinerary", order=1, reads=())
 def write_itinerary(ctx: StepContext[TripBooked]) -> Itinerary:
     itinerary = Itinerary(key=ledger_key(ctx.task_id, "itinerary"))
-    _record(ctx, "itinerary", ctx.request)
+    record_in_ledger(ctx, "itinerary", ctx.request)
     return itinerary
 
 

@@ -18,11 +18,7 @@ The steps write to the trip ledger (bucket ``trip-booking``) like the saga's. En
 
 from __future__ import annotations
 
-import json
 from contextlib import suppress
-from io import BytesIO
-
-from pydantic import BaseModel
 
 from tasksaga.core import NonRetryableError, StepContext
 from tasksaga.workflow import (
@@ -36,15 +32,10 @@ from tasksaga.workflow import (
 from tasksaga_examples import trip_booking as trips
 
 
-def _record(ctx: StepContext[trips.TripRequest], record: str, body: BaseModel) -> None:
-    ctx.store.put_stream(trips.LEDGER_BUCKET, trips.ledger_key(ctx.task_id, record),
-                         BytesIO(json.dumps(body.model_dump()).encode()), "application/json")
-
-
 @step(queue=trips.QUEUE)
 def hold_seat(ctx: StepContext[trips.TripRequest], trip: trips.TripRequest) -> trips.Seat:
     seat = trips.Seat(seat_id=f"seat-{trip.trip_id}")
-    _record(ctx, "seat", seat)
+    trips.record_in_ledger(ctx, "seat", seat)
     return seat
 
 
@@ -59,7 +50,7 @@ def charge_trip(ctx: StepContext[trips.TripRequest],
     if trip.fail_charge:
         raise NonRetryableError(f"card declined for {trip.amount_cents} cents")
     payment = trips.Payment(payment_id=f"pay-{ctx.step_key}")
-    _record(ctx, "payment", payment)
+    trips.record_in_ledger(ctx, "payment", payment)
     return payment
 
 
