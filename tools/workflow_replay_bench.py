@@ -24,7 +24,8 @@ from tasksaga.core import messages as msg
 from tasksaga.core.state import TaskState, TaskStatus
 from tasksaga.workflow import WorkflowContext, step, workflow
 from tasksaga.workflow.decide import decide_workflow
-from tasksaga.workflow.driver import WorkflowDriver, replay
+from tasksaga.workflow.driver import WorkflowDriver
+from tasksaga.workflow.replay import replay
 
 
 class Count(BaseModel):

@@ -25,7 +25,8 @@ from tasksaga.workflow import WorkflowContext, workflow
 from tasksaga.workflow.commands import Divergence, Kind, Recorded
 from tasksaga.workflow.decide import decide_workflow
 from tasksaga.workflow.definition import WorkflowDefinition
-from tasksaga.workflow.driver import WorkflowDriver, replay
+from tasksaga.workflow.driver import WorkflowDriver
+from tasksaga.workflow.replay import replay
 from tests.unit.workflow_child_samples import (
     ZipIn,
     ZipOut,

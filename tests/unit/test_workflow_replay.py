@@ -19,7 +19,7 @@ from tasksaga.testing.workflows import (
     restart_orchestrator,
 )
 from tasksaga.workflow.commands import Divergence
-from tasksaga.workflow.driver import replay
+from tasksaga.workflow.replay import replay
 from tests.unit import workflow_samples as samples
 from tests.unit.workflow_program import PROGRAM_OPS, Program, program_child, program_flow
 from tests.unit.workflow_samples import Out, Req, loop_flow, switch_flow

@@ -33,7 +33,7 @@ from tasksaga.orchestrator.versioning import VersionRouter
 from tasksaga.testing.harness import SagaTestRun
 from tasksaga.workflow.decide import decide_workflow
 from tasksaga.workflow.definition import WorkflowDefinition
-from tasksaga.workflow.driver import replay as replay_workflow
+from tasksaga.workflow.replay import replay as replay_workflow
 
 FORMAT = 1
 

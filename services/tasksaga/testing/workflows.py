@@ -15,7 +15,8 @@ from tasksaga.testing.harness import SagaTestRun
 from tasksaga.testing.report import TaskRun
 from tasksaga.workflow.commands import Divergence, Recorded, recorded_command
 from tasksaga.workflow.definition import WorkflowDefinition
-from tasksaga.workflow.driver import WorkflowDriver, replay
+from tasksaga.workflow.driver import WorkflowDriver
+from tasksaga.workflow.replay import replay
 
 
 class ReplayDiverged(AssertionError):

@@ -3,6 +3,8 @@ ends (outcomes): the vocabulary the driver and the workflow's decide share."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -120,4 +122,29 @@ def recorded_command(event: ev.TaskEvent) -> Recorded | None:
             return Recorded(Kind.CHILD, event.step)
         case ev.StepCompensationDispatched(attempt=1):  # a workflow compensates children only
             return Recorded(Kind.COMPENSATE, event.step)
+    return None
+
+
+def dump_argument(argument: Any) -> str:
+    """A step's or a child's argument as its command carries it (JSON)."""
+    if argument is None:
+        return "null"
+    if isinstance(argument, BaseModel):
+        return argument.model_dump_json()
+    return json.dumps(argument)
+
+
+def parse_result(signal_types: Mapping[str, type[BaseModel] | None], command: Command,
+                 data_json: str) -> Any:
+    """What an awaited command resolves to in the body: its result, parsed to the type the
+    body declared (a step's data model, a child's response, a signal's model)."""
+    if command.kind is Kind.STEP and command.step is not None:
+        return command.step.parse_result(data_json)
+    if command.kind is Kind.CHILD:
+        if command.response_type is None:
+            return json.loads(data_json)
+        return command.response_type.model_validate_json(data_json)
+    if command.kind is Kind.SIGNAL:
+        model = signal_types.get(command.name)
+        return None if model is None else model.model_validate_json(data_json)
     return None

@@ -15,10 +15,10 @@ from pydantic import BaseModel
 
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.retry import RetryPolicy
-from tasksaga.workflow.commands import Kind
+from tasksaga.workflow.commands import Kind, dump_argument
 from tasksaga.workflow.definition import WorkflowStep
 from tasksaga.workflow.diagnostics import RESERVED_NAMES
-from tasksaga.workflow.driver import WorkflowDriver, dump_argument
+from tasksaga.workflow.driver import WorkflowDriver
 from tasksaga.workflow.errors import WorkflowCancelled, WorkflowError
 from tasksaga.workflow.futures import AllOf, AnyOf, ChildRun, WorkflowFuture
 

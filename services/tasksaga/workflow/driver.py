@@ -13,17 +13,15 @@ and the values the body reads are recorded, so a replay reads them back.
 from __future__ import annotations
 
 import inspect
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel
-
 from tasksaga.core import events as ev
 from tasksaga.core.children import child_task_id
+from tasksaga.workflow.command_tape import CommandTape
 from tasksaga.workflow.commands import (
     Command,
     Divergence,
@@ -33,7 +31,7 @@ from tasksaga.workflow.commands import (
     Recorded,
     completed_outcome,
     failed_outcome,
-    recorded_command,
+    parse_result,
 )
 from tasksaga.workflow.definition import WorkflowDefinition, nth_name
 from tasksaga.workflow.errors import (
@@ -67,14 +65,10 @@ class WorkflowDriver:
         self.outcome: Outcome | None = None
         self.now_ms = 0
         self._random: Random = lambda: 0.0
-        self._history = history
-        self._cursor = 0
-        self._index = 0
+        self._tape = CommandTape(history)
         self._uses: Counter[str] = Counter()
         self._futures: dict[str, WorkflowFuture[Any]] = {}
         self._commands: dict[str, Command] = {}
-        self._new: list[Command] = []
-        self.issued: list[Recorded] = []  # every command the body issued, in order
         self._abandoned: list[str] = []
         self._patches: dict[str, bool] = {}
         self._coroutine: Any = None
@@ -120,23 +114,27 @@ class WorkflowDriver:
         where it stopped)."""
         if self.outcome is not None:
             return
-        if self._cursor < len(self._history):
-            self._diverge(self._history[self._cursor].describe(),
-                          "nothing: the body waits without issuing it")
-        elif self._new and not self.suspended_before:
-            extra = self._new[0]
+        recorded = self._tape.replayed()
+        if recorded is not None:
+            self._diverge(recorded.describe(), "nothing: the body waits without issuing it")
+        elif self._tape.new and not self.suspended_before:
+            extra = self._tape.new[0]
             self._diverge("no further command before the next result", extra.describe(),
                           extra.index, extra.location)
 
     def take_new(self) -> list[Command]:
         """The commands issued since the last call that the history does not record yet."""
-        new, self._new = self._new, []
-        return new
+        return self._tape.take_new()
 
     def take_abandoned(self) -> list[str]:
         """Names of commands the body no longer waits for (the losers of ``wf.any``)."""
         names, self._abandoned = self._abandoned, []
         return names
+
+    @property
+    def issued(self) -> list[Recorded]:
+        """Every command the body issued, in order."""
+        return self._tape.issued
 
     def command(self, name: str) -> Command | None:
         return self._commands.get(name)
@@ -150,8 +148,8 @@ class WorkflowDriver:
 
     def issue(self, kind: Kind, base: str, **fields: Any) -> WorkflowFuture[Any]:
         self._uses[base] += 1
-        command = self._checked(Command(kind, nth_name(base, self._uses[base]),
-                                        self._index + 1, self._location(), **fields))
+        command = self._tape.check(Command(kind, nth_name(base, self._uses[base]),
+                                        self._tape.next_index, self._location(), **fields))
         future: WorkflowFuture[Any] = (
             ChildRun(command.name, child_task_id(self.task_id, command.name, 1),
                      command.child_type)
@@ -172,7 +170,7 @@ class WorkflowDriver:
         key = _UNDO + child.name
         if key in self._futures:
             raise WorkflowError(f"child {child.name!r} is compensated a second time")
-        command = self._checked(Command(Kind.COMPENSATE, child.name, self._index + 1,
+        command = self._tape.check(Command(Kind.COMPENSATE, child.name, self._tape.next_index,
                                         self._location()))
         future: WorkflowFuture[None] = WorkflowFuture(key)
         self._futures[key] = future
@@ -183,14 +181,14 @@ class WorkflowDriver:
         """A value the body reads (now, random, uuid): recorded, so a replay reads it back."""
         self._uses[base] += 1
         name = nth_name(base, self._uses[base])
-        recorded = self._replayed()
+        recorded = self._tape.replayed()
         if recorded is not None:  # checked, read back
-            self._checked(Command(Kind.RECORD, name, self._index + 1, self._location(),
+            self._tape.check(Command(Kind.RECORD, name, self._tape.next_index, self._location(),
                                   record_kind=record_kind))
             return recorded.value_json
-        command = Command(Kind.RECORD, name, self._index + 1, self._location(),
+        command = Command(Kind.RECORD, name, self._tape.next_index, self._location(),
                           value_json=live_value(), record_kind=record_kind)
-        self._checked(command)
+        self._tape.check(command)
         return command.value_json
 
     def patched(self, patch_id: str) -> bool:
@@ -198,11 +196,11 @@ class WorkflowDriver:
         if patch_id in self._patches:
             return self._patches[patch_id]
         name = f"patch:{patch_id}"
-        recorded = self._replayed()
+        recorded = self._tape.replayed()
         if recorded is not None and not (recorded.kind is Kind.RECORD and recorded.name == name):
             self._patches[patch_id] = False  # recorded before the patch: the old path
             return False
-        self._checked(Command(Kind.RECORD, name, self._index + 1, self._location(),
+        self._tape.check(Command(Kind.RECORD, name, self._tape.next_index, self._location(),
                               value_json="true", record_kind="patch"))
         self._patches[patch_id] = True
         return True
@@ -271,7 +269,7 @@ class WorkflowDriver:
         command = self._commands[name]
         if error is None:
             try:
-                value = self._parse(command, data_json or "null")
+                value = parse_result(self.definition.signal_types, command, data_json or "null")
             except Exception as problem:  # a result that does not fit the declared model
                 error = WorkflowError(f"the result of {command.describe()} is not valid: "
                                       f"{problem}")
@@ -364,8 +362,9 @@ class WorkflowDriver:
 
     def _end(self, outcome: Callable[[], Outcome]) -> None:
         """The body returned or raised: in a replay, only where the history ends too."""
-        if self._cursor < len(self._history):
-            self._diverge(self._history[self._cursor].describe(), "the end of the workflow")
+        recorded = self._tape.replayed()
+        if recorded is not None:
+            self._diverge(recorded.describe(), "the end of the workflow")
             return
         try:
             self.outcome = outcome()
@@ -382,61 +381,12 @@ class WorkflowDriver:
             return SignalTimedOut(event.step, event.error_type, event.error_message)
         return StepFailed(event.step, event.error_type, event.error_message)
 
-    def _parse(self, command: Command, data_json: str) -> Any:
-        if command.kind is Kind.STEP and command.step is not None:
-            return command.step.parse_result(data_json)
-        if command.kind is Kind.CHILD:
-            if command.response_type is None:
-                return json.loads(data_json)
-            return command.response_type.model_validate_json(data_json)
-        if command.kind is Kind.SIGNAL:
-            model = self.definition.signal_types.get(command.name)
-            return None if model is None else model.model_validate_json(data_json)
-        return None
-
-    def _replayed(self) -> Recorded | None:
-        return self._history[self._cursor] if self._cursor < len(self._history) else None
-
-    def _checked(self, command: Command) -> Command:
-        """Count the command; in a replay, it must be the one the history records here."""
-        self._index += 1
-        self.issued.append(Recorded(command.kind, command.name, command.value_json))
-        recorded = self._replayed()
-        if recorded is None:
-            self._new.append(command)
-            return command
-        if (recorded.kind, recorded.name) != (command.kind, command.name):
-            raise Diverged(command.index, command.location, recorded.describe(),
-                           command.describe())
-        self._cursor += 1
-        return command
-
     def _diverge(self, expected: str, got: str, index: int | None = None,
                  location: str | None = None) -> None:
-        self.outcome = Divergence(index or self._cursor + 1, location or self._location(),
+        self.outcome = Divergence(index or self._tape.cursor + 1, location or self._location(),
                                   expected, got)
 
     def _location(self) -> str:
         name = getattr(self.definition.body, "__qualname__", self.definition.name)
         frame = getattr(self._coroutine, "cr_frame", None)
         return f"{name} line {frame.f_lineno}" if frame is not None else name
-
-
-def replay(definition: WorkflowDefinition, events: list[ev.TaskEvent], times: list[int],
-           random: Random) -> WorkflowDriver:
-    """A driver that has run the body through ``events`` (``times``: when each was
-    written), checking every command against the history."""
-    driver = WorkflowDriver(definition,
-                            [r for r in map(recorded_command, events) if r is not None])
-    for event, at_ms in zip(events, times, strict=True):
-        driver.feed(event, at_ms, random)
-    driver.finish_replay()
-    return driver
-
-
-def dump_argument(argument: Any) -> str:
-    if argument is None:
-        return "null"
-    if isinstance(argument, BaseModel):
-        return argument.model_dump_json()
-    return json.dumps(argument)

@@ -20,7 +20,8 @@ from tasksaga.core.envelope import Envelope
 from tasksaga.core.state import TaskState, TaskStatus
 from tasksaga.workflow.decide import decide_workflow
 from tasksaga.workflow.definition import WorkflowDefinition
-from tasksaga.workflow.driver import WorkflowDriver, replay
+from tasksaga.workflow.driver import WorkflowDriver
+from tasksaga.workflow.replay import replay
 
 DEFAULT_MAX_DRIVERS = 10_000
 
