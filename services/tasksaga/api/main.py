@@ -48,7 +48,7 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
     registry = load_registry(settings.task_modules)
     topics = Topics(settings.topic_prefix)
     apply_migrations(settings.database_url)
-    ensure_service_topics(settings, all_topic_names(topics, registry.queues()))
+    ensure_service_topics(settings, all_topic_names(topics, registry.queues(), registry.routes()))
     objects = MinioObjectStore(s3.endpoint, s3.access_key, s3.secret_key, s3.secure, s3.region)
     buckets = []
     for definition in registry:
