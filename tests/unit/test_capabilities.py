@@ -19,6 +19,8 @@ from tasksaga.core.definition import DefinitionError, TaskDefinition
 from tasksaga.core.registry import TaskRegistry
 from tasksaga.core.state import TaskStatus
 from tasksaga.testing import SagaTestRun
+from tasksaga.worker.capabilities import worker_capabilities
+from tasksaga.worker.settings import WorkerSettings
 
 
 class Clip(BaseModel):
@@ -101,3 +103,24 @@ def test_a_worker_told_to_serve_a_queue_it_lacks_capabilities_for_refuses() -> N
                              "worker lacks ffmpeg"):
         plan_subscriptions(ROUTES, ["video"], offered={"gpu"})
     assert plan_subscriptions(ROUTES, ["zip"], offered=()).served == (Route("zip"),)
+
+
+def test_a_worker_detects_ffmpeg_on_its_path_and_adds_the_listed_capabilities() -> None:
+    on_path = {"ffmpeg": "/usr/bin/ffmpeg"}.get
+    assert worker_capabilities(["gpu"], which=on_path) == {"ffmpeg", "gpu"}
+    assert worker_capabilities(["gpu"], detect=False, which=on_path) == {"gpu"}
+    assert worker_capabilities([], which=lambda _program: None) == frozenset()
+
+
+def test_a_worker_listing_ffmpeg_without_it_on_its_path_refuses() -> None:
+    with pytest.raises(MissingCapabilities, match="lists ffmpeg, but 'ffmpeg' is not on"):
+        worker_capabilities(["ffmpeg", "gpu"], which=lambda _program: None)
+
+
+def test_the_worker_settings_read_a_comma_separated_capability_list(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKSAGA_WORKER_CAPABILITIES", "gpu, ffmpeg")
+    monkeypatch.setenv("TASKSAGA_WORKER_DETECT_CAPABILITIES", "false")
+    settings = WorkerSettings(kafka_bootstrap="k:9092", database_url="postgresql://x")
+    assert settings.worker_capabilities == ["gpu", "ffmpeg"]
+    assert settings.worker_detect_capabilities is False
