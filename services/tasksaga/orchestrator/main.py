@@ -14,6 +14,11 @@ from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.capable_workers import (
+    CapabilityWatch,
+    ConsumerGroupMembers,
+    worker_group_of,
+)
 from tasksaga.adapters.clock import now_ms, random_fraction
 from tasksaga.adapters.dead_letters import (
     INDEX_GROUP_SUFFIX,
@@ -142,6 +147,18 @@ def run_lag_watch(watch: LagWatch, settings: OrchestratorSettings,
     watch.close()
 
 
+def run_capability_watch(watch: CapabilityWatch, interval_s: float,
+                         stop: threading.Event) -> None:
+    while True:
+        try:
+            watch.check()
+        except Exception:
+            log.exception("checking the capability routes' workers failed; trying again in"
+                          " %.0f s", interval_s)
+        if stop.wait(interval_s):
+            return
+
+
 def run_sampler(sampler: StoreSampler, interval_s: float, stop: threading.Event) -> None:
     """Refresh the gauges read from Postgres (tasks by state, outbox, projection lag)."""
     while True:
@@ -190,6 +207,11 @@ def main() -> int:
                      settings.lag_alert_ratio, meter)
     threads.append(start_thread("lag-watch", lambda: run_lag_watch(watch, settings, stop),
                                 stop))
+    capabilities = CapabilityWatch(registry.routes(), ConsumerGroupMembers(
+        settings.kafka_bootstrap, worker_group_of(settings.topic_prefix, settings.worker_group),
+        ttl_s=0.0), meter)
+    threads.append(start_thread("capability-watch", lambda: run_capability_watch(
+        capabilities, settings.capability_watch_interval_s, stop), stop))
     if settings.orchestrator_run_projector:
         projector = Projector(pool, codec, settings.projector_cache_bytes)
         threads.append(start_thread("projector", lambda: run_on_notify(
