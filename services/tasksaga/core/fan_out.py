@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.attempts import SUPERSEDED
-from tasksaga.core.fan_out_shape import ForEach, instance_name, parse_instance
+from tasksaga.core.fan_out_shape import MAX_ITEMS, ForEach, instance_name, parse_instance
 from tasksaga.core.fan_out_state import FanOutState
 from tasksaga.core.pivot import passed_pivot
 from tasksaga.core.state import StepState, StepStatus, TaskState, TaskStatus
@@ -37,8 +37,7 @@ from tasksaga.core.waits import WaitActions
 FAN_OUT_FAILED = "FanOutFailed"
 ITEMS_ERROR = "FanOutItemsError"
 # The items travel in one FanOutExpanded event, published to Kafka (1 MiB records): keep them
-# well under that. Large data belongs in object storage; items name it (keys).
-MAX_ITEMS = 10_000
+# well under that (MAX_ITEMS too). Large data belongs in object storage; items name it (keys).
 MAX_ITEMS_BYTES = 512 * 1024
 _IN_FLIGHT = (StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
 
