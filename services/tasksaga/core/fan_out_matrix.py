@@ -135,6 +135,15 @@ def cell_instance_name(step: str, cell: Mapping[str, Scalar]) -> str:
     return f"{step}[{cell_label(cell)}]"
 
 
+def static_cell_labels(matrix: object) -> list[str] | None:
+    """The labels of a static matrix's cells, by instance index (what the status shows); None
+    for a matrix from the request (its cells are known once the step expanded) or a wrong one."""
+    if callable(matrix) or matrix_problems(matrix):
+        return None
+    assert isinstance(matrix, Mapping)
+    return [cell_label(cell) for cell in matrix_cells(matrix)]
+
+
 def matrix_items(matrix: MatrixAxes | MatrixFunction) -> Callable[[Any], list[dict[str, Scalar]]]:
     """The ``items(ctx)`` function of a matrix step: its cells."""
     if callable(matrix):
