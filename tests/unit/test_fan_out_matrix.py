@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from tasksaga.core.fan_out_matrix import (
     MatrixError,
-    cell_instance_name,
     cell_label,
     matrix_cells,
     matrix_items,
@@ -53,13 +52,14 @@ def test_a_matrix_has_one_cell_per_combination_in_a_fixed_order_with_unique_labe
     assert cells[0][first] == axes[first][0] and cells[-1][first] == axes[first][-1]
 
 
-def test_cells_of_a_two_by_two_matrix_and_their_instance_names() -> None:
+def test_cells_of_a_two_by_two_matrix_and_their_labels() -> None:
     cells = matrix_cells({"height": [720, 1080], "codec": ["h264", "av1"]})
     assert cells == [{"height": 720, "codec": "h264"}, {"height": 720, "codec": "av1"},
                      {"height": 1080, "codec": "h264"}, {"height": 1080, "codec": "av1"}]
-    assert [cell_instance_name("Transcode", c) for c in cells] == [
-        "Transcode[height=720,codec=h264]", "Transcode[height=720,codec=av1]",
-        "Transcode[height=1080,codec=h264]", "Transcode[height=1080,codec=av1]"]
+    assert [cell_label(c) for c in cells] == [
+        "height=720,codec=h264", "height=720,codec=av1", "height=1080,codec=h264",
+        "height=1080,codec=av1"]
+    assert cell_label({"fast": True, "crf": 23.5, "tag": "x-1"}) == "fast=true,crf=23.5,tag=x-1"
 
 
 @pytest.mark.parametrize(("axes", "code", "says"), [

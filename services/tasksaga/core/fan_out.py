@@ -112,8 +112,9 @@ class FanOutActions(WaitActions):
         try:
             items = items_json(spec.items(self.saga_context()))
         except Exception as error:  # user code: a broken items function fails its step
+            source = "items function" if spec.matrix is None else "matrix"
             self.fail_step(step.name, attempt, ITEMS_ERROR,
-                           f"items function {spec.items_name} of step {step.name}: "
+                           f"{source} {spec.items_name} of step {step.name}: "
                            f"{type(error).__name__}: {error}", False)
             return
         self.emit(ev.FanOutExpanded(step.name, attempt, items, self.now))

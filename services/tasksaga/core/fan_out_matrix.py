@@ -4,8 +4,8 @@ A matrix is the cross product of named axes. Each cell (a dict of one value per 
 item of the for_each step, so a matrix step is an ordinary fan-out for every other rule. Cells
 come in a fixed order, axes in declaration order and values in the order given, the last axis
 varying fastest (``itertools.product``): instance ``i`` is always the same cell. A cell's label,
-``height=720,codec=h264``, is unique within the matrix (the checks here make it so), so
-``Transcode[height=720,codec=h264]`` names one instance. Pure: no I/O.
+``height=720,codec=h264``, is unique within the matrix (the checks here make it so): the
+status shows it beside the instance's index name. Pure: no I/O.
 
 The same checks run twice: on a static matrix when the definition is checked (TS205-TS209,
 tasksaga.core.diagnostics_fan_out), and on a matrix built from the request when the step
@@ -130,11 +130,6 @@ def cell_label(cell: Mapping[str, Scalar]) -> str:
     return ",".join(f"{name}={render_value(value)}" for name, value in cell.items())
 
 
-def cell_instance_name(step: str, cell: Mapping[str, Scalar]) -> str:
-    """``Transcode[height=720,codec=h264]``: how status and docs show a matrix instance."""
-    return f"{step}[{cell_label(cell)}]"
-
-
 def static_cell_labels(matrix: object) -> list[str] | None:
     """The labels of a static matrix's cells, by instance index (what the status shows); None
     for a matrix from the request (its cells are known once the step expanded) or a wrong one."""
@@ -159,7 +154,7 @@ def matrix_items(matrix: MatrixAxes | MatrixFunction) -> Callable[[Any], list[di
     def static_cells(ctx: Any) -> list[dict[str, Scalar]]:
         return matrix_cells(static)
 
-    static_cells.__qualname__ = f"matrix {describe_axes(static)}"
+    static_cells.__qualname__ = describe_axes(static)
     return static_cells
 
 
