@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from tasksaga.core import NonRetryableError, SagaContext, StepContext, TaskDefinition
 from tasksaga.core.diagnostics import diagnose
+from tasksaga.core.fingerprint import fingerprint, graph_changes, step_graph
 from tasksaga.core.state import StepStatus, TaskStatus
 from tasksaga.testing import SagaTestRun
 
@@ -92,3 +93,13 @@ def test_a_matrix_from_the_request_that_cannot_expand_fails_its_step_saying_why(
         "MatrixError: axis 'height' has 720 twice (values 0 and 1 both read 720): two cells "
         "would be the same; drop one (TS206); no retry")
     assert task.compensation_order == ["Probe"]
+
+
+def test_changing_a_static_matrix_changes_the_definitions_fingerprint() -> None:
+    small = transcoding({"height": [720], "codec": ["h264", "av1"]})
+    wider = transcoding({"height": [720, 1080], "codec": ["h264", "av1"]})
+    assert fingerprint(small) != fingerprint(wider)
+    assert fingerprint(small) == fingerprint(transcoding({"height": [720],
+                                                          "codec": ["h264", "av1"]}))
+    [change] = graph_changes(step_graph(small), step_graph(wider))
+    assert change.startswith("step 'Render': for_each") and "[720, 1080]" in change
