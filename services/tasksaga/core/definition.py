@@ -183,11 +183,15 @@ class TaskDefinition(ForEachDeclaration):
         reads: Iterable[str] | None = None,
         pivot: bool = False,
         requires: Iterable[str] | str = (),
+        produces: Iterable[str] = (),
+        consumes: Iterable[str] = (),
     ) -> Callable[[StepHandler], StepHandler]:
         """Declare a worker step whose handler is the decorated function. ``reads`` names the
         earlier steps whose data it reads (``ctx.data``): only those travel with its commands.
         ``pivot=True`` makes it the point of no return (docs/dsl.md, "Pivot steps").
-        ``requires`` names the capabilities its worker must have (docs/dsl.md, "Capabilities")."""
+        ``requires`` names the capabilities its worker must have (docs/dsl.md, "Capabilities").
+        ``produces``/``consumes`` name the artifacts it publishes and opens (docs/dsl.md,
+        "Artifacts")."""
 
         def register(handler: StepHandler) -> StepHandler:
             self._add(
@@ -199,6 +203,7 @@ class TaskDefinition(ForEachDeclaration):
                     condition=condition, handler=handler,
                     reads=None if reads is None else tuple(reads), pivot=pivot,
                     requires=frozenset([requires] if isinstance(requires, str) else requires),
+                    produces=tuple(produces), consumes=tuple(consumes),
                 )
             )
             return handler

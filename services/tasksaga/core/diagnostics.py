@@ -13,6 +13,7 @@ from typing import Any
 
 from tasksaga.core.capabilities import invalid_capabilities
 from tasksaga.core.definition import Diagnostic, TaskDefinition
+from tasksaga.core.diagnostics_artifacts import artifact_declarations
 from tasksaga.core.diagnostics_children import child_steps
 from tasksaga.core.diagnostics_fan_out import fan_out_steps
 from tasksaga.core.diagnostics_handlers import handler_signatures, retry_policies
@@ -46,6 +47,7 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
     found += wait_steps(definition)
     found += child_steps(definition)
     found += fan_out_steps(definition)
+    found += artifact_declarations(definition)
     found += [
         Diagnostic("TS195", f"step {step.name!r} requires invalid capability name(s) "
                             f"{', '.join(bad)}: a capability is 1 to 32 lowercase letters, "

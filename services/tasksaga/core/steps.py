@@ -139,6 +139,10 @@ class StepDef:
     # The capabilities a worker must have to run it (and its compensation): its commands go
     # to the topic of (queue, requires), tasksaga.core.capabilities.
     requires: frozenset[str] = frozenset()
+    # Artifacts (tasksaga.core.artifacts): the names this step's handler publishes, and the
+    # names it opens (each published by an earlier step).
+    produces: tuple[str, ...] = ()
+    consumes: tuple[str, ...] = ()
 
     @property
     def has_compensation(self) -> bool:
