@@ -53,3 +53,13 @@ class ObjectStoreContract:
         url = objects.presigned_get_url(BUCKET, key, expires_s=60)
         assert f"{BUCKET}/{key}" in url
         objects.delete(BUCKET, key)
+
+    def test_a_copied_object_has_the_same_bytes_and_outlives_its_source(
+        self, objects: ObjectStore,
+    ) -> None:
+        source, target = f"contract/{uuid.uuid4()}", f"contract/{uuid.uuid4()}"
+        objects.put_stream(BUCKET, source, io.BytesIO(b"part bytes"))
+        objects.copy(BUCKET, source, target)
+        objects.delete(BUCKET, source)
+        assert b"".join(objects.open_stream(BUCKET, target)) == b"part bytes"
+        objects.delete(BUCKET, target)

@@ -9,6 +9,7 @@ from typing import IO, BinaryIO
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import CopySource
 from minio.error import S3Error
 
 PART_SIZE = 10 * 1024 * 1024  # multipart upload part: memory per upload stays at one part
@@ -83,6 +84,10 @@ class MinioObjectStore:
     def presigned_get_url(self, bucket: str, key: str, expires_s: int = 3600) -> str:
         return str(self._client.presigned_get_object(bucket, key,
                                                      expires=timedelta(seconds=expires_s)))
+
+    def copy(self, bucket: str, source_key: str, target_key: str) -> None:
+        # Server-side copy of one object up to 5 GiB: artifacts copy parts of 8 MiB.
+        self._client.copy_object(bucket, target_key, CopySource(bucket, source_key))
 
     def size(self, bucket: str, key: str) -> int:
         return int(self._client.stat_object(bucket, key).size or 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
+from tasksaga.core.artifacts import refs_for
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.state import StepState, StepStatus, SurplusStatus, TaskState
 from tasksaga.core.steps import StepDef
@@ -61,6 +62,15 @@ def data_read_by(state: TaskState, step: StepDef) -> dict[str, str]:
     if step.reads is None:
         return data
     return {name: data[name] for name in step.reads if name in data}
+
+
+def artifacts_consumed_by(state: TaskState, step: StepDef) -> dict[str, str]:
+    """The references of the artifacts ``step`` consumes, from the steps completed so far."""
+    if not step.consumes:
+        return {}
+    published = (dict(state.steps[name].artifacts) for name in state.completion_order
+                 if name in state.steps)
+    return refs_for(step.consumes, published)
 
 
 def surplus_compensation(state: TaskState, definition: TaskDefinition, step: StepDef,

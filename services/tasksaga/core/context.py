@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from tasksaga.core.artifacts import ArtifactAccess
 from tasksaga.core.ports import CancellationSignal, ObjectStore
 
 if TYPE_CHECKING:
@@ -87,6 +88,16 @@ class StepContext(SagaContext[RequestT]):
     # An instance of a for_each step: its item as JSON, and its index in the items.
     item_json: str | None = None
     item_index: int | None = None
+    # The step's artifacts (tasksaga.worker.artifacts): None on a worker without them.
+    artifact_access: ArtifactAccess | None = None
+
+    @property
+    def artifacts(self) -> ArtifactAccess:
+        """Publish the artifacts the step produces, open those it consumes (docs/dsl.md)."""
+        if self.artifact_access is None:
+            raise RuntimeError(f"step {self.step!r} has no artifacts here: declare produces= or "
+                               "consumes= on it, and run it on a worker with object storage")
+        return self.artifact_access
 
     @property
     def item(self) -> Any:

@@ -113,7 +113,8 @@ class _Rules(FanOutActions, RepairActions, ChildActions):
                 # now is no longer needed; should it succeed too, its effect is surplus.
                 self.request_step_cancellation(
                     result.step, f"attempt {result.attempt} already completed the step")
-            self.emit(ev.StepCompleted(result.step, result.attempt, result.data_json, self.now))
+            self.emit(ev.StepCompleted(result.step, result.attempt, result.data_json, self.now,
+                                        dict(result.artifacts)))
         elif not attempts.already_recorded(step, result):
             self.record_surplus(result)
 

@@ -1,4 +1,4 @@
-"""Diagnostics of artifacts (``produces=`` / ``consumes=``, TS190–TS194): a step opens only
+"""Diagnostics of artifacts (``produces=`` / ``consumes=``, TS190-TS194): a step opens only
 what an earlier stage publishes, and one name has one producer per stage."""
 
 from __future__ import annotations

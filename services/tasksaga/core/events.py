@@ -6,7 +6,7 @@ Times are epoch milliseconds given by the caller's clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tasksaga.core.composition_events import (
     ChildTaskEnded as ChildTaskEnded,
@@ -76,6 +76,8 @@ class StepCompleted:
     attempt: int
     data_json: str
     completed_at_ms: int
+    # The artifacts the completing attempt published: name -> ArtifactRef JSON.
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ class StepSucceeded:
     # The fencing token of the dispatch this result answers (ExecuteStep.fencing_token); 0 from
     # workers that predate tokens.
     fencing_token: int = 0
+    # The artifacts the handler published: name -> ArtifactRef JSON (tasksaga.core.artifacts).
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,8 @@ class ExecuteStep:
     # An instance of a for_each step: its item (JSON) and index (ctx.item, ctx.item_index).
     item_json: str | None = None
     item_index: int | None = None
+    # The references of the artifacts the step consumes (name -> ArtifactRef JSON).
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -279,6 +283,8 @@ class CompensateStep:
     # An instance of a for_each step: its item (JSON) and index, as in ExecuteStep.
     item_json: str | None = None
     item_index: int | None = None
+    # The references of the artifacts the step itself published: compensating releases them.
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

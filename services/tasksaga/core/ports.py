@@ -8,7 +8,7 @@ the fakes a user's saga is tested with behave as production does where it matter
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Protocol
@@ -35,6 +35,26 @@ class ObjectStore(Protocol):
 
     def presigned_get_url(self, bucket: str, key: str, expires_s: int = ...) -> str:
         """A time-limited URL for tools that read over HTTP themselves (ffmpeg)."""
+        ...
+
+    def copy(self, bucket: str, source_key: str, target_key: str) -> None:
+        """Copy an object within ``bucket`` (server-side: the bytes never reach the caller)."""
+        ...
+
+
+class ArtifactRefs(Protocol):
+    """Who holds each content-addressed artifact (tasksaga.worker.artifacts). Holding and
+    releasing one SHA-256 are serialized, so the content is deleted only while nobody holds
+    it, and never while someone is about to."""
+
+    def hold(self, sha256: str, holder: str, ensure_stored: Callable[[], None]) -> None:
+        """Record ``holder``'s reference (again: no change) and run ``ensure_stored`` (copy
+        the content in place if it is not) while no release of ``sha256`` can run."""
+        ...
+
+    def release(self, sha256: str, holder: str, delete_stored: Callable[[], None]) -> int:
+        """Drop ``holder``'s reference (none: no change); with none left, run
+        ``delete_stored`` under the same serialization. Returns the references left."""
         ...
 
 

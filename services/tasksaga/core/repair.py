@@ -77,7 +77,8 @@ class RepairActions(WaitActions):
                     idempotency_key=f"{state.task_id}:{step.name}:{step.attempt}",
                     timeout_at_ms=self.now + definition.dispatch_timeout_ms(declared),
                     fencing_token=step.fencing_token,
-                    definition_version=definition.version))
+                    definition_version=definition.version,
+                    artifacts=attempts.artifacts_consumed_by(state, declared)))
             elif step.status is StepStatus.COMPENSATING:
                 commands.append(msg.CompensateStep(
                     task_id=state.task_id, task_type=state.task_type, step=step.name,
@@ -87,7 +88,7 @@ class RepairActions(WaitActions):
                                **self.own_data(declared)},
                     idempotency_key=(f"{state.task_id}:{step.name}:compensate:"
                                      f"{step.compensation_attempt}"),
-                    definition_version=definition.version))
+                    definition_version=definition.version, artifacts=dict(step.artifacts)))
             commands.extend(
                 attempts.surplus_compensation(state, definition, declared, surplus.attempt)
                 for surplus in step.surplus if surplus.status is SurplusStatus.COMPENSATING)

@@ -100,6 +100,8 @@ class StepState:
     # how it failed); its compensation's outcome is the step's own status.
     child_task_id: str | None = None
     child_status: str | None = None
+    # The artifacts the completing attempt published (name -> ArtifactRef JSON).
+    artifacts: tuple[tuple[str, str], ...] = ()
 
     def surplus_of(self, attempt: int) -> SurplusEffect | None:
         return next((s for s in self.surplus if s.attempt == attempt), None)
@@ -240,6 +242,7 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             state = _with_step(
                 state, event.step, status=StepStatus.COMPLETED, attempt=event.attempt,
                 data_json=event.data_json, waiting_until_ms=None,
+                artifacts=tuple(sorted(event.artifacts.items())),
             )
             if state.fan_outs and state._instance(event.step) is not None:
                 return state  # its for_each step takes its place in the completion order

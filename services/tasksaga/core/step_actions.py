@@ -93,6 +93,7 @@ class StepActions(DecisionRecorder):
             idempotency_key=f"{self.state.task_id}:{step.name}:{attempt}",
             timeout_at_ms=timeout_at, fencing_token=token,
             definition_version=self.definition.version,
+            artifacts=attempts.artifacts_consumed_by(self.state, step),
         ))
         # The heartbeat deadline is armed by the worker's start report too.
         self.schedule(timeout_at, msg.TimerKind.STEP_TIMEOUT, step.name, attempt)
@@ -106,6 +107,7 @@ class StepActions(DecisionRecorder):
             step_data={**attempts.data_read_by(self.state, step), **self.own_data(step)},
             idempotency_key=f"{self.state.task_id}:{step.name}:compensate:{attempt}",
             definition_version=self.definition.version,
+            artifacts=dict(self.state.step(step.name).artifacts),
         ))
         timeout_at = self.now + self.definition.step_timeout_ms(step)
         self.schedule(timeout_at, msg.TimerKind.COMPENSATION_TIMEOUT, step.name, attempt)

@@ -147,9 +147,9 @@ class StepDef:
     @property
     def has_compensation(self) -> bool:
         # A file upload is undone by deleting what it stored, without user code; a child
-        # step by compensating the child task.
+        # step by compensating the child task; a producer by releasing its artifacts.
         return (self.compensation is not None or self.upload is not None
-                or self.child is not None)
+                or self.child is not None or bool(self.produces))
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,12 @@ from tasksaga.core.state import TaskStatus
 from tasksaga.orchestrator.processor import Orchestrator, database_clock
 from tasksaga.testing.clock import ManualClock
 from tasksaga.testing.faults import FaultPlan
+from tasksaga.testing.memory_artifact_refs import InMemoryArtifactRefs
 from tasksaga.testing.memory_bus import InMemoryBus, PublishedRecord
 from tasksaga.testing.memory_objects import InMemoryObjectStore
 from tasksaga.testing.memory_store import InMemoryEventStore
 from tasksaga.testing.report import TaskRun
+from tasksaga.worker.artifacts import ArtifactStore
 from tasksaga.worker.cancellation import CancellationBook
 from tasksaga.worker.runner import StepRunner
 
@@ -78,9 +80,11 @@ class SagaTestRun:
         # The worker (and the API steps) run copies whose handlers consult the fault plan.
         self._wrapped = {(d.name, d.version): self._faults.wrap(d) for d in definitions}
         self._worker_registry = TaskRegistry(self._wrapped.values())
+        self.artifact_refs = InMemoryArtifactRefs()
         self.worker = StepRunner(
             self._worker_registry, self.objects, self.bus, self.codec,
-            self.topics, self.cancellations, self.clock.now_ms)
+            self.topics, self.cancellations, self.clock.now_ms,
+            artifacts=ArtifactStore(self.objects, self.artifact_refs))
         self._queued: deque[tuple[str, Envelope]] = deque()
         self._running_steps = False
         self._task_ids: list[str] = []

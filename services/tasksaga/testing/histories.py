@@ -170,6 +170,9 @@ def _same(current: Any, recorded: Any) -> bool:
     if isinstance(current, dict) and isinstance(recorded, dict):
         return all(_same(current.get(k, _MISSING), recorded.get(k, _MISSING))
                    for k in set(current) | set(recorded))
+    if isinstance(current, list) and isinstance(recorded, list):  # a fan-out's step states
+        return len(current) == len(recorded) and all(
+            _same(mine, theirs) for mine, theirs in zip(current, recorded, strict=True))
     return bool(current == recorded)
 
 

@@ -44,6 +44,14 @@ class InMemoryObjectStore:
             raise ValueError(f"a presigned URL must expire in the future, got {expires_s} s")
         return f"memory://{bucket}/{key}?expires={expires_s}"
 
+    def copy(self, bucket: str, source_key: str, target_key: str) -> None:
+        _check_name(bucket, target_key)
+        with self._lock:
+            found = self._objects.get((bucket, source_key))
+            if found is None:
+                raise FileNotFoundError(f"no object {source_key!r} in bucket {bucket!r}")
+            self._objects[(bucket, target_key)] = found
+
     # -- for assertions ------------------------------------------------------------------------
 
     def read(self, bucket: str, key: str) -> bytes:
@@ -53,6 +61,12 @@ class InMemoryObjectStore:
         if found is None:
             raise FileNotFoundError(f"no object {key!r} in bucket {bucket!r}")
         return found[0]
+
+    def replace_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        """Overwrite an object's bytes in place (a test's way to corrupt storage)."""
+        with self._lock:
+            _, content_type = self._objects[(bucket, key)]
+            self._objects[(bucket, key)] = (data, content_type)
 
     def keys(self, bucket: str) -> list[str]:
         with self._lock:

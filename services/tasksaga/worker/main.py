@@ -13,6 +13,7 @@ import uuid
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters import telemetry
+from tasksaga.adapters.artifact_refs import PgArtifactRefs
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms
 from tasksaga.adapters.kafka_bus import (
@@ -32,6 +33,7 @@ from tasksaga.config import ObjectStoreSettings, configure_logging
 from tasksaga.core import messages as msg
 from tasksaga.core.capabilities import MissingCapabilities, Route, describe, plan_subscriptions
 from tasksaga.core.registry import load_registry
+from tasksaga.worker.artifacts import ArtifactStore
 from tasksaga.worker.cancellation import CancellationBook
 from tasksaga.worker.capabilities import worker_capabilities
 from tasksaga.worker.finished_steps import ProjectedSteps
@@ -97,13 +99,18 @@ def main() -> int:
         name="worker-finished", kwargs={"application_name": "worker-finished",
                                         "connect_timeout": 2})
     finished = ProjectedSteps(finished_pool) if settings.worker_skip_finished else None
+    # Artifacts (ctx.artifacts): content in object storage, who holds it in Postgres.
+    refs_pool = ConnectionPool(settings.database_url, min_size=0, max_size=4, open=True,
+                               name="worker-artifact-refs",
+                               kwargs={"application_name": "worker-artifact-refs"})
+    artifacts = ArtifactStore(objects, PgArtifactRefs(refs_pool))
 
     def consumer(route: Route) -> None:
         queue = route.name  # the queue, with its capabilities if the route has some
         producer = KafkaProducer(settings.kafka_bootstrap, f"{instance}-{queue}",
                                  settings.worker_delivery_timeout_ms)
         runner = StepRunner(registry, objects, producer, codec, topics, cancellations, now_ms,
-                            stop, settings.worker_max_result_bytes, finished)
+                            stop, settings.worker_max_result_bytes, finished, artifacts)
         ParallelConsumerLoop(
             ConsumerSettings(
                 bootstrap=settings.kafka_bootstrap,

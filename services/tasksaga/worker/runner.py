@@ -13,6 +13,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry import metrics
@@ -24,6 +25,7 @@ from tasksaga.adapters.kafka_bus import DeliveryFailed, Unprocessable
 from tasksaga.adapters.kafka_parallel import Lease
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
+from tasksaga.core.artifacts import ArtifactRef
 from tasksaga.core.context import StepContext, dump_model
 from tasksaga.core.definition import StepDef, TaskDefinition, UploadStepData
 from tasksaga.core.errors import NonRetryableError, StepCancelled
@@ -31,6 +33,7 @@ from tasksaga.core.fan_out_names import step_label
 from tasksaga.core.ports import Bus, ObjectStore
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType, UnknownVersion
 from tasksaga.core.retry import lineage_of
+from tasksaga.worker.artifacts import ArtifactStore, StepArtifacts
 from tasksaga.worker.cancellation import CancellationBook
 from tasksaga.worker.finished_steps import FinishedSteps
 from tasksaga.worker.guard import CommandGuard
@@ -66,6 +69,7 @@ class StepRunner:
         stop: threading.Event | None = None,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         finished: FinishedSteps | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self._registry = registry
         self._objects = objects
@@ -77,6 +81,7 @@ class StepRunner:
         self._stop = stop or threading.Event()
         self.guard = CommandGuard(now_ms)
         self._finished = finished
+        self._artifacts = artifacts
         self.results = ResultSender(producer, codec, topics.step_results, self._stop,
                                     max_result_bytes)
         self.executions = 0  # handler runs (a figure for tests and the chaos suite)
@@ -182,8 +187,10 @@ class StepRunner:
         # The start report: the step timeout (and the heartbeat deadline) count from now,
         # not from the dispatch, so time spent waiting in a backlog does not time it out.
         self._heartbeat(command, lease, None, None, started=True)
+        view = self._artifact_view(step, command)
         try:
-            context = self._context(definition, command, signal, lease)
+            context = replace(self._context(definition, command, signal, lease),
+                              artifact_access=view)
             log.info("running %s/%s attempt %d", command.task_id, command.step, command.attempt)
             data = step.handler(context)
         except StepCancelled as error:
@@ -204,7 +211,7 @@ class StepRunner:
         except Exception as error:  # the same data would fail the same way: no retry
             return failed("ResultEncodingFailed", f"{type(error).__name__}: {error}", False)
         return msg.StepSucceeded(command.task_id, command.step, command.attempt, data_json,
-                                 command.fencing_token)
+                                 command.fencing_token, view.published if view else {})
 
     # -- backward ------------------------------------------------------------------------------
 
@@ -221,6 +228,7 @@ class StepRunner:
             if step.compensation is not None:
                 log.info("compensating %s/%s", command.task_id, command.step)
                 step.compensation(context, data)
+            self._release_artifacts(command)
         except BaseException as error:
             log.warning("compensation %s/%s failed: %r", command.task_id, command.step, error)
             return msg.CompensationAttemptFailed(
@@ -231,6 +239,23 @@ class StepRunner:
                                          command.surplus_attempt)
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _artifact_view(self, step: StepDef, command: msg.ExecuteStep) -> StepArtifacts | None:
+        if self._artifacts is None or not (step.produces or step.consumes):
+            return None
+        # One holder per step, whatever the attempt: its compensation releases it.
+        return StepArtifacts(self._artifacts, step, f"{command.task_id}:{command.step}",
+                             command.artifacts)
+
+    def _release_artifacts(self, command: msg.CompensateStep) -> None:
+        """Compensating a step releases what it published; shared content stays."""
+        if not command.artifacts:
+            return
+        if self._artifacts is None:
+            raise RuntimeError(f"step {command.step!r} published artifacts but this worker has "
+                               "no artifact store to release them from")
+        for raw in command.artifacts.values():
+            self._artifacts.release(ArtifactRef.from_json(raw), f"{command.task_id}:{command.step}")
 
     def _lookup(self, command: msg.ExecuteStep | msg.CompensateStep,
                 ) -> tuple[TaskDefinition, StepDef]:
