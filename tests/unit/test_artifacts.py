@@ -157,8 +157,8 @@ def notify(ctx: Any) -> None:
         raise RuntimeError("notify refused")
 
 
-def media() -> TaskDefinition:
-    task = TaskDefinition("Media", queue="q", request=Req, max_retries=0)
+def media(max_retries: int = 0) -> TaskDefinition:
+    task = TaskDefinition("Media", queue="q", request=Req, max_retries=max_retries)
     task.step("Fetch", order=1, produces=["source"])(fetch)
     task.step("Transcode", order=2, produces=["rendition"], consumes=["source"])(transcode)
     task.step("Notify", order=3)(notify)
@@ -185,3 +185,28 @@ def test_compensation_releases_artifacts_and_keeps_those_another_task_holds() ->
     source = hashlib.sha256(CONTENT).hexdigest()
     assert run.artifact_refs.holders(source) == {f"{kept.state.task_id}:Fetch"}
     assert any(key.startswith(f"sha256/{source}/") for key in run.objects.keys(BUCKET))
+
+
+def test_a_corrupted_source_fails_the_consumer_with_a_retryable_error() -> None:
+    run = SagaTestRun(media(max_retries=1))
+    good = run.submit(Req())
+    source = hashlib.sha256(CONTENT).hexdigest()
+    # Both tasks share the stored content: corrupting it is seen by the next reader.
+    run.objects.replace_bytes(BUCKET, f"sha256/{source}/000000", b"\x00" * len(CONTENT))
+    task = run.submit(Req())
+    assert good.status is TaskStatus.COMPLETED
+    assert task.status is TaskStatus.FAILED
+    failures = [e for e in task.events if isinstance(e, ev.StepFailed)]
+    assert [(f.step, f.error_type, f.will_retry) for f in failures] == [
+        ("Transcode", "ArtifactCorrupted", True), ("Transcode", "ArtifactCorrupted", False)]
+    assert "part 1 of 1" in failures[0].error_message
+
+
+def test_changing_a_steps_artifacts_changes_its_version_fingerprint() -> None:
+    from tasksaga.core.fingerprint import fingerprint_of, step_graph
+
+    plain = TaskDefinition("Media", queue="q", request=Req)
+    plain.step("Fetch", order=1)(fetch)
+    producing = TaskDefinition("Media", queue="q", request=Req)
+    producing.step("Fetch", order=1, produces=["source"])(fetch)
+    assert fingerprint_of(step_graph(plain)) != fingerprint_of(step_graph(producing))

@@ -39,8 +39,11 @@ def step_identity(definition: TaskDefinition, step: StepDef) -> dict[str, Any]:
     group = definition.groups.get(step.group or "")
     # Only child steps carry the key, so the fingerprints of every other graph stay as they were.
     child = {} if step.child is None else {"child": step.child.task_type}
+    # Likewise only steps with artifacts: a recorded reference must keep its name and role.
+    artifacts = ({} if not (step.produces or step.consumes)
+                 else {"artifacts": [sorted(step.produces), sorted(step.consumes)]})
     return {
-        **child,
+        **child, **artifacts,
         "order": step.order, "placement": str(step.placement),
         "queue": definition.queue_of(step),
         "group": None if group is None else [group.name, str(group.mode), group.quorum],
