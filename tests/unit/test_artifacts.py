@@ -23,6 +23,7 @@ from tasksaga.core.state import TaskStatus
 from tasksaga.testing import SagaTestRun
 from tasksaga.testing.memory_artifact_refs import InMemoryArtifactRefs
 from tasksaga.testing.memory_objects import InMemoryObjectStore
+from tasksaga.worker.artifact_cache import PartCache
 from tasksaga.worker.artifacts import ArtifactStore, StepArtifacts
 
 PART = 1000
@@ -210,3 +211,25 @@ def test_changing_a_steps_artifacts_changes_its_version_fingerprint() -> None:
     producing = TaskDefinition("Media", queue="q", request=Req)
     producing.step("Fetch", order=1, produces=["source"])(fetch)
     assert fingerprint_of(step_graph(plain)) != fingerprint_of(step_graph(producing))
+
+
+def test_a_cached_part_is_served_without_reading_storage_again() -> None:
+    objects, refs, cache = InMemoryObjectStore(), InMemoryArtifactRefs(), PartCache(3 * PART)
+    artifacts = ArtifactStore(objects, refs, part_size=PART, cache=cache)
+    ref = artifacts.publish(io.BytesIO(CONTENT), "t:Fetch")
+    assert b"".join(artifacts.open(ref)) == CONTENT
+    assert cache.size_bytes == len(CONTENT)
+    for index in range(ref.parts):
+        objects.delete(BUCKET, ref.part_key(index))
+    assert b"".join(artifacts.open(ref)) == CONTENT  # every part from the cache
+
+
+def test_the_part_cache_stays_within_its_bytes_and_skips_parts_larger_than_it() -> None:
+    cache = PartCache(10)
+    cache.put("a", b"12345")
+    cache.put("b", b"12345")
+    assert cache.get("a") == b"12345"  # now the most recently used
+    cache.put("c", b"123")
+    assert (cache.get("b"), cache.get("a"), cache.size_bytes) == (None, b"12345", 8)
+    cache.put("big", b"x" * 11)
+    assert cache.get("big") is None and cache.size_bytes == 8

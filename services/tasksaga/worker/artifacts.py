@@ -11,7 +11,9 @@ deleted. A release drops the holder's reference and deletes the parts once nobod
 Reading verifies every part (its length and SHA-256) before any of its bytes are yielded, so
 a handler never sees a byte that differs from what was published: a missing part, a short
 part, a changed byte or a part that takes longer than ``part_timeout_s`` to read raises
-``ArtifactCorrupted`` (retryable) instead. Memory per publish or open: one part.
+``ArtifactCorrupted`` (retryable) instead. Memory per publish or open: one part. Verified
+parts may be kept in a ``PartCache`` (keyed by their SHA-256, bounded in bytes) and served
+from it to later reads of the same worker.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tasksaga.core.artifacts import (
 )
 from tasksaga.core.ports import ArtifactRefs, ObjectStore
 from tasksaga.core.steps import StepDef
+from tasksaga.worker.artifact_cache import PartCache
 
 CHUNK_SIZE = 64 * 1024  # what a handler's iterator yields at a time
 
@@ -40,7 +43,8 @@ CHUNK_SIZE = 64 * 1024  # what a handler's iterator yields at a time
 class ArtifactStore:
     def __init__(self, objects: ObjectStore, refs: ArtifactRefs, *, bucket: str = BUCKET,
                  part_size: int = PART_SIZE, part_timeout_s: float = 120.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 cache: PartCache | None = None) -> None:
         if part_size <= 0:
             raise ValueError(f"part_size must be positive, got {part_size}")
         self._objects = objects
@@ -49,6 +53,7 @@ class ArtifactStore:
         self._part_size = part_size
         self._part_timeout_s = part_timeout_s
         self._monotonic = monotonic
+        self._cache = cache
 
     def publish(self, stream: IO[bytes], holder: str) -> ArtifactRef:
         """Store ``stream``'s bytes (once per content) held by ``holder``; its reference."""
@@ -86,6 +91,15 @@ class ArtifactStore:
             raise ArtifactCorrupted(f"artifact {ref.sha256} reads back as {whole.hexdigest()}")
 
     def _read_verified(self, ref: ArtifactRef, index: int) -> bytes:
+        cached = self._cache.get(ref.part_sha256[index]) if self._cache is not None else None
+        if cached is not None:
+            return cached  # verified when it was put
+        part = self._read_part(ref, index)
+        if self._cache is not None:
+            self._cache.put(ref.part_sha256[index], part)
+        return part
+
+    def _read_part(self, ref: ArtifactRef, index: int) -> bytes:
         key, expected = ref.part_key(index), ref.part_length(index)
         where = f"part {index + 1} of {ref.parts} of artifact {ref.sha256} ({self._bucket}/{key})"
         deadline = self._monotonic() + self._part_timeout_s

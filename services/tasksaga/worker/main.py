@@ -33,6 +33,7 @@ from tasksaga.config import ObjectStoreSettings, configure_logging
 from tasksaga.core import messages as msg
 from tasksaga.core.capabilities import MissingCapabilities, Route, describe, plan_subscriptions
 from tasksaga.core.registry import load_registry
+from tasksaga.worker.artifact_cache import PartCache
 from tasksaga.worker.artifacts import ArtifactStore
 from tasksaga.worker.cancellation import CancellationBook
 from tasksaga.worker.capabilities import worker_capabilities
@@ -103,7 +104,9 @@ def main() -> int:
     refs_pool = ConnectionPool(settings.database_url, min_size=0, max_size=4, open=True,
                                name="worker-artifact-refs",
                                kwargs={"application_name": "worker-artifact-refs"})
-    artifacts = ArtifactStore(objects, PgArtifactRefs(refs_pool))
+    cache = PartCache(settings.worker_artifact_cache_bytes)
+    artifacts = ArtifactStore(objects, PgArtifactRefs(refs_pool),
+                              cache=cache if cache.max_bytes else None)
 
     def consumer(route: Route) -> None:
         queue = route.name  # the queue, with its capabilities if the route has some

@@ -36,6 +36,9 @@ class WorkerSettings(CommonSettings):
     worker_instance_id: str | None = None
     # Skip commands whose answer the projections already show (worker/finished_steps.py).
     worker_skip_finished: bool = True
+    # Verified artifact parts (8 MiB each) kept in memory for later reads on this worker,
+    # keyed by checksum; 0 turns the cache off.
+    worker_artifact_cache_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
 
     # TASKSAGA_WORKER_CAPABILITIES: what this worker has (ffmpeg,gpu): it consumes the
     # topics of the steps requiring them (docs/dsl.md, "Capabilities"). Detected ones (ffmpeg
