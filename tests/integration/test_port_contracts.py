@@ -12,12 +12,14 @@ from confluent_kafka import Consumer
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters import clock as system_clock
+from tasksaga.adapters.artifact_refs import PgArtifactRefs
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_producer import KafkaProducer
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.pg_store import PostgresEventStore
 from tasksaga.adapters.topics import ensure_topics
-from tasksaga.core.ports import Bus, Clock, EventStore, ObjectStore, OutboxRecord
+from tasksaga.core.ports import ArtifactRefs, Bus, Clock, EventStore, ObjectStore, OutboxRecord
+from tests.port_contracts.artifact_refs import ArtifactRefsContract
 from tests.port_contracts.bus import BusContract, Received
 from tests.port_contracts.clock import ClockContract
 from tests.port_contracts.event_store import EventStoreContract
@@ -95,3 +97,9 @@ class TestSystemClock(ClockContract):
     def clock(self) -> Clock:
         clock: Clock = system_clock  # the module is the adapter; mypy checks it fits the port
         return clock
+
+
+class TestPgArtifactRefs(ArtifactRefsContract):
+    @pytest.fixture
+    def refs(self, schema_pool: ConnectionPool) -> ArtifactRefs:
+        return PgArtifactRefs(schema_pool)

@@ -7,8 +7,10 @@ import itertools
 
 import pytest
 
-from tasksaga.core.ports import Bus, Clock, EventStore, ObjectStore, OutboxRecord
+from tasksaga.core.ports import ArtifactRefs, Bus, Clock, EventStore, ObjectStore, OutboxRecord
 from tasksaga.testing import InMemoryBus, InMemoryEventStore, InMemoryObjectStore, ManualClock
+from tasksaga.testing.memory_artifact_refs import InMemoryArtifactRefs
+from tests.port_contracts.artifact_refs import ArtifactRefsContract
 from tests.port_contracts.bus import BusContract, Received
 from tests.port_contracts.clock import ClockContract
 from tests.port_contracts.event_store import EventStoreContract
@@ -51,3 +53,9 @@ class TestManualClock(ClockContract):
     @pytest.fixture
     def clock(self) -> Clock:
         return ManualClock()
+
+
+class TestInMemoryArtifactRefs(ArtifactRefsContract):
+    @pytest.fixture
+    def refs(self) -> ArtifactRefs:
+        return InMemoryArtifactRefs()
