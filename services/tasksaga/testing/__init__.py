@@ -16,6 +16,7 @@ docs/testing.md walks through it. The in-memory adapters implement the ports of
 from tasksaga.testing.clock import ManualClock
 from tasksaga.testing.faults import FaultPlan, InjectedFailure
 from tasksaga.testing.harness import SagaStuck, SagaTestRun, run_saga
+from tasksaga.testing.memory_artifact_refs import InMemoryArtifactRefs
 from tasksaga.testing.memory_bus import InMemoryBus, PublishedRecord
 from tasksaga.testing.memory_objects import InMemoryObjectStore
 from tasksaga.testing.memory_store import InMemoryEventStore
@@ -24,6 +25,7 @@ from tasksaga.testing.report import Attempt, TaskRun
 __all__ = [
     "Attempt",
     "FaultPlan",
+    "InMemoryArtifactRefs",
     "InMemoryBus",
     "InMemoryEventStore",
     "InMemoryObjectStore",
