@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasksaga.adapters.kafka_parallel import OffsetTracker
+from tasksaga.adapters.partition_leases import OffsetTracker
 
 P = ("topic", 0)
 
