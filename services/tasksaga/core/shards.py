@@ -29,6 +29,11 @@ def bucket_of(task_id: str, buckets: int = BUCKETS) -> int:
     return zlib.crc32(task_id.encode()) % buckets
 
 
+class WrongShard(Exception):
+    """A transaction on one shard was asked to touch a task another shard holds (a routing
+    bug: the caller must open the transaction on ``ShardMap.shard_of(task_id)``)."""
+
+
 @dataclass(frozen=True)
 class ShardMap:
     """Shards in their configured order (the first holds the API's own rows) and the shard of
@@ -62,6 +67,13 @@ class ShardMap:
 
     def shard_of(self, task_id: str) -> str:
         return self.assignment[bucket_of(task_id)]
+
+    def check(self, shard: str, task_id: str) -> None:
+        """Raise WrongShard unless ``shard`` holds the task."""
+        owner = self.shard_of(task_id)
+        if owner != shard:
+            raise WrongShard(f"task {task_id} (bucket {bucket_of(task_id)}) is on shard "
+                             f"{owner}, not on {shard} where this transaction runs")
 
     def buckets_of(self, shard: str) -> list[int]:
         return [b for b, name in enumerate(self.assignment) if name == shard]
