@@ -14,6 +14,7 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.pg_shards import ShardedEventStore
 from tasksaga.adapters.projections import Projector
 from tasksaga.adapters.wire import Envelope, Topics
+from tasksaga.api.live.feed import PostgresEventLog
 from tasksaga.api.queries import ProjectionQueries, TaskFilter
 from tasksaga.api.shard_queries import ShardedQueries
 from tasksaga.core import RetryPolicy
@@ -91,6 +92,11 @@ def test_tasks_on_two_shards_run_fire_timers_and_are_queried_by_id_and_in_a_merg
     for task_id in every:
         row = queries.task(task_id)
         assert row is not None and row.task_id == task_id and row.version > 0
+    live = PostgresEventLog(store.pool("alpha"), codec,
+                            lambda task_id: store.pool(store.shard_of(task_id)))
+    beta_task = tasks["beta"][0]
+    assert live._events_from(beta_task, 1, 100)  # a watcher replays it from its own shard
+    assert live._progress(beta_task) == []
     where = TaskFilter(tenant="default", task_types=[task.name])
     assert queries.count_tasks(where) == 3
     whole = [r["task_id"] for r in queries.list_tasks(where, 10)]
