@@ -8,7 +8,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from stacklib.common import Settings, pg_url
 from stacklib.ops import stop_one
 from stacklib.postgres import PostgresShard

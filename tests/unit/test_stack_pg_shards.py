@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from stacklib.cli import parse_args
 from stacklib.common import Settings, StackError, env
 from stacklib.ops import services
+
 from tasksaga.core.shards import parse_shards
 
 
