@@ -46,11 +46,12 @@ class TestPostgresEventStore(EventStoreContract):
 
 
 class TestShardedPostgresEventStore(ShardedEventStoreContract):
-    """Two shards, each a fresh schema of the stack's database with every migration."""
+    """Two shards on two real PostgreSQL clusters (tests/integration/shard_support.py)."""
 
     @pytest.fixture
-    def store(self, database_url: str, codec: AvroCodec) -> Iterator[EventStore]:
-        with two_shard_store(database_url, codec) as store:
+    def store(self, database_url: str, second_pg_url: str,
+              codec: AvroCodec) -> Iterator[EventStore]:
+        with two_shard_store(database_url, second_pg_url, codec) as store:
             self.sharded = store
             yield store
 

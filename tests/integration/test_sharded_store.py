@@ -1,5 +1,5 @@
-"""The orchestrator, projector and API queries over two Postgres shards (two schemas, each a
-whole tasksaga database): a task's rows stay on its shard, timers fire on both, status by id
+"""The orchestrator, projector and API queries over two Postgres shards on two real clusters
+(tests/integration/shard_support.py): a task's rows stay on its shard, timers fire on both, status by id
 reads the task's shard and a list merges both, paging stably."""
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ class FakeClock:
 
 
 @pytest.fixture
-def store(database_url: str, codec: AvroCodec) -> Iterator[ShardedEventStore]:
-    with two_shard_store(database_url, codec) as store:
+def store(database_url: str, second_pg_url: str,
+          codec: AvroCodec) -> Iterator[ShardedEventStore]:
+    with two_shard_store(database_url, second_pg_url, codec) as store:
         yield store
 
 
