@@ -1,6 +1,6 @@
 """The orchestrator, projector and API queries over two Postgres shards on two real clusters
-(tests/integration/shard_support.py): a task's rows stay on its shard, timers fire on both, status by id
-reads the task's shard and a list merges both, paging stably."""
+(tests/integration/shard_support.py): a task's rows stay on its shard, timers fire on both,
+status by id reads the task's shard and a list merges both, paging stably."""
 
 from __future__ import annotations
 
