@@ -38,8 +38,8 @@ from tasksaga.workflow.runtime import WorkflowRuntime
 log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 20
-_Item = TypeVar("_Item")
 UNREADABLE_TIMER_DELAY_MS = 300_000
+_Item = TypeVar("_Item")  # a message grouped by its task's shard
 
 # The time decisions are taken at, read once per transaction. Timers are compared with one
 # clock: the database's, for scheduling (decide's now + delay) and for firing (due <= now),
@@ -132,7 +132,8 @@ class Orchestrator:
         self.handle_batch([envelope])
 
     def handle_batch(self, envelopes: Sequence[Envelope]) -> None:
-        """Handle messages in one transaction: one commit (one fsync) for the whole batch.
+        """Handle messages in one transaction per shard (core/shards.py; one database: one
+        commit, one fsync, for the whole batch).
 
         Raises when any message cannot be handled; the caller then handles them one by one,
         which isolates the bad one (and its dead letter) from the others.
