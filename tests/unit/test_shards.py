@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tasksaga.core.shards import (
     BUCKETS,
@@ -14,6 +15,7 @@ from tasksaga.core.shards import (
     bucket_of,
     parse_shards,
 )
+from tasksaga.orchestrator.settings import OrchestratorSettings
 
 
 def test_the_bucket_is_a_fixed_crc32_not_the_process_hash() -> None:
@@ -77,3 +79,17 @@ def test_malformed_shard_settings_are_refused_with_the_expected_form() -> None:
         ShardMap.even(["Bad Name"])
     with pytest.raises(ShardConfigError, match="unknown shards x"):
         ShardMap(("a",), ("x",) * BUCKETS)
+
+
+def test_a_service_refuses_bad_shard_settings_at_start_naming_the_problem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKSAGA_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("TASKSAGA_DATABASE_URL", "postgresql://h1/db")
+    assert OrchestratorSettings().shard_config().map == ShardMap.single()
+    monkeypatch.setenv("TASKSAGA_SHARDS", "a=postgresql://h1/db;b=postgresql://h2/db")
+    monkeypatch.setenv("TASKSAGA_SHARD_BUCKETS", "a:0-127")
+    with pytest.raises(ValidationError, match="buckets 128-255 have no shard"):
+        OrchestratorSettings()
+    monkeypatch.setenv("TASKSAGA_SHARD_BUCKETS", "a:0-127;b:128-255")
+    assert OrchestratorSettings().shard_config().map.buckets_of("b") == list(range(128, 256))
