@@ -7,10 +7,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from io import BytesIO
 
 import pytest
 
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.orphan_sweep import OrphanSweeper
 from tasksaga.adapters.pg_shards import ShardedEventStore
 from tasksaga.adapters.projections import Projector
 from tasksaga.adapters.wire import Envelope, Topics
@@ -21,6 +23,7 @@ from tasksaga.core import RetryPolicy
 from tasksaga.core import messages as msg
 from tasksaga.core.registry import TaskRegistry
 from tasksaga.orchestrator.processor import Orchestrator
+from tests.integration.inprocess_api import object_store
 from tests.integration.shard_support import two_shard_store
 from tests.port_contracts.event_store import task_on
 from tests.unit.sagas import Req, linear
@@ -109,3 +112,24 @@ def test_tasks_on_two_shards_run_fire_timers_and_are_queried_by_id_and_in_a_merg
         paged += [r["task_id"] for r in page]
         before = (datetime.fromisoformat(page[-1]["submitted_at"]), page[-1]["task_id"])
     assert paged == whole and queries.list_tasks(where, 1, before) == []
+
+
+def test_an_orphan_report_looks_tasks_up_on_every_shard(
+    store: ShardedEventStore, stack_env: dict[str, str],
+) -> None:
+    objects = object_store(stack_env)
+    bucket = f"sweep-{uuid.uuid4().hex[:8]}"
+    objects.ensure_bucket(bucket)
+    tenant = f"sw{uuid.uuid4().hex[:6]}"
+    known, lost = str(uuid.uuid4()), str(uuid.uuid4())
+    for task_id in (known, lost):
+        objects.put_stream(bucket, f"{tenant}/{task_id}/f.bin", BytesIO(b"data"))
+    with store.pool("beta").connection() as conn:  # accepted on the second shard
+        conn.execute("INSERT INTO accepted_tasks (task_id, tenant, task_type, request_json)"
+                     " VALUES (%s, %s, 'CreateZip', '{}')", (known, tenant))
+    home = store.pool("alpha")
+    every_shard = OrphanSweeper(home, objects, [store.pool(s) for s in store.shard_names()])
+    _, findings = every_shard.report(tenant, [bucket], 168.0, "ops")
+    assert {f.verdict.task_id for f in findings} == {lost}
+    _, first_only = OrphanSweeper(home, objects).report(tenant, [bucket], 168.0, "ops")
+    assert {f.verdict.task_id for f in first_only} == {known, lost}  # what it would have swept

@@ -114,7 +114,9 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
         submit_gate=SubmitGate(open_s=settings.api_submit_timeout_s),
         readiness=readiness,
         live=live,
-        repair=RepairServices(DeadLetterIndex(pool), OrphanSweeper(pool, objects),
+        # The sweep looks tasks up on every shard: another shard's task is not an orphan.
+        repair=RepairServices(DeadLetterIndex(pool),
+                              OrphanSweeper(pool, objects, list(pools.values())),
                               settings.api_orphan_grace_s),
         archiver=Archiver(pool, objects, settings.archive_bucket),
     )
