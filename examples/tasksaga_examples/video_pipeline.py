@@ -124,7 +124,7 @@ def _source_url(ctx: StepContext[VideoRequest]) -> str:
     return ctx.store.presigned_get_url(video.bucket, video.key)
 
 
-@video_transcode.step("ExtractMetadata", order=2, reads=())
+@video_transcode.step("ExtractMetadata", order=2, reads=(), requires={"ffmpeg"})
 def extract_metadata(ctx: StepContext[VideoRequest]) -> MetadataData:
     _switch(ctx)
     info = media.probe(_source_url(ctx))
@@ -175,6 +175,7 @@ for _step in RESOLUTIONS:
     video_transcode.step(
         _step, order=3, group="TranscodeAll", data=TranscodeData, retry=transcode_retry,
         heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S, reads=["ExtractMetadata"],
+        requires={"ffmpeg"},
     )(_transcode)
     video_transcode.compensation(_step)(_delete_rendition)
 
@@ -182,7 +183,8 @@ video_transcode.condition("Transcode4K", "Source >= 4K", is_source_4k_or_higher,
                           summary=source_size)
 
 
-@video_transcode.step("GenerateThumbnails", order=4, reads=["ExtractMetadata"])
+@video_transcode.step("GenerateThumbnails", order=4, reads=["ExtractMetadata"],
+                      requires={"ffmpeg"})
 def generate_thumbnails(ctx: StepContext[VideoRequest]) -> ThumbnailsData:
     _switch(ctx)
     metadata = ctx.data(MetadataData)

@@ -50,3 +50,32 @@ def total(ctx: StepContext[CountRequest]) -> Total:
 @fan_out_e2e.response_builder
 def response(ctx: SagaContext[CountRequest]) -> Total:
     return ctx.data(Total)
+
+
+class RenditionRequest(BaseModel):
+    video: str
+
+
+class Rendition(BaseModel):
+    key: str
+
+
+class Renditions(BaseModel):
+    keys: list[str]
+
+
+#: A matrix fan-out: one instance per (height, codec) cell, in cell order.
+matrix_e2e = TaskDefinition("MatrixE2E", queue="fan-out-e2e", request=RenditionRequest,
+                            response=Renditions, step_timeout_seconds=60)
+
+
+@matrix_e2e.for_each("Transcode", order=1,
+                     matrix={"height": [720, 1080], "codec": ["h264", "av1"]})
+def transcode(ctx: StepContext[RenditionRequest]) -> Rendition:
+    cell = ctx.item
+    return Rendition(key=f"{ctx.request.video}/{cell['height']}p.{cell['codec']}")
+
+
+@matrix_e2e.response_builder
+def renditions(ctx: SagaContext[RenditionRequest]) -> Renditions:
+    return Renditions(keys=[r.key for r in ctx.results_of("Transcode", Rendition)])

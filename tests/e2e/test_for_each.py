@@ -1,5 +1,6 @@
-"""task.for_each across the four processes: a 1,000-item fan-out with a trivial handler, and
-the thumbnail example failing at a page (its thumbnails deleted in reverse page order)."""
+"""task.for_each across the four processes: a 1,000-item fan-out with a trivial handler, the
+thumbnail example failing at a page (its thumbnails deleted in reverse page order), and a
+2 x 2 matrix whose instances show their cells."""
 
 from __future__ import annotations
 
@@ -74,3 +75,21 @@ def test_a_page_failing_for_good_deletes_the_thumbnails_written_in_reverse_page_
         assert not store.exists(BUCKET, f"{task_id}/thumbs/{number:05d}.txt")
         assert not store.exists(BUCKET, f"{task_id}/pages/{number:05d}.txt")
     assert log_problems(env["TASKSAGA_DATABASE_URL"], [task_id]) == []
+
+
+def test_a_two_by_two_matrix_runs_each_cell_once_and_the_status_names_the_cells(
+        fan_outs: System) -> None:
+    started = time.monotonic()
+    reply = fan_outs.client.post("/tasks/MatrixE2E", json={"video": "v"})
+    assert reply.status_code == 202, reply.text
+    task_id = reply.json()["task_id"]
+    status = fan_outs.wait_terminal(task_id, timeout_s=60)
+    print(f"\n2 x 2 matrix end to end: {time.monotonic() - started:.1f} s")
+    assert status["status"] == "Completed", status
+    assert status["response"] == {"keys": ["v/720p.h264", "v/720p.av1", "v/1080p.h264",
+                                           "v/1080p.av1"]}
+    transcode = next(s for s in status["steps"] if s["step"] == "Transcode")
+    assert [(i["index"], i["cell"], i["status"]) for i in transcode["instances"]["detail"]] == [
+        (0, "height=720,codec=h264", "Completed"), (1, "height=720,codec=av1", "Completed"),
+        (2, "height=1080,codec=h264", "Completed"), (3, "height=1080,codec=av1", "Completed")]
+    assert log_problems(fan_outs.env["TASKSAGA_DATABASE_URL"], [task_id]) == []

@@ -69,6 +69,17 @@ def test_show_prints_the_steps_and_json_prints_the_document() -> None:
     assert json.loads(run(api, "show", TASK, "--json").output) == document
 
 
+def test_show_says_which_capabilities_a_waiting_step_needs_a_worker_for() -> None:
+    document = status_document()
+    document["steps"][1] |= {"status": "Running", "attempt": 1,
+                             "waiting_for_capabilities": ["ffmpeg", "gpu"]}
+    api = FakeApi()
+    api.on("GET", f"/tasks/{TASK}", document)
+    table = run(api, "show", TASK)
+    assert table.exit_code == 0, table.output
+    assert "waiting for a worker with ffmpeg, gpu" in table.output
+
+
 def test_audit_reads_every_page() -> None:
     pages = {0: ([1, 2], 2), 2: ([3], None)}
 

@@ -73,3 +73,32 @@ def test_a_step_named_like_an_instance_is_ts166() -> None:
     task = TaskDefinition("Fan", queue="q", request=Req)
     task.step("Each[0]", order=1)(handler)
     assert codes(task) == ["TS166"]
+
+
+def matrix_step(**options: Any) -> TaskDefinition:
+    task = TaskDefinition("Fan", queue="q", request=Req)
+    task.for_each("Transcode", order=1, **options)(handler)
+    task.compensation("Transcode")(lambda ctx, data: None)
+    return task
+
+
+def test_a_well_formed_matrix_static_or_from_the_request_has_no_diagnostics() -> None:
+    assert codes(matrix_step(matrix={"height": [720, 1080], "codec": ["h264", "av1"]})) == []
+    assert codes(matrix_step(matrix=lambda ctx: {"height": [720]})) == []
+
+
+@pytest.mark.parametrize(("matrix", "code"), [
+    ({"height": []}, "TS205"),
+    ({}, "TS205"),
+    (lambda: {"height": [1]}, "TS205"),  # not a function of the SagaContext
+    ({"codec": ["h264", "h264"]}, "TS206"),
+    ({"height": [[720]]}, "TS207"),
+    ({"a": list(range(200)), "b": list(range(200))}, "TS208"),
+])
+def test_a_matrix_that_cannot_expand_is_diagnosed(matrix: Any, code: str) -> None:
+    assert codes(matrix_step(matrix=matrix)) == [code]
+
+
+def test_a_for_each_with_both_items_and_matrix_or_neither_is_ts209() -> None:
+    assert codes(matrix_step(matrix={"height": [720]}, items=items)) == ["TS209"]
+    assert codes(matrix_step()) == ["TS209"]

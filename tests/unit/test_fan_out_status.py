@@ -7,6 +7,7 @@ from typing import Any
 
 from tasksaga.api.fan_out_status import instances_document, take_instances
 from tests.unit.fan_out_sagas import fan_out
+from tests.unit.test_fan_out_matrix_kit import renditions, transcoding
 
 
 def record(step: str, status: str, attempt: int = 1, error: str | None = None) -> dict[str, Any]:
@@ -43,3 +44,16 @@ def test_instances_that_never_started_show_not_run_once_their_step_has_closed() 
         "detail"]] == ["Completed", "Pending"]
     closed = instances_document(entries, {}, "Each", "Completed")
     assert closed["counts"] == {"Completed": 1, "NotRun": 1}
+
+
+def test_each_instance_of_a_static_matrix_shows_its_cell() -> None:
+    records = {f"Render[{i}]": record(f"Render[{i}]", "Completed") for i in range(4)}
+    taken = take_instances(transcoding({"height": [720, 1080], "codec": ["h264", "av1"]}),
+                           dict(records))
+    assert [line["cell"] for line in instances_document(taken["Render"], {}, "Render")[
+        "detail"]] == ["height=720,codec=h264", "height=720,codec=av1",
+                       "height=1080,codec=h264", "height=1080,codec=av1"]
+    # From the request, the cells are only known once the step expanded: no cell shown.
+    taken = take_instances(transcoding(renditions), dict(records))
+    assert ["cell" in line for line in instances_document(taken["Render"], {}, "Render")[
+        "detail"]] == [False] * 4

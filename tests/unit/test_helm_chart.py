@@ -161,5 +161,9 @@ def test_every_worker_pod_runs_only_its_pools_queues() -> None:
     queues = {w["metadata"]["name"]: env_value(next(containers(w)), "TASKSAGA_WORKER_QUEUES")
               for w in workloads(documents) if component(w) == "worker"}
     assert queues == {"tasksaga-worker-zip": "zip", "tasksaga-worker-video": "video-processing"}
+    capabilities = {w["metadata"]["name"]: env_value(next(containers(w)),
+                                                     "TASKSAGA_WORKER_CAPABILITIES")
+                    for w in workloads(documents) if component(w) == "worker"}
+    assert capabilities == {"tasksaga-worker-zip": None, "tasksaga-worker-video": "ffmpeg"}
     for workload in workloads(documents):
         assert pod_spec(workload)["serviceAccountName"] == "tasksaga"

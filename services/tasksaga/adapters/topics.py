@@ -19,6 +19,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from tasksaga.adapters.wire import Topics
 from tasksaga.config import split_list
+from tasksaga.core.capabilities import Route
 from tasksaga.core.registry import load_registry
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,14 @@ log = logging.getLogger(__name__)
 VISIBLE_TIMEOUT_S = 60.0
 
 
-def all_topic_names(topics: Topics, queues: Iterable[str]) -> list[str]:
+def all_topic_names(topics: Topics, queues: Iterable[str],
+                    routes: Iterable[Route] = ()) -> list[str]:
+    """The service topics, each queue's step commands, and the capability routes' topics."""
+    plain = [topics.step_commands(q) for q in sorted(set(queues))]
+    capable = sorted({topics.step_commands(r.queue, r.requires) for r in routes} - set(plain))
     return [
         topics.task_commands, topics.task_events, topics.step_results, topics.dead_letter,
-        topics.webhook_deliveries, topics.step_cancellations,
-        *(topics.step_commands(q) for q in sorted(set(queues))),
+        topics.webhook_deliveries, topics.step_cancellations, *plain, *capable,
     ]
 
 
@@ -205,12 +209,14 @@ def main() -> int:
         print("set TASKSAGA_KAFKA_BOOTSTRAP or pass --bootstrap", file=sys.stderr)
         return 2
     queues = args.queues
+    routes: set[Route] = set()
     if not queues:
         modules = split_list(os.environ.get("TASKSAGA_TASK_MODULES",
                                             "tasksaga_examples.zip_archive"))
         assert isinstance(modules, list)
-        queues = sorted(load_registry(modules).queues())
-    names = all_topic_names(Topics(args.prefix), queues)
+        registry = load_registry(modules)
+        queues, routes = sorted(registry.queues()), registry.routes()
+    names = all_topic_names(Topics(args.prefix), queues, routes)
     try:
         ensure_topics(args.bootstrap, names, args.partitions, args.replication_factor,
                       min_insync_replicas=args.min_insync_replicas)

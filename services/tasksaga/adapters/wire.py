@@ -7,11 +7,13 @@ records defined here that only the shells use (dead letters, webhook deliveries)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
+from tasksaga.core.capabilities import capability_suffix
 from tasksaga.core.envelope import Envelope
 
 __all__ = ["MESSAGE_SCHEMAS", "DeadLetter", "Envelope", "Topics", "WebhookDelivery"]
@@ -104,5 +106,7 @@ class Topics:
         """Broadcast: every worker reads every cancellation (it may be running the step)."""
         return f"{self.prefix}.step-cancellations"
 
-    def step_commands(self, queue: str) -> str:
-        return f"{self.prefix}.step-commands.{queue}"
+    def step_commands(self, queue: str, requires: Iterable[str] = ()) -> str:
+        """A queue's step commands; those of steps requiring capabilities have a topic of
+        their own, which only capable workers consume (tasksaga.core.capabilities)."""
+        return f"{self.prefix}.step-commands.{queue}{capability_suffix(requires)}"

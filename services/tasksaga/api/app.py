@@ -21,6 +21,7 @@ from tasksaga.adapters.clock import now_ms
 from tasksaga.api import submission as sub
 from tasksaga.api.archive_routes import add_archive_routes
 from tasksaga.api.body_limits import BodyLimits, BodyTimeout, BodyTooLarge
+from tasksaga.api.capability_status import with_capability_waits
 from tasksaga.api.dependencies import ApiDependencies, Deps
 from tasksaga.api.live.routes import register_live_routes
 from tasksaga.api.migrate_route import add_migrate_route
@@ -147,7 +148,9 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     @app.get("/tasks/{task_id}")
     def status(task_id: str, caller: Caller, d: Deps) -> dict[str, Any]:
         row = visible_task(task_id, caller, Action.READ)
-        return d.queries.status_document(row, d.registry.get(row.task_type))
+        definition = d.registry.get(row.task_type)
+        return with_capability_waits(d.queries.status_document(row, definition), definition,
+                                     d.capable_workers)
 
     @app.get("/tasks/{task_id}/audit")
     def audit(

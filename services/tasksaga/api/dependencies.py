@@ -21,6 +21,7 @@ from tasksaga.api.body_limits import Limits
 from tasksaga.api.security import Security
 from tasksaga.api.shard_queries import TaskQueries
 from tasksaga.core import messages as msg
+from tasksaga.core.capabilities import Route
 from tasksaga.core.ports import ObjectStore
 from tasksaga.core.registry import TaskRegistry
 
@@ -99,6 +100,8 @@ class ApiDependencies:
     live: LiveService | None = None  # SSE and WebSocket streams (api/live)
     repair: RepairServices | None = None  # dead letters and the orphan sweep (api/repair_*)
     archiver: Archiver | None = None  # restores archived tasks (api/archive_routes.py)
+    # How many workers consume a capability route (adapters/capable_workers.py).
+    capable_workers: Callable[[Route], int | None] | None = None
 
     def send_command(self, command: msg.TaskCommand, message_id: str) -> None:
         """Durable in Kafka (acks=all) before the API answers 202; 503 within the submit

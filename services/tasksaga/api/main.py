@@ -12,6 +12,7 @@ from opentelemetry.metrics import MeterProvider
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.archive import Archiver
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.capable_workers import ConsumerGroupMembers, worker_group_of
 from tasksaga.adapters.dead_letters import DeadLetterIndex
 from tasksaga.adapters.kafka_producer import KafkaProducer
 from tasksaga.adapters.object_store import MinioObjectStore
@@ -49,7 +50,7 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
     topics = Topics(settings.topic_prefix)
     shards = settings.shard_config()
     migrate_shards(shards)
-    ensure_service_topics(settings, all_topic_names(topics, registry.queues()))
+    ensure_service_topics(settings, all_topic_names(topics, registry.queues(), registry.routes()))
     objects = MinioObjectStore(s3.endpoint, s3.access_key, s3.secret_key, s3.secure, s3.region)
     buckets = []
     for definition in registry:
@@ -119,6 +120,9 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
                               OrphanSweeper(pool, objects, list(pools.values())),
                               settings.api_orphan_grace_s),
         archiver=Archiver(pool, objects, settings.archive_bucket),
+        capable_workers=ConsumerGroupMembers(
+            settings.kafka_bootstrap, worker_group_of(settings.topic_prefix,
+                                                      settings.worker_group)),
     )
 
 

@@ -20,6 +20,9 @@ class ApiSettings(CommonSettings):
     api_pool_size: int = 8
     # Form parts above this size spool to a temporary file, never to memory.
     api_max_files_per_request: int = 100
+    # The workers' consumer group name (TASKSAGA_WORKER_GROUP of the workers): a status shows
+    # the steps whose capability group has no member as waiting for such a worker.
+    worker_group: str = "worker"
 
     # -- identity: bearer JWTs (HS256 locally; RS256/ES256 keys or a JWKS in production) ------
     auth_hs256_secret: SecretStr | None = Field(

@@ -109,7 +109,9 @@ def print_status(document: dict[str, Any]) -> None:
     for step in document["steps"]:
         detail = step.get("error_message") or step.get("progress_message") or (
             f"waiting until {short_time(step['waiting_until'])}"
-            if step.get("waiting_until") else "")
+            if step.get("waiting_until") else "") or (
+            "waiting for a worker with " + ", ".join(step["waiting_for_capabilities"])
+            if step.get("waiting_for_capabilities") else "")
         steps.add_row(plain(step["step"]), status_text(step["status"]), str(step["attempt"]),
                       percent(step.get("progress")), plain(detail) if detail else "")
     console.print(steps)

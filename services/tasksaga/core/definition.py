@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from tasksaga.core.annotations import returned_model
 from tasksaga.core.authorization import Roles
+from tasksaga.core.capabilities import Route
 from tasksaga.core.definition_errors import DefinitionError, Diagnostic
 from tasksaga.core.fan_out_declaration import ForEachDeclaration
 from tasksaga.core.fan_out_shape import instance_step, parent_name
@@ -181,10 +182,12 @@ class TaskDefinition(ForEachDeclaration):
         condition: StepCondition | None = None,
         reads: Iterable[str] | None = None,
         pivot: bool = False,
+        requires: Iterable[str] | str = (),
     ) -> Callable[[StepHandler], StepHandler]:
         """Declare a worker step whose handler is the decorated function. ``reads`` names the
         earlier steps whose data it reads (``ctx.data``): only those travel with its commands.
-        ``pivot=True`` makes it the point of no return (docs/dsl.md, "Pivot steps")."""
+        ``pivot=True`` makes it the point of no return (docs/dsl.md, "Pivot steps").
+        ``requires`` names the capabilities its worker must have (docs/dsl.md, "Capabilities")."""
 
         def register(handler: StepHandler) -> StepHandler:
             self._add(
@@ -195,6 +198,7 @@ class TaskDefinition(ForEachDeclaration):
                     heartbeat_timeout_seconds=heartbeat_timeout_seconds,
                     condition=condition, handler=handler,
                     reads=None if reads is None else tuple(reads), pivot=pivot,
+                    requires=frozenset([requires] if isinstance(requires, str) else requires),
                 )
             )
             return handler
@@ -414,3 +418,13 @@ class TaskDefinition(ForEachDeclaration):
     def queues(self) -> set[str]:
         return {self.queue_of(s) for s in self.steps if s.placement is Placement.WORKER
                 or (s.has_compensation and s.child is None)}
+
+    def route_of(self, step: StepDef) -> Route:
+        """The queue and capabilities whose topic carries the step's commands."""
+        return Route(self.queue_of(step), step.requires)
+
+    def routes(self) -> set[Route]:
+        """Every queue's plain route, and the capability routes of the steps requiring some."""
+        plain = {Route(queue) for queue in self.queues()}  # first: a workflow discovers steps
+        return plain | {self.route_of(s) for s in self.steps
+                        if s.requires and self.queue_of(s) in {r.queue for r in plain}}

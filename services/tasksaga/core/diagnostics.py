@@ -11,6 +11,7 @@ import typing
 from collections import Counter
 from typing import Any
 
+from tasksaga.core.capabilities import invalid_capabilities
 from tasksaga.core.definition import Diagnostic, TaskDefinition
 from tasksaga.core.diagnostics_children import child_steps
 from tasksaga.core.diagnostics_fan_out import fan_out_steps
@@ -45,6 +46,12 @@ def diagnose(definition: TaskDefinition) -> list[Diagnostic]:
     found += wait_steps(definition)
     found += child_steps(definition)
     found += fan_out_steps(definition)
+    found += [
+        Diagnostic("TS195", f"step {step.name!r} requires invalid capability name(s) "
+                            f"{', '.join(bad)}: a capability is 1 to 32 lowercase letters, "
+                            "digits or underscores starting with a letter (e.g. ffmpeg, gpu)")
+        for step in definition.steps if (bad := invalid_capabilities(step.requires))
+    ]
     found += [
         Diagnostic("TS118", f"roles given for unknown action {name!r}; the actions are "
                             "submit, read, cancel, operate and signal")

@@ -1,4 +1,4 @@
-"""Checks of for_each steps (TS160-TS164, TS166; docs/diagnostics.md)."""
+"""Checks of for_each steps (TS160-TS164, TS166, matrices TS205-TS209; docs/diagnostics.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from tasksaga.core.definition import Diagnostic, TaskDefinition
+from tasksaga.core.fan_out_declaration import items_not_chosen
+from tasksaga.core.fan_out_matrix import matrix_problems
 from tasksaga.core.fan_out_shape import ForEach, parse_instance
 from tasksaga.core.steps import AwaitMode, StepDef
 
@@ -22,7 +24,8 @@ def fan_out_steps(definition: TaskDefinition) -> list[Diagnostic]:
         spec = step.for_each
         if spec is None:
             continue
-        found += _parallelism(step, spec) + _quorum(step, spec) + _items(step, spec)
+        found += _parallelism(step, spec) + _quorum(step, spec)
+        found += _items(step, spec) if spec.matrix is None else _matrix(step, spec)
         stage = definition.stage_of(step.name)
         if step.group is not None or len(stage.steps) > 1:
             found.append(Diagnostic(
@@ -60,9 +63,26 @@ def _quorum(step: StepDef, spec: ForEach) -> list[Diagnostic]:
                                 "above the number of items fails the step when it expands)")]
 
 
+def _matrix(step: StepDef, spec: ForEach) -> list[Diagnostic]:
+    if spec.items is items_not_chosen:
+        return [Diagnostic("TS209", f"for_each step {step.name!r} has both items= and matrix=: "
+                                    "give one (a matrix is its items, one per cell)")]
+    if callable(spec.matrix):  # from the request: checked when the step expands
+        if _takes_one_argument(spec.matrix):
+            return []
+        return [Diagnostic("TS205", f"for_each step {step.name!r}: matrix= must be a mapping "
+                                    "of axes or a function of one argument (the SagaContext) "
+                                    "returning one")]
+    return [Diagnostic(problem.code, f"for_each step {step.name!r}: {problem.message}")
+            for problem in matrix_problems(spec.matrix)]
+
+
 def _items(step: StepDef, spec: ForEach) -> list[Diagnostic]:
     found = []
-    if not callable(spec.items) or not _takes_one_argument(spec.items):
+    if spec.items is items_not_chosen:
+        found.append(Diagnostic("TS209", f"for_each step {step.name!r} has neither items= nor "
+                                         "matrix=: give one"))
+    elif not callable(spec.items) or not _takes_one_argument(spec.items):
         found.append(Diagnostic(
             "TS163", f"for_each step {step.name!r}: items= must be a function of one "
                      "argument (the SagaContext) returning a list, got "

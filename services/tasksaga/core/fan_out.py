@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.attempts import SUPERSEDED
-from tasksaga.core.fan_out_shape import ForEach, instance_name, parse_instance
+from tasksaga.core.fan_out_shape import MAX_ITEMS, ForEach, instance_name, parse_instance
 from tasksaga.core.fan_out_state import FanOutState
 from tasksaga.core.pivot import passed_pivot
 from tasksaga.core.state import StepState, StepStatus, TaskState, TaskStatus
@@ -37,8 +37,7 @@ from tasksaga.core.waits import WaitActions
 FAN_OUT_FAILED = "FanOutFailed"
 ITEMS_ERROR = "FanOutItemsError"
 # The items travel in one FanOutExpanded event, published to Kafka (1 MiB records): keep them
-# well under that. Large data belongs in object storage; items name it (keys).
-MAX_ITEMS = 10_000
+# well under that (MAX_ITEMS too). Large data belongs in object storage; items name it (keys).
 MAX_ITEMS_BYTES = 512 * 1024
 _IN_FLIGHT = (StepStatus.RUNNING, StepStatus.RETRY_SCHEDULED)
 
@@ -113,8 +112,9 @@ class FanOutActions(WaitActions):
         try:
             items = items_json(spec.items(self.saga_context()))
         except Exception as error:  # user code: a broken items function fails its step
+            source = "items function" if spec.matrix is None else "matrix"
             self.fail_step(step.name, attempt, ITEMS_ERROR,
-                           f"items function {spec.items_name} of step {step.name}: "
+                           f"{source} {spec.items_name} of step {step.name}: "
                            f"{type(error).__name__}: {error}", False)
             return
         self.emit(ev.FanOutExpanded(step.name, attempt, items, self.now))

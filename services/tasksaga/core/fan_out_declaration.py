@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tasksaga.core.annotations import returned_list_model, returned_model
+from tasksaga.core.fan_out_matrix import MatrixAxes, MatrixFunction, matrix_items
 from tasksaga.core.fan_out_shape import ForEach, ItemsFunction
 from tasksaga.core.retry import RetryPolicy
 from tasksaga.core.steps import AwaitMode, StepCondition, StepDef, StepHandler
@@ -27,7 +28,8 @@ class ForEachDeclaration:
         name: str,
         *,
         order: int,
-        items: ItemsFunction,
+        items: ItemsFunction | None = None,
+        matrix: MatrixAxes | MatrixFunction | None = None,
         max_parallel: int | None = None,
         mode: AwaitMode = AwaitMode.ALL,
         quorum: int | float | None = None,
@@ -46,11 +48,23 @@ class ForEachDeclaration:
         (and ``ctx.item_index``); later steps read the results, in item order, with
         ``ctx.results_of(name, Model)``. ``mode``: ALL (every instance), ANY (the first
         success) or QUORUM (``quorum=`` successes, a count or a fraction of the items);
-        ``max_parallel`` bounds the instances in flight, the others wait in item order."""
+        ``max_parallel`` bounds the instances in flight, the others wait in item order.
+        ``matrix=`` instead of ``items=``: one instance per cell of the cross product of named
+        axes (``{"height": [720, 1080], "codec": ["h264", "av1"]}``, or a function of the
+        SagaContext returning such a mapping); ``ctx.item`` is the cell, a dict."""
 
         def register(handler: StepHandler) -> StepHandler:
-            spec = ForEach(items=items, mode=mode, quorum=quorum, max_parallel=max_parallel,
-                           item_type=item or returned_list_model(items))
+            # Both or neither given: TS209 says so when the definition is checked; the step's
+            # items then fail it when it expands rather than guess which was meant.
+            if matrix is not None and items is None:
+                cells: ItemsFunction = matrix_items(matrix)
+            elif items is not None and matrix is None:
+                cells = items
+            else:
+                cells = items_not_chosen
+            spec = ForEach(items=cells, mode=mode, quorum=quorum, max_parallel=max_parallel,
+                           item_type=item or (returned_list_model(items) if items else None),
+                           matrix=matrix)
             self._add(StepDef(
                 name=name, order=order, queue=queue, data_type=data or returned_model(handler),
                 retry=retry, compensation_retry=compensation_retry,
@@ -64,6 +78,16 @@ class ForEachDeclaration:
         return register
 
 
+def items_not_chosen(ctx: Any) -> Any:
+    """The items of a for_each given both or neither of items= and matrix= (TS209)."""
+    raise ValueError("for_each needs exactly one of items= and matrix= (TS209)")
+
+
 def describe_for_each(spec: ForEach) -> dict[str, Any]:
     """What the fingerprint records of a fan-out (tasksaga.core.fingerprint)."""
-    return {"mode": str(spec.mode), "quorum": spec.quorum, "max_parallel": spec.max_parallel}
+    described = {"mode": str(spec.mode), "quorum": spec.quorum,
+                 "max_parallel": spec.max_parallel}
+    if spec.matrix is not None:  # only then: fingerprints of other fan-outs stay as they were
+        described["matrix"] = (getattr(spec.matrix, "__qualname__", repr(spec.matrix))
+                               if callable(spec.matrix) else repr(spec.matrix))
+    return described

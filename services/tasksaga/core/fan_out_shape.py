@@ -21,8 +21,11 @@ from pydantic import BaseModel
 from tasksaga.core.fan_out_names import instance_name, parse_instance
 from tasksaga.core.steps import AwaitMode, StepDef
 
-__all__ = ["ForEach", "ItemsFunction", "instance_name", "instance_step", "parent_name",
+__all__ = ["MAX_ITEMS", "ForEach", "ItemsFunction", "instance_name", "instance_step", "parent_name",
            "parse_instance"]
+
+#: At most this many instances per for_each step (items, or the cells of a matrix).
+MAX_ITEMS = 10_000
 
 #: ``items(ctx)``: the items to fan out over, a list of pydantic models or JSON-able values.
 ItemsFunction = Callable[[Any], Any]
@@ -38,6 +41,9 @@ class ForEach:
     max_parallel: int | None = None
     # The model of each item, when the items are models (inferred from ``-> list[Model]``).
     item_type: type[BaseModel] | None = None
+    # A matrix step's axes (a mapping, or a function of the SagaContext giving one): ``items``
+    # is then its cells (tasksaga.core.fan_out_matrix).
+    matrix: Any = None
 
     @property
     def items_name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Iterator
 
+from tasksaga.core.capabilities import Route
 from tasksaga.core.definition import DefinitionError, Diagnostic, TaskDefinition
 from tasksaga.core.diagnostics import diagnose
 from tasksaga.core.diagnostics_children import task_links
@@ -88,6 +89,10 @@ class TaskRegistry:
     def queues(self) -> set[str]:
         # Every deployed version's queues: a running task of an older version uses them too.
         return {q for d in self.all_versions() for q in d.queues()}
+
+    def routes(self) -> set[Route]:
+        """Every deployed version's routes (queue and capabilities, one topic each)."""
+        return {r for d in self.all_versions() for r in d.routes()}
 
 
 def load_registry(module_names: Iterable[str]) -> TaskRegistry:

@@ -136,6 +136,9 @@ class StepDef:
     child: ChildTask | None = None
     # A dynamic fan-out: one instance of this step per item (tasksaga.core.fan_out_shape).
     for_each: ForEach | None = None
+    # The capabilities a worker must have to run it (and its compensation): its commands go
+    # to the topic of (queue, requires), tasksaga.core.capabilities.
+    requires: frozenset[str] = frozenset()
 
     @property
     def has_compensation(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 
 import psycopg
@@ -13,6 +14,11 @@ from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.capable_workers import (
+    CapabilityWatch,
+    ConsumerGroupMembers,
+    worker_group_of,
+)
 from tasksaga.adapters.clock import now_ms, random_fraction
 from tasksaga.adapters.dead_letters import (
     INDEX_GROUP_SUFFIX,
@@ -38,6 +44,7 @@ from tasksaga.adapters.service_metrics import StepMetrics, StoreSampler
 from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
 from tasksaga.adapters.wire import Topics
 from tasksaga.config import configure_logging
+from tasksaga.core.capabilities import Route
 from tasksaga.core.registry import load_registry
 from tasksaga.orchestrator.processor import Orchestrator, database_clock
 from tasksaga.orchestrator.settings import OrchestratorSettings
@@ -108,7 +115,7 @@ def create_upcoming_partitions(pool: ConnectionPool, settings: OrchestratorSetti
 
 
 def deployment_groups(settings: OrchestratorSettings, topics: Topics,
-                      queues: set[str]) -> dict[str, list[str]]:
+                      queues: set[str], routes: Iterable[Route] = ()) -> dict[str, list[str]]:
     """Every consumer group of this deployment and the topics it consumes."""
     prefix = settings.topic_prefix
     groups = {f"{prefix}-{settings.orchestrator_group}": [topics.task_commands,
@@ -117,6 +124,9 @@ def deployment_groups(settings: OrchestratorSettings, topics: Topics,
               f"{prefix}-{INDEX_GROUP_SUFFIX}": [topics.dead_letter]}
     for queue in sorted(queues):
         groups[f"{prefix}-{settings.worker_group}-{queue}"] = [topics.step_commands(queue)]
+    for route in sorted(routes):
+        groups[f"{prefix}-{settings.worker_group}-{route.name}"] = [
+            topics.step_commands(route.queue, route.requires)]
     return groups
 
 
@@ -129,6 +139,18 @@ def run_lag_watch(watch: LagWatch, settings: OrchestratorSettings,
             log.exception("consumer lag watch failed; trying again in %.0f s",
                           settings.lag_watch_interval_s)
     watch.close()
+
+
+def run_capability_watch(watch: CapabilityWatch, interval_s: float,
+                         stop: threading.Event) -> None:
+    while True:
+        try:
+            watch.check()
+        except Exception:
+            log.exception("checking the capability routes' workers failed; trying again in"
+                          " %.0f s", interval_s)
+        if stop.wait(interval_s):
+            return
 
 
 def run_sampler(sampler: StoreSampler, interval_s: float, stop: threading.Event) -> None:
@@ -173,7 +195,7 @@ def main() -> int:
     topics = Topics(settings.topic_prefix)
     shards = settings.shard_config()
     migrate_shards(shards)  # every shard holds the whole schema
-    ensure_service_topics(settings, all_topic_names(topics, registry.queues()))
+    ensure_service_topics(settings, all_topic_names(topics, registry.queues(), registry.routes()))
 
     stop = stop_on_signals()
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
@@ -199,10 +221,15 @@ def main() -> int:
         threads += per_shard_threads(settings, shard, shards.urls[shard], pools[shard],
                                      codec, client_id, len(pools) > 1, stop)
     watch = LagWatch(settings.kafka_bootstrap,
-                     deployment_groups(settings, topics, registry.queues()),
+                     deployment_groups(settings, topics, registry.queues(), registry.routes()),
                      settings.lag_alert_ratio, meter)
     threads.append(start_thread("lag-watch", lambda: run_lag_watch(watch, settings, stop),
                                 stop))
+    capabilities = CapabilityWatch(registry.routes(), ConsumerGroupMembers(
+        settings.kafka_bootstrap, worker_group_of(settings.topic_prefix, settings.worker_group),
+        ttl_s=0.0), meter)
+    threads.append(start_thread("capability-watch", lambda: run_capability_watch(
+        capabilities, settings.capability_watch_interval_s, stop), stop))
     # Dead letters for operators (docs/operations.md, "Operator repair").
     threads.append(start_thread("dead-letter-index", lambda: run_dead_letter_indexer(
         settings.kafka_bootstrap, topics.dead_letter,

@@ -334,7 +334,8 @@ class Orchestrator:
             topic = (
                 self._topics.step_cancellations
                 if isinstance(command, msg.CancelStep)
-                else self._topics.step_commands(command.queue)
+                else self._topics.step_commands(
+                    command.queue, self._requirements(after, command.step))
             )
             envelope = Envelope(
                 payload=command,
@@ -355,6 +356,15 @@ class Orchestrator:
         tx.schedule(after.task_type, decision.timers)
         for timer in decision.unscheduled:  # after scheduling: the decision's last word
             tx.delete_timer(timer)
+
+    def _requirements(self, state: TaskState, step: str) -> frozenset[str]:
+        """The capabilities the step's worker must have, from the task's definition version
+        (routing by Kafka: its commands go to the topic only capable workers consume)."""
+        try:
+            definition = self._registry.get(state.task_type, state.definition_version)
+        except UnknownTaskType:
+            return frozenset()
+        return definition.get_step(step).requires if definition.has_step(step) else frozenset()
 
     def _task_command_record(self, command: msg.TaskToTask, message_id: str, cause: str,
                              now: int, headers: list[tuple[str, bytes]]) -> OutboxRecord:

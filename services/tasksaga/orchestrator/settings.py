@@ -41,5 +41,8 @@ class OrchestratorSettings(CommonSettings):
     # unconsumed record is older than this fraction of its topic's retention.
     lag_watch_interval_s: float = Field(default=30.0, gt=0)
     lag_alert_ratio: float = Field(default=0.5, gt=0, lt=1)
+    # How often the orchestrator checks that a worker consumes each capability route (its
+    # steps wait otherwise): a log line when one has none, the capable_consumers gauge.
+    capability_watch_interval_s: float = Field(default=15.0, gt=0)
     # The workers' consumer group name (TASKSAGA_WORKER_GROUP of the workers), to watch them.
     worker_group: str = "worker"

@@ -30,8 +30,10 @@ from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.config import ObjectStoreSettings, configure_logging
 from tasksaga.core import messages as msg
+from tasksaga.core.capabilities import MissingCapabilities, Route, describe, plan_subscriptions
 from tasksaga.core.registry import load_registry
 from tasksaga.worker.cancellation import CancellationBook
+from tasksaga.worker.capabilities import worker_capabilities
 from tasksaga.worker.finished_steps import ProjectedSteps
 from tasksaga.worker.runner import StepRunner
 from tasksaga.worker.settings import WorkerSettings
@@ -45,9 +47,19 @@ def main() -> int:
     configure_logging(settings.log_level, "worker")
     telemetry.configure("tasksaga-worker", settings.otel_console)
     registry = load_registry(settings.task_modules)
-    queues = settings.worker_queues or sorted(registry.queues())
+    try:
+        offered = worker_capabilities(settings.worker_capabilities,
+                                      settings.worker_detect_capabilities)
+        plan = plan_subscriptions(registry.routes(), settings.worker_queues or None, offered)
+    except (MissingCapabilities, ValueError) as error:
+        log.error("worker refuses to start: %s", error)
+        return 2
+    routes = plan.served
+    for left in plan.left:
+        log.info("queue %s: steps requiring %s are left to workers that have %s", left.queue,
+                 describe(left.requires), describe(left.missing(offered)))
     topics = Topics(settings.topic_prefix)
-    ensure_service_topics(settings, all_topic_names(topics, queues))
+    ensure_service_topics(settings, all_topic_names(topics, [], routes))
 
     stop = stop_on_signals()
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
@@ -86,7 +98,8 @@ def main() -> int:
                                         "connect_timeout": 2})
     finished = ProjectedSteps(finished_pool) if settings.worker_skip_finished else None
 
-    def consumer(queue: str) -> None:
+    def consumer(route: Route) -> None:
+        queue = route.name  # the queue, with its capabilities if the route has some
         producer = KafkaProducer(settings.kafka_bootstrap, f"{instance}-{queue}",
                                  settings.worker_delivery_timeout_ms)
         runner = StepRunner(registry, objects, producer, codec, topics, cancellations, now_ms,
@@ -94,9 +107,10 @@ def main() -> int:
         ParallelConsumerLoop(
             ConsumerSettings(
                 bootstrap=settings.kafka_bootstrap,
-                # One consumer group per queue: queues scale and rebalance independently.
+                # One consumer group per queue (and capability set): they scale and
+                # rebalance independently, and an empty group shows no capable worker runs.
                 group_id=f"{settings.topic_prefix}-{settings.worker_group}-{queue}",
-                topics=[topics.step_commands(queue)],
+                topics=[topics.step_commands(route.queue, route.requires)],
                 dead_letter_topic=topics.dead_letter,
                 client_id=f"{instance}-{queue}",
                 # Static membership: a restarted worker gets its partitions back at once
@@ -114,8 +128,9 @@ def main() -> int:
     threads: list[threading.Thread] = [
         start_thread("cancellations", cancellation_listener, stop)
     ]
-    for queue in queues:
-        threads.append(start_thread(f"consumer-{queue}", functools.partial(consumer, queue), stop))
+    for route in routes:
+        threads.append(start_thread(f"consumer-{route.name}", functools.partial(consumer, route),
+                                    stop))
     # Ready while Kafka answers and every queue's consumer (and the cancellation listener)
     # runs. Postgres is not a dependency: without it a worker runs commands, unchecked.
     start_ops_server(settings.metrics_port, {
@@ -123,8 +138,8 @@ def main() -> int:
         "consumers": threads_check(lambda: threads),
         "running": lambda: not stop.is_set(),
     }, settings.metrics_host)
-    log.info("worker running: queues %s, concurrency %d", ", ".join(queues),
-             settings.worker_concurrency)
+    log.info("worker running: queues %s, capabilities %s, concurrency %d",
+             ", ".join(r.name for r in routes), describe(offered), settings.worker_concurrency)
     stop.wait()
     deadline = time.monotonic() + settings.worker_shutdown_seconds + 5
     for thread in threads:

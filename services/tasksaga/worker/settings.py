@@ -37,7 +37,13 @@ class WorkerSettings(CommonSettings):
     # Skip commands whose answer the projections already show (worker/finished_steps.py).
     worker_skip_finished: bool = True
 
-    @field_validator("worker_queues", mode="before")
+    # TASKSAGA_WORKER_CAPABILITIES: what this worker has (ffmpeg,gpu): it consumes the
+    # topics of the steps requiring them (docs/dsl.md, "Capabilities"). Detected ones (ffmpeg
+    # on PATH) are added unless TASKSAGA_WORKER_DETECT_CAPABILITIES is false.
+    worker_capabilities: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    worker_detect_capabilities: bool = True
+
+    @field_validator("worker_queues", "worker_capabilities", mode="before")
     @classmethod
     def _split_queues(cls, value: object) -> object:
         return split_list(value)
