@@ -5,6 +5,7 @@ dropped afterwards: a schema is a whole tasksaga database to the store."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +24,17 @@ from tasksaga.core.shards import ShardConfig, ShardMap
 SHARDS = ("alpha", "beta")
 
 
-SECOND_CLUSTER_BASE_PORT = 21732  # its cluster listens on 21733, below the ephemeral range
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextmanager
 def second_cluster(stack_dir: Path) -> Iterator[str]:
-    """A second PostgreSQL cluster (as `tools/stack up --pg-shards 2` starts); its URL."""
-    settings = Settings(stack_dir=stack_dir, pg_port=SECOND_CLUSTER_BASE_PORT, pg_shards=2)
+    """A second PostgreSQL cluster (as `tools/stack up --pg-shards 2` starts) on a free port
+    (each user of one, the e2e module and the integration session, has its own); its URL."""
+    settings = Settings(stack_dir=stack_dir, pg_port=_free_port() - 1, pg_shards=2)
     cluster = PostgresShard(settings, 2)
     try:
         cluster.start()
