@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts \
-	dashboard-screenshots up down status workflows-full artifacts-2g
+	dashboard-screenshots up down status workflows-full artifacts-2g bench-shards
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ workflows-full: $(INSTALLED)
 	tools/stack up
 	CHAOS_SCALE=full $(PY) -m pytest tests/e2e/test_workflows.py -s -p no:cacheprovider
 	$(PY) tools/workflow_replay_bench.py 1000
+
+# The orchestrator's write path on one PostgreSQL shard, then two (docs/scaling.md).
+bench-shards: $(INSTALLED)
+	tools/stack up
+	$(PY) tools/bench/shards.py --tasks 3000
 
 # 1,000 SSE watchers on one API process: memory per watcher, event delivery p99.
 bench-sse: $(INSTALLED)

@@ -11,10 +11,11 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasksaga.adapters.avro_codec import DEFAULT_CONTRACTS_DIR
+from tasksaga.core.shards import ShardConfig, parse_shards
 
 
 class CommonSettings(BaseSettings):
@@ -59,10 +60,32 @@ class CommonSettings(BaseSettings):
                     "SSRF guard although not public (local receivers in development and tests)",
     )
 
+    # The event store over several Postgres clusters (core/shards.py, docs/scaling.md):
+    # unset, the one database at TASKSAGA_DATABASE_URL holds every task.
+    shards: str | None = Field(
+        default=None,
+        description="TASKSAGA_SHARDS='name=postgresql://...[;name=postgresql://...]': the "
+                    "event store's shards, the first holding the rows of no task",
+    )
+    shard_buckets: str | None = Field(
+        default=None,
+        description="TASKSAGA_SHARD_BUCKETS='name:first-last[,first-last][;...]': the shard of "
+                    "each of the 256 buckets (unset: equal contiguous ranges in shard order)",
+    )
+
     # Where the archiver writes old event partitions (docs/operations.md, "Retention and
     # archival"); the API reads a task's archive from there to restore it.
     archive_bucket: str = Field(default="tasksaga-archive", min_length=3, max_length=63,
                                 pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+
+    def shard_config(self) -> ShardConfig:
+        """The shards and their buckets (a bad value stops the service naming the variable)."""
+        return parse_shards(self.shards, self.shard_buckets, self.database_url)
+
+    @model_validator(mode="after")
+    def _valid_shards(self) -> CommonSettings:
+        self.shard_config()  # refused at start, not at the first transaction
+        return self
 
     @field_validator("task_modules", "url_allowlist", mode="before")
     @classmethod

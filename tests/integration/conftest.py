@@ -17,6 +17,7 @@ from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
 from tests.integration.http_receivers import QuietHandler, port_of, serving
 from tests.integration.notifier_support import Receiver
+from tests.integration.shard_support import second_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +116,11 @@ def receiver_factory() -> Iterator[Callable[[int], tuple[Receiver, str]]]:
             return receiver, f"http://127.0.0.1:{port_of(server)}/hooks/tasks"
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def second_pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second, throwaway PostgreSQL cluster for the sharding tests (tests/integration/
+    shard_support.py): started on first use, stopped at the end of the session."""
+    with second_cluster(tmp_path_factory.mktemp("pg-shard") / "stack") as url:
+        yield url

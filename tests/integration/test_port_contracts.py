@@ -19,10 +19,11 @@ from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.pg_store import PostgresEventStore
 from tasksaga.adapters.topics import ensure_topics
 from tasksaga.core.ports import ArtifactRefs, Bus, Clock, EventStore, ObjectStore, OutboxRecord
+from tests.integration.shard_support import two_shard_store
 from tests.port_contracts.artifact_refs import ArtifactRefsContract
 from tests.port_contracts.bus import BusContract, Received
 from tests.port_contracts.clock import ClockContract
-from tests.port_contracts.event_store import EventStoreContract
+from tests.port_contracts.event_store import EventStoreContract, ShardedEventStoreContract
 from tests.port_contracts.object_store import ObjectStoreContract
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,28 @@ class TestPostgresEventStore(EventStoreContract):
                              [(k, v.encode("latin-1")) for k, v in
                               (headers if isinstance(headers, list) else json.loads(headers))])
                 for _, key, value, headers in sorted(rows, key=lambda row: row[0])]
+
+
+class TestShardedPostgresEventStore(ShardedEventStoreContract):
+    """Two shards on two real PostgreSQL clusters (tests/integration/shard_support.py)."""
+
+    @pytest.fixture
+    def store(self, database_url: str, second_pg_url: str,
+              codec: AvroCodec) -> Iterator[EventStore]:
+        with two_shard_store(database_url, second_pg_url, codec) as store:
+            self.sharded = store
+            yield store
+
+    def outbox(self, store: EventStore, topic: str) -> list[OutboxRecord]:
+        records: list[OutboxRecord] = []
+        for shard in self.sharded.shard_names():
+            with self.sharded.pool(shard).connection() as conn:
+                rows = conn.execute("DELETE FROM outbox WHERE topic = %s RETURNING id, key,"
+                                    " value, headers", (topic,)).fetchall()
+            records += [OutboxRecord(topic, None if key is None else bytes(key), bytes(value),
+                                     [(k, v.encode("latin-1")) for k, v in headers])
+                        for _, key, value, headers in sorted(rows, key=lambda row: row[0])]
+        return records
 
 
 class TestKafkaBus(BusContract):

@@ -8,12 +8,13 @@ import itertools
 import pytest
 
 from tasksaga.core.ports import ArtifactRefs, Bus, Clock, EventStore, ObjectStore, OutboxRecord
+from tasksaga.core.shards import ShardMap
 from tasksaga.testing import InMemoryBus, InMemoryEventStore, InMemoryObjectStore, ManualClock
 from tasksaga.testing.memory_artifact_refs import InMemoryArtifactRefs
 from tests.port_contracts.artifact_refs import ArtifactRefsContract
 from tests.port_contracts.bus import BusContract, Received
 from tests.port_contracts.clock import ClockContract
-from tests.port_contracts.event_store import EventStoreContract
+from tests.port_contracts.event_store import EventStoreContract, ShardedEventStoreContract
 from tests.port_contracts.object_store import ObjectStoreContract
 
 _topics = itertools.count()
@@ -24,6 +25,16 @@ class TestInMemoryEventStore(EventStoreContract):
     def store(self) -> EventStore:
         # A clock at the real time's order of magnitude, as the database's would be.
         return InMemoryEventStore(ManualClock())
+
+    def outbox(self, store: EventStore, topic: str) -> list[OutboxRecord]:
+        assert isinstance(store, InMemoryEventStore)
+        return [r for r in store.take_outbox() if r.topic == topic]
+
+
+class TestShardedInMemoryEventStore(ShardedEventStoreContract):
+    @pytest.fixture
+    def store(self) -> EventStore:
+        return InMemoryEventStore(ManualClock(), ShardMap.even(["alpha", "beta"]))
 
     def outbox(self, store: EventStore, topic: str) -> list[OutboxRecord]:
         assert isinstance(store, InMemoryEventStore)

@@ -13,6 +13,7 @@ from .common import (
     CLUSTER_SIZE,
     EXIT_NOT_ALL_RUNNING,
     LOG_TAIL_LINES,
+    MAX_PG_SHARDS,
     SERVICES,
     Settings,
     StackError,
@@ -46,6 +47,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"{CLUSTER_SIZE}: Kafka as a {CLUSTER_SIZE}-node KRaft cluster (kafka-1..3, ports "
              "from TASKSAGA_KAFKA_CLUSTER_PORT, default 19192) for broker tests; down and reset "
              "then act on its nodes only (default: TASKSAGA_STACK_BROKERS, else 1)")
+    brokers.add_argument(
+        "--pg-shards", type=int, choices=range(1, MAX_PG_SHARDS + 1), default=None,
+        metavar="N",
+        help="PostgreSQL clusters for the event store's shards: shard 2 on the PostgreSQL "
+             "port + 1 (15433), ...; env then prints TASKSAGA_SHARDS (default: "
+             "TASKSAGA_STACK_PG_SHARDS, else 1; docs/scaling.md)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", parents=[brokers],
                         help="install on first use, start, wait until ready")
@@ -60,14 +67,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     logs_parser = commands.add_parser("logs", parents=[brokers],
                                       help=f"last {LOG_TAIL_LINES} lines of server logs")
     nodes = tuple(f"kafka-{node}" for node in range(1, CLUSTER_SIZE + 1))
-    logs_parser.add_argument("service", nargs="?", choices=(*SERVICES, *nodes))
+    shards = tuple(f"postgres-{shard}" for shard in range(2, MAX_PG_SHARDS + 1))
+    logs_parser.add_argument("service", nargs="?", choices=(*SERVICES, *nodes, *shards))
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        settings = Settings.from_env().with_brokers(args.brokers)
+        settings = Settings.from_env().with_brokers(args.brokers).with_pg_shards(
+            args.pg_shards)
         if args.command == "up":
             started = time.monotonic()
             up(settings)

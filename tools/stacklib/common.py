@@ -20,6 +20,7 @@ SERVICES = ("kafka", "postgres", "minio")
 # The broker-test cluster: three KRaft nodes, each broker and controller.
 CLUSTER_SIZE = 3
 BROKER_CHOICES = (1, CLUSTER_SIZE)
+MAX_PG_SHARDS = 4  # PostgreSQL clusters tools/stack runs at most (--pg-shards)
 CLUSTER_REPLICATION = 3
 CLUSTER_MIN_INSYNC = 2
 # A different id from the single broker's, so one's storage can never be started as the other.
@@ -70,6 +71,9 @@ class Settings:
     # 1: the single broker; 3: the three-node KRaft cluster (kafka-1..3) for broker tests.
     brokers: int = 1
     kafka_cluster_port: int = 19192
+    # PostgreSQL clusters for the event store's shards: 1 (the default), or more on the next
+    # ports (shard 2 on pg_port + 1 = 15433, ...), for sharding tests (docs/scaling.md).
+    pg_shards: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +112,8 @@ class Settings:
                                   "TASKSAGA_STACK_BROKERS"),
             kafka_cluster_port=number("TASKSAGA_KAFKA_CLUSTER_PORT",
                                       defaults.kafka_cluster_port),
+            pg_shards=check_pg_shards(number("TASKSAGA_STACK_PG_SHARDS", defaults.pg_shards),
+                                      "TASKSAGA_STACK_PG_SHARDS"),
         )
 
     def with_brokers(self, brokers: int | None) -> Settings:
@@ -115,6 +121,12 @@ class Settings:
         if brokers is None:
             return self
         return dataclasses.replace(self, brokers=check_brokers(brokers, "--brokers"))
+
+    def with_pg_shards(self, pg_shards: int | None) -> Settings:
+        """These settings with ``pg_shards`` (the --pg-shards option) when it is given."""
+        if pg_shards is None:
+            return self
+        return dataclasses.replace(self, pg_shards=check_pg_shards(pg_shards, "--pg-shards"))
 
     def cluster_ports(self, node: int) -> tuple[int, int]:
         """(broker port, controller port) of cluster node 1..N."""
@@ -147,6 +159,20 @@ def check_brokers(brokers: int, source: str) -> int:
     return brokers
 
 
+def check_pg_shards(pg_shards: int, source: str) -> int:
+    if not 1 <= pg_shards <= MAX_PG_SHARDS:
+        raise StackError(f"{source}={pg_shards}: the stack runs 1 to {MAX_PG_SHARDS} "
+                         "PostgreSQL clusters (one per event store shard)")
+    return pg_shards
+
+
+def pg_url(settings: Settings, shard: int = 1) -> str:
+    """The app's URL of PostgreSQL cluster ``shard`` (1: the stack's own)."""
+    s = settings
+    return (f"postgresql://{s.pg_user}:{s.pg_password}@127.0.0.1:{s.pg_port + shard - 1}"
+            f"/{s.pg_db}")
+
+
 def cluster_bootstrap(settings: Settings) -> str:
     return ",".join(f"127.0.0.1:{settings.cluster_ports(node)[0]}"
                     for node in range(1, settings.brokers + 1))
@@ -163,12 +189,14 @@ def env(settings: Settings | None = None, brokers: int | None = None) -> dict[st
     return {
         "TASKSAGA_KAFKA_BOOTSTRAP": (cluster_bootstrap(s) if s.brokers > 1
                                      else f"127.0.0.1:{s.kafka_port}"),
-        "TASKSAGA_DATABASE_URL": (
-            f"postgresql://{s.pg_user}:{s.pg_password}@127.0.0.1:{s.pg_port}/{s.pg_db}"
-        ),
+        "TASKSAGA_DATABASE_URL": pg_url(s),
         "TASKSAGA_S3_ENDPOINT": f"127.0.0.1:{s.minio_port}",
         "TASKSAGA_S3_ACCESS_KEY": s.minio_access_key,
         "TASKSAGA_S3_SECRET_KEY": s.minio_secret_key,
         **cluster,
+        # With several clusters, the event store's shards (docs/scaling.md), the first first.
+        **({"TASKSAGA_SHARDS": ";".join(f"pg{n}={pg_url(s, n)}"
+                                        for n in range(1, s.pg_shards + 1))}
+           if s.pg_shards > 1 else {}),
     }
 

@@ -17,7 +17,7 @@ from .common import (
 from .kafka import Kafka
 from .kafka_cluster import KafkaNode
 from .minio import Minio
-from .postgres import Postgres
+from .postgres import Postgres, PostgresShard
 from .procs import Service, port_open, say, tail
 from .system import install_test_browser, install_worker_programs
 
@@ -33,8 +33,14 @@ def kafka_servers(settings: Settings) -> list[Service]:
     return [KafkaNode(settings, node) for node in range(1, settings.brokers + 1)]
 
 
+def postgres_servers(settings: Settings) -> list[Service]:
+    """The stack's PostgreSQL, and with ``pg_shards`` > 1 the shards' further clusters."""
+    return [Postgres(settings), *(PostgresShard(settings, shard)
+                                  for shard in range(2, settings.pg_shards + 1))]
+
+
 def services(settings: Settings) -> list[Service]:
-    return [*kafka_servers(settings), Postgres(settings), Minio(settings)]
+    return [*kafka_servers(settings), *postgres_servers(settings), Minio(settings)]
 
 
 def managed_by_down(settings: Settings) -> list[Service]:
@@ -181,7 +187,7 @@ def reset(settings: Settings | None = None, brokers: int | None = None) -> None:
         kafka.data,
         kafka.config,
         kafka.probe_config,
-        Postgres(s).home,
+        *(server.home for server in postgres_servers(s) if isinstance(server, Postgres)),
         Minio(s).data.parent,
         s.logs_dir,
         s.run_dir,

@@ -7,7 +7,7 @@ import pwd
 import shutil
 from pathlib import Path
 
-from .common import StackError
+from .common import Settings, StackError
 from .procs import Missing, Service, pid_alive, read_pid, run, say, wait_until
 from .system import allow_traverse, apt_install, as_postgres, pg_bin_dir
 
@@ -142,7 +142,7 @@ class Postgres(Service):
         block = [
             marker,
             "listen_addresses = '127.0.0.1'",
-            f"port = {self.s.pg_port}",
+            f"port = {self.port}",
             f"unix_socket_directories = '{self.socket_dir}'",
             "max_connections = 200",
             "shared_buffers = 256MB",
@@ -241,3 +241,23 @@ SELECT format('ALTER DATABASE %I OWNER TO %I', :'app_db', :'app_user') \\gexec
         except StackError:
             run(as_postgres([*pg_ctl, "-m", "immediate"]), what="pg_ctl stop", cwd=self.home)
 
+
+
+class PostgresShard(Postgres):
+    """A further cluster for the event store's shards (docs/scaling.md): shard 2 listens on
+    the PostgreSQL port + 1, with its data under .stack/pg-2, the same role and database."""
+
+    def __init__(self, settings: Settings, shard: int) -> None:
+        super().__init__(settings)
+        if shard < 2:
+            raise StackError(f"shard {shard}: shard 1 is the stack's own PostgreSQL")
+        self.shard = shard
+        self.name = f"postgres-{shard}"
+
+    @property
+    def home(self) -> Path:
+        return self.s.stack_dir / f"pg-{self.shard}"
+
+    @property
+    def port(self) -> int:
+        return self.s.pg_port + self.shard - 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,9 +46,13 @@ class Finding:
 
 
 class OrphanSweeper:
-    def __init__(self, pool: ConnectionPool, objects: ObjectListing) -> None:
-        self._pool = pool
+    def __init__(self, pool: ConnectionPool, objects: ObjectListing,
+                 task_pools: Sequence[ConnectionPool] | None = None) -> None:
+        self._pool = pool  # the sweeps' own records
         self._objects = objects
+        # Where tasks are looked up: every shard's database (docs/scaling.md), lest a task of
+        # another shard look unknown and its objects orphaned. Unset: ``pool`` alone.
+        self._task_pools = list(task_pools) if task_pools is not None else [pool]
 
     def _now_ms(self) -> int:
         with self._pool.connection() as conn:
@@ -60,13 +64,17 @@ class OrphanSweeper:
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        with self._pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT task_id, tenant, status, (extract(epoch FROM updated_at) * 1000)::bigint"
-                " FROM task_status WHERE task_id = ANY(%s) UNION ALL SELECT a.task_id,"
-                " a.tenant, 'Accepted', (extract(epoch FROM a.accepted_at) * 1000)::bigint FROM"
-                " accepted_tasks a WHERE a.task_id = ANY(%s) AND NOT EXISTS (SELECT 1 FROM"
-                " task_status t WHERE t.task_id = a.task_id)", (wanted, wanted)).fetchall()
+        rows: list[Any] = []
+        for pool in self._task_pools:
+            with pool.connection() as conn:
+                rows += conn.execute(
+                    "SELECT task_id, tenant, status,"
+                    " (extract(epoch FROM updated_at) * 1000)::bigint"
+                    " FROM task_status WHERE task_id = ANY(%s) UNION ALL SELECT a.task_id,"
+                    " a.tenant, 'Accepted', (extract(epoch FROM a.accepted_at) * 1000)::bigint"
+                    " FROM accepted_tasks a WHERE a.task_id = ANY(%s) AND NOT EXISTS (SELECT 1"
+                    " FROM task_status t WHERE t.task_id = a.task_id)",
+                    (wanted, wanted)).fetchall()
         return {r[0]: TaskRecord(r[0], r[1], r[2], int(r[3])) for r in rows}
 
     def _garbage(self, objects: list[StoredObject], tenant: str, now_ms: int,

@@ -17,6 +17,7 @@ from tasksaga.adapters.kafka_bus import Unprocessable
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import messages as msg
 from tasksaga.core.ports import ConcurrencyConflict, OutboxRecord
+from tasksaga.core.shards import DEFAULT_SHARD, ShardMap
 from tasksaga.core.state import TaskState, evolve
 
 OUTBOX_CHANNEL = "tasksaga_outbox"
@@ -55,9 +56,16 @@ class StreamArchived(Unprocessable):
 
 
 class StoreTransaction:
-    def __init__(self, conn: psycopg.Connection, codec: AvroCodec) -> None:
+    def __init__(self, conn: psycopg.Connection, codec: AvroCodec,
+                 shards: ShardMap | None = None, shard: str = DEFAULT_SHARD) -> None:
         self._conn = conn
         self._codec = codec
+        self._shards = shards if shards is not None else ShardMap.single()
+        self._shard = shard
+
+    def _check(self, task_id: str) -> None:
+        """A task of another shard written here would be lost to its own shard (WrongShard)."""
+        self._shards.check(self._shard, task_id)
 
     def claim_message(self, consumer: str, message_id: str) -> bool:
         """Record the message as processed; False when it already was (a redelivery)."""
@@ -76,6 +84,7 @@ class StoreTransaction:
         on a stale state; a decision with events would then conflict on (stream, version),
         but one without events (a result it wrongly thought stale) would be lost.
         """
+        self._check(task_id)
         function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
         locked = self._conn.execute(
             f"SELECT {function}(hashtextextended(%s, 0))::text", (task_id,)
@@ -98,6 +107,7 @@ class StoreTransaction:
         return int(row[0])
 
     def load_events(self, task_id: str) -> list[Envelope]:
+        self._check(task_id)
         rows = self._conn.execute(
             f"SELECT payload FROM events WHERE {_ONE_STREAM} ORDER BY version",
             (task_id, task_id),
@@ -111,6 +121,7 @@ class StoreTransaction:
         return state
 
     def append(self, task_id: str, expected_version: int, envelopes: Sequence[Envelope]) -> None:
+        self._check(task_id)
         rows = []
         for offset, envelope in enumerate(envelopes, start=1):
             if envelope.version != expected_version + offset:
@@ -161,6 +172,8 @@ class StoreTransaction:
     def schedule(self, task_type: str, timers: Sequence[msg.ScheduleTimer]) -> None:
         if not timers:
             return
+        for scheduled in timers:
+            self._check(scheduled.timer.task_id)
         with self._conn.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO timers (task_id, kind, step, attempt, fire_at_ms, task_type)"
@@ -175,6 +188,7 @@ class StoreTransaction:
             )
 
     def postpone_timer(self, timer: msg.TimerFired, fire_at_ms: int) -> None:
+        self._check(timer.task_id)
         self._conn.execute(
             "UPDATE timers SET fire_at_ms = %s"
             " WHERE task_id = %s AND kind = %s AND step = %s AND attempt = %s",
@@ -182,6 +196,7 @@ class StoreTransaction:
         )
 
     def delete_timer(self, timer: msg.TimerFired) -> None:
+        self._check(timer.task_id)
         self._conn.execute(
             "DELETE FROM timers WHERE task_id = %s AND kind = %s AND step = %s AND attempt = %s",
             (timer.task_id, timer.kind.value, timer.step, timer.attempt),
@@ -209,6 +224,7 @@ class StoreTransaction:
     def record_progress(
         self, task_id: str, step: str, attempt: int, progress: float | None, message: str | None
     ) -> None:
+        self._check(task_id)
         self._conn.execute(
             "INSERT INTO step_progress (task_id, step, attempt, progress, message)"
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (task_id, step) DO UPDATE SET"
@@ -219,12 +235,23 @@ class StoreTransaction:
 
 
 class PostgresEventStore:
+    """One database holding every task (a single shard; adapters/pg_shards.py spreads the
+    store over several)."""
+
     def __init__(self, pool: ConnectionPool, codec: AvroCodec) -> None:
         self._pool = pool
         self._codec = codec
 
+    def shard_names(self) -> Sequence[str]:
+        return (DEFAULT_SHARD,)
+
+    def shard_of(self, task_id: str) -> str:
+        return DEFAULT_SHARD
+
     @contextmanager
-    def transaction(self) -> Iterator[StoreTransaction]:
+    def transaction(self, shard: str | None = None) -> Iterator[StoreTransaction]:
+        if shard not in (None, DEFAULT_SHARD):
+            raise ValueError(f"no shard {shard!r}: this store is the one shard {DEFAULT_SHARD}")
         with self._pool.connection() as conn, conn.transaction():
             yield StoreTransaction(conn, self._codec)
 

@@ -18,8 +18,8 @@ from tasksaga.adapters.kafka_producer import KafkaProducer
 from tasksaga.adapters.url_guard import UrlGuard
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.api.body_limits import Limits
-from tasksaga.api.queries import ProjectionQueries
 from tasksaga.api.security import Security
+from tasksaga.api.shard_queries import TaskQueries
 from tasksaga.core import messages as msg
 from tasksaga.core.capabilities import Route
 from tasksaga.core.ports import ObjectStore
@@ -84,7 +84,7 @@ class SubmitGate:
 @dataclass
 class ApiDependencies:
     registry: TaskRegistry
-    queries: ProjectionQueries
+    queries: TaskQueries  # one database's projections, or every shard's
     producer: KafkaProducer
     codec: AvroCodec
     topics: Topics

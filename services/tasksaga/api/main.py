@@ -15,12 +15,11 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.capable_workers import ConsumerGroupMembers, worker_group_of
 from tasksaga.adapters.dead_letters import DeadLetterIndex
 from tasksaga.adapters.kafka_producer import KafkaProducer
-from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.ops_server import start_ops_server
 from tasksaga.adapters.orphan_sweep import OrphanSweeper
 from tasksaga.adapters.payload_crypto import payload_cipher_for
-from tasksaga.adapters.pg_store import open_pool
+from tasksaga.adapters.pg_shards import migrate_shards, open_shard_pools
 from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
 from tasksaga.adapters.url_guard import UrlGuard
 from tasksaga.adapters.wire import Topics
@@ -38,6 +37,7 @@ from tasksaga.api.readiness import readiness_checks
 from tasksaga.api.repair_access import RepairServices
 from tasksaga.api.security import Security
 from tasksaga.api.settings import ApiSettings
+from tasksaga.api.shard_queries import ShardedQueries, TaskQueries
 from tasksaga.config import ObjectStoreSettings, configure_logging
 from tasksaga.core.authorization import RoleAuthorization
 from tasksaga.core.registry import load_registry
@@ -48,7 +48,8 @@ _DEV_TASK_ID_SECRET = b"tasksaga-insecure-development-task-id-secret"
 def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDependencies:
     registry = load_registry(settings.task_modules)
     topics = Topics(settings.topic_prefix)
-    apply_migrations(settings.database_url)
+    shards = settings.shard_config()
+    migrate_shards(shards)
     ensure_service_topics(settings, all_topic_names(topics, registry.queues(), registry.routes()))
     objects = MinioObjectStore(s3.endpoint, s3.access_key, s3.secret_key, s3.secure, s3.region)
     buckets = []
@@ -57,9 +58,14 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
             assert step.upload is not None
             objects.ensure_bucket(step.upload.bucket)
             buckets.append(step.upload.bucket)
-    pool = open_pool(settings.database_url, settings.api_pool_size, "api")
+    # The first shard holds the API's own rows (keys, rate limits, dead letters); a task's
+    # reads go to its shard's projections (docs/scaling.md).
+    pools = open_shard_pools(shards, settings.api_pool_size, "api")
+    pool = pools[shards.map.home]
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
-    queries = ProjectionQueries(pool, codec.cipher)
+    queries: TaskQueries = (
+        ProjectionQueries(pool, codec.cipher) if len(pools) == 1 else ShardedQueries(
+            shards.map, {name: ProjectionQueries(p, codec.cipher) for name, p in pools.items()}))
     security = Security(
         verifier=TokenVerifier(settings),
         api_keys=ApiKeyStore(pool).lookup if settings.auth_api_keys else None,
@@ -75,7 +81,7 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
         hub=hub,
         feed=LiveFeed(settings.kafka_bootstrap, topics.task_events, topics.step_results,
                       codec, hub),
-        log=PostgresEventLog(pool, codec),
+        log=PostgresEventLog(pool, codec, lambda task_id: pools[shards.map.shard_of(task_id)]),
         tickets=TicketSigner(secret, settings.api_stream_ticket_ttl_s),
         keepalive_s=settings.api_live_keepalive_s,
     )
@@ -109,7 +115,9 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
         submit_gate=SubmitGate(open_s=settings.api_submit_timeout_s),
         readiness=readiness,
         live=live,
-        repair=RepairServices(DeadLetterIndex(pool), OrphanSweeper(pool, objects),
+        # The sweep looks tasks up on every shard: another shard's task is not an orphan.
+        repair=RepairServices(DeadLetterIndex(pool),
+                              OrphanSweeper(pool, objects, list(pools.values())),
                               settings.api_orphan_grace_s),
         archiver=Archiver(pool, objects, settings.archive_bucket),
         capable_workers=ConsumerGroupMembers(

@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 from confluent_kafka.admin import AdminClient
 
-from tasksaga.api.queries import ProjectionQueries
+from tasksaga.api.shard_queries import TaskQueries
 from tasksaga.core.ports import ObjectStore
 
 
-def readiness_checks(queries: ProjectionQueries, kafka_bootstrap: str, objects: ObjectStore,
+def readiness_checks(queries: TaskQueries, kafka_bootstrap: str, objects: ObjectStore,
                      bucket: str | None, timeout_s: float = 2.0
                      ) -> Callable[[], dict[str, str]]:
     """Named checks, each "ok" or "failing (<error type>)"."""

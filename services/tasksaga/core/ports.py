@@ -15,6 +15,7 @@ from typing import IO, Protocol
 
 from tasksaga.core import messages as msg
 from tasksaga.core.envelope import Envelope
+from tasksaga.core.shards import WrongShard as WrongShard  # raised through the port
 from tasksaga.core.state import TaskState
 
 Headers = Sequence[tuple[str, bytes]]
@@ -152,11 +153,25 @@ class EventStoreTransaction(Protocol):
 
 
 class EventStore(Protocol):
-    """The append-only log of every task's events, with the inbox, outbox and timers."""
+    """The append-only log of every task's events, with the inbox, outbox and timers.
 
-    def transaction(self) -> AbstractContextManager[EventStoreTransaction]: ...
+    It may be spread over shards (core/shards.py): a task's stream, inbox claims, outbox
+    records and timers are on its shard, and a transaction is on one shard; touching another
+    shard's task in it raises WrongShard.
+    """
+
+    def shard_names(self) -> Sequence[str]:
+        """Every shard, the first (which holds the rows of no task) first."""
+        ...
+
+    def shard_of(self, task_id: str) -> str: ...
+
+    def transaction(self, shard: str | None = None
+                    ) -> AbstractContextManager[EventStoreTransaction]:
+        """A transaction on ``shard`` (None: the first)."""
+        ...
 
     def next_timer_delay_ms(self, task_types: Sequence[str]) -> int | None:
-        """Milliseconds until the next timer of these task types is due, by the store's clock;
-        None when there is none."""
+        """Milliseconds until the next timer of these task types is due on any shard, by the
+        store's clock; None when there is none."""
         ...

@@ -27,8 +27,7 @@ from tasksaga.adapters.dead_letters import (
 )
 from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
 from tasksaga.adapters.lag_watch import LagWatch
-from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
-from tasksaga.adapters.migrations import apply_migrations
+from tasksaga.adapters.lifecycle import ServiceStop, start_thread, stop_on_signals
 from tasksaga.adapters.ops_server import (
     kafka_check,
     postgres_check,
@@ -38,13 +37,8 @@ from tasksaga.adapters.ops_server import (
 from tasksaga.adapters.outbox_relay import OutboxRelay, run_on_notify
 from tasksaga.adapters.partitions import PartitionPeriod, ensure_partitions
 from tasksaga.adapters.payload_crypto import payload_cipher_for
-from tasksaga.adapters.pg_store import (
-    EVENTS_CHANNEL,
-    OUTBOX_CHANNEL,
-    PostgresEventStore,
-    open_pool,
-    prune_older_than,
-)
+from tasksaga.adapters.pg_shards import ShardedEventStore, migrate_shards, open_shard_pools
+from tasksaga.adapters.pg_store import EVENTS_CHANNEL, OUTBOX_CHANNEL, prune_older_than
 from tasksaga.adapters.projections import Projector, projection_lag
 from tasksaga.adapters.service_metrics import StepMetrics, StoreSampler
 from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
@@ -170,20 +164,47 @@ def run_sampler(sampler: StoreSampler, interval_s: float, stop: threading.Event)
             return
 
 
+def per_shard_threads(settings: OrchestratorSettings, shard: str, url: str,
+                      pool: ConnectionPool, codec: AvroCodec, client_id: str, named: bool,
+                      stop: ServiceStop) -> list[threading.Thread]:
+    """The outbox relay, maintenance and (if run here) projector of one shard; ``named``:
+    thread names carry the shard's (one shard: the names they always had)."""
+    suffix = f"-{shard}" if named else ""
+    relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap,
+                                            f"{client_id}-relay{suffix}"),
+                        settings.topic_prefix, codec)
+    threads = [
+        start_thread(f"outbox-relay{suffix}", lambda: run_on_notify(
+            url, OUTBOX_CHANNEL, relay.publish_pending, stop, name=f"outbox-relay{suffix}"),
+            stop),
+        start_thread(f"maintenance{suffix}", lambda: run_maintenance(pool, settings, stop),
+                     stop),
+    ]
+    if settings.orchestrator_run_projector:
+        projector = Projector(pool, codec, settings.projector_cache_bytes)
+        threads.append(start_thread(f"projector{suffix}", lambda: run_on_notify(
+            url, EVENTS_CHANNEL, projector.catch_up, stop, name=f"projector{suffix}"), stop))
+    return threads
+
+
 def main() -> int:
     settings = OrchestratorSettings()
     configure_logging(settings.log_level, "orchestrator")
     telemetry.configure("tasksaga-orchestrator", settings.otel_console)
     registry = load_registry(settings.task_modules)
     topics = Topics(settings.topic_prefix)
-    apply_migrations(settings.database_url)
+    shards = settings.shard_config()
+    migrate_shards(shards)  # every shard holds the whole schema
     ensure_service_topics(settings, all_topic_names(topics, registry.queues(), registry.routes()))
 
     stop = stop_on_signals()
     codec = AvroCodec(settings.contracts_dir, payload_cipher_for(settings))
-    pool = open_pool(settings.database_url, settings.orchestrator_pool_size, "orchestrator")
-    store = PostgresEventStore(pool, codec)
-    create_upcoming_partitions(pool, settings)  # before the first append
+    pools = open_shard_pools(shards, settings.orchestrator_pool_size, "orchestrator")
+    # The first shard's pool: the rows of no task (dead letters, the metrics' samples).
+    pool = pools[shards.map.home]
+    store = ShardedEventStore(shards.map, pools, codec)
+    for shard_pool in pools.values():
+        create_upcoming_partitions(shard_pool, settings)  # before the first append
     meter = metrics.get_meter("tasksaga.orchestrator")
     orchestrator = Orchestrator(registry, store, codec, topics, database_clock, random_fraction,
                                 state_cache_bytes=settings.orchestrator_state_cache_bytes,
@@ -191,17 +212,14 @@ def main() -> int:
                                 workflows=WorkflowRuntime(
                                     settings.orchestrator_workflow_cache_entries))
     client_id = f"orchestrator-{settings.orchestrator_instance_id or os.getpid()}"
-    relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap, f"{client_id}-relay"),
-                        settings.topic_prefix, codec)
     dead_letters = KafkaProducer(settings.kafka_bootstrap, f"{client_id}-dlq")
 
-    threads = [
-        start_thread("outbox-relay", lambda: run_on_notify(
-            settings.database_url, OUTBOX_CHANNEL, relay.publish_pending, stop,
-            name="outbox-relay"), stop),
-        start_thread("timers", lambda: run_timers(orchestrator, stop), stop),
-        start_thread("maintenance", lambda: run_maintenance(pool, settings, stop), stop),
-    ]
+    # Per shard: its outbox relay (a task's records are all on its shard: their order holds),
+    # its maintenance and its projector. One timer loop visits every shard.
+    threads = [start_thread("timers", lambda: run_timers(orchestrator, stop), stop)]
+    for shard in shards.map.shards:
+        threads += per_shard_threads(settings, shard, shards.urls[shard], pools[shard],
+                                     codec, client_id, len(pools) > 1, stop)
     watch = LagWatch(settings.kafka_bootstrap,
                      deployment_groups(settings, topics, registry.queues(), registry.routes()),
                      settings.lag_alert_ratio, meter)
@@ -212,11 +230,6 @@ def main() -> int:
         ttl_s=0.0), meter)
     threads.append(start_thread("capability-watch", lambda: run_capability_watch(
         capabilities, settings.capability_watch_interval_s, stop), stop))
-    if settings.orchestrator_run_projector:
-        projector = Projector(pool, codec, settings.projector_cache_bytes)
-        threads.append(start_thread("projector", lambda: run_on_notify(
-            settings.database_url, EVENTS_CHANNEL, projector.catch_up, stop,
-            name="projector"), stop))
     # Dead letters for operators (docs/operations.md, "Operator repair").
     threads.append(start_thread("dead-letter-index", lambda: run_dead_letter_indexer(
         settings.kafka_bootstrap, topics.dead_letter,
@@ -226,7 +239,8 @@ def main() -> int:
     threads.append(start_thread("metrics-sampler", lambda: run_sampler(
         sampler, settings.metrics_sample_interval_s, stop), stop))
     start_ops_server(settings.metrics_port, {
-        "postgres": postgres_check(pool),
+        **{"postgres" if len(pools) == 1 else f"postgres-{shard}": postgres_check(shard_pool)
+           for shard, shard_pool in pools.items()},
         "kafka": kafka_check(settings.kafka_bootstrap),
         "threads": threads_check(lambda: threads),
         "running": lambda: not stop.is_set(),
@@ -254,7 +268,8 @@ def main() -> int:
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
-        pool.close()
+        for shard_pool in pools.values():
+            shard_pool.close()
         log.info("orchestrator stopped")
     return stop.exit_code
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 from psycopg import errors
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 20
 UNREADABLE_TIMER_DELAY_MS = 300_000
+_Item = TypeVar("_Item")  # a message grouped by its task's shard
 
 # The time decisions are taken at, read once per transaction. Timers are compared with one
 # clock: the database's, for scheduling (decide's now + delay) and for firing (due <= now),
@@ -130,7 +132,8 @@ class Orchestrator:
         self.handle_batch([envelope])
 
     def handle_batch(self, envelopes: Sequence[Envelope]) -> None:
-        """Handle messages in one transaction: one commit (one fsync) for the whole batch.
+        """Handle messages in one transaction per shard (core/shards.py; one database: one
+        commit, one fsync, for the whole batch).
 
         Raises when any message cannot be handled; the caller then handles them one by one,
         which isolates the bad one (and its dead letter) from the others.
@@ -151,13 +154,25 @@ class Orchestrator:
             else:
                 raise Unprocessable(
                     f"the orchestrator does not handle {type(payload).__name__}")
-        if beats:
-            self._record_heartbeats(beats)
-        if not commands:
-            return
+        for shard, shard_beats in self._by_shard(beats, lambda b: b.task_id).items():
+            self._record_heartbeats(shard, shard_beats)
+        # One transaction per shard: a task's inbox claim, events, outbox and timers are
+        # written on its own shard. Should a later shard's fail, the caller handles the batch
+        # again one by one, and what an earlier shard committed is then a redelivery (no-op).
+        for shard, shard_commands in self._by_shard(commands, lambda e: e.task_id).items():
+            self._handle_commands(shard, shard_commands)
+
+    def _by_shard(self, items: Sequence[_Item], task_of: Callable[[_Item], str]
+                  ) -> dict[str, list[_Item]]:
+        grouped: dict[str, list[_Item]] = {}
+        for item in items:
+            grouped.setdefault(self._store.shard_of(task_of(item)), []).append(item)
+        return grouped
+
+    def _handle_commands(self, shard: str, commands: Sequence[Envelope]) -> None:
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
-                with self._unit_of_work() as work:
+                with self._unit_of_work(shard) as work:
                     work.lock([e.task_id for e in commands])
                     for envelope in commands:
                         # Its own span, so the commands and events it causes continue the
@@ -173,8 +188,8 @@ class Orchestrator:
         raise RuntimeError(f"gave up on {len(commands)} messages after repeated conflicts")
 
     @contextmanager
-    def _unit_of_work(self) -> Iterator[_UnitOfWork]:
-        with self._store.transaction() as tx:
+    def _unit_of_work(self, shard: str) -> Iterator[_UnitOfWork]:
+        with self._store.transaction(shard) as tx:
             work = _UnitOfWork(tx, self._cache, self._clock)
             try:
                 yield work
@@ -200,12 +215,16 @@ class Orchestrator:
         return self._store.next_timer_delay_ms(self._registry.names())
 
     def fire_due_timers(self, limit: int = 100) -> int:
-        """Fire due timers; each in its own transaction with the events it causes."""
+        """Fire due timers of every shard (up to ``limit`` on each); each in its own
+        transaction, on its task's shard, with the events it causes."""
+        return sum(self._fire_due_timers_on(shard, limit) for shard in self._store.shard_names())
+
+    def _fire_due_timers_on(self, shard: str, limit: int) -> int:
         fired = 0
         while fired < limit:
             timer: msg.TimerFired | None = None
             try:
-                with self._unit_of_work() as work:
+                with self._unit_of_work(shard) as work:
                     due = work.tx.claim_due_timers(work.now_ms(), 1, self._registry.names())
                     if not due:
                         return fired
@@ -229,7 +248,7 @@ class Orchestrator:
                 assert timer is not None
                 log.error("timer %s of task %s cannot fire, postponed %d s: %s", timer.kind,
                           timer.task_id, UNREADABLE_TIMER_DELAY_MS // 1000, error)
-                with self._store.transaction() as tx:
+                with self._store.transaction(shard) as tx:
                     tx.postpone_timer(timer, tx.database_now_ms() + UNREADABLE_TIMER_DELAY_MS)
         return fired
 
@@ -358,11 +377,11 @@ class Orchestrator:
         return OutboxRecord(self._topics.task_commands, command.task_id.encode(),
                             self._codec.encode(envelope), headers)
 
-    def _record_heartbeats(self, beats: Sequence[msg.StepHeartbeat]) -> None:
+    def _record_heartbeats(self, shard: str, beats: Sequence[msg.StepHeartbeat]) -> None:
         """Heartbeats (a start report for every step) move the steps' deadlines and record
         progress, a batch's in one transaction. They are not events: no inbox record, and a
         lost or repeated heartbeat changes nothing."""
-        with self._unit_of_work() as work:
+        with self._unit_of_work(shard) as work:
             for beat in beats:
                 state = work.load(beat.task_id)
                 try:  # the task's own version; a parked task's beats change nothing

@@ -26,6 +26,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.registry import TaskRegistry
 from tasksaga.core.request_fields import UploadedFile, UploadStepData
+from tasksaga.core.shards import ShardMap
 from tasksaga.core.state import TaskStatus
 from tasksaga.orchestrator.processor import Orchestrator, database_clock
 from tasksaga.testing.clock import ManualClock
@@ -61,13 +62,14 @@ class SagaTestRun:
 
     def __init__(self, *definitions: TaskDefinition, clock: ManualClock | None = None,
                  objects: InMemoryObjectStore | None = None, faults: FaultPlan | None = None,
-                 jitter: float = 0.0) -> None:
+                 jitter: float = 0.0, shards: ShardMap | None = None) -> None:
         if not definitions:
             raise ValueError("SagaTestRun needs at least one task definition")
         if not 0.0 <= jitter < 1.0:
             raise ValueError(f"jitter is a random fraction in [0, 1), got {jitter}")
         self.clock = clock or ManualClock()
-        self.store = InMemoryEventStore(self.clock)
+        # ``shards``: the store spread over shards (core/shards.py), as a sharded deployment's.
+        self.store = InMemoryEventStore(self.clock, shards)
         self.bus = InMemoryBus()
         self.objects = objects or InMemoryObjectStore()
         self._faults = faults or FaultPlan()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from tasksaga.core import messages as msg
 from tasksaga.core.envelope import Envelope
 from tasksaga.core.ports import Clock, ConcurrencyConflict, OutboxRecord
+from tasksaga.core.shards import ShardMap
 from tasksaga.core.state import TaskState, evolve
 from tasksaga.testing.clock import ManualClock
 
@@ -45,9 +46,14 @@ class _Tables:
 
 
 class InMemoryTransaction:
-    def __init__(self, tables: _Tables, clock: Clock) -> None:
+    def __init__(self, tables: _Tables, clock: Clock, shards: ShardMap, shard: str) -> None:
         self._t = tables
         self._clock = clock
+        self._shards = shards
+        self._shard = shard
+
+    def _check(self, task_id: str) -> None:
+        self._shards.check(self._shard, task_id)
 
     def claim_message(self, consumer: str, message_id: str) -> bool:
         if (consumer, message_id) in self._t.processed:
@@ -56,13 +62,16 @@ class InMemoryTransaction:
         return True
 
     def lock_stream(self, task_id: str, wait: bool = True) -> int | None:
+        self._check(task_id)
         # The whole store is this transaction's until it ends: the lock is always ours.
         return len(self._t.streams.get(task_id, ()))
 
     def load_events(self, task_id: str) -> list[Envelope]:
+        self._check(task_id)
         return list(self._t.streams.get(task_id, ()))
 
     def load_state(self, task_id: str) -> TaskState:
+        self._check(task_id)
         state = TaskState()
         for envelope in self._t.streams.get(task_id, ()):
             state = evolve(state, envelope.payload)
@@ -70,6 +79,7 @@ class InMemoryTransaction:
 
     def append(self, task_id: str, expected_version: int,
                envelopes: Sequence[Envelope]) -> None:
+        self._check(task_id)
         for offset, envelope in enumerate(envelopes, start=1):
             if envelope.version != expected_version + offset:
                 raise ValueError("event versions must follow the expected version without gaps")
@@ -90,14 +100,17 @@ class InMemoryTransaction:
 
     def schedule(self, task_type: str, timers: Sequence[msg.ScheduleTimer]) -> None:
         for scheduled in timers:
+            self._check(scheduled.timer.task_id)
             self._t.timers[_key(scheduled.timer)] = (scheduled.fire_at_ms, task_type)
 
     def postpone_timer(self, timer: msg.TimerFired, fire_at_ms: int) -> None:
+        self._check(timer.task_id)
         key = _key(timer)
         if key in self._t.timers:
             self._t.timers[key] = (fire_at_ms, self._t.timers[key][1])
 
     def delete_timer(self, timer: msg.TimerFired) -> None:
+        self._check(timer.task_id)
         self._t.timers.pop(_key(timer), None)
 
     def database_now_ms(self) -> int:
@@ -107,24 +120,40 @@ class InMemoryTransaction:
                          task_types: Sequence[str]) -> list[msg.TimerFired]:
         due = sorted(
             ((at, index, key) for index, (key, (at, task_type)) in enumerate(
-                self._t.timers.items()) if at <= now_ms and task_type in task_types),
+                self._t.timers.items()) if at <= now_ms and task_type in task_types
+            and self._shards.shard_of(key[0]) == self._shard),
         )
         return [_timer(key) for _, _, key in due[:limit]]
 
     def record_progress(self, task_id: str, step: str, attempt: int, progress: float | None,
                         message: str | None) -> None:
+        self._check(task_id)
         self._t.progress[(task_id, step)] = Progress(attempt, progress, message)
 
 
 class InMemoryEventStore:
-    def __init__(self, clock: Clock | None = None) -> None:
+    """One set of tables; with a ``shards`` map, a transaction is on one shard as the
+    Postgres store's are (it claims only its shard's timers; another shard's task raises
+    WrongShard), so routing is tested without several databases."""
+
+    def __init__(self, clock: Clock | None = None, shards: ShardMap | None = None) -> None:
         self.clock: Clock = clock if clock is not None else ManualClock()
+        self.shards = shards if shards is not None else ShardMap.single()
         self._lock = threading.Lock()
         self._owner: int | None = None  # the thread inside a transaction
         self._tables = _Tables()
 
+    def shard_names(self) -> Sequence[str]:
+        return self.shards.shards
+
+    def shard_of(self, task_id: str) -> str:
+        return self.shards.shard_of(task_id)
+
     @contextmanager
-    def transaction(self) -> Iterator[InMemoryTransaction]:
+    def transaction(self, shard: str | None = None) -> Iterator[InMemoryTransaction]:
+        name = self.shards.home if shard is None else shard
+        if name not in self.shards.shards:
+            raise ValueError(f"no shard {name!r}; shards: {', '.join(self.shards.shards)}")
         if self._owner == threading.get_ident():
             # Postgres would give the inner block a second connection and, for the same
             # stream, a lock wait forever; fail at once instead of hanging the test.
@@ -133,7 +162,7 @@ class InMemoryEventStore:
             self._owner = threading.get_ident()
             try:
                 working = self._tables.copy()
-                yield InMemoryTransaction(working, self.clock)
+                yield InMemoryTransaction(working, self.clock, self.shards, name)
                 self._tables = working  # reached only when the block raised nothing: commit
             finally:
                 self._owner = None

@@ -186,8 +186,10 @@ class LiveFeed:
 class PostgresEventLog:
     """Reads of the event log itself (not a projection): what a watcher replays."""
 
-    def __init__(self, pool: ConnectionPool, codec: AvroCodec) -> None:
-        self._pool = pool
+    def __init__(self, pool: ConnectionPool, codec: AvroCodec,
+                 pool_of: Callable[[str], ConnectionPool] | None = None) -> None:
+        # ``pool_of``: the pool of a task's shard (a sharded store); unset, ``pool`` for all.
+        self._pool_of = pool_of if pool_of is not None else (lambda _task_id: pool)
         self._codec = codec
 
     async def events_from(self, task_id: str, first_version: int,
@@ -195,7 +197,7 @@ class PostgresEventLog:
         return await run_in_threadpool(self._events_from, task_id, first_version, limit)
 
     def _events_from(self, task_id: str, first_version: int, limit: int) -> list[LiveMessage]:
-        with self._pool.connection() as conn:
+        with self._pool_of(task_id).connection() as conn:
             rows = conn.execute(
                 "SELECT payload FROM events WHERE stream_id = %s AND version >= %s"
                 " ORDER BY version LIMIT %s", (task_id, first_version, limit)).fetchall()
@@ -205,7 +207,7 @@ class PostgresEventLog:
         return await run_in_threadpool(self._progress, task_id)
 
     def _progress(self, task_id: str) -> list[LiveMessage]:
-        with self._pool.connection() as conn:
+        with self._pool_of(task_id).connection() as conn:
             rows: list[Any] = conn.execute(
                 "SELECT step, attempt, progress, message, reported_at FROM step_progress"
                 " WHERE task_id = %s ORDER BY reported_at", (task_id,)).fetchall()
