@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration e2e chaos stack-up stack-down stack-status contracts \
-	dashboard-screenshots up down status workflows-full artifacts-2g bench-shards
+	dashboard-screenshots up down status workflows-full bench-shards
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,12 +54,6 @@ e2e: $(INSTALLED)
 chaos: $(INSTALLED)
 	tools/stack up
 	CHAOS_SCALE=full $(PY) -m pytest tests/chaos -s -p no:cacheprovider
-
-# The bounded-RSS artifact test with a 2 GiB artifact (`make test` runs it with 200 MiB).
-artifacts-2g: $(INSTALLED)
-	tools/stack up
-	TASKSAGA_ARTIFACT_TEST_MB=2048 $(PY) -m pytest tests/integration/test_artifacts_minio.py \
-		-k bounded_rss -s -p no:cacheprovider
 
 contracts: $(INSTALLED)
 	$(PY) tools/generate_contracts.py
