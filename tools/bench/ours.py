@@ -76,10 +76,14 @@ class OursSystem:
         worker_concurrency: int = 6,
         api_port: int = 18590,
         stack_pids: dict[str, int] | None = None,
+        extra_env: dict[str, str] | None = None,
+        event_store_urls: list[str] | None = None,
     ) -> None:
         self.workload = workload
         self.tracker = tracker
         self.db_url = db_url
+        # Where the check reads the tasks' events: every shard's database (TASKSAGA_SHARDS).
+        self.event_store_urls = event_store_urls or [db_url]
         self.prefix = f"bench{uuid.uuid4().hex[:8]}"
         self.topics = Topics(self.prefix)
         self.bootstrap = stack_env["TASKSAGA_KAFKA_BOOTSTRAP"]
@@ -95,6 +99,7 @@ class OursSystem:
             TASKSAGA_WORKER_CONCURRENCY=str(worker_concurrency),
             TASKSAGA_LOG_LEVEL="WARNING",
             PYTHONPATH=os.pathsep.join([str(REPO / "tools"), str(REPO)]),
+            **(extra_env or {}),
         )
         self.services = ServiceProcesses(env, log_dir / self.prefix, api_port)
         self.outcomes: dict[str, str] = {}
@@ -240,22 +245,26 @@ class OursSystem:
         by_id = {r.task_id: r for r in records}
         ids = list(by_id)
         seen: set[str] = set()
-        with psycopg.connect(self.db_url) as conn:
-            for chunk_start in range(0, len(ids), 2000):
-                chunk = ids[chunk_start:chunk_start + 2000]
-                rows = conn.execute(
-                    "SELECT stream_id, version, payload FROM events WHERE stream_id = ANY(%s)"
-                    " ORDER BY stream_id, version", (chunk,)).fetchall()
-                streams: dict[str, list[tuple[int, Any]]] = {}
-                for stream_id, version, raw in rows:
-                    streams.setdefault(stream_id, []).append(
-                        (version, self.codec.decode(bytes(raw)).payload))
-                for task_id, stream in streams.items():
-                    seen.add(task_id)
-                    fail = by_id[task_id].fail
-                    problems += checks.stream_problems(
-                        task_id, [v for v, _ in stream], [e for _, e in stream],
-                        self.workload.expected_events(fail), expected_terminal[task_id])
+        for url in self.event_store_urls:
+            with psycopg.connect(url) as conn:
+                for chunk_start in range(0, len(ids), 2000):
+                    chunk = ids[chunk_start:chunk_start + 2000]
+                    rows = conn.execute(
+                        "SELECT stream_id, version, payload FROM events"
+                        " WHERE stream_id = ANY(%s) ORDER BY stream_id, version",
+                        (chunk,)).fetchall()
+                    streams: dict[str, list[tuple[int, Any]]] = {}
+                    for stream_id, version, raw in rows:
+                        streams.setdefault(stream_id, []).append(
+                            (version, self.codec.decode(bytes(raw)).payload))
+                    for task_id, stream in streams.items():
+                        if task_id in seen:
+                            problems.append(f"{task_id}: events on more than one shard")
+                        seen.add(task_id)
+                        fail = by_id[task_id].fail
+                        problems += checks.stream_problems(
+                            task_id, [v for v, _ in stream], [e for _, e in stream],
+                            self.workload.expected_events(fail), expected_terminal[task_id])
         missing = [t for t in ids if t not in seen]
         if missing:
             problems.append(f"{len(missing)} tasks have no events, e.g. {missing[:3]}")

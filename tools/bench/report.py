@@ -230,6 +230,26 @@ def profile_table(profile: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+SHARD_PROCESSES = ("orchestrator", "worker", "notifier", "api", "postgres", "postgres-2",
+                   "kafka")
+
+
+def shards_table(shards: Mapping[str, Any]) -> str:
+    """linear3 on one shard and on two: max step transitions/s, CPU µs per step per process."""
+    rows = []
+    for key, label in (("one", "one shard"), ("two", "two shards (two clusters)")):
+        found = shards.get(key) or {}
+        per_step = found.get("us_per_step") or {}
+        checked = "passed" if not found.get("check_problem_count") else (
+            f"FAILED ({found['check_problem_count']})")
+        rows.append([label, _num(found.get("max_rate")), _num(found.get("transitions_per_s")),
+                     *(_num(per_step.get(n), 0) if n in per_step else "-"
+                       for n in SHARD_PROCESSES), checked])
+    header = ["event store", "max tasks/s", "step transitions/s",
+              *(f"{n} µs/step" for n in SHARD_PROCESSES), "check"]
+    return table(header, rows) + f"\n\ntwo / one (step transitions/s): {shards.get('ratio')}"
+
+
 def plot(sweeps: Mapping[str, Mapping[str, Any]], out: Path) -> Path | None:
     try:
         import matplotlib
@@ -298,6 +318,9 @@ def render(results: Mapping[str, Any]) -> str:
     if results.get("profile"):
         parts += ["### Orchestrator profile under load", "", profile_table(results["profile"]),
                   ""]
+    if results.get("shards"):
+        parts += ["### One event store shard against two (linear3)", "",
+                  shards_table(results["shards"]), ""]
     return "\n".join(parts)
 
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """`make bench`: tasksaga against DBOS and Celery, open loop, same machine, same durability.
 
-    .venv/bin/python tools/bench/run.py                 # the full run (~25 min)
+    .venv/bin/python tools/bench/run.py                 # the full run (~30 min)
     .venv/bin/python tools/bench/run.py --quick         # a smoke run (~3 min, linear3 only)
     .venv/bin/python tools/bench/run.py --only ours     # ours|dbos|celery|replay|recovery|profile
+    .venv/bin/python tools/bench/run.py --only shards --quick   # linear3 on one shard, then on two
     .venv/bin/python tools/bench/run.py --workloads linear3,fail10
 
 Installs what it needs on first use (pinned: matplotlib, dbos, celery[redis], redis, py-spy
 into the virtualenv; redis-server from Debian's packages), starts the local stack, then for each
 workload sweeps tasksaga, DBOS and Celery one after the other, replays a 1M-event log, kills
-orchestrators under load, profiles the orchestrator, checks every run's correctness, prints the
+orchestrators under load, profiles the orchestrator, runs linear3 on one event store shard then
+on two (a throwaway second PostgreSQL cluster), checks every run's correctness, prints the
 tables and writes them with the plot and the raw results under .run/bench/ (the full run also
 writes docs/benchmarks-throughput-p99.png).
 """
@@ -45,7 +47,7 @@ PIP_SPECS = ["matplotlib==3.11.2", "dbos==3.4.0", "celery[redis]==5.7.0", "redis
              "py-spy==0.4.3"]
 OUT = REPO / ".run" / "bench"
 PLOT = REPO / "docs" / "benchmarks-throughput-p99.png"
-PARTS = ("ours", "dbos", "celery", "replay", "recovery", "profile")
+PARTS = ("ours", "dbos", "celery", "replay", "recovery", "profile", "shards")
 
 
 def log(line: str) -> None:
@@ -257,14 +259,15 @@ def main() -> int:
     except BlockingIOError:
         log(f"another bench run holds {OUT / 'bench.lock'}; wait for it to finish")
         return 2
-    ensure_tools()
+    parts = set(args.only or PARTS)
+    if parts - {"shards"}:  # the shards phase needs neither the peers nor the plot
+        ensure_tools()
 
     import stack_tool
     from bench import procstat, report
     from bench.sweep import SweepPlan
     from bench.workloads import WORKLOADS
 
-    parts = set(args.only or PARTS)
     quick = args.quick
     keys = [k for k in args.workloads.split(",") if k] or (
         ["linear3"] if quick else list(WORKLOADS))
@@ -291,7 +294,7 @@ def main() -> int:
     log(f"   machine: {results['meta']['machine']}")
     from dataclasses import replace
 
-    for key in keys:
+    for key in keys if parts & {"ours", "dbos", "celery"} else []:
         by_system: dict[str, Any] = {}
         results["sweeps"][key] = by_system
         log(f"== {key}: {WORKLOADS[key].title}")
@@ -336,6 +339,15 @@ def main() -> int:
         results["profile"] = run_profile(stack_env, max_linear3 * 0.9, 10.0)
         _save(results, args.tag)
 
+    if "shards" in parts:
+        from bench.shard_phase import run_shard_phase
+
+        procstat.wait_for_quiet(0.4, 20.0 if quick else 90.0, log)
+        results["shards"] = run_shard_phase(
+            stack_env, replace(plan, probe_transitions_per_s=probes["ours"]), stack_pids(),
+            OUT / "logs", log)
+        _save(results, args.tag)
+
     results["meta"]["duration_s"] = round(time.time() - started)
     tables = report.render(results)
     print()
@@ -353,6 +365,8 @@ def main() -> int:
     log(f"== bench done in {results['meta']['duration_s']} s; results in {OUT}")
     failed = [f"{k}/{s}" for k, by in (results.get("sweeps") or {}).items()
               for s, r in by.items() if r.get("check_problem_count") or r.get("error")]
+    failed += [f"shards/{k}" for k, r in (results.get("shards") or {}).items()
+               if isinstance(r, dict) and r.get("check_problem_count")]
     for scenario in ("restart", "takeover"):
         if "check_failed" in (results.get("recovery") or {}).get(scenario, {}):
             failed.append(f"recovery/{scenario}")
