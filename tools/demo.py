@@ -87,11 +87,13 @@ def follow(client: httpx.Client, task_id: str, timeout_s: float = 120.0) -> dict
     raise SystemExit(f"task {task_id} did not finish within {timeout_s} s")
 
 
-def verify_archive(store: MinioObjectStore, bucket: str, key: str,
+def verify_archive(store: MinioObjectStore, bucket: str, parts: list[str],
                    originals: dict[str, bytes]) -> None:
+    """The archive is an artifact: its parts, concatenated in order, are the ZIP."""
     with tempfile.TemporaryFile() as spool:
-        for chunk in store.open_stream(bucket, key):
-            spool.write(chunk)
+        for key in parts:
+            for chunk in store.open_stream(bucket, key):
+                spool.write(chunk)
         spool.seek(0)
         with zipfile.ZipFile(spool) as archive:
             names = sorted(archive.namelist())
@@ -228,10 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             if status["status"] != "Completed":
                 raise SystemExit(f"ZIP task ended {status['status']}: {status['end_reason']}")
             response = status["response"]
-            print(f"  archive: s3://{response['archive_bucket']}/{response['archive_key']}"
-                  f" ({response['archive_size']} bytes, sha256 {response['archive_sha256']})")
+            print(f"  archive: artifact sha256 {response['archive_sha256']}"
+                  f" ({response['archive_size']} bytes, {len(response['archive_parts'])} part(s)"
+                  f" in s3://{response['archive_bucket']})")
             print("  verifying the archive's content against the uploaded files:")
-            verify_archive(store, response["archive_bucket"], response["archive_key"],
+            verify_archive(store, response["archive_bucket"], response["archive_parts"],
                            originals)
 
             print("== the same task, failing at its last step (compensation)")
@@ -243,12 +246,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    v{entry['version']:<3} {entry['summary']}")
             data = {s["step"]: s["data"] for s in status["steps"]}
             archive = data["CreateArchive"]
-            if store.exists(archive["bucket"], archive["key"]):
-                raise SystemExit("compensation did not delete the archive")
+            if archive["sha256"] == response["archive_sha256"]:
+                # Content-addressed: the same bytes are stored once and stay while held.
+                print("  the archive is byte for byte the completed task's, which still holds it")
+            elif any(store.exists(archive["bucket"], key) for key in archive["parts"]):
+                raise SystemExit("compensation did not release the archive")
             for upload in data["UploadFiles"]["files"]:
                 if store.exists(upload["bucket"], upload["key"]):
                     raise SystemExit(f"compensation did not delete upload {upload['key']}")
-            print("  the archive and the uploads were deleted by compensation")
+            print("  the archive was released and the uploads deleted by compensation")
             if status["status"] != "Failed":
                 raise SystemExit("the failing variant should end Failed (compensated)")
 
@@ -265,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         local_system.record(services)
         print("== the services keep running (KEEP=1):")
         print("\n".join(local_system.usage_lines(services.api_url, services.log_dir)))
-    print(f"RESULT archive_key={response['archive_key']} verified=true")
+    print(f"RESULT archive_sha256={response['archive_sha256']} verified=true")
     return 0
 
 
