@@ -118,13 +118,19 @@ def submit_video(client: httpx.Client, path: Path, **fields: str) -> str:
     return task_id
 
 
-def video_height(store: MinioObjectStore, bucket: str, key: str) -> int:
+def video_height(store: MinioObjectStore, rendition: dict[str, Any]) -> int:
+    """A rendition is an artifact: its parts, concatenated in order, are the MP4."""
     import subprocess
 
-    probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=height",
-         "-of", "csv=p=0", store.presigned_get_url(bucket, key)],
-        capture_output=True, text=True, check=True, timeout=60)
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as mp4:
+        for key in rendition["parts"]:
+            for chunk in store.open_stream(rendition["bucket"], key):
+                mp4.write(chunk)
+        mp4.flush()
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+             "stream=height", "-of", "csv=p=0", mp4.name],
+            capture_output=True, text=True, check=True, timeout=60)
     return int(probe.stdout.strip())
 
 
@@ -138,9 +144,10 @@ def run_video_examples(client: httpx.Client, store: MinioObjectStore, directory:
     status = follow(client, task_id, 300)
     if status["status"] != "Completed":
         raise SystemExit(f"video task ended {status['status']}: {status['end_reason']}")
-    for resolution, key in sorted(status["response"]["transcoded_keys"].items()):
-        height = video_height(store, "transcoded-videos", key)
-        print(f"    {resolution:6} s3://transcoded-videos/{key}  ({height} lines)")
+    for resolution, rendition in sorted(status["response"]["renditions"].items()):
+        height = video_height(store, rendition)
+        print(f"    {resolution:6} artifact sha256 {rendition['sha256'][:16]}…, "
+              f"{len(rendition['parts'])} part(s)  ({height} lines)")
     print(f"    thumbnails: {', '.join(status['response']['thumbnail_keys'])}")
 
     print("== video pipeline: a 1080p source, so the 4K step is skipped")
@@ -149,7 +156,7 @@ def run_video_examples(client: httpx.Client, store: MinioObjectStore, directory:
     for snapshot in status["conditions"]:
         print(f"    condition {snapshot['description']!r} ({snapshot['function']}) = "
               f"{snapshot['result']} [{snapshot['context_summary']}]")
-    print(f"    renditions: {', '.join(sorted(status['response']['transcoded_keys']))}")
+    print(f"    renditions: {', '.join(sorted(status['response']['renditions']))}")
 
     print("== video pipeline: Transcode1080p forced to fail 6 times (5 retries, then "
           "partial compensation)")
