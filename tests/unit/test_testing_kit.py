@@ -289,3 +289,17 @@ def test_a_transaction_opened_inside_another_fails_instead_of_hanging() -> None:
         store.transaction().__enter__()
     with store.transaction() as tx:  # the outer one rolled back and released the store
         assert tx.claim_message("c", "m")
+
+
+def test_an_injected_compensation_failure_fails_a_producer_without_a_compensation_handler(
+) -> None:
+    # CreateArchive has no compensation handler: compensating it releases its artifact.
+    run, request = zip_run(b"hello")
+    run.faults.fail("PublishManifest", retryable=False)
+    run.faults.fail_compensation("CreateArchive", times=None)
+    task = run.submit(request)
+    task.assert_status(TaskStatus.COMPENSATION_FAILED)
+    # The failure came before the release: the artifact is still held and stored.
+    archive = task.data("CreateArchive", ArchiveData)
+    assert run.artifact_refs.holders(archive.sha256) == {f"{task.task_id}:CreateArchive"}
+    assert all(run.objects.exists(archive.bucket, key) for key in archive.parts)
