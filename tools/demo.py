@@ -87,11 +87,13 @@ def follow(client: httpx.Client, task_id: str, timeout_s: float = 120.0) -> dict
     raise SystemExit(f"task {task_id} did not finish within {timeout_s} s")
 
 
-def verify_archive(store: MinioObjectStore, bucket: str, key: str,
+def verify_archive(store: MinioObjectStore, bucket: str, parts: list[str],
                    originals: dict[str, bytes]) -> None:
+    """The archive is an artifact: its parts, concatenated in order, are the ZIP."""
     with tempfile.TemporaryFile() as spool:
-        for chunk in store.open_stream(bucket, key):
-            spool.write(chunk)
+        for key in parts:
+            for chunk in store.open_stream(bucket, key):
+                spool.write(chunk)
         spool.seek(0)
         with zipfile.ZipFile(spool) as archive:
             names = sorted(archive.namelist())
@@ -116,13 +118,19 @@ def submit_video(client: httpx.Client, path: Path, **fields: str) -> str:
     return task_id
 
 
-def video_height(store: MinioObjectStore, bucket: str, key: str) -> int:
+def video_height(store: MinioObjectStore, rendition: dict[str, Any]) -> int:
+    """A rendition is an artifact: its parts, concatenated in order, are the MP4."""
     import subprocess
 
-    probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=height",
-         "-of", "csv=p=0", store.presigned_get_url(bucket, key)],
-        capture_output=True, text=True, check=True, timeout=60)
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as mp4:
+        for key in rendition["parts"]:
+            for chunk in store.open_stream(rendition["bucket"], key):
+                mp4.write(chunk)
+        mp4.flush()
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+             "stream=height", "-of", "csv=p=0", mp4.name],
+            capture_output=True, text=True, check=True, timeout=60)
     return int(probe.stdout.strip())
 
 
@@ -136,9 +144,10 @@ def run_video_examples(client: httpx.Client, store: MinioObjectStore, directory:
     status = follow(client, task_id, 300)
     if status["status"] != "Completed":
         raise SystemExit(f"video task ended {status['status']}: {status['end_reason']}")
-    for resolution, key in sorted(status["response"]["transcoded_keys"].items()):
-        height = video_height(store, "transcoded-videos", key)
-        print(f"    {resolution:6} s3://transcoded-videos/{key}  ({height} lines)")
+    for resolution, rendition in sorted(status["response"]["renditions"].items()):
+        height = video_height(store, rendition)
+        print(f"    {resolution:6} artifact sha256 {rendition['sha256'][:16]}…, "
+              f"{len(rendition['parts'])} part(s)  ({height} lines)")
     print(f"    thumbnails: {', '.join(status['response']['thumbnail_keys'])}")
 
     print("== video pipeline: a 1080p source, so the 4K step is skipped")
@@ -147,7 +156,7 @@ def run_video_examples(client: httpx.Client, store: MinioObjectStore, directory:
     for snapshot in status["conditions"]:
         print(f"    condition {snapshot['description']!r} ({snapshot['function']}) = "
               f"{snapshot['result']} [{snapshot['context_summary']}]")
-    print(f"    renditions: {', '.join(sorted(status['response']['transcoded_keys']))}")
+    print(f"    renditions: {', '.join(sorted(status['response']['renditions']))}")
 
     print("== video pipeline: Transcode1080p forced to fail 6 times (5 retries, then "
           "partial compensation)")
@@ -228,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
             if status["status"] != "Completed":
                 raise SystemExit(f"ZIP task ended {status['status']}: {status['end_reason']}")
             response = status["response"]
-            print(f"  archive: s3://{response['archive_bucket']}/{response['archive_key']}"
-                  f" ({response['archive_size']} bytes, sha256 {response['archive_sha256']})")
+            print(f"  archive: artifact sha256 {response['archive_sha256']}"
+                  f" ({response['archive_size']} bytes, {len(response['archive_parts'])} part(s)"
+                  f" in s3://{response['archive_bucket']})")
             print("  verifying the archive's content against the uploaded files:")
-            verify_archive(store, response["archive_bucket"], response["archive_key"],
+            verify_archive(store, response["archive_bucket"], response["archive_parts"],
                            originals)
 
             print("== the same task, failing at its last step (compensation)")
@@ -243,12 +253,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    v{entry['version']:<3} {entry['summary']}")
             data = {s["step"]: s["data"] for s in status["steps"]}
             archive = data["CreateArchive"]
-            if store.exists(archive["bucket"], archive["key"]):
-                raise SystemExit("compensation did not delete the archive")
+            if archive["sha256"] == response["archive_sha256"]:
+                # Content-addressed: the same bytes are stored once and stay while held.
+                print("  the archive is byte for byte the completed task's, which still holds it")
+            elif any(store.exists(archive["bucket"], key) for key in archive["parts"]):
+                raise SystemExit("compensation did not release the archive")
             for upload in data["UploadFiles"]["files"]:
                 if store.exists(upload["bucket"], upload["key"]):
                     raise SystemExit(f"compensation did not delete upload {upload['key']}")
-            print("  the archive and the uploads were deleted by compensation")
+            print("  the archive was released and the uploads deleted by compensation")
             if status["status"] != "Failed":
                 raise SystemExit("the failing variant should end Failed (compensated)")
 
@@ -265,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         local_system.record(services)
         print("== the services keep running (KEEP=1):")
         print("\n".join(local_system.usage_lines(services.api_url, services.log_dir)))
-    print(f"RESULT archive_key={response['archive_key']} verified=true")
+    print(f"RESULT archive_sha256={response['archive_sha256']} verified=true")
     return 0
 
 

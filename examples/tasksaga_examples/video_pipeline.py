@@ -6,7 +6,9 @@ succeeded.
 
 The failure switch (documented in docs/dsl.md): ``fail_step`` names a step that raises a
 retryable error on its first ``fail_times`` attempts; ``fail_compensation_of`` names a step
-whose compensation always fails. ``TASKSAGA_VIDEO_RETRY_DELAY_MS`` (default 2000, the seed's
+whose compensation always fails. Each rendition is an artifact (``rendition_720p``, ...):
+content-addressed, checksummed parts in bucket ``artifacts``, released when its step is
+compensated. ``TASKSAGA_VIDEO_RETRY_DELAY_MS`` (default 2000, the seed's
 value) and ``TASKSAGA_VIDEO_HEARTBEAT_TIMEOUT_S`` (default 15) tune the example for tests.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from typing import IO
 
 from pydantic import BaseModel, Field
@@ -29,6 +33,8 @@ from tasksaga.core import (
     TaskDefinition,
     UploadedFile,
 )
+from tasksaga.core.artifacts import BUCKET as ARTIFACT_BUCKET
+from tasksaga.core.artifacts import ArtifactRef
 from tasksaga.core.definition import AwaitMode
 from tasksaga.notifier.pinned_http import PinnedPoster
 from tasksaga_examples.video import catalog, media
@@ -41,6 +47,11 @@ _WEBHOOK_GUARD = UrlGuard(os.environ.get("TASKSAGA_URL_ALLOWLIST", "").split(","
 _WEBHOOK_POSTER = PinnedPoster(deadline_s=10.0)
 RESOLUTIONS = {"Transcode720p": ("720p", 720), "Transcode1080p": ("1080p", 1080),
                "Transcode4K": ("4K", 2160)}
+
+
+def rendition_artifact(resolution: str) -> str:
+    """The artifact a transcode step publishes: ``rendition_720p``, ``rendition_1080p``, ..."""
+    return f"rendition_{resolution}"
 
 
 class VideoRequest(BaseModel):
@@ -61,10 +72,20 @@ class MetadataData(BaseModel):
 
 
 class TranscodeData(BaseModel):
+    """A rendition: its artifact's SHA-256, size and part objects in ``bucket`` (in order:
+    their concatenation is the MP4)."""
+
     resolution: str
-    bucket: str
-    key: str
+    sha256: str
     size: int
+    bucket: str
+    parts: list[str]
+
+    @classmethod
+    def of(cls, resolution: str, ref: ArtifactRef) -> TranscodeData:
+        return cls(resolution=resolution, sha256=ref.sha256, size=ref.size,
+                   bucket=ARTIFACT_BUCKET,
+                   parts=[ref.part_key(index) for index in range(ref.parts)])
 
 
 class ThumbnailsData(BaseModel):
@@ -82,7 +103,7 @@ class NotifyData(BaseModel):
 
 
 class VideoResponse(BaseModel):
-    transcoded_keys: dict[str, str]
+    renditions: dict[str, TranscodeData]  # by resolution; skipped resolutions are absent
     thumbnail_keys: list[str]
     catalog_entry_id: str
 
@@ -149,35 +170,33 @@ def _transcode(ctx: StepContext[VideoRequest]) -> TranscodeData:
     _switch(ctx)
     resolution, height = RESOLUTIONS[ctx.step]
     metadata = ctx.data(MetadataData)
-    key = f"{ctx.task_id}/{resolution}.mp4"
-    stored: list[int] = []
-
-    def upload(stdout: IO[bytes]) -> None:
-        stored.append(ctx.store.put_stream(OUTPUT_BUCKET, key, stdout, "video/mp4"))
-
-    try:
+    # ffmpeg's output is spooled to a temporary file and published only once ffmpeg succeeded:
+    # a failed or cancelled attempt publishes nothing (the references an attempt that fails
+    # holds are not released, docs/dsl.md "Artifacts"), so no partial rendition is kept.
+    with tempfile.TemporaryFile() as spool:
         media.run_ffmpeg(
-            media.transcode_args(_source_url(ctx), height), upload, metadata.duration_s,
+            media.transcode_args(_source_url(ctx), height),
+            lambda stdout: shutil.copyfileobj(stdout, spool), metadata.duration_s,
             ctx.cancelled, lambda done: ctx.heartbeat(done, f"{resolution} {done:.0%}"),
         )
-    except BaseException:
-        ctx.store.delete(OUTPUT_BUCKET, key)  # no partial rendition left behind
-        raise
-    return TranscodeData(resolution=resolution, bucket=OUTPUT_BUCKET, key=key, size=stored[0])
+        spool.seek(0)
+        ref = ctx.artifacts.publish(rendition_artifact(resolution), spool)
+    return TranscodeData.of(resolution, ref)
 
 
-def _delete_rendition(ctx: StepContext[VideoRequest], data: TranscodeData) -> None:
+def _fail_compensation_on_request(ctx: StepContext[VideoRequest], data: TranscodeData) -> None:
+    # The rendition itself is released by the worker after this handler (a producer's
+    # compensation); the handler only carries the failure switch.
     _compensation_switch(ctx)
-    ctx.store.delete(data.bucket, data.key)
 
 
 for _step in RESOLUTIONS:
     video_transcode.step(
         _step, order=3, group="TranscodeAll", data=TranscodeData, retry=transcode_retry,
         heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S, reads=["ExtractMetadata"],
-        requires={"ffmpeg"},
+        requires={"ffmpeg"}, produces=[rendition_artifact(RESOLUTIONS[_step][0])],
     )(_transcode)
-    video_transcode.compensation(_step)(_delete_rendition)
+    video_transcode.compensation(_step)(_fail_compensation_on_request)
 
 video_transcode.condition("Transcode4K", "Source >= 4K", is_source_4k_or_higher,
                           summary=source_size)
@@ -210,9 +229,9 @@ def delete_thumbnails(ctx: StepContext[VideoRequest], data: ThumbnailsData) -> N
         ctx.store.delete(data.bucket, key)
 
 
-def _renditions(ctx: SagaContext[VideoRequest]) -> dict[str, str]:
+def _renditions(ctx: SagaContext[VideoRequest]) -> dict[str, TranscodeData]:
     return {
-        ctx.data_of(step, TranscodeData).resolution: ctx.data_of(step, TranscodeData).key
+        ctx.data_of(step, TranscodeData).resolution: ctx.data_of(step, TranscodeData)
         for step in RESOLUTIONS if ctx.has_data(step)
     }
 
@@ -222,7 +241,9 @@ def _renditions(ctx: SagaContext[VideoRequest]) -> dict[str, str]:
 def update_catalog(ctx: StepContext[VideoRequest]) -> CatalogData:
     _switch(ctx)
     catalog.upsert_entry(ctx.task_id, ctx.request.title, ctx.data(MetadataData).duration_s,
-                         _renditions(ctx), ctx.data(ThumbnailsData).keys)
+                         {resolution: rendition.sha256  # the artifact's address
+                          for resolution, rendition in _renditions(ctx).items()},
+                         ctx.data(ThumbnailsData).keys)
     return CatalogData(entry_id=ctx.task_id)
 
 
@@ -249,7 +270,9 @@ def notify_webhook(ctx: StepContext[VideoRequest]) -> NotifyData:
         raise RuntimeError("webhook connection failed") from None  # DNS may recover: retry
     except UnsafeUrl as refused:
         raise NonRetryableError(f"callback URL refused: {refused.public_reason}") from None
-    body = {"task_id": ctx.task_id, "title": ctx.request.title, "renditions": _renditions(ctx)}
+    body = {"task_id": ctx.task_id, "title": ctx.request.title,
+            "renditions": {resolution: rendition.model_dump()
+                           for resolution, rendition in _renditions(ctx).items()}}
     reply = _WEBHOOK_POSTER.post(vetted, json.dumps(body).encode(), {
         # Stable across attempts: a receiver that dedupes by it gets one notification.
         "Content-Type": "application/json", "Idempotency-Key": ctx.step_key})
@@ -265,7 +288,7 @@ def notify_webhook(ctx: StepContext[VideoRequest]) -> NotifyData:
 @video_transcode.response_builder
 def video_response(ctx: SagaContext[VideoRequest]) -> VideoResponse:
     return VideoResponse(
-        transcoded_keys=_renditions(ctx),
+        renditions=_renditions(ctx),
         thumbnail_keys=ctx.data(ThumbnailsData).keys,
         catalog_entry_id=ctx.data(CatalogData).entry_id,
     )

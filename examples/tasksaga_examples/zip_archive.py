@@ -1,9 +1,12 @@
 """The ZIP example (seed 000, Part III): upload files, archive them, publish a manifest.
 
 UploadFiles runs on the API (files are streamed to MinIO before the task is accepted);
-CreateArchive streams every upload from MinIO into one ZIP stored back in MinIO;
-PublishManifest writes a manifest with the archive's SHA-256. Set ``fail_at_last_step`` to see
-compensation: the archive and the uploads are deleted, in reverse order of completion.
+CreateArchive streams every upload from MinIO into one ZIP and publishes it as the artifact
+``archive`` (content-addressed, checksummed parts in bucket ``artifacts``); PublishManifest
+opens that artifact (every part verified before it is read) and writes a manifest with the
+archive's SHA-256. Set ``fail_at_last_step`` to see compensation: the archive's reference is
+released (its parts deleted when no task holds them any more) and the uploads are deleted, in
+reverse order of completion.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tasksaga.core import RetryPolicy, SagaContext, StepContext, TaskDefinition, UploadedFile
+from tasksaga.core.artifacts import BUCKET as ARTIFACT_BUCKET
+from tasksaga.core.artifacts import ArtifactRef
 from tasksaga.core.errors import NonRetryableError
 
-ARCHIVE_BUCKET = "zip-archives"
+ARCHIVE_BUCKET = "zip-archives"  # the manifests; the archives are artifacts
+ARCHIVE = "archive"  # the artifact CreateArchive publishes and PublishManifest opens
 
 
 class ZipRequest(BaseModel):
@@ -36,10 +42,18 @@ class ArchiveEntry(BaseModel):
 
 
 class ArchiveData(BaseModel):
-    bucket: str
-    key: str
+    """The published archive: its artifact's SHA-256, size and part objects (in order)."""
+
+    sha256: str
     size: int
+    bucket: str
+    parts: list[str]
     entries: list[ArchiveEntry]
+
+    @classmethod
+    def of(cls, ref: ArtifactRef, entries: list[ArchiveEntry]) -> ArchiveData:
+        return cls(sha256=ref.sha256, size=ref.size, bucket=ARTIFACT_BUCKET,
+                   parts=[ref.part_key(index) for index in range(ref.parts)], entries=entries)
 
 
 class ManifestData(BaseModel):
@@ -49,8 +63,11 @@ class ManifestData(BaseModel):
 
 
 class ZipResponse(BaseModel):
+    """``archive_parts`` are the archive's objects in ``archive_bucket``: concatenated in
+    order they are the ZIP (whose SHA-256 is ``archive_sha256``)."""
+
     archive_bucket: str
-    archive_key: str
+    archive_parts: list[str]
     archive_size: int
     archive_sha256: str
     manifest_key: str
@@ -74,11 +91,11 @@ create_zip.upload_step("UploadFiles", order=1, bucket="zip-uploads", source="fil
 @create_zip.step(
     "CreateArchive", order=2, reads=(),  # the uploads are in the request
     retry=RetryPolicy(max_retries=3, delay_ms=500, max_delay_ms=5_000, jitter=0.2),
+    produces=[ARCHIVE],  # compensating the step releases it: no compensation handler needed
 )
 def create_archive(ctx: StepContext[ZipRequest]) -> ArchiveData:
-    key = f"{ctx.task_id}/{ctx.request.archive_name}"
     entries: list[ArchiveEntry] = []
-    # The archive is assembled in a temporary file, never in memory, then streamed to MinIO.
+    # The archive is assembled in a temporary file, never in memory, then published in parts.
     with tempfile.TemporaryFile() as spool:
         with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for index, file in enumerate(ctx.request.files):
@@ -91,28 +108,23 @@ def create_archive(ctx: StepContext[ZipRequest]) -> ArchiveData:
                 info = archive.getinfo(name)
                 entries.append(ArchiveEntry(name=name, size=info.file_size, crc32=info.CRC))
                 ctx.heartbeat((index + 1) / len(ctx.request.files), f"archived {name}")
-        size = spool.tell()
         spool.seek(0)
-        ctx.store.put_stream(ARCHIVE_BUCKET, key, spool, "application/zip")
-    return ArchiveData(bucket=ARCHIVE_BUCKET, key=key, size=size, entries=entries)
+        ref = ctx.artifacts.publish(ARCHIVE, spool)
+    return ArchiveData.of(ref, entries)
 
 
-@create_zip.compensation("CreateArchive")
-def delete_archive(ctx: StepContext[ZipRequest], data: ArchiveData) -> None:
-    ctx.store.delete(data.bucket, data.key)
-
-
-@create_zip.step("PublishManifest", order=3, reads=["CreateArchive"])
+@create_zip.step("PublishManifest", order=3, reads=["CreateArchive"], consumes=[ARCHIVE])
 def publish_manifest(ctx: StepContext[ZipRequest]) -> ManifestData:
     archive = ctx.data(ArchiveData)
+    # Reading the artifact checks every part against its published SHA-256, and the whole.
     digest = hashlib.sha256()
-    for chunk in ctx.store.open_stream(archive.bucket, archive.key):
+    for chunk in ctx.artifacts.open(ARCHIVE):
         digest.update(chunk)
     if ctx.request.fail_at_last_step:
         raise NonRetryableError("PublishManifest was asked to fail (fail_at_last_step=true)")
     manifest: dict[str, Any] = {
         "task_id": ctx.task_id,
-        "archive": {"bucket": archive.bucket, "key": archive.key, "size": archive.size,
+        "archive": {"bucket": archive.bucket, "parts": archive.parts, "size": archive.size,
                     "sha256": digest.hexdigest()},
         "entries": [e.model_dump() for e in archive.entries],
     }
@@ -132,7 +144,7 @@ def zip_response(ctx: SagaContext[ZipRequest]) -> ZipResponse:
     archive = ctx.data(ArchiveData)
     manifest = ctx.data(ManifestData)
     return ZipResponse(
-        archive_bucket=archive.bucket, archive_key=archive.key, archive_size=archive.size,
+        archive_bucket=archive.bucket, archive_parts=archive.parts, archive_size=archive.size,
         archive_sha256=manifest.archive_sha256, manifest_key=manifest.key,
         entries=archive.entries,
     )

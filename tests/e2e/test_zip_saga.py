@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zipfile
@@ -26,8 +27,12 @@ def test_the_zip_task_completes_and_the_archive_holds_exactly_the_uploaded_files
     status = system.wait_terminal(reply.json()["task_id"])
     assert status["status"] == "Completed"
     response = status["response"]
-    data = b"".join(_store(system).open_stream(response["archive_bucket"],
-                                               response["archive_key"]))
+    # The archive is an artifact: its checksummed parts, concatenated in order, are the ZIP.
+    store = _store(system)
+    data = b"".join(chunk for key in response["archive_parts"]
+                    for chunk in store.open_stream(response["archive_bucket"], key))
+    assert len(data) == response["archive_size"]
+    assert hashlib.sha256(data).hexdigest() == response["archive_sha256"]
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert {name: archive.read(name) for name in archive.namelist()} == files
     assert [s["status"] for s in status["steps"]] == ["Completed"] * 3
@@ -36,7 +41,8 @@ def test_the_zip_task_completes_and_the_archive_holds_exactly_the_uploaded_files
 def test_failure_at_the_last_step_compensates_in_reverse_and_the_audit_shows_it(
     system: System,
 ) -> None:
-    reply = system.submit_zip({"x.txt": b"x"}, fail=True)
+    # Random content: an archive no other task holds, so releasing it deletes its parts.
+    reply = system.submit_zip({"x.txt": os.urandom(64)}, fail=True)
     task_id = reply.json()["task_id"]
     status = system.wait_terminal(task_id)
     assert status["status"] == "Failed"
@@ -46,7 +52,9 @@ def test_failure_at_the_last_step_compensates_in_reverse_and_the_audit_shows_it(
     assert steps["UploadFiles"]["status"] == "Compensated"
     store = _store(system)
     archive = steps["CreateArchive"]["data"]
-    assert not store.exists(archive["bucket"], archive["key"])
+    assert archive["parts"], "CreateArchive recorded no artifact parts"
+    for key in archive["parts"]:  # the compensation released the artifact's last reference
+        assert not store.exists(archive["bucket"], key)
     for upload in steps["UploadFiles"]["data"]["files"]:
         assert not store.exists(upload["bucket"], upload["key"])
 

@@ -3,7 +3,10 @@ ports, a clock that only moves when told, injected failures, and the real audit 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import threading
+import zipfile
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_producer import DeliveryFailed
 from tasksaga.api.submission import SubmissionError
 from tasksaga.core import RetryPolicy, StepContext, TaskDefinition
+from tasksaga.core.artifacts import BUCKET as ARTIFACT_BUCKET
 from tasksaga.core.audit import describe
 from tasksaga.core.errors import StepCancelled
 from tasksaga.core.state import StepStatus, TaskState, TaskStatus, evolve
@@ -48,8 +52,13 @@ def test_the_zip_saga_completes_with_its_archive_in_the_object_store() -> None:
     task.assert_steps_completed(["UploadFiles", "CreateArchive", "PublishManifest"])
     response = task.response(ZipResponse)
     assert [e.name for e in response.entries] == ["f0.txt", "f1.txt"]
-    assert run.objects.exists(ARCHIVE_BUCKET, response.archive_key)
-    assert task.data("CreateArchive", ArchiveData).size == response.archive_size
+    archive = b"".join(run.objects.read(response.archive_bucket, key)
+                       for key in response.archive_parts)
+    assert hashlib.sha256(archive).hexdigest() == response.archive_sha256
+    with zipfile.ZipFile(io.BytesIO(archive)) as unpacked:
+        assert [unpacked.read(name) for name in unpacked.namelist()] == [b"hello", b"world"]
+    assert task.data("CreateArchive", ArchiveData).size == response.archive_size == len(archive)
+    assert run.artifact_refs.holders(response.archive_sha256) == {f"{task.task_id}:CreateArchive"}
     # The handler's heartbeats reached the orchestrator, as the status API would show them.
     progress = task.progress("CreateArchive")
     assert progress is not None and progress.progress == 1.0
@@ -88,7 +97,9 @@ def test_a_failure_compensates_the_completed_steps_in_reverse_order() -> None:
     task = run.submit(request)
     task.assert_status(TaskStatus.FAILED)
     task.assert_compensated(["CreateArchive", "UploadFiles"])
-    assert run.objects.keys(ARCHIVE_BUCKET) == []  # the archive's compensation deleted it
+    # Compensating CreateArchive released its artifact, the last reference: its parts are gone.
+    assert run.objects.keys(ARTIFACT_BUCKET) == []
+    assert run.objects.keys(ARCHIVE_BUCKET) == []  # no manifest was written
     assert run.objects.keys("zip-uploads") == []  # and the upload step's deleted the uploads
 
 
@@ -278,3 +289,17 @@ def test_a_transaction_opened_inside_another_fails_instead_of_hanging() -> None:
         store.transaction().__enter__()
     with store.transaction() as tx:  # the outer one rolled back and released the store
         assert tx.claim_message("c", "m")
+
+
+def test_an_injected_compensation_failure_fails_a_producer_without_a_compensation_handler(
+) -> None:
+    # CreateArchive has no compensation handler: compensating it releases its artifact.
+    run, request = zip_run(b"hello")
+    run.faults.fail("PublishManifest", retryable=False)
+    run.faults.fail_compensation("CreateArchive", times=None)
+    task = run.submit(request)
+    task.assert_status(TaskStatus.COMPENSATION_FAILED)
+    # The failure came before the release: the artifact is still held and stored.
+    archive = task.data("CreateArchive", ArchiveData)
+    assert run.artifact_refs.holders(archive.sha256) == {f"{task.task_id}:CreateArchive"}
+    assert all(run.objects.exists(archive.bucket, key) for key in archive.parts)

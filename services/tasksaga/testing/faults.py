@@ -82,6 +82,10 @@ class FaultPlan:
                 changes["handler"] = self._forward_wrapper(step.name, step.handler)
             if step.compensation is not None:
                 changes["compensation"] = self._backward_wrapper(step.name, step.compensation)
+            elif step.produces:
+                # A producer is compensated without user code (the worker releases its
+                # artifacts after the handler): an injected failure still fails it first.
+                changes["compensation"] = self._backward_wrapper(step.name, _no_handler)
             steps[step.name] = dataclasses.replace(step, **changes)
         # The copy's own step table (the definition has no public way to swap a handler):
         # the user's definition, which the orchestrator decides with, is left as it is.
@@ -123,6 +127,10 @@ class FaultPlan:
         key = (direction, task_id, step)
         self._runs[key] = self._runs.get(key, 0) + 1
         return self._runs[key]
+
+
+def _no_handler(ctx: StepContext[Any], data: Any) -> None:
+    """The handler of a producer that has none: the worker's release follows it."""
 
 
 def _count(times: int | None) -> int | None:
