@@ -1,17 +1,20 @@
 """The replay tooling over two Postgres shards on two real clusters (shard_support.py): with
 TASKSAGA_SHARDS set, a rebuild rebuilds both shards' projections, a task's stream is read on
-its own shard, and archives are read through the first shard, where the archiver keeps them."""
+its own shard, and archives are read through the first shard, where the archiver keeps them;
+tasksaga-migrate migrates every shard."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any, cast
 
+import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from tasksaga.adapters import replay
+from tasksaga.adapters import migrations, replay
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.pg_shards import ShardedEventStore
 from tasksaga.adapters.wire import Envelope, Topics
@@ -19,7 +22,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.registry import TaskRegistry
 from tasksaga.core.shards import ShardConfig
 from tasksaga.orchestrator.processor import Orchestrator
-from tests.integration.shard_support import two_shard_store
+from tests.integration.shard_support import shard_urls, two_shard_store
 from tests.port_contracts.event_store import task_on
 from tests.unit.sagas import Req, linear
 
@@ -109,3 +112,19 @@ def test_a_tasks_stream_is_read_on_its_shard_and_archives_through_the_first_shar
     replay.rebuild_shards(target, codec, archiver)
     home = store.pool("alpha").conninfo
     assert seen == [("archived_events", home), ("restore_all", home)]
+
+
+def test_the_migrate_tool_migrates_every_shard_of_the_shards_setting(
+    database_url: str, second_pg_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with shard_urls({"alpha": database_url, "beta": second_pg_url}) as urls:
+        monkeypatch.setenv("TASKSAGA_SHARDS", ";".join(f"{n}={u}" for n, u in urls.items()))
+        monkeypatch.delenv("TASKSAGA_SHARD_BUCKETS", raising=False)
+        monkeypatch.setattr(sys, "argv", ["tasksaga-migrate"])
+        assert migrations.main() == 0
+        for url in urls.values():
+            with psycopg.connect(url) as conn:
+                assert conn.execute("SELECT to_regclass('streams')").fetchone() != (None,)
+    out = capsys.readouterr().out
+    assert "shard alpha: applied: " in out and "shard beta: applied: " in out
