@@ -128,3 +128,19 @@ def test_the_migrate_tool_migrates_every_shard_of_the_shards_setting(
                 assert conn.execute("SELECT to_regclass('streams')").fetchone() != (None,)
     out = capsys.readouterr().out
     assert "shard alpha: applied: " in out and "shard beta: applied: " in out
+
+
+def test_the_replay_cli_rebuilds_every_shard_and_names_each(
+    store: ShardedEventStore, codec: AvroCodec, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tasks = _submit(store, codec)
+    _shards_env(store, monkeypatch)
+    monkeypatch.setattr(replay, "payload_cipher_from_env", lambda: codec.cipher)
+    monkeypatch.setattr(sys, "argv", ["tasksaga-replay", "--rebuild"])
+    assert replay.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" from ")[0] for line in lines] == [
+        "rebuilt projections of shard alpha", "rebuilt projections of shard beta"]
+    for shard, task_id in tasks.items():
+        assert _projected(store, shard) == {task_id}

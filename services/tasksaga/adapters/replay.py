@@ -198,12 +198,15 @@ def main() -> int:
     archiver = archiver_from_env() if args.include_archives else None
     if args.task:
         return show_task(target, codec, args.task, archiver)
-    for done in rebuild_shards(target, codec, archiver):
-        print(rebuilt_line(done))
+    rebuilt = rebuild_shards(target, codec, archiver)
+    for done in rebuilt:
+        print(rebuilt_line(done, len(rebuilt) > 1))
     return 0
 
 
-def rebuilt_line(done: ShardRebuild) -> str:
+def rebuilt_line(done: ShardRebuild, name_shard: bool) -> str:
+    """What a rebuild did, naming the shard when there are several."""
     rate = done.events / done.seconds if done.seconds else 0.0
-    return (f"rebuilt projections of shard {done.shard} from {done.events} events in "
-            f"{done.seconds:.2f} s ({rate:,.0f} events/s)")
+    of = f" of shard {done.shard}" if name_shard else ""
+    return (f"rebuilt projections{of} from {done.events} events in {done.seconds:.2f} s "
+            f"({rate:,.0f} events/s)")

@@ -124,8 +124,9 @@ def rebuild(database_url: str | None = DATABASE_OPTION,
 
     codec, target = _codec_and_url(database_url)
     archiver = archiver_from_env() if include_archives else None
-    for done in rebuild_shards(target, codec, archiver):
-        console.print(rebuilt_line(done), highlight=False)
+    rebuilt = rebuild_shards(target, codec, archiver)
+    for done in rebuilt:
+        console.print(rebuilt_line(done, len(rebuilt) > 1), highlight=False)
 
 
 def step_changes(before: dict[str, str], after: dict[str, str]) -> str:
