@@ -13,6 +13,7 @@ import pytest
 
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.orphan_sweep import OrphanSweeper
+from tasksaga.adapters.payload_crypto import column_context
 from tasksaga.adapters.pg_shards import ShardedEventStore
 from tasksaga.adapters.projections import Projector
 from tasksaga.adapters.wire import Envelope, Topics
@@ -133,3 +134,42 @@ def test_an_orphan_report_looks_tasks_up_on_every_shard(
     assert {f.verdict.task_id for f in findings} == {lost}
     _, first_only = OrphanSweeper(home, objects).report(tenant, [bucket], 168.0, "ops")
     assert {f.verdict.task_id for f in first_only} == {known, lost}  # what it would have swept
+
+
+def test_a_status_document_reads_children_on_their_shards_and_deliveries_on_the_first(
+    store: ShardedEventStore, codec: AvroCodec,
+) -> None:
+    parent, child, upstream_of = (task_on(store, "beta"), task_on(store, "alpha"),
+                                  task_on(store, "alpha"))
+    cipher = codec.cipher
+    request = cipher.seal("{}", column_context(parent, "task_status.request_json"))
+    with store.pool("beta").connection() as conn:  # the parent and its child step's record
+        conn.execute("INSERT INTO task_status (task_id, task_type, status, version,"
+                     " request_json, submitted_at, updated_at)"
+                     " VALUES (%s, 'Parent', 'Running', 3, %s, now(), now())",
+                     (parent, request))
+        conn.execute("INSERT INTO step_records (task_id, step, status, child_task_id,"
+                     " updated_at) VALUES (%s, 'Child', 'Running', %s, now())", (parent, child))
+    with store.pool("alpha").connection() as conn:  # its child, its downstream task, and the
+        for task_id, task_type, parent_step in ((child, "Kid", "Child"),  # notifier's rows
+                                                (upstream_of, "After", None)):
+            conn.execute("INSERT INTO task_status (task_id, task_type, status, version,"
+                         " request_json, submitted_at, updated_at, parent_task_id,"
+                         " parent_step) VALUES (%s, %s, 'Completed', 2, '{}', now(), now(),"
+                         " %s, %s)", (task_id, task_type, parent, parent_step))
+        conn.execute("INSERT INTO webhook_deliveries (delivery_id, attempt, task_id, url,"
+                     " event_type, status_code, outcome) VALUES (%s, 1, %s,"
+                     " 'https://hooks.example/t', 'TaskStarted', 200, 'delivered')",
+                     (str(uuid.uuid4()), parent))
+    queries = ShardedQueries(store.shards, {
+        shard: ProjectionQueries(store.pool(shard), codec.cipher)
+        for shard in store.shard_names()})
+    row = queries.task(parent)
+    assert row is not None
+    document = queries.status_document(row, None)
+    assert document["children"] == [{"step": "Child", "task_id": child, "task_type": "Kid",
+                                     "status": "Completed"}]
+    assert document["downstream"] == [{"task_id": upstream_of, "task_type": "After",
+                                       "status": "Completed"}]
+    assert [(d["event_type"], d["outcome"]) for d in document["notifications"]] == [
+        ("TaskStarted", "delivered")]

@@ -26,6 +26,7 @@ from tests.unit.manifests import (
     of_kind,
     pod_spec,
     render_chart,
+    schema_errors,
     workloads,
 )
 
@@ -167,3 +168,37 @@ def test_every_worker_pod_runs_only_its_pools_queues() -> None:
     assert capabilities == {"tasksaga-worker-zip": None, "tasksaga-worker-video": "ffmpeg"}
     for workload in workloads(documents):
         assert pod_spec(workload)["serviceAccountName"] == "tasksaga"
+
+
+def test_shards_from_an_existing_secret_reach_orchestrator_api_and_migrate_only(
+    tmp_path: Path,
+) -> None:
+    values = tmp_path / "shards.yaml"
+    values.write_text(yaml.safe_dump({"shards": {
+        "secret": {"name": "tasksaga-shards", "key": "shards"}, "buckets": "a:0-127;b:128-255"}}))
+    lint = helm_run("lint", str(CHART), "--strict", "--kube-version", KUBERNETES_VERSION,
+                    "--values", str(PRODUCTION_VALUES), "--values", str(values))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    documents = render_chart(PRODUCTION_VALUES, values)
+    assert of_kind(documents, "Secret") == []
+    problems = {name_of(d): errors for d in documents if (errors := schema_errors(d))}
+    assert problems == {}
+    given = {}
+    for workload in workloads(documents):
+        container = next(containers(workload))
+        refs = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in container["env"]
+                if "secretKeyRef" in item.get("valueFrom", {})}
+        given[component(workload)] = (refs.get("TASKSAGA_SHARDS"),
+                                      env_value(container, "TASKSAGA_SHARD_BUCKETS"))
+    shards = ({"name": "tasksaga-shards", "key": "shards"}, "a:0-127;b:128-255")
+    assert given == {"api": shards, "orchestrator": shards, "migrate": shards,
+                     "worker": (None, None), "notifier": (None, None)}
+    # Off by default: no shard variable anywhere.
+    assert all("TASKSAGA_SHARD" not in item["name"] for w in workloads(render_chart())
+               for c in containers(w) for item in c.get("env", []))
+
+
+def test_the_chart_refuses_shard_buckets_without_the_shards_secret() -> None:
+    with pytest.raises(ChartRefused, match=r"shards.buckets is set but shards.secret.name is "
+                                           r"not: name the Secret holding TASKSAGA_SHARDS"):
+        render_chart(sets=("shards.buckets=a:0-255",))

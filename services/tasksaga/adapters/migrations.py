@@ -43,12 +43,28 @@ def apply_migrations(database_url: str, directory: Path = DEFAULT_MIGRATIONS_DIR
 
 
 def main() -> int:
+    """Migrate ``--database-url`` alone, else every shard of TASKSAGA_SHARDS (each holds the
+    whole schema), else TASKSAGA_DATABASE_URL."""
+    from tasksaga.core.shards import ShardConfigError, parse_shards
+
     parser = argparse.ArgumentParser(description="Apply the event store's SQL migrations.")
-    parser.add_argument("--database-url", default=os.environ.get("TASKSAGA_DATABASE_URL"))
+    parser.add_argument("--database-url",
+                        help="this database alone (default: every shard of TASKSAGA_SHARDS, "
+                             "else TASKSAGA_DATABASE_URL)")
     args = parser.parse_args()
-    if not args.database_url:
-        print("set TASKSAGA_DATABASE_URL or pass --database-url", file=sys.stderr)
+    try:
+        urls = ({"database": args.database_url} if args.database_url else dict(parse_shards(
+            os.environ.get("TASKSAGA_SHARDS"), os.environ.get("TASKSAGA_SHARD_BUCKETS"),
+            os.environ.get("TASKSAGA_DATABASE_URL", "")).urls))
+    except ShardConfigError as error:
+        print(error, file=sys.stderr)
         return 2
-    applied = apply_migrations(args.database_url)
-    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    if not all(urls.values()):
+        print("set TASKSAGA_DATABASE_URL (or TASKSAGA_SHARDS) or pass --database-url",
+              file=sys.stderr)
+        return 2
+    for name, url in urls.items():
+        applied = apply_migrations(url)
+        label = "" if len(urls) == 1 else f"shard {name}: "
+        print(label + "applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0

@@ -8,6 +8,11 @@
 Without --include-archives a rebuild leaves archived tasks with the summary their archive
 kept (status, no steps); restored tasks are rebuilt from restored_events either way.
 
+Over several shards (TASKSAGA_SHARDS, docs/scaling.md) a rebuild rebuilds every shard's
+projections, each from its own log; --task reads the task's shard. The archives are kept by the
+first shard (the archiver's tables are there), so they are read there. --database-url names one
+database and works on it alone, shards or not.
+
 Safe while the services run: the projector takes an advisory lock, so a running orchestrator's
 projector waits while the rebuild holds it and then carries on from the new checkpoint.
 """
@@ -33,11 +38,58 @@ from tasksaga.adapters.projections import Projector
 from tasksaga.config import ObjectStoreSettings
 from tasksaga.core.audit import describe
 from tasksaga.core.envelope import Envelope
+from tasksaga.core.shards import ShardConfig, ShardConfigError, ShardMap, parse_shards
 from tasksaga.core.state import TaskState, evolve, fold
+
+#: Where the tools read: one database's URL, or every shard's.
+Target = str | ShardConfig
+
+
+def shards_of(target: Target) -> ShardConfig:
+    """A URL as one shard holding every task; shards as they are."""
+    return ShardConfig({"default": target}, ShardMap.single()) if isinstance(target, str) \
+        else target
+
+
+def target_from_env(database_url: str | None) -> Target | None:
+    """What the tools read: ``database_url`` when given (that database alone), else the
+    services' TASKSAGA_SHARDS / TASKSAGA_SHARD_BUCKETS (over TASKSAGA_DATABASE_URL); None when
+    nothing names a database. Raises ShardConfigError on a bad shard setting."""
+    if database_url:
+        return database_url
+    shards = os.environ.get("TASKSAGA_SHARDS")
+    default = os.environ.get("TASKSAGA_DATABASE_URL", "")
+    if not (shards and shards.strip()) and not default:
+        return None
+    return parse_shards(shards, os.environ.get("TASKSAGA_SHARD_BUCKETS"), default)
+
+
+@dataclass(frozen=True)
+class ShardRebuild:
+    """What rebuilding one shard's projections did."""
+
+    shard: str
+    events: int
+    seconds: float
+
+
+def rebuild_shards(target: Target, codec: AvroCodec,
+                   archiver: Callable[[ConnectionPool], Archiver] | None = None
+                   ) -> list[ShardRebuild]:
+    """Rebuild every shard's projections from its own log, one shard after the other; the
+    archives (kept by the first shard) are restored there first."""
+    config = shards_of(target)
+    done: list[ShardRebuild] = []
+    for shard in config.map.shards:
+        restore = archiver if shard == config.map.home else None
+        count, seconds = rebuild(config.urls[shard], codec, restore)
+        done.append(ShardRebuild(shard, count, seconds))
+    return done
 
 
 def rebuild(database_url: str, codec: AvroCodec,
             archiver: Callable[[ConnectionPool], Archiver] | None = None) -> tuple[int, float]:
+    """Rebuild one database's projections."""
     pool = open_pool(database_url, max_size=2, name="replay")
     try:
         projector = Projector(pool, codec)
@@ -51,17 +103,26 @@ def rebuild(database_url: str, codec: AvroCodec,
         pool.close()
 
 
-def load_stream(database_url: str, codec: AvroCodec, task_id: str,
+def load_stream(target: Target, codec: AvroCodec, task_id: str,
                 archiver: Callable[[ConnectionPool], Archiver] | None = None) -> list[Envelope]:
-    """One task's events, in version order, from the log (or, with ``archiver``, from its
-    archive when the log no longer has them)."""
+    """One task's events, in version order, from its shard's log (or, with ``archiver``, from
+    its archive, found through the first shard, when the log no longer has them)."""
+    config = shards_of(target)
+    envelopes = _logged_events(config.urls[config.map.shard_of(task_id)], codec, task_id)
+    if envelopes or archiver is None:
+        return envelopes
+    pool = open_pool(config.urls[config.map.home], max_size=1, name="replay-archives")
+    try:
+        return [codec.decode(e.payload) for e in archiver(pool).archived_events(task_id)]
+    finally:
+        pool.close()
+
+
+def _logged_events(database_url: str, codec: AvroCodec, task_id: str) -> list[Envelope]:
     pool = open_pool(database_url, max_size=1, name="replay")
     try:
         with PostgresEventStore(pool, codec).transaction() as tx:
-            envelopes = tx.load_events(task_id)
-        if not envelopes and archiver is not None:
-            envelopes = [codec.decode(e.payload) for e in archiver(pool).archived_events(task_id)]
-        return envelopes
+            return tx.load_events(task_id)
     finally:
         pool.close()
 
@@ -86,9 +147,9 @@ def fold_steps(envelopes: list[Envelope]) -> list[FoldStep]:
     return folded
 
 
-def show_task(database_url: str, codec: AvroCodec, task_id: str,
+def show_task(target: Target, codec: AvroCodec, task_id: str,
               archiver: Callable[[ConnectionPool], Archiver] | None = None) -> int:
-    envelopes = load_stream(database_url, codec, task_id, archiver)
+    envelopes = load_stream(target, codec, task_id, archiver)
     if not envelopes:
         print(f"no events for task {task_id}", file=sys.stderr)
         return 1
@@ -116,10 +177,18 @@ def main() -> int:
     parser.add_argument("--include-archives", action="store_true",
                         help="also read archived tasks from object storage (TASKSAGA_S3_*, "
                              "TASKSAGA_ARCHIVE_BUCKET)")
-    parser.add_argument("--database-url", default=os.environ.get("TASKSAGA_DATABASE_URL"))
+    parser.add_argument("--database-url",
+                        help="this database alone (default: TASKSAGA_SHARDS, else "
+                             "TASKSAGA_DATABASE_URL)")
     args = parser.parse_args()
-    if not args.database_url:
-        print("set TASKSAGA_DATABASE_URL or pass --database-url", file=sys.stderr)
+    try:
+        target = target_from_env(args.database_url)
+    except ShardConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if target is None:
+        print("set TASKSAGA_DATABASE_URL (or TASKSAGA_SHARDS) or pass --database-url",
+              file=sys.stderr)
         return 2
     try:
         codec = AvroCodec(cipher=payload_cipher_from_env())
@@ -128,8 +197,16 @@ def main() -> int:
         return 2
     archiver = archiver_from_env() if args.include_archives else None
     if args.task:
-        return show_task(args.database_url, codec, args.task, archiver)
-    count, seconds = rebuild(args.database_url, codec, archiver)
-    rate = count / seconds if seconds else 0.0
-    print(f"rebuilt projections from {count} events in {seconds:.2f} s ({rate:,.0f} events/s)")
+        return show_task(target, codec, args.task, archiver)
+    rebuilt = rebuild_shards(target, codec, archiver)
+    for done in rebuilt:
+        print(rebuilt_line(done, len(rebuilt) > 1))
     return 0
+
+
+def rebuilt_line(done: ShardRebuild, name_shard: bool) -> str:
+    """What a rebuild did, naming the shard when there are several."""
+    rate = done.events / done.seconds if done.seconds else 0.0
+    of = f" of shard {done.shard}" if name_shard else ""
+    return (f"rebuilt projections{of} from {done.events} events in {done.seconds:.2f} s "
+            f"({rate:,.0f} events/s)")

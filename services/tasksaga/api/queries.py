@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -67,6 +67,17 @@ class TaskFilter:
             query += " AND idempotency_key = %s"
             params.append(self.idempotency_key)
         return query, params
+
+
+class LinkedRows(Protocol):
+    """Where a status document reads the rows of other tasks and the notifier's rows when
+    they are not all in its task's database (shards: api/shard_queries.py)."""
+
+    def tasks_by_id(self, task_ids: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    def downstream(self, task_id: str) -> list[dict[str, Any]]: ...
+
+    def deliveries(self, task_id: str) -> list[dict[str, Any]]: ...
 
 
 class ProjectionQueries:
@@ -134,7 +145,27 @@ class ProjectionQueries:
             record["data_json"],
             column_context(task_id, "step_records.data_json", record["step"]))}
 
-    def status_document(self, row: TaskRow, definition: TaskDefinition | None) -> dict[str, Any]:
+    def tasks_by_id(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Projected tasks' type and status, by id (those this database has)."""
+        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return {r["task_id"]: r for r in cur.execute(
+                "SELECT task_id, task_type, status FROM task_status WHERE task_id = ANY(%s)",
+                (task_ids,))}
+
+    def downstream(self, task_id: str) -> list[dict[str, Any]]:
+        """The tasks started on the task's completion (depends_on) this database has."""
+        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(_DOWNSTREAM, (task_id,)).fetchall()
+
+    def deliveries(self, task_id: str) -> list[dict[str, Any]]:
+        """The notifier's webhook deliveries of the task this database recorded."""
+        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(_DELIVERIES, (task_id,)).fetchall()
+
+    def status_document(self, row: TaskRow, definition: TaskDefinition | None,
+                        linked: LinkedRows | None = None) -> dict[str, Any]:
+        """The task's document; ``linked`` reads its children, downstream tasks and webhook
+        deliveries (default: this database, which then holds them all)."""
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             records = {
                 r["step"]: r for r in cur.execute(
@@ -160,15 +191,17 @@ class ProjectionQueries:
                 " FROM step_records s LEFT JOIN task_status t ON t.task_id = s.child_task_id"
                 " WHERE s.task_id = %s AND s.child_task_id IS NOT NULL ORDER BY s.step",
                 (row.task_id,)).fetchall()
-            downstream = cur.execute(
-                "SELECT task_id, task_type, status FROM task_status"
-                " WHERE parent_task_id = %s AND parent_step IS NULL ORDER BY task_type",
-                (row.task_id,)).fetchall()
             archive = archive_of(conn, row.task_id)
-            deliveries = cur.execute(
-                "SELECT event_type, attempt, status_code, outcome, error, attempted_at"
-                " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at",
-                (row.task_id,)).fetchall()
+            if linked is None:
+                downstream = cur.execute(_DOWNSTREAM, (row.task_id,)).fetchall()
+                deliveries = cur.execute(_DELIVERIES, (row.task_id,)).fetchall()
+        if linked is not None:  # each child by its own id: its row may be in another database
+            found = linked.tasks_by_id([c["task_id"] for c in children])
+            for child in children:
+                other = found.get(child["task_id"], {})
+                child["task_type"], child["status"] = other.get("task_type"), other.get("status")
+            downstream = linked.downstream(row.task_id)
+            deliveries = linked.deliveries(row.task_id)
         # Fan-out instances are shown without their data (their step's list has it): their
         # records are not opened, a 1,000-item status decrypts one data column, not 1,001.
         instances = take_instances(definition, records)
@@ -267,6 +300,12 @@ class ProjectionQueries:
 
 _ENDED = frozenset({"Completed", "Failed", "Cancelled", "CompensationFailed", "NeedsAttention",
                     "Resolved"})
+
+
+_DOWNSTREAM = ("SELECT task_id, task_type, status FROM task_status"
+               " WHERE parent_task_id = %s AND parent_step IS NULL ORDER BY task_type")
+_DELIVERIES = ("SELECT event_type, attempt, status_code, outcome, error, attempted_at"
+               " FROM webhook_deliveries WHERE task_id = %s ORDER BY attempted_at")
 
 
 def _child_document(child: dict[str, Any]) -> dict[str, Any]:

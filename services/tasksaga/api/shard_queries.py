@@ -35,7 +35,8 @@ def merge_pages(pages: Iterable[Sequence[dict[str, Any]]], limit: int) -> list[d
 
 
 class ShardedQueries:
-    """ProjectionQueries over every shard (the first also holds the rows of no task)."""
+    """ProjectionQueries over every shard (the first also holds the rows of no task and the
+    notifier's)."""
 
     def __init__(self, shards: ShardMap, queries: Mapping[str, ProjectionQueries]) -> None:
         missing = sorted(set(shards.shards) - set(queries))
@@ -58,7 +59,27 @@ class ShardedQueries:
 
     def status_document(self, row: TaskRow, definition: TaskDefinition | None
                         ) -> dict[str, Any]:
-        return self.on(row.task_id).status_document(row, definition)
+        """Read on the task's shard; its children and downstream tasks each on their own
+        shard, its webhook deliveries on the first shard (the notifier's tables are there)."""
+        return self.on(row.task_id).status_document(row, definition, linked=self)
+
+    def tasks_by_id(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Tasks' type and status, each read on its own shard."""
+        by_shard: dict[str, list[str]] = {}
+        for task_id in task_ids:
+            by_shard.setdefault(self._shards.shard_of(task_id), []).append(task_id)
+        found: dict[str, dict[str, Any]] = {}
+        for shard, ids in by_shard.items():
+            found.update(self._queries[shard].tasks_by_id(ids))
+        return found
+
+    def downstream(self, task_id: str) -> list[dict[str, Any]]:
+        """The tasks started on the task's completion, on every shard (each has its own id)."""
+        rows = [r for q in self._all() for r in q.downstream(task_id)]
+        return sorted(rows, key=lambda r: (r["task_type"], r["task_id"]))
+
+    def deliveries(self, task_id: str) -> list[dict[str, Any]]:
+        return self._queries[self._shards.home].deliveries(task_id)
 
     def archive(self, task_id: str) -> TaskArchive | None:
         return self.on(task_id).archive(task_id)

@@ -7,7 +7,6 @@ from the environment, like ``tasksaga-check`` and ``tasksaga-replay``.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -77,24 +76,35 @@ def check(modules: Annotated[list[str], typer.Argument(
     raise typer.Exit(status)
 
 
-def _codec_and_url(database_url: str | None) -> tuple[Any, str]:
+def _codec_and_url(database_url: str | None) -> tuple[Any, Any]:
+    """The codec and what to read: ``--database-url`` alone, else the services' shards
+    (TASKSAGA_SHARDS) or database (TASKSAGA_DATABASE_URL)."""
     from tasksaga.adapters.avro_codec import AvroCodec
     from tasksaga.adapters.payload_crypto import PayloadKeyError, payload_cipher_from_env
+    from tasksaga.adapters.replay import target_from_env
+    from tasksaga.core.shards import ShardConfigError
 
-    url = database_url or os.environ.get("TASKSAGA_DATABASE_URL")
-    if not url:
-        errors.print("[red]error:[/red] set TASKSAGA_DATABASE_URL (`eval $(tools/stack env)` "
-                     "for the local stack) or pass --database-url", highlight=False)
+    try:
+        target = target_from_env(database_url)
+    except ShardConfigError as error:
+        errors.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(USAGE) from error
+    if target is None:
+        errors.print("[red]error:[/red] set TASKSAGA_DATABASE_URL or TASKSAGA_SHARDS "
+                     "(`eval $(tools/stack env)` for the local stack) or pass --database-url",
+                     highlight=False)
         raise typer.Exit(USAGE)
     try:
-        return AvroCodec(cipher=payload_cipher_from_env()), url
+        return AvroCodec(cipher=payload_cipher_from_env()), target
     except PayloadKeyError as error:
         errors.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(USAGE) from error
 
 
-DATABASE_OPTION = typer.Option(None, "--database-url",
-                               help="the event store (default: env TASKSAGA_DATABASE_URL)")
+DATABASE_OPTION = typer.Option(
+    None, "--database-url",
+    help="this database alone (default: every shard of env TASKSAGA_SHARDS, else env "
+         "TASKSAGA_DATABASE_URL)")
 
 
 ARCHIVES_OPTION = typer.Option(
@@ -106,19 +116,17 @@ ARCHIVES_OPTION = typer.Option(
 @replay_app.command("rebuild")
 def rebuild(database_url: str | None = DATABASE_OPTION,
             include_archives: bool = ARCHIVES_OPTION) -> None:
-    """Empty the projection tables and project the whole log again.
+    """Empty the projection tables and project the whole log again, on every shard.
 
     Safe while the services run: the orchestrators' projectors wait, then carry on.
     """
-    from tasksaga.adapters.replay import archiver_from_env
-    from tasksaga.adapters.replay import rebuild as rebuild_projections
+    from tasksaga.adapters.replay import archiver_from_env, rebuild_shards, rebuilt_line
 
-    codec, url = _codec_and_url(database_url)
+    codec, target = _codec_and_url(database_url)
     archiver = archiver_from_env() if include_archives else None
-    count, seconds = rebuild_projections(url, codec, archiver)
-    rate = count / seconds if seconds else 0.0
-    console.print(f"rebuilt projections from {count} events in {seconds:.2f} s "
-                  f"({rate:,.0f} events/s)")
+    rebuilt = rebuild_shards(target, codec, archiver)
+    for done in rebuilt:
+        console.print(rebuilt_line(done, len(rebuilt) > 1), highlight=False)
 
 
 def step_changes(before: dict[str, str], after: dict[str, str]) -> str:
@@ -139,9 +147,9 @@ def task(task_id: str = typer.Argument(..., help="the task's id"),
     """
     from tasksaga.adapters.replay import archiver_from_env, fold_steps, load_stream
 
-    codec, url = _codec_and_url(database_url)
+    codec, target = _codec_and_url(database_url)
     archiver = archiver_from_env() if include_archives else None
-    folded = fold_steps(load_stream(url, codec, task_id, archiver))
+    folded = fold_steps(load_stream(target, codec, task_id, archiver))
     if not folded:
         errors.print(f"[red]error:[/red] no events for task {task_id} in the log",
                      highlight=False)

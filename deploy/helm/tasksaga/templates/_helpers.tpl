@@ -42,6 +42,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       key: {{ required (printf "secrets: a key for %s" .name) .ref.key }}
 {{- end }}
 
+{{/* The shards of the event store (values.shards), for the containers that read them. */}}
+{{- define "tasksaga.shardEnv" -}}
+{{- $shards := .Values.shards | default dict }}
+{{- $secret := $shards.secret | default dict }}
+{{- if $secret.name }}
+{{- include "tasksaga.secretEnv" (dict "name" "TASKSAGA_SHARDS" "ref" $secret) }}
+{{- if $shards.buckets }}
+- name: TASKSAGA_SHARD_BUCKETS
+  value: {{ $shards.buckets | quote }}
+{{- end }}
+{{- else if $shards.buckets }}
+{{- fail "shards.buckets is set but shards.secret.name is not: name the Secret holding TASKSAGA_SHARDS" }}
+{{- end }}
+{{- end }}
+
 {{/* Extra variables for every container. */}}
 {{- define "tasksaga.extraEnv" -}}
 {{- range $name, $value := .Values.extraEnv }}
