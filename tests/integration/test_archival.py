@@ -324,7 +324,9 @@ def test_the_migration_moves_an_existing_log_into_monthly_partitions(
                              " payload, recorded_at) VALUES (%s, %s, 'X', %s, %s, %s)",
                              (task_id, envelope_.version, envelope_.message_id,
                               codec.encode(envelope_), recorded))
-        assert apply_migrations(url) == ["018_partitioned_events.sql", "019_event_archives.sql"]
+        later = sorted(p.name for p in DEFAULT_MIGRATIONS_DIR.glob("*.sql") if p.name >= "018")
+        assert apply_migrations(url) == later  # 018 and 019 move the log, the rest follow
+        assert later[:2] == ["018_partitioned_events.sql", "019_event_archives.sql"]
         with psycopg.connect(url, autocommit=True) as conn:
             rows = conn.execute("SELECT tableoid::regclass::text, position, version FROM events"
                                 " ORDER BY position").fetchall()
