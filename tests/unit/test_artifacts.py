@@ -127,7 +127,7 @@ def test_a_step_can_only_publish_and_open_the_names_it_declares() -> None:
     view = StepArtifacts(artifacts, task.get_step("Fetch"), "t:Fetch", {})
     with pytest.raises(ArtifactNotDeclared, match="add it to the step's produces="):
         view.publish("thumbnail", io.BytesIO(b"x"))
-    with pytest.raises(ArtifactNotDeclared, match="add it to the step's consumes="):
+    with pytest.raises(ArtifactNotDeclared, match="to the step's consumes="):
         view.open("source")
 
 

@@ -1,7 +1,8 @@
 """API-placed custom steps: run at submission, in order, before the task is accepted.
 
 If one fails, the submission is refused and what the earlier API steps did is undone here
-(uploads deleted, compensations run in reverse), so a refused submission leaves nothing behind.
+(uploads deleted and their artifacts released, compensations run in reverse), so a refused
+submission leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,20 +12,21 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasksaga.api.submission import SubmissionError
+from tasksaga.api.submission import SubmissionError, release_published
 from tasksaga.core.context import StepContext, dump_model
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.messages import ApiStepResult
 from tasksaga.core.ports import ObjectStore
 from tasksaga.core.request_fields import UploadStepData
 from tasksaga.core.steps import StepDef
+from tasksaga.worker.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
 
 def run_api_steps(
     definition: TaskDefinition, task_id: str, request: BaseModel,
-    uploads: list[ApiStepResult], objects: ObjectStore,
+    uploads: list[ApiStepResult], objects: ObjectStore, artifacts: ArtifactStore | None = None,
 ) -> list[ApiStepResult]:
     done = list(uploads)
     data = {r.step: r.data_json for r in done}
@@ -35,7 +37,7 @@ def run_api_steps(
         try:
             result = step.handler(context)
         except Exception as error:
-            undo_api_steps(definition, task_id, request, done, objects)
+            undo_api_steps(definition, task_id, request, done, objects, artifacts)
             raise SubmissionError(
                 f"API step {step.name!r} refused the submission: {type(error).__name__}: {error}"
             ) from error
@@ -55,7 +57,7 @@ def _context(
 
 def undo_api_steps(
     definition: TaskDefinition, task_id: str, request: BaseModel, done: list[ApiStepResult],
-    objects: ObjectStore,
+    objects: ObjectStore, artifacts: ArtifactStore | None = None,
 ) -> None:
     data = {r.step: r.data_json for r in done}
     for result in reversed(done):
@@ -64,6 +66,7 @@ def undo_api_steps(
             if step.upload is not None:
                 for file in UploadStepData.model_validate_json(result.data_json).files:
                     objects.delete(file.bucket, file.key)
+                release_published([result], task_id, artifacts)
             elif step.compensation is not None and step.data_type is not None:
                 context = _context(definition, task_id, step, request, data, objects)
                 step.compensation(context, step.data_type.model_validate_json(result.data_json))

@@ -24,6 +24,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.capabilities import Route
 from tasksaga.core.ports import ObjectStore
 from tasksaga.core.registry import TaskRegistry
+from tasksaga.worker.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
     from tasksaga.api.live.routes import LiveService
@@ -102,6 +103,8 @@ class ApiDependencies:
     archiver: Archiver | None = None  # restores archived tasks (api/archive_routes.py)
     # How many workers consume a capability route (adapters/capable_workers.py).
     capable_workers: Callable[[Route], int | None] | None = None
+    # Where upload steps with produces= publish their files (worker/artifacts.py).
+    artifacts: ArtifactStore | None = None
 
     def send_command(self, command: msg.TaskCommand, message_id: str) -> None:
         """Durable in Kafka (acks=all) before the API answers 202; 503 within the submit

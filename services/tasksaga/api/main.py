@@ -8,9 +8,11 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 from opentelemetry.metrics import MeterProvider
+from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.archive import Archiver
+from tasksaga.adapters.artifact_refs import PgArtifactRefs
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.capable_workers import ConsumerGroupMembers, worker_group_of
 from tasksaga.adapters.dead_letters import DeadLetterIndex
@@ -41,6 +43,7 @@ from tasksaga.api.shard_queries import ShardedQueries, TaskQueries
 from tasksaga.config import ObjectStoreSettings, configure_logging
 from tasksaga.core.authorization import RoleAuthorization
 from tasksaga.core.registry import load_registry
+from tasksaga.worker.artifacts import ArtifactStore
 
 _DEV_TASK_ID_SECRET = b"tasksaga-insecure-development-task-id-secret"
 
@@ -123,6 +126,11 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
         capable_workers=ConsumerGroupMembers(
             settings.kafka_bootstrap, worker_group_of(settings.topic_prefix,
                                                       settings.worker_group)),
+        # Upload steps with produces= publish their files here, held in the same
+        # artifact_refs table the workers use (worker/main.py).
+        artifacts=ArtifactStore(objects, PgArtifactRefs(ConnectionPool(
+            settings.database_url, min_size=0, max_size=4, open=True,
+            name="api-artifact-refs", kwargs={"application_name": "api-artifact-refs"}))),
     )
 
 

@@ -17,10 +17,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from tasksaga.core.artifacts import ArtifactRef, indexed_name
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.messages import ApiStepResult
 from tasksaga.core.ports import ObjectStore
 from tasksaga.core.request_fields import UploadedFile, UploadStepData
+from tasksaga.core.steps import StepDef
+from tasksaga.worker.artifacts import ArtifactStore
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Set by the server from the caller's identity and the log, never by a request body.
@@ -170,15 +173,43 @@ def prevalidate(definition: TaskDefinition, submission: MultipartSubmission) -> 
 
 def store_files(
     definition: TaskDefinition, task_id: str, submission: MultipartSubmission,
-    objects: ObjectStore, tenant: str = "default",
+    objects: ObjectStore, tenant: str = "default", artifacts: ArtifactStore | None = None,
 ) -> tuple[BaseModel, list[ApiStepResult]]:
-    """Stream the files to object storage (runs the API-placed upload steps)."""
+    """Stream the files to object storage (runs the API-placed upload steps); an upload step
+    with ``produces=`` also publishes each file as an artifact held by ``task:step``."""
     values = dict(submission.values)
     results: list[ApiStepResult] = []
-    request_fields = definition.request_type.model_fields
-    for step in definition.upload_steps():
-        assert step.upload is not None
-        stored: list[UploadedFile] = []
+    try:
+        for step in definition.upload_steps():
+            results.append(_store_step_files(definition, task_id, step, submission, objects,
+                                             tenant, artifacts, values))
+        return validate_request(definition, values), results
+    except BaseException:
+        release_published(results, task_id, artifacts)  # the files themselves: as before
+        raise
+
+
+def release_published(results: list[ApiStepResult], task_id: str,
+                      artifacts: ArtifactStore | None) -> None:
+    """Drop the references refused API steps hold (content nobody else holds goes)."""
+    for result in results:
+        if result.artifacts and artifacts is not None:
+            for raw in result.artifacts.values():
+                artifacts.release(ArtifactRef.from_json(raw), f"{task_id}:{result.step}")
+
+
+def _store_step_files(
+    definition: TaskDefinition, task_id: str, step: StepDef, submission: MultipartSubmission,
+    objects: ObjectStore, tenant: str, artifacts: ArtifactStore | None, values: dict[str, Any],
+) -> ApiStepResult:
+    assert step.upload is not None
+    if step.produces and artifacts is None:
+        raise RuntimeError(f"upload step {step.name!r} produces artifacts but this API has no "
+                           "artifact store")
+    annotation = definition.request_type.model_fields[step.upload.source].annotation
+    stored: list[UploadedFile] = []
+    published: dict[str, str] = {}
+    try:
         for index, upload in enumerate(submission.files[step.upload.source]):
             filename = upload.filename or f"file-{index}"
             # The tenant leads the key: storage policies and audits can be scoped by prefix.
@@ -188,10 +219,17 @@ def store_files(
             size = objects.put_stream(step.upload.bucket, key, upload.file, content_type)
             stored.append(UploadedFile(bucket=step.upload.bucket, key=key, filename=filename,
                                        content_type=content_type, size=size))
-        annotation = request_fields[step.upload.source].annotation
-        values[step.upload.source] = (
-            stored[0].model_dump() if annotation is UploadedFile
-            else [f.model_dump() for f in stored]
-        )
-        results.append(ApiStepResult(step.name, UploadStepData(files=stored).model_dump_json()))
-    return validate_request(definition, values), results
+            if step.produces and artifacts is not None:
+                upload.file.seek(0)  # the spooled file again, hashed while streaming
+                name = (step.produces[0] if annotation is UploadedFile
+                        else indexed_name(step.produces[0], index))
+                published[name] = artifacts.publish(upload.file,
+                                                     f"{task_id}:{step.name}").to_json()
+    except BaseException:
+        release_published([ApiStepResult(step.name, "", published)], task_id, artifacts)
+        raise
+    values[step.upload.source] = (
+        stored[0].model_dump() if annotation is UploadedFile
+        else [f.model_dump() for f in stored]
+    )
+    return ApiStepResult(step.name, UploadStepData(files=stored).model_dump_json(), published)

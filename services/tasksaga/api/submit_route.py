@@ -76,7 +76,8 @@ async def submit_task(
             if existing is not None:
                 return accepted(existing.task_id, task_type, existing=True, listen=strategy)
             validated, api_steps = await run_in_threadpool(
-                sub.store_files, definition, task_id, parts, d.objects, caller.tenant)
+                sub.store_files, definition, task_id, parts, d.objects, caller.tenant,
+                d.artifacts)
         finally:
             await form.close()
     elif content_type.startswith("application/json") or not content_type:
@@ -89,7 +90,8 @@ async def submit_task(
     request_json = validated.model_dump_json()
     if existing is None and definition.api_steps():
         api_steps = await run_in_threadpool(
-            run_api_steps, definition, task_id, validated, api_steps, d.objects)
+            run_api_steps, definition, task_id, validated, api_steps, d.objects,
+            d.artifacts)
     if existing is not None:
         if existing.request_json != request_json and not api_steps:
             raise HTTPException(
@@ -132,7 +134,7 @@ async def _forget_uploads(definition: TaskDefinition, task_id: str, validated: B
     """Nothing was accepted, so nothing the submission stored may stay behind."""
     if done:
         await run_in_threadpool(undo_api_steps, definition, task_id, validated, done,
-                                d.objects)
+                                d.objects, d.artifacts)
 
 
 def accepted(task_id: str, task_type: str, existing: bool,

@@ -8,6 +8,7 @@ storage are ``tasksaga.worker.artifacts``'s.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Protocol
@@ -62,7 +63,12 @@ class ArtifactAccess(Protocol):
         ...
 
     def open(self, name: str) -> Iterator[bytes]:
-        """The bytes of consumed artifact ``name``, in verified chunks."""
+        """The bytes of consumed artifact ``name`` (or ``name[i]``), in verified chunks."""
+        ...
+
+    def names(self, name: str) -> list[str]:
+        """The published names under consumed ``name``: ``name`` itself, or ``name[0]``,
+        ``name[1]``, ... in index order (none published: empty)."""
         ...
 
 
@@ -81,12 +87,38 @@ class ArtifactCorrupted(IOError):
     serves the right bytes to the next attempt."""
 
 
+_INDEXED = re.compile(r"^(?P<base>.+)\[(?P<index>\d+)\]$")
+
+
+def indexed_name(base: str, index: int) -> str:
+    """The name of the ``index``-th artifact published under ``base`` (one file of a
+    multi-file upload): ``base[index]``."""
+    return f"{base}[{index}]"
+
+
+def base_name(name: str) -> str:
+    """The declared name an artifact name belongs to: ``source`` for ``source[2]``."""
+    match = _INDEXED.match(name)
+    return match.group("base") if match else name
+
+
+def names_under(base: str, names: Iterable[str]) -> list[str]:
+    """The names of ``names`` published under ``base`` (``base`` itself, ``base[0]``,
+    ``base[1]``, ...), indexed ones in index order."""
+    def index(name: str) -> int:
+        match = _INDEXED.match(name)
+        return int(match.group("index")) if match else -1
+    return sorted((n for n in names if base_name(n) == base), key=index)
+
+
 def refs_for(consumed: Iterable[str],
              published: Iterable[Mapping[str, str]]) -> dict[str, str]:
-    """The references of the names ``consumed``, from the artifacts of completed steps (the
-    latest producer of a name wins: they are given in completion order)."""
+    """The references of the names ``consumed`` (and of their indexed names, ``name[i]``),
+    from the artifacts of completed steps (the latest producer of a name wins: they are given
+    in completion order)."""
     wanted = set(consumed)
     found: dict[str, str] = {}
     for artifacts in published:
-        found.update({name: ref for name, ref in artifacts.items() if name in wanted})
+        found.update({name: ref for name, ref in artifacts.items()
+                      if base_name(name) in wanted})
     return found

@@ -60,10 +60,12 @@ class _Rules(FanOutActions, RepairActions, ChildActions):
         ))
         if deadline is not None:
             self.schedule(deadline, msg.TimerKind.TASK_TIMEOUT, "", 0)
-        done_on_api = {r.step: r.data_json for r in command.api_steps}
+        done_on_api = {r.step: r for r in command.api_steps}
         for step in self.definition.api_steps():
             if step.name in done_on_api:
-                self.emit(ev.StepCompleted(step.name, 1, done_on_api[step.name], self.now))
+                done = done_on_api[step.name]
+                self.emit(ev.StepCompleted(step.name, 1, done.data_json, self.now,
+                                           artifacts=dict(done.artifacts)))
             else:
                 self.fail_step(step.name, 1, "MissingApiStep",
                                f"API step {step.name!r} was not done at submission", False)

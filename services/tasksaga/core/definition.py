@@ -221,11 +221,22 @@ class TaskDefinition(ForEachDeclaration, DefinitionQueries):
 
         return register
 
-    def upload_step(self, name: str, *, order: int, bucket: str, source: str) -> StepDef:
-        """Declare an API-placed step that streams the request's file field ``source``."""
+    def upload_step(self, name: str, *, order: int, bucket: str, source: str,
+                    produces: str | None = None) -> StepDef:
+        """Declare an API-placed step that streams the request's file field ``source``.
+
+        With ``produces``, each file is also published as an artifact: ``produces`` itself
+        for a single-file field, ``produces[0]``, ``produces[1]``, ... (in upload order) for a
+        list (docs/dsl.md, "Artifacts")."""
+        if produces is not None and not isinstance(produces, str):
+            raise DefinitionError(self.name, [Diagnostic(
+                "TS192", f"upload step {name!r} declares produces={produces!r}: give one "
+                         "artifact name (a string); a list field's files become "
+                         "'<name>[0]', '<name>[1]', ...")])
         return self._add(
             StepDef(name=name, order=order, placement=Placement.API, data_type=UploadStepData,
-                    upload=FileUpload(bucket=bucket, source=source))
+                    upload=FileUpload(bucket=bucket, source=source),
+                    produces=() if produces is None else (produces,))
         )
 
     def wait_for(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from tasksaga.core.artifacts import base_name
 from tasksaga.core.definition import Diagnostic, TaskDefinition
 
 #: An artifact name: it is a key in the step's result and in log lines, never a path.
@@ -16,7 +17,14 @@ def artifact_declarations(definition: TaskDefinition) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     for step in definition.steps:
         for name in (*step.produces, *step.consumes):
-            if not ARTIFACT_NAME.match(name):
+            if base_name(name) != name and ARTIFACT_NAME.match(base_name(name)):
+                found.append(Diagnostic(
+                    "TS192", f"step {step.name!r} declares artifact name {name!r}: an indexed "
+                             f"name is published, not declared; declare "
+                             f"{'consumes' if name in step.consumes else 'produces'}="
+                             f"[{base_name(name)!r}] and open {name!r} (or each of "
+                             f"ctx.artifacts.names({base_name(name)!r}))"))
+            elif not ARTIFACT_NAME.match(name):
                 found.append(Diagnostic(
                     "TS192", f"step {step.name!r} declares artifact name {name!r}: use 1-128 "
                              "letters, digits, '_', '.' or '-', starting with a letter or digit"))

@@ -17,6 +17,8 @@ class ApiStepResult:
 
     step: str
     data_json: str
+    # The artifacts it published (an upload step's ``produces=``): name -> ArtifactRef JSON.
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,13 @@ from tasksaga.adapters.kafka_parallel import Lease
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.api.api_steps import run_api_steps
 from tasksaga.core import messages as msg
+from tasksaga.core.artifacts import indexed_name
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.registry import TaskRegistry
 from tasksaga.core.request_fields import UploadedFile, UploadStepData
 from tasksaga.core.shards import ShardMap
 from tasksaga.core.state import TaskStatus
+from tasksaga.core.steps import StepDef
 from tasksaga.orchestrator.processor import Orchestrator, database_clock
 from tasksaga.testing.clock import ManualClock
 from tasksaga.testing.faults import FaultPlan
@@ -83,10 +85,10 @@ class SagaTestRun:
         self._wrapped = {(d.name, d.version): self._faults.wrap(d) for d in definitions}
         self._worker_registry = TaskRegistry(self._wrapped.values())
         self.artifact_refs = InMemoryArtifactRefs()
+        self.artifacts = ArtifactStore(self.objects, self.artifact_refs)
         self.worker = StepRunner(
             self._worker_registry, self.objects, self.bus, self.codec,
-            self.topics, self.cancellations, self.clock.now_ms,
-            artifacts=ArtifactStore(self.objects, self.artifact_refs))
+            self.topics, self.cancellations, self.clock.now_ms, artifacts=self.artifacts)
         self._queued: deque[tuple[str, Envelope]] = deque()
         self._running_steps = False
         self._task_ids: list[str] = []
@@ -133,7 +135,8 @@ class SagaTestRun:
         self._check_fault_plan()
         wrapped = self._wrapped[(definition.name, definition.version)]
         api_steps = run_api_steps(wrapped, task_id, request,
-                                  self._upload_results(definition, request), self.objects)
+                                  self._upload_results(definition, task_id, request),
+                                  self.objects, self.artifacts)
         self._task_ids.append(task_id)
         self._send(msg.SubmitTask(task_id, definition.name, request.model_dump_json(), None,
                                   None, self.clock.now_ms(), api_steps, tenant,
@@ -333,7 +336,7 @@ class SagaTestRun:
         elif record.topic.startswith(self.topics.step_commands("")):
             self._queued.append((record.topic, envelope))
 
-    def _upload_results(self, definition: TaskDefinition,
+    def _upload_results(self, definition: TaskDefinition, task_id: str,
                         request: BaseModel) -> list[msg.ApiStepResult]:
         results = []
         for step in definition.upload_steps():
@@ -345,8 +348,22 @@ class SagaTestRun:
                     raise ValueError(f"{file.filename!r} of {step.upload.source!r} is not in "
                                      "the object store: make it with run.upload(...)")
             results.append(msg.ApiStepResult(step.name,
-                                             UploadStepData(files=files).model_dump_json()))
+                                             UploadStepData(files=files).model_dump_json(),
+                                             self._publish_uploads(task_id, step, value, files)))
         return results
+
+    def _publish_uploads(self, task_id: str, step: StepDef, value: object,
+                         files: list[UploadedFile]) -> dict[str, str]:
+        """As the API does for an upload step with ``produces=``: each file an artifact."""
+        if not step.produces:
+            return {}
+        published: dict[str, str] = {}
+        for index, file in enumerate(files):
+            name = (step.produces[0] if isinstance(value, UploadedFile)
+                    else indexed_name(step.produces[0], index))
+            content = io.BytesIO(b"".join(self.objects.open_stream(file.bucket, file.key)))
+            published[name] = self.artifacts.publish(content, f"{task_id}:{step.name}").to_json()
+        return published
 
     def _definition(self, task_type: str | None) -> TaskDefinition:
         if task_type is not None:

@@ -32,6 +32,8 @@ from tasksaga.core.artifacts import (
     ArtifactMissing,
     ArtifactNotDeclared,
     ArtifactRef,
+    base_name,
+    names_under,
 )
 from tasksaga.core.ports import ArtifactRefs, ObjectStore
 from tasksaga.core.steps import StepDef
@@ -159,17 +161,31 @@ class StepArtifacts:
         return ref
 
     def open(self, name: str) -> Iterator[bytes]:
-        """The bytes of consumed artifact ``name``, in verified chunks."""
-        if name not in self._step.consumes:
-            raise ArtifactNotDeclared(
-                f"step {self._step.name!r} opens artifact {name!r} but declares "
-                f"consumes={list(self._step.consumes)}: add it to the step's consumes=")
+        """The bytes of consumed artifact ``name`` (or ``name[i]``), in verified chunks."""
+        self._check_consumes(name, "opens")
         raw = self._consumed.get(name)
         if raw is None:
+            indexed = names_under(name, self._consumed)
+            hint = (f": it was published as {', '.join(map(repr, indexed))}; open those "
+                    f"(ctx.artifacts.names({name!r}) lists them)" if indexed and
+                    indexed != [name] else " (its producer was skipped, or its handler did "
+                    "not call ctx.artifacts.publish)")
             raise ArtifactMissing(
-                f"no step before {self._step.name!r} published artifact {name!r} (its producer "
-                "was skipped, or its handler did not call ctx.artifacts.publish)")
+                f"no step before {self._step.name!r} published artifact {name!r}{hint}")
         return self._store.open(ArtifactRef.from_json(raw))
+
+    def names(self, name: str) -> list[str]:
+        """The published names under consumed ``name``: ``name`` itself, or ``name[0]``,
+        ``name[1]``, ... in index order (none published: empty)."""
+        self._check_consumes(name, "lists")
+        return names_under(name, self._consumed)
+
+    def _check_consumes(self, name: str, verb: str) -> None:
+        if base_name(name) not in self._step.consumes:
+            raise ArtifactNotDeclared(
+                f"step {self._step.name!r} {verb} artifact {name!r} but declares "
+                f"consumes={list(self._step.consumes)}: add {base_name(name)!r} to the "
+                "step's consumes=")
 
 
 def _read_part(stream: IO[bytes], part_size: int) -> bytes:
