@@ -1,11 +1,14 @@
 """The ZIP example (seed 000, Part III): upload files, archive them, publish a manifest.
 
-UploadFiles runs on the API (files are streamed to MinIO before the task is accepted);
-CreateArchive streams every upload from MinIO into one ZIP and publishes it as the artifact
+UploadFiles runs on the API (files are streamed to MinIO before the task is accepted, each
+also published as the artifact ``upload[i]``, SHA-256 computed while streaming);
+CreateArchive opens every upload (each part verified against the upload's hashes) into one
+ZIP and publishes it as the artifact
 ``archive`` (content-addressed, checksummed parts in bucket ``artifacts``); PublishManifest
 opens that artifact (every part verified before it is read) and writes a manifest with the
 archive's SHA-256. Set ``fail_at_last_step`` to see compensation: the archive's reference is
-released (its parts deleted when no task holds them any more) and the uploads are deleted, in
+released (its parts deleted when no task holds them any more) and the uploads are deleted
+and their artifacts released, in
 reverse order of completion.
 """
 
@@ -27,6 +30,7 @@ from tasksaga.core.errors import NonRetryableError
 
 ARCHIVE_BUCKET = "zip-archives"  # the manifests; the archives are artifacts
 ARCHIVE = "archive"  # the artifact CreateArchive publishes and PublishManifest opens
+UPLOADS = "upload"  # UploadFiles publishes upload[0], upload[1], ... for CreateArchive
 
 
 class ZipRequest(BaseModel):
@@ -85,13 +89,14 @@ create_zip = TaskDefinition(
     step_timeout_seconds=120,
 )
 
-create_zip.upload_step("UploadFiles", order=1, bucket="zip-uploads", source="files")
+create_zip.upload_step("UploadFiles", order=1, bucket="zip-uploads", source="files",
+                       produces=UPLOADS)
 
 
 @create_zip.step(
-    "CreateArchive", order=2, reads=(),  # the uploads are in the request
+    "CreateArchive", order=2, reads=(),  # the uploads' names are in the request
     retry=RetryPolicy(max_retries=3, delay_ms=500, max_delay_ms=5_000, jitter=0.2),
-    produces=[ARCHIVE],  # compensating the step releases it: no compensation handler needed
+    consumes=[UPLOADS], produces=[ARCHIVE],  # compensating the step releases it: no compensation handler needed
 )
 def create_archive(ctx: StepContext[ZipRequest]) -> ArchiveData:
     entries: list[ArchiveEntry] = []
@@ -103,7 +108,8 @@ def create_archive(ctx: StepContext[ZipRequest]) -> ArchiveData:
                     raise NonRetryableError("cancelled while archiving")
                 name = _unique_name(file.filename, entries)
                 with archive.open(name, "w", force_zip64=True) as member:
-                    for chunk in ctx.store.open_stream(file.bucket, file.key):
+                    # upload[i] is ctx.request.files[i]: verified as it was uploaded.
+                    for chunk in ctx.artifacts.open(f"{UPLOADS}[{index}]"):
                         member.write(chunk)
                 info = archive.getinfo(name)
                 entries.append(ArchiveEntry(name=name, size=info.file_size, crc32=info.CRC))
