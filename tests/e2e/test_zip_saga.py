@@ -36,13 +36,17 @@ def test_the_zip_task_completes_and_the_archive_holds_exactly_the_uploaded_files
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert {name: archive.read(name) for name in archive.namelist()} == files
     assert [s["status"] for s in status["steps"]] == ["Completed"] * 3
+    # The API published each upload as an artifact (CreateArchive read them from there).
+    for content in files.values():
+        assert store.exists("artifacts", f"sha256/{hashlib.sha256(content).hexdigest()}/000000")
 
 
 def test_failure_at_the_last_step_compensates_in_reverse_and_the_audit_shows_it(
     system: System,
 ) -> None:
     # Random content: an archive no other task holds, so releasing it deletes its parts.
-    reply = system.submit_zip({"x.txt": os.urandom(64)}, fail=True)
+    content = os.urandom(64)
+    reply = system.submit_zip({"x.txt": content}, fail=True)
     task_id = reply.json()["task_id"]
     status = system.wait_terminal(task_id)
     assert status["status"] == "Failed"
@@ -57,6 +61,8 @@ def test_failure_at_the_last_step_compensates_in_reverse_and_the_audit_shows_it(
         assert not store.exists(archive["bucket"], key)
     for upload in steps["UploadFiles"]["data"]["files"]:
         assert not store.exists(upload["bucket"], upload["key"])
+    # ... and the upload's artifact, which the API published, was released with it.
+    assert not store.exists("artifacts", f"sha256/{hashlib.sha256(content).hexdigest()}/000000")
 
     audit = system.client.get(f"/tasks/{task_id}/audit").json()["entries"]
     kinds = [(e["event_type"], e["step"]) for e in audit]
