@@ -96,7 +96,8 @@ create_zip.upload_step("UploadFiles", order=1, bucket="zip-uploads", source="fil
 @create_zip.step(
     "CreateArchive", order=2, reads=(),  # the uploads' names are in the request
     retry=RetryPolicy(max_retries=3, delay_ms=500, max_delay_ms=5_000, jitter=0.2),
-    consumes=[UPLOADS], produces=[ARCHIVE],  # compensating the step releases it: no compensation handler needed
+    consumes=[UPLOADS],
+    produces=[ARCHIVE],  # compensating the step releases it: no compensation handler needed
 )
 def create_archive(ctx: StepContext[ZipRequest]) -> ArchiveData:
     entries: list[ArchiveEntry] = []
