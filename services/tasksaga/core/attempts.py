@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
-from tasksaga.core.artifacts import refs_for
+from tasksaga.core.artifacts import indexed_name, refs_for
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.state import StepState, StepStatus, SurplusStatus, TaskState
 from tasksaga.core.steps import StepDef
@@ -68,9 +68,21 @@ def artifacts_consumed_by(state: TaskState, step: StepDef) -> dict[str, str]:
     """The references of the artifacts ``step`` consumes, from the steps completed so far."""
     if not step.consumes:
         return {}
-    published = (dict(state.steps[name].artifacts) for name in state.completion_order
-                 if name in state.steps)
-    return refs_for(step.consumes, published)
+    return refs_for(step.consumes, (_published_by(state, name) for name in state.completion_order))
+
+
+def _published_by(state: TaskState, name: str) -> dict[str, str]:
+    """What completed step ``name`` published; of a for_each step, what each completed
+    instance published, as ``artifact[index]`` (the instance's index)."""
+    fan_out = state.fan_outs.get(name) if state.fan_outs else None
+    if fan_out is None:
+        return dict(state.steps[name].artifacts) if name in state.steps else {}
+    found: dict[str, str] = {}
+    for index, instance in enumerate(fan_out.instances):
+        if instance is not None and instance.status is StepStatus.COMPLETED:
+            found.update({indexed_name(artifact, index): ref
+                          for artifact, ref in instance.artifacts})
+    return found
 
 
 def surplus_compensation(state: TaskState, definition: TaskDefinition, step: StepDef,

@@ -33,7 +33,7 @@ def artifact_declarations(definition: TaskDefinition) -> list[Diagnostic]:
                 found.append(Diagnostic(
                     "TS193", f"step {step.name!r} lists artifact {name!r} {count} times in "
                              "produces=; list it once"))
-        for name in step.consumes:
+        for name in (n for n in step.consumes if base_name(n) == n):  # indexed: TS192
             earlier = [s for s in definition.steps if s.order < step.order and name in s.produces]
             if not earlier:
                 found.append(Diagnostic(

@@ -42,6 +42,8 @@ class ForEachDeclaration:
         heartbeat_timeout_seconds: float | None = None,
         condition: StepCondition | None = None,
         reads: Iterable[str] | None = None,
+        produces: Iterable[str] = (),
+        consumes: Iterable[str] = (),
     ) -> Callable[[StepHandler], StepHandler]:
         """Declare a worker step that runs once per item of ``items(ctx)`` (evaluated by the
         orchestrator when the step is reached). The handler gets its item as ``ctx.item``
@@ -51,7 +53,9 @@ class ForEachDeclaration:
         ``max_parallel`` bounds the instances in flight, the others wait in item order.
         ``matrix=`` instead of ``items=``: one instance per cell of the cross product of named
         axes (``{"height": [720, 1080], "codec": ["h264", "av1"]}``, or a function of the
-        SagaContext returning such a mapping); ``ctx.item`` is the cell, a dict."""
+        SagaContext returning such a mapping); ``ctx.item`` is the cell, a dict.
+        ``produces``/``consumes``: artifacts, as for a step; each instance publishes its own,
+        recorded for consumers as ``name[index]`` (docs/dsl.md, "Artifacts")."""
 
         def register(handler: StepHandler) -> StepHandler:
             # Both or neither given: TS209 says so when the definition is checked; the step's
@@ -71,7 +75,7 @@ class ForEachDeclaration:
                 timeout_seconds=timeout_seconds,
                 heartbeat_timeout_seconds=heartbeat_timeout_seconds, condition=condition,
                 handler=handler, reads=None if reads is None else tuple(reads),
-                for_each=spec,
+                for_each=spec, produces=tuple(produces), consumes=tuple(consumes),
             ))
             return handler
 
