@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from fastapi.dependencies import models as fastapi_dependencies
 from fastapi.testclient import TestClient
 
+from tasksaga.adapters.artifact_refs import PgArtifactRefs
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_producer import KafkaProducer
 from tasksaga.adapters.object_store import MinioObjectStore
@@ -28,6 +29,7 @@ from tasksaga.api.security import Security
 from tasksaga.api.settings import ApiSettings
 from tasksaga.core.authorization import RoleAuthorization
 from tasksaga.core.registry import load_registry
+from tasksaga.worker.artifacts import ArtifactStore
 
 TOKEN_SECRET = "o" * 48
 
@@ -62,6 +64,7 @@ def inprocess_api(stack_env: dict[str, str], kafka_bootstrap: str, topic_prefix:
         url_guard=UrlGuard(), limits=Limits(1 << 20, 1 << 24, 1 << 23, 5, 60),
         task_id_secret=b"t" * 48, submit_gate=SubmitGate(open_s=5.0),
         readiness=readiness_checks(queries, kafka_bootstrap, objects, "zip-uploads", 1.0),
+        artifacts=ArtifactStore(objects, PgArtifactRefs(pool)),  # UploadFiles produces=
     )
     try:
         with TestClient(create_app(deps)) as client:

@@ -7,6 +7,7 @@ no broker listens: exactly what a client of an API sees when the brokers are gon
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from unittest import mock
@@ -26,10 +27,11 @@ def test_submits_fail_fast_with_503_and_reads_keep_answering(stack_env: dict[str
                               wraps=deps.producer.send_envelope) as sends:
         tenant = f"outage{uuid.uuid4().hex[:6]}"
         auth = bearer(tenant)
+        content = f"hello from {tenant}".encode()  # no other task holds it
 
         started = time.monotonic()
         first = client.post("/tasks/CreateZip", headers=auth, data={"archive_name": "a.zip"},
-                            files=[("files", ("a.txt", b"hello", "text/plain"))])
+                            files=[("files", ("a.txt", content, "text/plain"))])
         first_s = time.monotonic() - started
         assert first.status_code == 503, first.text
         assert int(first.headers["retry-after"]) >= 1
@@ -40,7 +42,7 @@ def test_submits_fail_fast_with_503_and_reads_keep_answering(stack_env: dict[str
             started = time.monotonic()
             again = client.post("/tasks/CreateZip", headers=auth,
                                 data={"archive_name": "a.zip"},
-                                files=[("files", ("a.txt", b"hello", "text/plain"))])
+                                files=[("files", ("a.txt", content, "text/plain"))])
             timings.append(time.monotonic() - started)
             assert again.status_code == 503 and "retry-after" in again.headers
 
@@ -53,6 +55,9 @@ def test_submits_fail_fast_with_503_and_reads_keep_answering(stack_env: dict[str
         assert ready.json()["checks"]["kafka"].startswith("failing")
         orphans = list(deps.objects._client.list_objects(  # type: ignore[attr-defined]
             "zip-uploads", prefix=f"{tenant}/", recursive=True))
+        # UploadFiles published the file as an artifact; the refused submission released it.
+        published = deps.objects.exists(
+            "artifacts", f"sha256/{hashlib.sha256(content).hexdigest()}/000000")
     submits_sent = sends.call_count
     # The API's Kafka clients keep reconnecting to the dead broker, logging each refusal, for
     # as long as they exist: free them now, not at the end of the test session.
@@ -62,4 +67,5 @@ def test_submits_fail_fast_with_503_and_reads_keep_answering(stack_env: dict[str
           f"{max(timings) * 1000:.0f} ms at most (gate open); reads and liveness answered; "
           f"uploads left behind {len(orphans)}")
     assert orphans == []
+    assert not published, "the refused submission kept its upload's artifact"
     assert submits_sent == 1  # the later submits were refused without waiting on the broker
