@@ -163,3 +163,10 @@ def test_an_upload_artifact_no_earlier_step_produces_is_diagnosed() -> None:
     task.step("Read", order=1, consumes=["source"])(digest_all)
     task.upload_step("Upload", order=2, bucket="in", source="files", produces="source")
     assert any(d.code == "TS190" for d in diagnose(task))
+
+
+def test_an_api_without_an_artifact_store_refuses_before_storing_anything() -> None:
+    objects = InMemoryObjectStore()
+    with pytest.raises(RuntimeError, match="no artifact store"):
+        store_files(zipper(), "t1", submission(b"one"), objects)
+    assert objects.keys("in") == []

@@ -177,6 +177,10 @@ def store_files(
 ) -> tuple[BaseModel, list[ApiStepResult]]:
     """Stream the files to object storage (runs the API-placed upload steps); an upload step
     with ``produces=`` also publishes each file as an artifact held by ``task:step``."""
+    missing = [s.name for s in definition.upload_steps() if s.produces and artifacts is None]
+    if missing:  # before any byte is stored
+        raise RuntimeError(f"upload step {missing[0]!r} produces artifacts but this API has no "
+                           "artifact store (ApiDependencies.artifacts)")
     values = dict(submission.values)
     results: list[ApiStepResult] = []
     try:
@@ -203,9 +207,6 @@ def _store_step_files(
     objects: ObjectStore, tenant: str, artifacts: ArtifactStore | None, values: dict[str, Any],
 ) -> ApiStepResult:
     assert step.upload is not None
-    if step.produces and artifacts is None:
-        raise RuntimeError(f"upload step {step.name!r} produces artifacts but this API has no "
-                           "artifact store")
     annotation = definition.request_type.model_fields[step.upload.source].annotation
     stored: list[UploadedFile] = []
     published: dict[str, str] = {}
