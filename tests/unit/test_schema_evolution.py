@@ -70,3 +70,14 @@ def test_a_retired_reader_reads_what_the_current_schema_writes_with_known_types(
         _round_trip(new, old, datum)
         checked += 1
     assert checked > 0
+
+
+@pytest.mark.parametrize("current", sorted(DEFAULT_CONTRACTS_DIR.glob("*.avsc")),
+                         ids=lambda p: p.stem)
+def test_every_current_schema_is_saved_in_the_history(current: Path) -> None:
+    """Records written today (the log, Kafka, the golden histories) must stay readable after
+    the next change: the codec finds their writer schema by fingerprint in contracts/ or
+    contracts/history/, so the current schema must be saved there too."""
+    saved = [p.name for p in HISTORY if p.read_text() == current.read_text()]
+    assert saved, (f"contracts/{current.name} is not in contracts/history/: copy it there as "
+                   f"{current.stem}.v<next>.avsc")
