@@ -233,3 +233,31 @@ def test_the_part_cache_stays_within_its_bytes_and_skips_parts_larger_than_it() 
     assert (cache.get("b"), cache.get("a"), cache.size_bytes) == (None, b"12345", 8)
     cache.put("big", b"x" * 11)
     assert cache.get("big") is None and cache.size_bytes == 8
+
+
+def test_parallel_reads_of_one_artifact_on_a_worker_download_each_part_once() -> None:
+    import threading
+
+    objects, refs, cache = InMemoryObjectStore(), InMemoryArtifactRefs(), PartCache(3 * PART)
+    ref = ArtifactStore(objects, refs, part_size=PART).publish(io.BytesIO(CONTENT), "t:Fetch")
+    downloads: list[str] = []
+    release = threading.Event()
+    real_open = objects.open_stream
+
+    def slow_open(bucket: str, key: str):  # type: ignore[no-untyped-def]
+        downloads.append(key)
+        release.wait(5)  # every reader is asking for the part while the first downloads it
+        return real_open(bucket, key)
+
+    objects.open_stream = slow_open  # type: ignore[method-assign]
+    artifacts = ArtifactStore(objects, refs, part_size=PART, cache=cache)
+    results: list[bytes] = []
+    readers = [threading.Thread(target=lambda: results.append(b"".join(artifacts.open(ref))))
+               for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    threading.Timer(0.3, release.set).start()
+    for reader in readers:
+        reader.join(10)
+    assert results == [CONTENT] * 4
+    assert sorted(downloads) == sorted({ref.part_key(i) for i in range(ref.parts)})

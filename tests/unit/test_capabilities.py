@@ -124,3 +124,19 @@ def test_the_worker_settings_read_a_comma_separated_capability_list(
     settings = WorkerSettings(kafka_bootstrap="k:9092", database_url="postgresql://x")
     assert settings.worker_capabilities == ["gpu", "ffmpeg"]
     assert settings.worker_detect_capabilities is False
+
+
+def test_every_cell_of_a_matrix_goes_to_the_capability_topic_of_its_step() -> None:
+    task = TaskDefinition("CapMatrix", queue="video", request=Clip)
+
+    @task.for_each("Encode", order=1, matrix={"height": [720, 1080], "codec": ["h264", "av1"]},
+                   requires={"gpu"})
+    def encode(ctx: StepContext[Clip]) -> Done:
+        return Done()
+
+    assert Route("video", frozenset({"gpu"})) in task.routes()
+    run = SagaTestRun(task)
+    assert run.submit(Clip(name="a")).status is TaskStatus.COMPLETED
+    topics = {run.codec.decode(r.value).payload.step: r.topic
+              for r in run.bus.records() if r.topic.startswith("test.step-commands.")}
+    assert topics == {f"Encode[{i}]": "test.step-commands.video.cap-gpu" for i in range(4)}

@@ -44,6 +44,7 @@ class ForEachDeclaration:
         reads: Iterable[str] | None = None,
         produces: Iterable[str] = (),
         consumes: Iterable[str] = (),
+        requires: Iterable[str] | str = (),
     ) -> Callable[[StepHandler], StepHandler]:
         """Declare a worker step that runs once per item of ``items(ctx)`` (evaluated by the
         orchestrator when the step is reached). The handler gets its item as ``ctx.item``
@@ -55,7 +56,8 @@ class ForEachDeclaration:
         axes (``{"height": [720, 1080], "codec": ["h264", "av1"]}``, or a function of the
         SagaContext returning such a mapping); ``ctx.item`` is the cell, a dict.
         ``produces``/``consumes``: artifacts, as for a step; each instance publishes its own,
-        recorded for consumers as ``name[index]`` (docs/dsl.md, "Artifacts")."""
+        recorded for consumers as ``name[index]`` (docs/dsl.md, "Artifacts"). ``requires``: the
+        capabilities every instance's worker must have (docs/dsl.md, "Capabilities")."""
 
         def register(handler: StepHandler) -> StepHandler:
             # Both or neither given: TS209 says so when the definition is checked; the step's
@@ -76,6 +78,7 @@ class ForEachDeclaration:
                 heartbeat_timeout_seconds=heartbeat_timeout_seconds, condition=condition,
                 handler=handler, reads=None if reads is None else tuple(reads),
                 for_each=spec, produces=tuple(produces), consumes=tuple(consumes),
+                requires=frozenset([requires] if isinstance(requires, str) else requires),
             ))
             return handler
 

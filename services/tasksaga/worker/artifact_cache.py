@@ -3,12 +3,15 @@
 Steps of one worker often open the same artifact (a source several renditions read): a part
 read and verified once is served from memory the next time. Keyed by the part's checksum, an
 entry can never be stale, and is shared by every artifact that contains the same part.
+Parallel steps that ask for the same part at once download it once: the first loads it, the
+others wait for it (``get_or_load``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 
 class PartCache:
@@ -19,6 +22,32 @@ class PartCache:
         self._lock = threading.Lock()
         self._parts: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
+        self._loading: dict[str, threading.Lock] = {}  # a part being downloaded: its loader's
+
+    def get_or_load(self, sha256: str, load: Callable[[], bytes]) -> bytes:
+        """The cached part, or ``load()``'s (verified) result, kept. While one caller loads a
+        part, others asking for it wait and take what it loaded; if that load failed, the
+        next waiter loads it itself (and fails the same way, or not)."""
+        while True:
+            part = self.get(sha256)
+            if part is not None:
+                return part
+            with self._lock:
+                loading = self._loading.get(sha256)
+                if loading is None:
+                    loading = self._loading[sha256] = threading.Lock()
+                    loading.acquire()
+                    break
+            with loading:  # wait for the loader, then look again
+                pass
+        try:
+            part = load()
+            self.put(sha256, part)
+            return part
+        finally:
+            with self._lock:
+                del self._loading[sha256]
+            loading.release()
 
     def get(self, sha256: str) -> bytes | None:
         with self._lock:

@@ -93,13 +93,11 @@ class ArtifactStore:
             raise ArtifactCorrupted(f"artifact {ref.sha256} reads back as {whole.hexdigest()}")
 
     def _read_verified(self, ref: ArtifactRef, index: int) -> bytes:
-        cached = self._cache.get(ref.part_sha256[index]) if self._cache is not None else None
-        if cached is not None:
-            return cached  # verified when it was put
-        part = self._read_part(ref, index)
-        if self._cache is not None:
-            self._cache.put(ref.part_sha256[index], part)
-        return part
+        if self._cache is None:
+            return self._read_part(ref, index)
+        # Verified when it was put; a part another step is downloading is waited for.
+        return self._cache.get_or_load(ref.part_sha256[index],
+                                       lambda: self._read_part(ref, index))
 
     def _read_part(self, ref: ArtifactRef, index: int) -> bytes:
         key, expected = ref.part_key(index), ref.part_length(index)
