@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
@@ -13,6 +10,7 @@ import psycopg
 from localrun import REPO
 from tests.e2e.checks import log_problems
 from tests.e2e.conftest import System
+from tests.e2e.orchestrator_kill import submit_killing_the_orchestrator
 
 TASKS = 50
 
@@ -30,25 +28,8 @@ def _first_event_after(database_url: str, moment: datetime, timeout_s: float) ->
 
 
 def test_a_killed_orchestrator_resumes_and_every_task_ends_exactly_once(system: System) -> None:
-    accepted: list[str] = []
-    ten_accepted = threading.Event()
-    lock = threading.Lock()
-
-    def submit(index: int) -> None:
-        reply = system.submit_zip({f"f{index}.txt": f"file {index}\n".encode() * 100})
-        assert reply.status_code == 202, reply.text
-        with lock:
-            accepted.append(reply.json()["task_id"])
-            if len(accepted) >= 10:
-                ten_accepted.set()
-
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        futures = [pool.submit(submit, i) for i in range(TASKS)]
-        assert ten_accepted.wait(60)
-        system.services.kill("orchestrator", signal.SIGKILL)  # mid-flight, no goodbye
-        killed_at = datetime.now(UTC)
-        for future in futures:
-            future.result()  # the API keeps accepting while the orchestrator is down
+    accepted, killed_at = submit_killing_the_orchestrator(system, TASKS, kill_after=10,
+                                                          workers=6)
     time.sleep(1.0)
 
     restarted_at = datetime.now(UTC)

@@ -4,11 +4,8 @@ own shard; the API lists them all from both."""
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -17,6 +14,7 @@ import pytest
 from tasksaga.core.shards import ShardMap
 from tests.e2e.checks import log_problems
 from tests.e2e.conftest import System, running_system
+from tests.e2e.orchestrator_kill import submit_killing_the_orchestrator
 from tests.integration.shard_support import second_cluster, shard_urls
 
 TASKS = 16
@@ -48,24 +46,7 @@ def test_a_killed_orchestrator_resumes_tasks_on_both_shards_each_ending_once(
     sharded: tuple[System, dict[str, str]],
 ) -> None:
     system, urls = sharded
-    accepted: list[str] = []
-    some_accepted = threading.Event()
-    lock = threading.Lock()
-
-    def submit(index: int) -> None:
-        reply = system.submit_zip({f"f{index}.txt": f"file {index}\n".encode() * 100})
-        assert reply.status_code == 202, reply.text
-        with lock:
-            accepted.append(reply.json()["task_id"])
-            if len(accepted) >= 4:
-                some_accepted.set()
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(submit, i) for i in range(TASKS)]
-        assert some_accepted.wait(60)
-        system.services.kill("orchestrator", signal.SIGKILL)  # mid-flight, no goodbye
-        for future in futures:
-            future.result()
+    accepted, _ = submit_killing_the_orchestrator(system, TASKS, kill_after=4, workers=4)
     time.sleep(0.5)
     system.services.start("orchestrator")
     statuses = [system.wait_terminal(task_id, timeout_s=120) for task_id in accepted]
