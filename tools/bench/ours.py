@@ -270,3 +270,25 @@ class OursSystem:
             problems.append(f"{len(missing)} tasks have no events, e.g. {missing[:3]}")
         progress(f"    check: {len(ids)} tasks, {len(problems)} problems")
         return problems
+
+
+def sweep_and_check(system: OursSystem, plan: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """Start the system, sweep its workload's rates, wait for every task and check the log;
+    the sweep's figures with the check's (the system is stopped whatever happens)."""
+    from bench.sweep import sweep
+
+    system.start()
+    try:
+        result = sweep(system, system.workload, system.tracker, plan, log)
+        records = result.pop("records")
+        assert isinstance(records, list)
+        system.wait_all(records, 60)
+        problems = system.check(records, log)
+        if system.tracker.duplicates:
+            log(f"    ({system.tracker.duplicates} terminal events seen twice on Kafka: "
+                "at-least-once delivery; the log holds each once)")
+        result.update({"check_problems": problems[:20], "check_problem_count": len(problems),
+                       "tasks_checked": len(records), "events_seen": system.events_seen})
+        return result
+    finally:
+        system.stop()

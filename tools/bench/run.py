@@ -139,30 +139,13 @@ def stack_pids() -> dict[str, int]:
 
 def run_ours(key: str, stack_env: dict[str, str], plan: Any) -> dict[str, Any]:
     from bench.loadgen import Tracker
-    from bench.ours import BENCH_DB, OursSystem, recreate_database
-    from bench.sweep import sweep
+    from bench.ours import BENCH_DB, OursSystem, recreate_database, sweep_and_check
     from bench.workloads import WORKLOADS
 
-    workload = WORKLOADS[key]
     db_url = recreate_database(stack_env["TASKSAGA_DATABASE_URL"], BENCH_DB)
-    tracker = Tracker()
-    system = OursSystem(stack_env, db_url, OUT / "logs", workload, tracker,
+    system = OursSystem(stack_env, db_url, OUT / "logs", WORKLOADS[key], Tracker(),
                         stack_pids=stack_pids())
-    system.start()
-    try:
-        result = sweep(system, workload, tracker, plan, log)
-        records = result.pop("records")
-        assert isinstance(records, list)
-        system.wait_all(records, 60)
-        problems = system.check(records, log)
-        if tracker.duplicates:
-            log(f"    ({tracker.duplicates} terminal events seen twice on Kafka: "
-                "at-least-once delivery; the log holds each once)")
-        result.update({"check_problems": problems[:20], "check_problem_count": len(problems),
-                       "tasks_checked": len(records), "events_seen": system.events_seen})
-        return result
-    finally:
-        system.stop()
+    return sweep_and_check(system, plan, log)
 
 
 def run_peer(peer: str, key: str, stack_env: dict[str, str], plan: Any) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from stacklib.postgres import PostgresShard
 
 from bench.capacity import us_per_step
 from bench.loadgen import Tracker
-from bench.ours import BENCH_DB, OursSystem, recreate_database
-from bench.sweep import SweepPlan, sweep
+from bench.ours import BENCH_DB, OursSystem, recreate_database, sweep_and_check
+from bench.sweep import SweepPlan
 from bench.workloads import WORKLOADS
 
 SECOND_POSTGRES = "postgres-2"
@@ -75,24 +75,15 @@ def run_one(label: str, stack_env: dict[str, str], plan: SweepPlan, stack_pids: 
         names = ["pg1", *shard_urls]
         extra_env["TASKSAGA_SHARDS"] = " ".join(f"{n}={u}" for n, u in zip(names, urls,
                                                                             strict=True))
-    tracker = Tracker()
-    system = OursSystem(stack_env, first, log_dir, workload, tracker,
+    system = OursSystem(stack_env, first, log_dir, workload, Tracker(),
                         stack_pids={**stack_pids, **extra_pids}, extra_env=extra_env,
                         event_store_urls=urls)
     system.name = f"tasksaga/{label}"
     log(f"== shards: linear3 on {label}")
-    system.start()
-    try:
-        result = sweep(system, workload, tracker, plan, log)
-        records = result.pop("records")
-        assert isinstance(records, list)
-        system.wait_all(records, 60)
-        problems = system.check(records, log)
-    finally:
-        system.stop()
+    result = sweep_and_check(system, plan, log)
     found = summarise(result)
-    found.update({"check_problems": problems[:20], "check_problem_count": len(problems),
-                  "tasks_checked": len(records), "points": result["points"]})
+    found.update({key: result[key] for key in ("check_problems", "check_problem_count",
+                                               "tasks_checked", "points")})
     return found
 
 
