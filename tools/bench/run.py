@@ -128,12 +128,13 @@ def machine() -> dict[str, str]:
 def stack_pids() -> dict[str, int]:
     import stack_tool
 
-    settings = stack_tool.Settings.from_env()
+    # Each server's own idea of its pid (Postgres: postmaster.pid), never a pid file alone:
+    # a stale one would put the database's CPU under "other processes".
     pids = {}
-    for name in ("kafka", "postgres", "minio"):
-        path = settings.pid_file(name)
-        if path.exists():
-            pids[name] = int(path.read_text().strip())
+    for service in stack_tool.services(stack_tool.Settings.from_env()):
+        pid = service.pid()
+        if service.name in ("kafka", "postgres", "minio") and pid is not None:
+            pids[service.name] = pid
     return pids
 
 

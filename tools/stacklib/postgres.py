@@ -91,11 +91,18 @@ class Postgres(Service):
             cwd=self.home,
             timeout=60,
         )
-        # pg_ctl -W returns before postmaster.pid exists; wait for it so readiness can track it
+        # pg_ctl -W returns before the new server has written postmaster.pid, and a killed
+        # server's file is still there: wait for a pid that is alive and a postmaster, so
+        # readiness (and the bench's CPU accounting) track this server, not the dead one
         # (if it never appears, wait_ready reports the failure with the log).
         postmaster_pid = self.data / "postmaster.pid"
-        wait_until(lambda: read_pid(postmaster_pid) is not None, 30)
-        pid = read_pid(postmaster_pid)
+
+        def live_pid() -> int | None:
+            pid = read_pid(postmaster_pid)
+            return pid if pid is not None and pid_alive(pid, self.marker) else None
+
+        wait_until(lambda: live_pid() is not None, 30)
+        pid = live_pid()
         if pid is not None:
             self.write_pid(pid)
 
