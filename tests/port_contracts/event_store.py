@@ -106,6 +106,57 @@ class EventStoreContract(ABC):
             assert not tx.claim_message("orchestrator", task_id)
             assert tx.claim_message("another-consumer", task_id)
 
+    def test_a_batch_claims_only_its_messages_not_processed_before(
+        self, store: EventStore, task_id: str,
+    ) -> None:
+        shard = store.shard_of(task_id)
+        with store.transaction(shard) as tx:
+            assert tx.claim_messages("orchestrator", [f"{task_id}-1"]) == {f"{task_id}-1"}
+        with store.transaction(shard) as tx:
+            claimed = tx.claim_messages(
+                "orchestrator", [f"{task_id}-1", f"{task_id}-2", f"{task_id}-2", f"{task_id}-3"])
+            assert claimed == {f"{task_id}-2", f"{task_id}-3"}
+            assert tx.claim_messages("orchestrator", []) == set()
+            assert not tx.claim_message("orchestrator", f"{task_id}-3")
+
+    def test_a_batch_locks_its_streams_and_reads_each_version_after_its_own_appends(
+        self, store: EventStore, task_id: str,
+    ) -> None:
+        shard = store.shard_of(task_id)
+        other, fresh = task_on(store, shard), task_on(store, shard)
+        with store.transaction(shard) as tx:
+            tx.append(task_id, 0, [submitted(task_id)])
+            tx.append(other, 0, [submitted(other), completed(other, 2, "A")])
+            # Appends this transaction made are seen by its own later reads.
+            assert tx.lock_streams([other, task_id, fresh, task_id]) == {
+                task_id: 1, other: 2, fresh: 0}
+            tx.append(task_id, 1, [completed(task_id, 2, "A")])
+            assert tx.load_state(task_id).completion_order == ("A",)
+        with store.transaction(shard) as tx:
+            assert tx.lock_streams([task_id]) == {task_id: 2}
+            assert tx.lock_streams([]) == {}
+
+    def test_the_last_word_on_a_timer_in_a_transaction_is_what_commits(
+        self, store: EventStore, task_id: str, task_type: str,
+    ) -> None:
+        beat, retry = (timer(task_id, msg.TimerKind.HEARTBEAT_TIMEOUT),
+                       timer(task_id, msg.TimerKind.STEP_RETRY, attempt=2))
+        with store.transaction(store.shard_of(task_id)) as tx:
+            tx.schedule(task_type, [msg.ScheduleTimer(AT_MS + 100, beat),
+                                    msg.ScheduleTimer(AT_MS + 300, beat)])
+            tx.schedule(task_type, [msg.ScheduleTimer(AT_MS + 100, retry)])
+            tx.delete_timer(retry)  # scheduled, then unscheduled by the same decision
+            tx.record_progress(task_id, "S", 1, 0.25, "first")
+            tx.record_progress(task_id, "S", 1, 0.5, "second")
+        with store.transaction(store.shard_of(task_id)) as tx:
+            assert tx.claim_due_timers(AT_MS + 299, 10, [task_type]) == []
+            assert tx.claim_due_timers(AT_MS + 10_000, 10, [task_type]) == [beat]
+            tx.delete_timer(beat)
+            tx.schedule(task_type, [msg.ScheduleTimer(AT_MS + 100, retry)])  # deleted, then back
+        with store.transaction(store.shard_of(task_id)) as tx:
+            assert tx.claim_due_timers(AT_MS + 10_000, 10, [task_type]) == [retry]
+            tx.delete_timer(retry)
+
     def test_outbox_records_are_kept_only_when_their_transaction_commits(
         self, store: EventStore,
     ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -31,7 +31,7 @@ def producer_config(bootstrap: str, client_id: str,
         # Durability: every in-sync replica has it, and retries never duplicate or reorder.
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 2,
+        "linger.ms": 0,
         "compression.type": "lz4",
         # Every record gets its delivery report within this long, success or failure
         # (librdkafka's default is 5 min): callers such as the API can fail fast.
@@ -61,19 +61,27 @@ class DeliveryFailed(Exception):
 class Delivery:
     """The outcome of one produced record, settled by its own delivery report."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str,
+                 on_settled: Callable[[Delivery], None] | None = None) -> None:
         self.topic = topic
         self._settled = threading.Event()
         self._error: DeliveryFailed | None = None
+        # Called once settled, on the thread serving delivery reports: keep it short.
+        self._on_settled = on_settled
 
     def _report(self, error: KafkaError | None, _message: Message | None = None) -> None:
         if error is not None:
             self._error = DeliveryFailed(self.topic, str(error), error.code())
-        self._settled.set()
+        self._settle()
 
     def _refuse(self, error: DeliveryFailed) -> None:
         self._error = error
+        self._settle()
+
+    def _settle(self) -> None:
         self._settled.set()
+        if self._on_settled is not None:
+            self._on_settled(self)
 
     @property
     def settled(self) -> bool:
@@ -135,10 +143,12 @@ class KafkaProducer:
         return delivery
 
     def produce_nowait(self, topic: str, key: bytes | None, value: bytes,
-                       headers: Headers = ()) -> Delivery:
-        """Queue one record that no flush waits for (heartbeats): only its Delivery tells."""
+                       headers: Headers = (),
+                       on_settled: Callable[[Delivery], None] | None = None) -> Delivery:
+        """Queue one record that no flush waits for (heartbeats): only its Delivery tells,
+        and ``on_settled`` once it is settled."""
         self._ensure_poller()
-        delivery = Delivery(topic)
+        delivery = Delivery(topic, on_settled)
         deadline = time.monotonic() + self.delivery_timeout_s
         while True:
             try:

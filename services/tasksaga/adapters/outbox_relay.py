@@ -1,5 +1,9 @@
 """Publishes committed outbox records to Kafka, then deletes them.
 
+Where the orchestrator publishes its own records as they commit (outbox_publisher.py), this
+relay only sweeps: rows older than its sweep age (a record whose direct send failed, or a
+process that died before its rows were deleted), and every row when it starts.
+
 No transaction is open while records travel to the broker: the relay claims a batch in one
 short transaction, produces and waits for the acknowledgements with no transaction open, and
 settles the batch in another short transaction. One relay of a deployment publishes at a time
@@ -71,9 +75,17 @@ class OutboxRelay:
         codec: AvroCodec, batch_size: int = 500,
         dead_letter_value_bytes: int = DEFAULT_DEAD_LETTER_VALUE_BYTES,
         clock: Callable[[], int] = now_ms,
+        sweep_age_s: float = 0.0,
     ) -> None:
         if batch_size <= 0 or dead_letter_value_bytes <= 0:
             raise ValueError("batch_size and dead_letter_value_bytes must be positive")
+        if sweep_age_s < 0:
+            raise ValueError(f"sweep_age_s must not be negative, got {sweep_age_s}")
+        # With an OutboxPublisher sending rows as they commit, the relay only sweeps what it
+        # left behind: rows older than this. Its first rounds take every row (a process that
+        # died left them; a live one's in flight may be sent twice, deduped downstream).
+        self._sweep_age_s = sweep_age_s
+        self._started = False
         self._pool = pool
         self._producer = producer
         self._codec = codec
@@ -95,17 +107,20 @@ class OutboxRelay:
             if not locked or not locked[0]:
                 return 0
             try:
-                return self._publish_batch(conn)
+                settled = self._publish_batch(conn, self._sweep_age_s if self._started else 0.0)
+                self._started = self._started or settled == 0
+                return settled
             finally:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_key,))
 
-    def _publish_batch(self, conn: psycopg.Connection) -> int:
+    def _publish_batch(self, conn: psycopg.Connection, min_age_s: float) -> int:
         with conn.transaction():
             rows: list[Row] = conn.execute(
                 "SELECT id, topic, key, value, headers, created_at FROM outbox"
-                " WHERE topic LIKE %s ORDER BY id LIMIT %s",
-                (self._topic_pattern, self._batch_size),
+                " WHERE topic LIKE %s AND created_at <= now() - make_interval(secs => %s)"
+                " ORDER BY id LIMIT %s",
+                (self._topic_pattern, min_age_s, self._batch_size),
             ).fetchall()
         if not rows:
             return 0

@@ -14,7 +14,8 @@ from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.migrations import apply_migrations
-from tasksaga.adapters.pg_store import _DATABASE_NOW_MS, StoreTransaction, open_pool
+from tasksaga.adapters.pg_store import open_pool
+from tasksaga.adapters.pg_transaction import DATABASE_NOW_MS, StoreTransaction
 from tasksaga.core.shards import ShardConfig, ShardMap
 
 
@@ -22,13 +23,15 @@ class ShardedEventStore:
     """The EventStore port over one connection pool per shard."""
 
     def __init__(self, shards: ShardMap, pools: Mapping[str, ConnectionPool],
-                 codec: AvroCodec) -> None:
+                 codec: AvroCodec, notify_outbox: bool = True) -> None:
         missing = sorted(set(shards.shards) - set(pools))
         if missing:
             raise ValueError(f"no connection pool for shards {', '.join(missing)}")
         self.shards = shards
         self._pools = dict(pools)
         self._codec = codec
+        # False when an OutboxPublisher sends what commits: no NOTIFY wakes the relay then.
+        self._notify_outbox = notify_outbox
 
     def shard_names(self) -> Sequence[str]:
         return self.shards.shards
@@ -45,14 +48,16 @@ class ShardedEventStore:
         if name not in self._pools:
             raise ValueError(f"no shard {name!r}; shards: {', '.join(self.shards.shards)}")
         with self._pools[name].connection() as conn, conn.transaction():
-            yield StoreTransaction(conn, self._codec, self.shards, name)
+            tx = StoreTransaction(conn, self._codec, self.shards, name, self._notify_outbox)
+            yield tx
+            tx.flush()  # what it kept back, before the commit
 
     def next_timer_delay_ms(self, task_types: Sequence[str]) -> int | None:
         """The soonest of every shard's next timer, each by its own database's clock."""
         delays: list[int] = []
         for name in self.shards.shards:
             with self._pools[name].connection() as conn:
-                row = conn.execute(f"SELECT min(fire_at_ms) - {_DATABASE_NOW_MS} FROM timers"
+                row = conn.execute(f"SELECT min(fire_at_ms) - {DATABASE_NOW_MS} FROM timers"
                                    " WHERE task_type = ANY(%s)", (list(task_types),)).fetchone()
             if row is not None and row[0] is not None:
                 delays.append(int(row[0]))

@@ -8,7 +8,7 @@ the fakes a user's saga is tested with behave as production does where it matter
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Protocol
@@ -119,17 +119,31 @@ class EventStoreTransaction(Protocol):
         is False and another transaction holds it)."""
         ...
 
+    def claim_messages(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        """Claim many at once (a batch's); the ids claimed now, not processed before."""
+        ...
+
+    def lock_streams(self, task_ids: Iterable[str]) -> dict[str, int]:
+        """Lock many streams at once, in a fixed order (no two batches wait on each other in
+        a cycle); each stream's version."""
+        ...
+
     def load_events(self, task_id: str) -> list[Envelope]: ...
 
     def load_state(self, task_id: str) -> TaskState: ...
 
     def append(self, task_id: str, expected_version: int,
-               envelopes: Sequence[Envelope]) -> None:
+               envelopes: Sequence[Envelope], encoded: Sequence[bytes] | None = None) -> None:
         """Versions must follow ``expected_version`` without gaps (ValueError); a stream that
-        moved past it raises ConcurrencyConflict."""
+        moved past it raises ConcurrencyConflict. ``encoded``: the envelopes' bytes, when the
+        caller has them already (a store that keeps bytes writes these)."""
         ...
 
     def enqueue(self, records: Sequence[OutboxRecord]) -> None: ...
+
+    # The outbox records this transaction wrote, each with its row id, in enqueue order;
+    # complete once it committed (a publisher sends them then, and deletes rows by id).
+    enqueued: list[tuple[int, OutboxRecord]]
 
     def schedule(self, task_type: str, timers: Sequence[msg.ScheduleTimer]) -> None:
         """One timer per (task, kind, step, attempt): scheduling it again moves it."""

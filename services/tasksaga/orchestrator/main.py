@@ -34,6 +34,7 @@ from tasksaga.adapters.ops_server import (
     start_ops_server,
     threads_check,
 )
+from tasksaga.adapters.outbox_publisher import OutboxPublisher
 from tasksaga.adapters.outbox_relay import OutboxRelay, run_on_notify
 from tasksaga.adapters.partitions import PartitionPeriod, ensure_partitions
 from tasksaga.adapters.payload_crypto import payload_cipher_for
@@ -172,7 +173,9 @@ def per_shard_threads(settings: OrchestratorSettings, shard: str, url: str,
     suffix = f"-{shard}" if named else ""
     relay = OutboxRelay(pool, KafkaProducer(settings.kafka_bootstrap,
                                             f"{client_id}-relay{suffix}"),
-                        settings.topic_prefix, codec)
+                        settings.topic_prefix, codec,
+                        sweep_age_s=settings.outbox_sweep_age_s
+                        if settings.outbox_direct_publish else 0.0)
     threads = [
         start_thread(f"outbox-relay{suffix}", lambda: run_on_notify(
             url, OUTBOX_CHANNEL, relay.publish_pending, stop, name=f"outbox-relay{suffix}"),
@@ -202,7 +205,11 @@ def main() -> int:
     pools = open_shard_pools(shards, settings.orchestrator_pool_size, "orchestrator")
     # The first shard's pool: the rows of no task (dead letters, the metrics' samples).
     pool = pools[shards.map.home]
-    store = ShardedEventStore(shards.map, pools, codec)
+    client_id = f"orchestrator-{settings.orchestrator_instance_id or os.getpid()}"
+    store = ShardedEventStore(shards.map, pools, codec,
+                              notify_outbox=not settings.outbox_direct_publish)
+    publisher = (OutboxPublisher(KafkaProducer(settings.kafka_bootstrap, f"{client_id}-outbox"),
+                                 pools) if settings.outbox_direct_publish else None)
     for shard_pool in pools.values():
         create_upcoming_partitions(shard_pool, settings)  # before the first append
     meter = metrics.get_meter("tasksaga.orchestrator")
@@ -210,13 +217,16 @@ def main() -> int:
                                 state_cache_bytes=settings.orchestrator_state_cache_bytes,
                                 step_metrics=StepMetrics(meter),
                                 workflows=WorkflowRuntime(
-                                    settings.orchestrator_workflow_cache_entries))
-    client_id = f"orchestrator-{settings.orchestrator_instance_id or os.getpid()}"
+                                    settings.orchestrator_workflow_cache_entries),
+                                publisher=publisher)
     dead_letters = KafkaProducer(settings.kafka_bootstrap, f"{client_id}-dlq")
 
     # Per shard: its outbox relay (a task's records are all on its shard: their order holds),
     # its maintenance and its projector. One timer loop visits every shard.
     threads = [start_thread("timers", lambda: run_timers(orchestrator, stop), stop)]
+    if publisher is not None:
+        threads.append(start_thread("outbox-settler", lambda: publisher.run_settler(stop),
+                                    stop))
     for shard in shards.map.shards:
         threads += per_shard_threads(settings, shard, shards.urls[shard], pools[shard],
                                      codec, client_id, len(pools) > 1, stop)

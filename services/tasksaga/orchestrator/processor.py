@@ -7,6 +7,7 @@ message is a no-op and nothing decided is lost or sent before it is durable.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
@@ -16,6 +17,7 @@ from psycopg import errors
 from tasksaga.adapters import faults, telemetry
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
 from tasksaga.adapters.kafka_bus import Unprocessable
+from tasksaga.adapters.outbox_publisher import OutboxPublisher
 from tasksaga.adapters.service_metrics import StepMetrics
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
@@ -25,10 +27,10 @@ from tasksaga.core.ports import (
     ConcurrencyConflict,
     EventStore,
     EventStoreTransaction,
-    OutboxRecord,
 )
 from tasksaga.core.registry import TaskRegistry, UnknownTaskType
 from tasksaga.core.state import TaskState
+from tasksaga.orchestrator.outbox_records import OutboxRecords
 from tasksaga.orchestrator.state_cache import StateCache
 from tasksaga.orchestrator.versioning import VersionRouter
 from tasksaga.workflow.definition import WorkflowDefinition
@@ -78,11 +80,11 @@ class _UnitOfWork:
         return set(self.versions)
 
     def lock(self, task_ids: list[str]) -> None:
-        """Lock streams in a fixed order, so two batches never wait on each other in a cycle."""
-        for task_id in sorted(set(task_ids) - set(self.versions)):
-            version = self.tx.lock_stream(task_id)
-            assert version is not None
-            self.versions[task_id] = version
+        """Lock streams in a fixed order, so two batches never wait on each other in a cycle
+        (a whole batch's in one round trip)."""
+        unlocked = set(task_ids) - set(self.versions)
+        if unlocked:
+            self.versions.update(self.tx.lock_streams(unlocked))
 
     def try_lock(self, task_id: str) -> bool:
         version = self.tx.lock_stream(task_id, wait=False)
@@ -114,17 +116,20 @@ class Orchestrator:
         state_cache_bytes: int | None = None,
         step_metrics: StepMetrics | None = None,
         workflows: WorkflowRuntime | None = None,
+        publisher: OutboxPublisher | None = None,
     ) -> None:
         self._registry = registry
         self._store = store
         self._codec = codec
-        self._topics = topics
+        self._records = OutboxRecords(registry, codec, topics)
         self._clock = clock
         self._random = random
         self._consumer = consumer_name
         self._cache = StateCache() if state_cache_bytes is None else StateCache(state_cache_bytes)
         self._metrics = step_metrics
         self.workflows = workflows or WorkflowRuntime()
+        self._publisher = publisher
+        self._publish_order = threading.Lock()
 
     # -- inbound messages ----------------------------------------------------------------------
 
@@ -154,13 +159,14 @@ class Orchestrator:
             else:
                 raise Unprocessable(
                     f"the orchestrator does not handle {type(payload).__name__}")
-        for shard, shard_beats in self._by_shard(beats, lambda b: b.task_id).items():
-            self._record_heartbeats(shard, shard_beats)
         # One transaction per shard: a task's inbox claim, events, outbox and timers are
         # written on its own shard. Should a later shard's fail, the caller handles the batch
         # again one by one, and what an earlier shard committed is then a redelivery (no-op).
-        for shard, shard_commands in self._by_shard(commands, lambda e: e.task_id).items():
-            self._handle_commands(shard, shard_commands)
+        beats_by_shard = self._by_shard(beats, lambda b: b.task_id)
+        commands_by_shard = self._by_shard(commands, lambda e: e.task_id)
+        for shard in dict.fromkeys([*beats_by_shard, *commands_by_shard]):
+            self._handle_commands(shard, beats_by_shard.get(shard, []),
+                                  commands_by_shard.get(shard, []))
 
     def _by_shard(self, items: Sequence[_Item], task_of: Callable[[_Item], str]
                   ) -> dict[str, list[_Item]]:
@@ -169,19 +175,25 @@ class Orchestrator:
             grouped.setdefault(self._store.shard_of(task_of(item)), []).append(item)
         return grouped
 
-    def _handle_commands(self, shard: str, commands: Sequence[Envelope]) -> None:
+    def _handle_commands(self, shard: str, beats: Sequence[msg.StepHeartbeat],
+                         commands: Sequence[Envelope]) -> None:
+        """A shard's part of a batch in one transaction: its heartbeats first (as they
+        arrived before the results that follow them), then its commands and results."""
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 with self._unit_of_work(shard) as work:
-                    work.lock([e.task_id for e in commands])
+                    work.lock([b.task_id for b in beats] + [e.task_id for e in commands])
+                    self._record_heartbeats(work, beats)
+                    claimed = work.tx.claim_messages(self._consumer,
+                                                     [e.message_id for e in commands])
                     for envelope in commands:
                         # Its own span, so the commands and events it causes continue the
                         # task's trace rather than the batch's.
                         with telemetry.message_span(envelope):
-                            if work.tx.claim_message(self._consumer, envelope.message_id):
+                            if envelope.message_id in claimed:
+                                claimed.discard(envelope.message_id)  # twice in one batch
                                 self._decide_and_write(work, envelope.payload,
                                                        envelope.message_id, envelope)
-                faults.hit("after_append_before_produce")  # chaos suite (R1); no-op unless armed
                 return
             except (ConcurrencyConflict, errors.DeadlockDetected) as conflict:
                 log.info("retrying after a concurrent append: %s", conflict)
@@ -189,13 +201,25 @@ class Orchestrator:
 
     @contextmanager
     def _unit_of_work(self, shard: str) -> Iterator[_UnitOfWork]:
-        with self._store.transaction(shard) as tx:
-            work = _UnitOfWork(tx, self._cache, self._clock)
+        transaction = self._store.transaction(shard)
+        work = _UnitOfWork(transaction.__enter__(), self._cache, self._clock)
+        try:
+            yield work
+        except BaseException as error:
+            self._cache.evict(work.touched)
+            if not transaction.__exit__(type(error), error, error.__traceback__):
+                raise
+        # Commit and publish under one lock: this process's transactions reach Kafka in the
+        # order they committed (the timer loop and the consumer loop may write one task).
+        with self._publish_order:
             try:
-                yield work
+                transaction.__exit__(None, None, None)  # writes what was kept, commits
             except BaseException:
                 self._cache.evict(work.touched)
                 raise
+            faults.hit("after_append_before_produce")  # chaos suite (R1); no-op unless armed
+            if self._publisher is not None:
+                self._publisher.publish(shard, work.tx.enqueued)
         self._cache.put_all(work.decided)  # only what committed
         self.workflows.keep(work.drivers)
         if self._metrics is not None and work.written:
@@ -278,7 +302,7 @@ class Orchestrator:
             # A parent waits for this child: tell it (its step fails), rather than leave it
             # waiting for a dead letter.
             log.error("child task %s not started: %s", message.task_id, error)
-            work.tx.enqueue([self._task_command_record(
+            work.tx.enqueue([self._records.task_command(
                 refusal, f"{message.task_id}:not-started", cause, work.now_ms(),
                 telemetry.inject_headers())])
             return
@@ -316,82 +340,33 @@ class Orchestrator:
             )
             for version, event in enumerate(decision.events, start=before.version + 1)
         ]
-        tx.append(after.task_id, before.version, envelopes)
+        encoded = [self._codec.encode(envelope) for envelope in envelopes]  # once: log and Kafka
+        tx.append(after.task_id, before.version, envelopes, encoded)
         faults.hit("after_append_before_commit")  # chaos suite (R1); no-op unless armed
         headers = telemetry.inject_headers()
-        key = after.task_id.encode()
-        records = [
-            OutboxRecord(self._topics.task_events, key, self._codec.encode(e), headers)
-            for e in envelopes
-        ]
         last_event_id = envelopes[-1].message_id if envelopes else cause
-        for index, command in enumerate(decision.commands):
-            message_id = f"{after.task_id}:{after.version}:cmd{index}"
-            if isinstance(command, msg.TaskToTask):
-                records.append(self._task_command_record(command, message_id, last_event_id,
-                                                         now, headers))
-                continue
-            topic = (
-                self._topics.step_cancellations
-                if isinstance(command, msg.CancelStep)
-                else self._topics.step_commands(
-                    command.queue, self._requirements(after, command.step))
-            )
-            envelope = Envelope(
-                payload=command,
-                message_id=message_id,
-                task_id=after.task_id,
-                correlation_id=after.task_id,
-                causation_id=last_event_id,
-                occurred_at_ms=now,
-                task_type=after.task_type,
-                version=after.version,
-            )
-            # Keyed by task and step, so members of a parallel group spread over partitions
-            # (and workers); a task's results still come back keyed by the task alone.
-            command_key = f"{after.task_id}:{command.step}".encode()
-            records.append(
-                OutboxRecord(topic, command_key, self._codec.encode(envelope), headers))
-        tx.enqueue(records)
+        tx.enqueue([*self._records.events(after, envelopes, encoded, headers),
+                    *self._records.commands(after, decision.commands, last_event_id, now,
+                                            headers)])
         tx.schedule(after.task_type, decision.timers)
         for timer in decision.unscheduled:  # after scheduling: the decision's last word
             tx.delete_timer(timer)
 
-    def _requirements(self, state: TaskState, step: str) -> frozenset[str]:
-        """The capabilities the step's worker must have, from the task's definition version
-        (routing by Kafka: its commands go to the topic only capable workers consume)."""
-        try:
-            definition = self._registry.get(state.task_type, state.definition_version)
-        except UnknownTaskType:
-            return frozenset()
-        return definition.get_step(step).requires if definition.has_step(step) else frozenset()
-
-    def _task_command_record(self, command: msg.TaskToTask, message_id: str, cause: str,
-                             now: int, headers: list[tuple[str, bytes]]) -> OutboxRecord:
-        """A command for another task (a child, a parent, a downstream): on task-commands,
-        keyed and addressed by that task, so its own orchestrator decides it."""
-        envelope = Envelope(
-            payload=command, message_id=message_id, task_id=command.task_id,
-            correlation_id=command.task_id, causation_id=cause, occurred_at_ms=now,
-            task_type=command.task_type if isinstance(command, msg.SubmitTask) else "")
-        return OutboxRecord(self._topics.task_commands, command.task_id.encode(),
-                            self._codec.encode(envelope), headers)
-
-    def _record_heartbeats(self, shard: str, beats: Sequence[msg.StepHeartbeat]) -> None:
+    def _record_heartbeats(self, work: _UnitOfWork, beats: Sequence[msg.StepHeartbeat]
+                           ) -> None:
         """Heartbeats (a start report for every step) move the steps' deadlines and record
-        progress, a batch's in one transaction. They are not events: no inbox record, and a
-        lost or repeated heartbeat changes nothing."""
-        with self._unit_of_work(shard) as work:
-            for beat in beats:
-                state = work.load(beat.task_id)
-                try:  # the task's own version; a parked task's beats change nothing
-                    definition = self._registry.get(state.task_type, state.definition_version)
-                except UnknownTaskType:
-                    continue
-                if not state.task_type or not definition.has_step(beat.step):
-                    continue
-                decision = decide(definition, state, beat, work.now_ms(), self._random)
-                work.tx.schedule(state.task_type, decision.timers)
-                if beat.progress is not None or beat.message is not None:  # not a bare start
-                    work.tx.record_progress(beat.task_id, beat.step, beat.attempt,
-                                            beat.progress, beat.message)
+        progress. They are not events: no inbox record, and a lost or repeated heartbeat
+        changes nothing."""
+        for beat in beats:
+            state = work.load(beat.task_id)
+            try:  # the task's own version; a parked task's beats change nothing
+                definition = self._registry.get(state.task_type, state.definition_version)
+            except UnknownTaskType:
+                continue
+            if not state.task_type or not definition.has_step(beat.step):
+                continue
+            decision = decide(definition, state, beat, work.now_ms(), self._random)
+            work.tx.schedule(state.task_type, decision.timers)
+            if beat.progress is not None or beat.message is not None:  # not a bare start
+                work.tx.record_progress(beat.task_id, beat.step, beat.attempt,
+                                        beat.progress, beat.message)

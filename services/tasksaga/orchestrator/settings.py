@@ -37,6 +37,11 @@ class OrchestratorSettings(CommonSettings):
     def _valid_period(cls, value: str) -> str:
         PartitionPeriod.parse(value)  # a clear message at start, not at the first maintenance
         return value
+    # Outbox: the orchestrator sends its records right after each commit (and deletes their
+    # rows once acknowledged); its relay sweeps rows older than the sweep age, which only a
+    # failed send or a crash leaves. False: the relay alone publishes (woken by NOTIFY).
+    outbox_direct_publish: bool = True
+    outbox_sweep_age_s: float = Field(default=5.0, ge=0)
     # Consumer lag watch (every group of this deployment): alert once a group's oldest
     # unconsumed record is older than this fraction of its topic's retention.
     lag_watch_interval_s: float = Field(default=30.0, gt=0)

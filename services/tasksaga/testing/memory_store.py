@@ -9,7 +9,7 @@ amount to for a single process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -38,11 +38,13 @@ class _Tables:
     outbox: list[OutboxRecord] = field(default_factory=list)
     timers: dict[TimerKey, tuple[int, str]] = field(default_factory=dict)  # fire at, task type
     progress: dict[tuple[str, str], Progress] = field(default_factory=dict)
+    outbox_ids: int = 0  # the last outbox row id handed out
 
     def copy(self) -> _Tables:
         # Streams are replaced, never appended to in place, so sharing their lists is safe.
         return _Tables(dict(self.streams), set(self.event_ids), set(self.processed),
-                       list(self.outbox), dict(self.timers), dict(self.progress))
+                       list(self.outbox), dict(self.timers), dict(self.progress),
+                       self.outbox_ids)
 
 
 class InMemoryTransaction:
@@ -51,6 +53,7 @@ class InMemoryTransaction:
         self._clock = clock
         self._shards = shards
         self._shard = shard
+        self.enqueued: list[tuple[int, OutboxRecord]] = []
 
     def _check(self, task_id: str) -> None:
         self._shards.check(self._shard, task_id)
@@ -66,6 +69,17 @@ class InMemoryTransaction:
         # The whole store is this transaction's until it ends: the lock is always ours.
         return len(self._t.streams.get(task_id, ()))
 
+    def claim_messages(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        return {m for m in dict.fromkeys(message_ids) if self.claim_message(consumer, m)}
+
+    def lock_streams(self, task_ids: Iterable[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for task_id in sorted(set(task_ids)):
+            version = self.lock_stream(task_id)
+            assert version is not None  # the whole store is this transaction's
+            found[task_id] = version
+        return found
+
     def load_events(self, task_id: str) -> list[Envelope]:
         self._check(task_id)
         return list(self._t.streams.get(task_id, ()))
@@ -78,8 +92,8 @@ class InMemoryTransaction:
         return state
 
     def append(self, task_id: str, expected_version: int,
-               envelopes: Sequence[Envelope]) -> None:
-        self._check(task_id)
+               envelopes: Sequence[Envelope], encoded: Sequence[bytes] | None = None) -> None:
+        self._check(task_id)  # it keeps envelopes, not bytes: ``encoded`` is not needed
         for offset, envelope in enumerate(envelopes, start=1):
             if envelope.version != expected_version + offset:
                 raise ValueError("event versions must follow the expected version without gaps")
@@ -97,6 +111,9 @@ class InMemoryTransaction:
 
     def enqueue(self, records: Sequence[OutboxRecord]) -> None:
         self._t.outbox.extend(records)
+        for record in records:
+            self._t.outbox_ids += 1
+            self.enqueued.append((self._t.outbox_ids, record))
 
     def schedule(self, task_type: str, timers: Sequence[msg.ScheduleTimer]) -> None:
         for scheduled in timers:

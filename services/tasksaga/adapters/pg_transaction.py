@@ -1,0 +1,352 @@
+"""One event-store transaction on Postgres, its writes set-based and sent behind.
+
+Appends, outbox records, timers and progress are kept in memory as they are decided and
+written at commit (or before the next read that could see them) in one statement per table,
+all in one pipeline: one round trip for a whole batch of messages rather than one per
+statement per message. Claims and stream locks of a batch are one pipelined round trip too.
+Nothing changes for the reader: a load sees this transaction's own appends, a conflict still
+aborts the whole transaction (raised at the latest when it commits), and what commits is
+exactly what was decided, in the order it was decided.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg import errors
+
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.kafka_bus import Unprocessable
+from tasksaga.adapters.wire import Envelope
+from tasksaga.core import messages as msg
+from tasksaga.core.ports import ConcurrencyConflict, OutboxRecord
+from tasksaga.core.shards import DEFAULT_SHARD, ShardMap
+from tasksaga.core.state import TaskState, fold
+
+OUTBOX_CHANNEL = "tasksaga_outbox"
+EVENTS_CHANNEL = "tasksaga_events"
+DATABASE_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+# One stream's rows: the stream id twice, so the planner prunes to its partition at run time.
+_ONE_STREAM = ("stream_id = %s AND stream_opened_at ="
+               " (SELECT opened_at FROM streams WHERE stream_id = %s)")
+# The unique constraints an append that lost a race violates: the stream's opening, or
+# (stream, version) and (message id) in the stream's partition (named after the partition).
+_STREAM_UNIQUE = ("streams_pkey", "_stream_id_version_stream_opened_at_key",
+                  "_message_id_stream_opened_at_key", "events_stream_version",
+                  "events_message_id_key")
+_EVENT_COLUMNS = "stream_id, stream_opened_at, version, event_type, message_id, payload"
+_EVENT_ROWS = ("unnest(%s::text[], %s::int[], %s::text[], %s::text[], %s::bytea[])"
+               " AS u(stream_id, version, event_type, message_id, payload)")
+# Streams opened by this batch: their rows in `streams` fix the partition of every later
+# event (018); the events of all of them, and of every other stream, in one statement each.
+# One statement per table also lets the projection trigger (008) queue each stream once.
+_APPEND_OPENINGS = (
+    "WITH opened AS (INSERT INTO streams (stream_id, opened_at)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[]) RETURNING stream_id, opened_at)"
+    f" INSERT INTO events ({_EVENT_COLUMNS}) SELECT o.stream_id, o.opened_at, u.version,"
+    f" u.event_type, u.message_id, u.payload FROM {_EVENT_ROWS} JOIN opened o USING (stream_id)"
+)
+_APPEND = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT s.stream_id, s.opened_at, u.version,"
+    f" u.event_type, u.message_id, u.payload FROM {_EVENT_ROWS} JOIN streams s USING (stream_id)"
+)
+_ENQUEUE = ("INSERT INTO outbox (topic, key, value, headers)"
+            " SELECT u.topic, u.key, u.value, u.headers::jsonb"
+            " FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::text[])"
+            " WITH ORDINALITY AS u(topic, key, value, headers, n) ORDER BY u.n RETURNING id")
+_SCHEDULE = ("INSERT INTO timers (task_id, kind, step, attempt, fire_at_ms, task_type)"
+             " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[],"
+             " %s::text[]) ON CONFLICT (task_id, kind, step, attempt)"
+             " DO UPDATE SET fire_at_ms = EXCLUDED.fire_at_ms")
+_UNSCHEDULE = ("DELETE FROM timers t USING unnest(%s::text[], %s::text[], %s::text[], %s::int[])"
+               " AS u(task_id, kind, step, attempt) WHERE (t.task_id, t.kind, t.step, t.attempt)"
+               " = (u.task_id, u.kind, u.step, u.attempt)")
+_PROGRESS = ("INSERT INTO step_progress (task_id, step, attempt, progress, message)"
+             " SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::float8[], %s::text[])"
+             " ON CONFLICT (task_id, step) DO UPDATE SET attempt = EXCLUDED.attempt,"
+             " progress = EXCLUDED.progress, message = EXCLUDED.message, reported_at = now()")
+_CLAIM = ("INSERT INTO processed_messages (consumer, message_id)"
+          " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING message_id")
+# Locks in the order given (sorted by the caller: no two batches wait on each other in a
+# cycle). Versions are read by the next statement: under READ COMMITTED a statement sees the
+# snapshot of its own start, so one that waited for a lock would miss what the previous
+# holder committed meanwhile; a pipelined second statement starts after the locks are held.
+_LOCK = ("SELECT count(pg_advisory_xact_lock(hashtextextended(t, 0))::text)"
+         " FROM unnest(%s::text[]) t")
+_VERSIONS = (
+    "SELECT u.t, coalesce(v.version, 0), v.version IS NULL AND EXISTS"
+    " (SELECT 1 FROM archived_tasks a WHERE a.task_id = u.t)"
+    " FROM unnest(%s::text[]) u(t) LEFT JOIN streams s ON s.stream_id = u.t"
+    " LEFT JOIN LATERAL (SELECT max(e.version) AS version FROM events e"
+    "  WHERE e.stream_id = u.t AND e.stream_opened_at = s.opened_at) v ON true"
+)
+
+TimerKey = tuple[str, str, str, int]  # (task id, kind, step, attempt)
+
+
+class StreamArchived(Unprocessable):
+    """A message for a task whose stream was archived: it goes to the dead-letter topic with
+    this reason (the retention age is far beyond any redelivery, so this is a stray)."""
+
+
+@dataclass(frozen=True)
+class _EventRow:
+    task_id: str
+    version: int
+    event_type: str
+    message_id: str
+    payload: bytes
+    opened_at: datetime | None  # set on the append that opens the stream
+
+
+class StoreTransaction:
+    def __init__(self, conn: psycopg.Connection, codec: AvroCodec,
+                 shards: ShardMap | None = None, shard: str = DEFAULT_SHARD,
+                 notify_outbox: bool = True) -> None:
+        self._conn = conn
+        self._codec = codec
+        self._shards = shards if shards is not None else ShardMap.single()
+        self._shard = shard
+        self._events: list[_EventRow] = []
+        self._outbox: list[OutboxRecord] = []
+        # The last word on each timer: (fire at, task type) to schedule, None to delete.
+        self._timers: dict[TimerKey, tuple[int, str] | None] = {}
+        self._progress: dict[tuple[str, str], tuple[int, float | None, str | None]] = {}
+        # The outbox records written, with their row ids (in enqueue order): published at
+        # once after the commit by an OutboxPublisher, if the caller has one.
+        self.enqueued: list[tuple[int, OutboxRecord]] = []
+        self._notify_outbox = notify_outbox
+
+    def _check(self, task_id: str) -> None:
+        """A task of another shard written here would be lost to its own shard (WrongShard)."""
+        self._shards.check(self._shard, task_id)
+
+    # -- the inbox and the locks -----------------------------------------------------------------
+
+    def claim_message(self, consumer: str, message_id: str) -> bool:
+        """Record the message as processed; False when it already was (a redelivery)."""
+        return message_id in self.claim_messages(consumer, [message_id])
+
+    def claim_messages(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        """Claim many in one statement; the ids claimed now (not processed before)."""
+        if not message_ids:
+            return set()
+        rows = self._conn.execute(_CLAIM, (consumer, list(dict.fromkeys(message_ids))))
+        return {row[0] for row in rows.fetchall()}
+
+    def lock_stream(self, task_id: str, wait: bool = True) -> int | None:
+        """Serialise writers of one task for this transaction; returns the stream's version
+        (None when ``wait`` is False and another transaction holds the lock).
+
+        Without it, a writer that read the stream just before another committed could decide
+        on a stale state; a decision with events would then conflict on (stream, version),
+        but one without events (a result it wrongly thought stale) would be lost.
+        """
+        if wait:
+            return self.lock_streams([task_id])[task_id]
+        self._check(task_id)
+        self.flush()
+        locked = self._conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (task_id,)).fetchone()
+        if not locked or not locked[0]:
+            return None
+        return self._versions([task_id])[task_id]
+
+    def lock_streams(self, task_ids: Iterable[str]) -> dict[str, int]:
+        """Lock every stream (in sorted order) and read their versions: one round trip."""
+        ordered = sorted(set(task_ids))
+        for task_id in ordered:
+            self._check(task_id)
+        if not ordered:
+            return {}
+        self.flush()
+        with self._conn.pipeline():
+            self._conn.execute(_LOCK, (ordered,))
+            versions = self._conn.execute(_VERSIONS, (ordered,))
+        return self._read_versions(versions.fetchall())
+
+    def _versions(self, task_ids: list[str]) -> dict[str, int]:
+        return self._read_versions(self._conn.execute(_VERSIONS, (task_ids,)).fetchall())
+
+    @staticmethod
+    def _read_versions(rows: list[tuple[str, int, bool]]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for task_id, version, archived in rows:
+            if archived:
+                raise StreamArchived(
+                    f"task {task_id} is archived (its events left the log after the retention "
+                    "age); a message for it can no longer be applied")
+            found[task_id] = int(version)
+        return found
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def load_events(self, task_id: str) -> list[Envelope]:
+        self._check(task_id)
+        self.flush()
+        rows = self._conn.execute(
+            f"SELECT payload FROM events WHERE {_ONE_STREAM} ORDER BY version",
+            (task_id, task_id),
+        ).fetchall()
+        return [self._codec.decode(bytes(row[0])) for row in rows]
+
+    def load_state(self, task_id: str) -> TaskState:
+        return fold([envelope.payload for envelope in self.load_events(task_id)])
+
+    def database_now_ms(self) -> int:
+        """The database server's clock: the one clock every orchestrator's timers use."""
+        row = self._conn.execute(f"SELECT {DATABASE_NOW_MS}").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def claim_due_timers(
+        self, now_ms: int, limit: int, task_types: Sequence[str]
+    ) -> list[msg.TimerFired]:
+        """Due timers of these task types, locked by this transaction; other orchestrators
+        skip them."""
+        self.flush()
+        rows = self._conn.execute(
+            "SELECT task_id, kind, step, attempt FROM timers"
+            " WHERE fire_at_ms <= %s AND task_type = ANY(%s)"
+            " ORDER BY fire_at_ms LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now_ms, list(task_types), limit),
+        ).fetchall()
+        return [msg.TimerFired(r[0], msg.TimerKind(r[1]), r[2], r[3]) for r in rows]
+
+    # -- writes, kept until flush ----------------------------------------------------------------
+
+    def append(self, task_id: str, expected_version: int, envelopes: Sequence[Envelope],
+               encoded: Sequence[bytes] | None = None) -> None:
+        self._check(task_id)
+        if encoded is not None and len(encoded) != len(envelopes):
+            raise ValueError("append got a different number of encoded values than envelopes")
+        for offset, envelope in enumerate(envelopes, start=1):
+            if envelope.version != expected_version + offset:
+                raise ValueError("event versions must follow the expected version without gaps")
+        # Events go to the partition of the time the stream was opened (018): fixed in
+        # `streams` by version 1, copied to every later event.
+        opened_at = (datetime.fromtimestamp(envelopes[0].occurred_at_ms / 1000, UTC)
+                     if envelopes and expected_version == 0 else None)
+        for index, envelope in enumerate(envelopes):
+            self._events.append(_EventRow(
+                task_id, envelope.version, type(envelope.payload).__name__, envelope.message_id,
+                self._codec.encode(envelope) if encoded is None else encoded[index],
+                opened_at if index == 0 else None))
+
+    def enqueue(self, records: Sequence[OutboxRecord]) -> None:
+        self._outbox.extend(records)
+
+    def schedule(self, task_type: str, timers: Sequence[msg.ScheduleTimer]) -> None:
+        for scheduled in timers:
+            self._check(scheduled.timer.task_id)
+        for scheduled in timers:
+            self._timers[_key(scheduled.timer)] = (scheduled.fire_at_ms, task_type)
+
+    def delete_timer(self, timer: msg.TimerFired) -> None:
+        self._check(timer.task_id)
+        self._timers[_key(timer)] = None
+
+    def postpone_timer(self, timer: msg.TimerFired, fire_at_ms: int) -> None:
+        self._check(timer.task_id)
+        self.flush()  # moves the row only if it exists: not a schedule
+        self._conn.execute(
+            "UPDATE timers SET fire_at_ms = %s"
+            " WHERE task_id = %s AND kind = %s AND step = %s AND attempt = %s",
+            (fire_at_ms, timer.task_id, timer.kind.value, timer.step, timer.attempt),
+        )
+
+    def record_progress(
+        self, task_id: str, step: str, attempt: int, progress: float | None, message: str | None
+    ) -> None:
+        self._check(task_id)
+        self._progress[(task_id, step)] = (attempt, progress, message)
+
+    def flush(self) -> None:
+        """Write what was kept, one statement per table, in one round trip. A stream that
+        moved on meanwhile raises ConcurrencyConflict (the transaction is then aborted)."""
+        if not (self._events or self._outbox or self._timers or self._progress):
+            return
+        events, outbox, timers, progress = self._events, self._outbox, self._timers, \
+            self._progress
+        self._events, self._outbox, self._timers, self._progress = [], [], {}, {}
+        try:
+            with self._conn.pipeline():
+                appended = self._write_events(events)
+                ids = self._write_outbox(outbox)
+                self._write_timers(timers)
+                self._write_progress(progress)
+        except errors.UniqueViolation as error:
+            if (error.diag.constraint_name or "").endswith(_STREAM_UNIQUE):
+                streams = sorted({row.task_id for row in events})
+                raise ConcurrencyConflict(
+                    f"a stream moved past the version it was decided at: {', '.join(streams)}"
+                ) from error
+            raise
+        if sum(cursor.rowcount for cursor in appended) != len(events):
+            missing = sorted({r.task_id for r in events if r.opened_at is None})
+            raise ConcurrencyConflict(f"no stream to append to (never opened): "
+                                      f"{', '.join(missing)}")
+        if ids is not None:
+            self.enqueued.extend(zip((row[0] for row in ids.fetchall()), outbox, strict=True))
+
+    def _write_events(self, rows: list[_EventRow]) -> list[psycopg.Cursor[tuple[object, ...]]]:
+        if not rows:
+            return []
+        opening = {r.task_id for r in rows if r.opened_at is not None}
+        first = [r for r in rows if r.task_id in opening]
+        rest = [r for r in rows if r.task_id not in opening]
+        cursors = []
+        if first:
+            opened = [(r.task_id, r.opened_at) for r in first if r.opened_at is not None]
+            cursors.append(self._conn.execute(_APPEND_OPENINGS, (
+                [o[0] for o in opened], [o[1] for o in opened], *_event_columns(first))))
+        if rest:
+            cursors.append(self._conn.execute(_APPEND, _event_columns(rest)))
+        self._conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
+        return cursors
+
+    def _write_outbox(self, records: list[OutboxRecord]
+                      ) -> psycopg.Cursor[tuple[int]] | None:
+        if not records:
+            return None
+        cursor = self._conn.cursor()
+        cursor.execute(_ENQUEUE, (
+            [r.topic for r in records], [r.key for r in records], [r.value for r in records],
+            [json.dumps([[k, v.decode("latin-1")] for k, v in r.headers]) for r in records]))
+        if self._notify_outbox:  # wakes the relay; not needed when a publisher sends them
+            self._conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        return cursor
+
+    def _write_timers(self, timers: dict[TimerKey, tuple[int, str] | None]) -> None:
+        scheduled = [(key, value) for key, value in timers.items() if value is not None]
+        deleted = [key for key, value in timers.items() if value is None]
+        if scheduled:
+            self._conn.execute(_SCHEDULE, (
+                *(list(column) for column in zip(*(key for key, _ in scheduled), strict=True)),
+                [value[0] for _, value in scheduled], [value[1] for _, value in scheduled]))
+        if deleted:
+            self._conn.execute(_UNSCHEDULE, tuple(
+                list(column) for column in zip(*deleted, strict=True)))
+
+    def _write_progress(self, progress: dict[tuple[str, str],
+                                             tuple[int, float | None, str | None]]) -> None:
+        if not progress:
+            return
+        self._conn.execute(_PROGRESS, (
+            [task for task, _ in progress], [step for _, step in progress],
+            [v[0] for v in progress.values()], [v[1] for v in progress.values()],
+            [v[2] for v in progress.values()]))
+
+
+def _key(timer: msg.TimerFired) -> TimerKey:
+    return (timer.task_id, timer.kind.value, timer.step, timer.attempt)
+
+
+def _event_columns(rows: list[_EventRow]) -> tuple[list[object], ...]:
+    return ([r.task_id for r in rows], [r.version for r in rows], [r.event_type for r in rows],
+            [r.message_id for r in rows], [r.payload for r in rows])
