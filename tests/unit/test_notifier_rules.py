@@ -341,3 +341,20 @@ def test_a_record_that_is_not_a_task_event_is_refused_for_the_dead_letter_topic(
     action = rules.plan(Envelope(payload=command, message_id="m", task_id="t1",
                                  correlation_id="t1", causation_id=None, occurred_at_ms=0))
     assert isinstance(action, rules.Refuse) and "CancelTask" in action.reason
+
+
+# -- records skipped by their headers -------------------------------------------------------------
+
+
+def test_a_record_of_a_task_without_callback_or_of_an_internal_event_is_skipped_undecoded(
+) -> None:
+    assert rules.nothing_to_do({"tasksaga-callback": b"0", "tasksaga-event-type": b"TaskCompleted"})
+    assert rules.nothing_to_do({"tasksaga-callback": b"1",
+                                "tasksaga-event-type": b"StepDispatched"})
+    for acted_on in (b"TaskSubmitted", b"TaskCompleted", b"StepCompleted", b"StepCompensated",
+                     b"WorkflowDiverged"):
+        assert not rules.nothing_to_do({"tasksaga-callback": b"1",
+                                        "tasksaga-event-type": acted_on})
+    # Records written before the headers existed carry neither: they are decoded.
+    assert not rules.nothing_to_do({})
+    assert not rules.nothing_to_do({"traceparent": b"00-abc"})

@@ -83,8 +83,13 @@ class ConsumerLoop:
         now_ms: Callable[[], int],
         batch_handler: BatchHandler | None = None,
         batch_size: int = 200,
+        skip: Callable[[Message], bool] | None = None,
     ) -> None:
         self.settings = settings
+        # Records this consumer has nothing to do for, told by their headers: their offsets
+        # are stored without decoding or handling them.
+        self._skip = skip
+        self.skipped = 0
         self._batch_handler = batch_handler
         self._batch_size = batch_size
         self._codec = codec
@@ -182,6 +187,9 @@ class ConsumerLoop:
             if error is not None:
                 self._on_error(error)
                 continue
+            if self._skip is not None and self._skip(message):
+                self.skipped += 1
+                continue
             try:
                 decoded.append((message, self._codec.decode(message.value())))
             except DecodeError as decode_error:
@@ -238,7 +246,10 @@ class ConsumerLoop:
         log.warning("consumer error: %s", error)
 
     def process(self, message: Message) -> None:
-        if self.handle(message):
+        if self._skip is not None and self._skip(message):
+            self.skipped += 1
+            self.store_offset(message)
+        elif self.handle(message):
             self.store_offset(message)
 
     def handle(self, message: Message) -> bool:

@@ -16,7 +16,8 @@ from tasksaga.core import messages as msg
 from tasksaga.core.capabilities import capability_suffix
 from tasksaga.core.envelope import Envelope
 
-__all__ = ["MESSAGE_SCHEMAS", "DeadLetter", "Envelope", "Topics", "WebhookDelivery"]
+__all__ = ["CALLBACK_HEADER", "EVENT_TYPE_HEADER", "MESSAGE_SCHEMAS", "DeadLetter", "Envelope",
+           "Topics", "WebhookDelivery"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class WebhookDelivery:
     outcome: str  # "delivered", "retrying" or "gave_up"
     error: str | None
     delivered_at_ms: int
+
+
+# Headers of task-events records, so a consumer can skip one without decoding it: the event's
+# type name, and b"1" / b"0" for whether its task has a callback URL (records written before
+# these headers existed have neither: decode them).
+EVENT_TYPE_HEADER = "tasksaga-event-type"
+CALLBACK_HEADER = "tasksaga-callback"
 
 
 # Each Kafka record schema: its name, and the payload types its union holds, in order.

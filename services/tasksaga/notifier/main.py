@@ -12,6 +12,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from confluent_kafka import Message
+
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms, random_fraction
@@ -30,6 +32,7 @@ from tasksaga.adapters.topics import ensure_service_topics
 from tasksaga.adapters.url_guard import UrlGuard
 from tasksaga.adapters.wire import Topics
 from tasksaga.config import configure_logging
+from tasksaga.notifier import rules
 from tasksaga.notifier.consumer import NotificationConsumer
 from tasksaga.notifier.pinned_http import PinnedPoster
 from tasksaga.notifier.sender import Limits, Sender
@@ -102,6 +105,7 @@ def run(
             producer,
             stop,
             clock,
+            skip=lambda message: rules.nothing_to_do(_headers(message)),
         ).run()
     finally:
         # Also reached when the consumer fails: the senders must not outlive it unnoticed.
@@ -117,6 +121,12 @@ def run(
         except Exception as error:  # delivery records are best effort (see sender._publish)
             log.warning("unflushed delivery records at shutdown: %s", error)
         pool.close()
+
+
+def _headers(message: Message) -> dict[str, bytes]:
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {name: value for name, value in pairs if isinstance(value, bytes)}
 
 
 def _run_closing(target: Callable[[], None], close: Callable[[], None]) -> Callable[[], None]:

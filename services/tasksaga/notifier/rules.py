@@ -31,13 +31,14 @@ where it does not apply — receivers can rely on the shape):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from tasksaga.adapters.wire import Envelope
+from tasksaga.adapters.wire import CALLBACK_HEADER, EVENT_TYPE_HEADER, Envelope
 from tasksaga.core import events as ev
 from tasksaga.core.retry import Backoff, RetryPolicy
 from tasksaga.core.state import TaskStatus
@@ -77,6 +78,20 @@ def is_notifiable(event: object) -> bool:
 def status_after(event: object) -> TaskStatus | None:
     """The task's status once ``event`` happened, for notifiable events; else None."""
     return TERMINAL_STATUS.get(type(event)) or PROGRESS_STATUS.get(type(event))
+
+
+_ACTED_ON = frozenset([ev.TaskSubmitted.__name__, *(t.__name__ for t in TERMINAL_STATUS),
+                       *(t.__name__ for t in PROGRESS_STATUS)])
+
+
+def nothing_to_do(headers: Mapping[str, bytes]) -> bool:
+    """True when a task-events record's headers (adapters/wire.py) show there is nothing to
+    do for it: its task has no callback URL, or its event is neither a submission nor
+    notifiable. Records without those headers (written before them) are decoded."""
+    if headers.get(CALLBACK_HEADER) == b"0":
+        return True
+    event_type = headers.get(EVENT_TYPE_HEADER)
+    return event_type is not None and event_type.decode("utf-8", "replace") not in _ACTED_ON
 
 
 def valid_callback_url(url: str) -> bool:
