@@ -78,6 +78,7 @@ class OursSystem:
         stack_pids: dict[str, int] | None = None,
         extra_env: dict[str, str] | None = None,
         event_store_urls: list[str] | None = None,
+        separate_projector: bool = True,
     ) -> None:
         self.workload = workload
         self.tracker = tracker
@@ -99,9 +100,13 @@ class OursSystem:
             TASKSAGA_WORKER_CONCURRENCY=str(worker_concurrency),
             TASKSAGA_LOG_LEVEL="WARNING",
             PYTHONPATH=os.pathsep.join([str(REPO / "tools"), str(REPO)]),
+            # The projections in a process of their own (tasksaga-projector), as deployed
+            # under load: the orchestrator's hot path does not share its interpreter.
+            TASKSAGA_ORCHESTRATOR_RUN_PROJECTOR=str(not separate_projector).lower(),
             **(extra_env or {}),
         )
         self.services = ServiceProcesses(env, log_dir / self.prefix, api_port)
+        self.separate_projector = separate_projector
         self.outcomes: dict[str, str] = {}
         self.partitions: dict[str, int] = {}  # task id -> partition, from delivery reports
         self.events_seen = 0
@@ -118,7 +123,8 @@ class OursSystem:
         create_durable_topics(self.bootstrap, all_topic_names(self.topics, ["bench"]))
         for index in range(self.orchestrators):
             self.start_orchestrator(index)
-        for name in ("worker", "notifier", "api"):
+        for name in ("worker", "notifier", "api", *(("projector",) if self.separate_projector
+                                                     else ())):
             self.services.start(name)
         self.services.wait_until_ready()
         self._producer = Producer(producer_config(self.bootstrap, f"{self.prefix}-generator"))
