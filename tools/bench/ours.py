@@ -78,6 +78,8 @@ class OursSystem:
         stack_pids: dict[str, int] | None = None,
         extra_env: dict[str, str] | None = None,
         event_store_urls: list[str] | None = None,
+        workers: int = 1,
+        request_fields: Callable[[TaskRecord], dict[str, Any]] | None = None,
     ) -> None:
         self.workload = workload
         self.tracker = tracker
@@ -89,20 +91,23 @@ class OursSystem:
         self.bootstrap = stack_env["TASKSAGA_KAFKA_BOOTSTRAP"]
         self.codec = AvroCodec(cipher=local_payload_cipher())  # the services encrypt payloads
         self.orchestrators = orchestrators
+        self.workers = workers  # worker processes in the one worker group of queue "bench"
+        # Request fields a shape adds to the common ones (bench/extra_tasks.py's requests).
+        self.request_fields = request_fields
         self.stack_pids = stack_pids or {}
-        env = service_env(
-            stack_env, api_port,
-            TASKSAGA_DATABASE_URL=db_url,
-            TASKSAGA_TOPIC_PREFIX=self.prefix,
-            TASKSAGA_TOPIC_PARTITIONS=str(TOPIC_PARTITIONS),
-            TASKSAGA_TASK_MODULES="bench.bench_tasks",
-            TASKSAGA_WORKER_CONCURRENCY=str(worker_concurrency),
-            TASKSAGA_LOG_LEVEL="WARNING",
-            PYTHONPATH=os.pathsep.join([str(REPO / "tools"), str(REPO)]),
-            **(extra_env or {}),
-        )
+        env = service_env(stack_env, api_port, **{
+            "TASKSAGA_DATABASE_URL": db_url,
+            "TASKSAGA_TOPIC_PREFIX": self.prefix,
+            "TASKSAGA_TOPIC_PARTITIONS": str(TOPIC_PARTITIONS),
+            "TASKSAGA_TASK_MODULES": "bench.bench_tasks",
+            "TASKSAGA_WORKER_CONCURRENCY": str(worker_concurrency),
+            "TASKSAGA_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "tools"), str(REPO)]),
+            **(extra_env or {}),  # may replace any of the above (TASKSAGA_TASK_MODULES)
+        })
         self.services = ServiceProcesses(env, log_dir / self.prefix, api_port)
         self.outcomes: dict[str, str] = {}
+        self.responses: dict[str, str] = {}  # task id -> TaskCompleted.response_json
         self.partitions: dict[str, int] = {}  # task id -> partition, from delivery reports
         self.events_seen = 0
         self._stop = threading.Event()
@@ -118,7 +123,9 @@ class OursSystem:
         create_durable_topics(self.bootstrap, all_topic_names(self.topics, ["bench"]))
         for index in range(self.orchestrators):
             self.start_orchestrator(index)
-        for name in ("worker", "notifier", "api"):
+        for index in range(self.workers):
+            self.services.start("worker" if index == 0 else f"worker#{index}")
+        for name in ("notifier", "api"):
             self.services.start(name)
         self.services.wait_until_ready()
         self._producer = Producer(producer_config(self.bootstrap, f"{self.prefix}-generator"))
@@ -151,8 +158,9 @@ class OursSystem:
 
     def submit(self, record: TaskRecord) -> None:
         assert self._producer is not None
+        fields = self.request_fields(record) if self.request_fields else {}
         request = json.dumps({"payload": payload(hash(record.task_id)),
-                              "fail_last": record.fail})
+                              "fail_last": record.fail, **fields})
         now = int(time.time() * 1000)
         command = msg.SubmitTask(
             task_id=record.task_id, task_type=self.workload.task_type, request_json=request,
@@ -219,6 +227,7 @@ class OursSystem:
         outcome = type(payload_).__name__
         dispatch: list[float] = []
         if isinstance(payload_, ev.TaskCompleted):
+            self.responses[event.task_id] = payload_.response_json
             times = json.loads(payload_.response_json)["steps"]
             dispatch = dispatch_latencies(self.workload.stages, times)
         self.outcomes[event.task_id] = outcome
@@ -272,13 +281,17 @@ class OursSystem:
         return problems
 
 
-def sweep_and_check(system: OursSystem, plan: Any, log: Callable[[str], None]) -> dict[str, Any]:
+def sweep_and_check(system: OursSystem, plan: Any, log: Callable[[str], None],
+                    on_started: Callable[[], None] | None = None) -> dict[str, Any]:
     """Start the system, sweep its workload's rates, wait for every task and check the log;
-    the sweep's figures with the check's (the system is stopped whatever happens)."""
+    the sweep's figures with the check's (the system is stopped whatever happens).
+    ``on_started`` runs once the services are up, before the sweep."""
     from bench.sweep import sweep
 
     system.start()
     try:
+        if on_started is not None:
+            on_started()
         result = sweep(system, system.workload, system.tracker, plan, log)
         records = result.pop("records")
         assert isinstance(records, list)
