@@ -90,7 +90,7 @@ def checked(found: dict[str, Any], problems: list[str], tasks: int) -> dict[str,
 
 def group_spread(bootstrap: str, group_id: str) -> tuple[str, dict[str, dict[str, list[int]]]]:
     """A consumer group's state and its assignment, member (client id) -> topic -> partitions."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     description = admin.describe_consumer_groups([group_id])[group_id].result(timeout=10)
     members = [(m.client_id, [(tp.topic, tp.partition) for tp in m.assignment.topic_partitions])
                for m in description.members]

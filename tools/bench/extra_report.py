@@ -53,10 +53,12 @@ def scale_table(scale: Mapping[str, Any]) -> str:
         rows.append([label, _num(found.get("max_rate")), _num(found.get("transitions_per_s")),
                      _members(groups.get("orchestrator") or {}),
                      _members(groups.get("worker") or {}),
-                     _per_process(found.get("us_per_step") or {}), _check(found)])
+                     _per_process(found.get("us_per_step") or {}),
+                     _num((found.get("cpu_cores") or {}).get(OTHERS), 2), _check(found)])
     return _table(["orchestrators + workers", "max tasks/s", "step transitions/s",
                    "orchestrator partitions (member: topic [partitions])",
-                   "worker partitions", "CPU µs per step transition", "check"], rows) + (
+                   "worker partitions", "CPU µs per step transition",
+                   "other processes' cores (not the run's)", "check"], rows) + (
         f"\n\n2+2 / 1+1 (step transitions/s at the maximum): {scale.get('ratio')}")
 
 
