@@ -3,7 +3,7 @@ payloads by reference against inline, and the CPU cost model of linear3 at a fix
 The fan-out and the waiting tasks are in extra_waits.py; the pure part in extra_model.py.
 
 Each shape runs the four services as processes (ours.OursSystem, its own topic prefix and a
-fresh ``tasksaga_bench`` database), the generator in this process, CPU from /proc
+fresh ``tasksaga_bench_extra`` database), the generator in this process, CPU from /proc
 (procstat.py), and checks every task's log afterwards (ours.OursSystem.check): a shape whose
 check fails reports no figures (run.py exits 1).
 """
@@ -21,13 +21,16 @@ from confluent_kafka.admin import AdminClient
 
 from bench import extra_model, loadgen
 from bench.loadgen import StepPlan, Tracker
-from bench.ours import BENCH_DB, OursSystem, recreate_database, sweep_and_check
+from bench.ours import OursSystem, recreate_database, sweep_and_check
 from bench.sweep import SweepPlan
 from bench.workloads import WORKLOADS, Workload
 
 Log = Callable[[str], None]
 TASK_MODULES = "bench.bench_tasks,bench.extra_tasks"
 EXTRA_PARTS = ("scale", "payload", "fanout", "waiting", "cost")
+# Its own database: another bench run on the shared server (another worktree's, whose
+# bench.lock this run does not see) recreates tasksaga_bench, and would drop this one's.
+EXTRA_DB = "tasksaga_bench_extra"
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class Env:
 
 
 def new_system(env: Env, workload: Workload, **options: Any) -> OursSystem:
-    db_url = recreate_database(env.stack_env["TASKSAGA_DATABASE_URL"], BENCH_DB)
+    db_url = recreate_database(env.stack_env["TASKSAGA_DATABASE_URL"], EXTRA_DB)
     return OursSystem(env.stack_env, db_url, env.log_dir, workload, Tracker(),
                       stack_pids=env.stack_pids,
                       extra_env={"TASKSAGA_TASK_MODULES": TASK_MODULES}, **options)
@@ -102,7 +105,8 @@ def wait_for_spread(bootstrap: str, group_id: str, members: int,
     """The group's assignment once ``members`` members each hold partitions (or at the
     timeout: what it was then, marked unsettled)."""
     deadline = time.time() + timeout_s
-    state, found = "unknown", {}
+    state = "unknown"
+    found: dict[str, dict[str, list[int]]] = {}
     while time.time() < deadline:
         try:
             state, found = group_spread(bootstrap, group_id)
