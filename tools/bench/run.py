@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: tasksaga against DBOS and Celery, open loop, same machine, same durability.
 
-    .venv/bin/python tools/bench/run.py                 # the full run (~30 min)
+    .venv/bin/python tools/bench/run.py                 # the full run (~35 min)
     .venv/bin/python tools/bench/run.py --quick         # a smoke run (~3 min, linear3 only)
     .venv/bin/python tools/bench/run.py --only ours     # ours|dbos|celery|replay|recovery|profile
     .venv/bin/python tools/bench/run.py --only shards --quick   # linear3 on one shard, then on two
