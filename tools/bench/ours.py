@@ -79,6 +79,8 @@ class OursSystem:
         extra_env: dict[str, str] | None = None,
         event_store_urls: list[str] | None = None,
         separate_projector: bool = True,
+        workers: int = 1,
+        request_fields: Callable[[TaskRecord], dict[str, Any]] | None = None,
     ) -> None:
         self.workload = workload
         self.tracker = tracker
@@ -90,24 +92,27 @@ class OursSystem:
         self.bootstrap = stack_env["TASKSAGA_KAFKA_BOOTSTRAP"]
         self.codec = AvroCodec(cipher=local_payload_cipher())  # the services encrypt payloads
         self.orchestrators = orchestrators
+        self.workers = workers  # worker processes in the one worker group of queue "bench"
+        # Request fields a shape adds to the common ones (bench/extra_tasks.py's requests).
+        self.request_fields = request_fields
         self.stack_pids = stack_pids or {}
-        env = service_env(
-            stack_env, api_port,
-            TASKSAGA_DATABASE_URL=db_url,
-            TASKSAGA_TOPIC_PREFIX=self.prefix,
-            TASKSAGA_TOPIC_PARTITIONS=str(TOPIC_PARTITIONS),
-            TASKSAGA_TASK_MODULES="bench.bench_tasks",
-            TASKSAGA_WORKER_CONCURRENCY=str(worker_concurrency),
-            TASKSAGA_LOG_LEVEL="WARNING",
-            PYTHONPATH=os.pathsep.join([str(REPO / "tools"), str(REPO)]),
+        env = service_env(stack_env, api_port, **{
+            "TASKSAGA_DATABASE_URL": db_url,
+            "TASKSAGA_TOPIC_PREFIX": self.prefix,
+            "TASKSAGA_TOPIC_PARTITIONS": str(TOPIC_PARTITIONS),
+            "TASKSAGA_TASK_MODULES": "bench.bench_tasks",
+            "TASKSAGA_WORKER_CONCURRENCY": str(worker_concurrency),
+            "TASKSAGA_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "tools"), str(REPO)]),
             # The projections in a process of their own (tasksaga-projector), as deployed
             # under load: the orchestrator's hot path does not share its interpreter.
-            TASKSAGA_ORCHESTRATOR_RUN_PROJECTOR=str(not separate_projector).lower(),
-            **(extra_env or {}),
-        )
+            "TASKSAGA_ORCHESTRATOR_RUN_PROJECTOR": str(not separate_projector).lower(),
+            **(extra_env or {}),  # may replace any of the above (TASKSAGA_TASK_MODULES)
+        })
         self.services = ServiceProcesses(env, log_dir / self.prefix, api_port)
         self.separate_projector = separate_projector
         self.outcomes: dict[str, str] = {}
+        self.responses: dict[str, str] = {}  # task id -> TaskCompleted.response_json
         self.partitions: dict[str, int] = {}  # task id -> partition, from delivery reports
         self.events_seen = 0
         self._stop = threading.Event()
@@ -123,8 +128,9 @@ class OursSystem:
         create_durable_topics(self.bootstrap, all_topic_names(self.topics, ["bench"]))
         for index in range(self.orchestrators):
             self.start_orchestrator(index)
-        for name in ("worker", "notifier", "api", *(("projector",) if self.separate_projector
-                                                     else ())):
+        for index in range(self.workers):
+            self.services.start("worker" if index == 0 else f"worker#{index}")
+        for name in ("notifier", "api", *(("projector",) if self.separate_projector else ())):
             self.services.start(name)
         self.services.wait_until_ready()
         self._producer = Producer(producer_config(self.bootstrap, f"{self.prefix}-generator"))
@@ -157,8 +163,9 @@ class OursSystem:
 
     def submit(self, record: TaskRecord) -> None:
         assert self._producer is not None
+        fields = self.request_fields(record) if self.request_fields else {}
         request = json.dumps({"payload": payload(hash(record.task_id)),
-                              "fail_last": record.fail})
+                              "fail_last": record.fail, **fields})
         now = int(time.time() * 1000)
         command = msg.SubmitTask(
             task_id=record.task_id, task_type=self.workload.task_type, request_json=request,
@@ -225,6 +232,7 @@ class OursSystem:
         outcome = type(payload_).__name__
         dispatch: list[float] = []
         if isinstance(payload_, ev.TaskCompleted):
+            self.responses[event.task_id] = payload_.response_json
             times = json.loads(payload_.response_json)["steps"]
             dispatch = dispatch_latencies(self.workload.stages, times)
         self.outcomes[event.task_id] = outcome
@@ -278,13 +286,17 @@ class OursSystem:
         return problems
 
 
-def sweep_and_check(system: OursSystem, plan: Any, log: Callable[[str], None]) -> dict[str, Any]:
+def sweep_and_check(system: OursSystem, plan: Any, log: Callable[[str], None],
+                    on_started: Callable[[], None] | None = None) -> dict[str, Any]:
     """Start the system, sweep its workload's rates, wait for every task and check the log;
-    the sweep's figures with the check's (the system is stopped whatever happens)."""
+    the sweep's figures with the check's (the system is stopped whatever happens).
+    ``on_started`` runs once the services are up, before the sweep."""
     from bench.sweep import sweep
 
     system.start()
     try:
+        if on_started is not None:
+            on_started()
         result = sweep(system, system.workload, system.tracker, plan, log)
         records = result.pop("records")
         assert isinstance(records, list)

@@ -47,6 +47,16 @@ def _all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process now running."""
+    found = {}
+    for pid in _all_pids():
+        stat = _stat(pid)
+        if stat is not None:
+            found[pid] = stat[0]
+    return found
+
+
 def descendants(root: int, parents: Mapping[int, int]) -> set[int]:
     """``root`` and every process below it, from a pid -> parent pid map."""
     children: dict[int, list[int]] = {}

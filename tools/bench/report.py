@@ -321,6 +321,10 @@ def render(results: Mapping[str, Any]) -> str:
     if results.get("shards"):
         parts += ["### One event store shard against two (linear3)", "",
                   shards_table(results["shards"]), ""]
+    if results.get("extra"):
+        from bench.extra_report import render_extra
+
+        parts.append(render_extra(results["extra"]))
     return "\n".join(parts)
 
 
@@ -331,7 +335,7 @@ def merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     for key, by_system in (patch.get("sweeps") or {}).items():
         sweeps.setdefault(key, {}).update(by_system)
     merged["sweeps"] = sweeps
-    for part in ("replay", "recovery", "profile"):
+    for part in ("replay", "recovery", "profile", "extra"):
         if patch.get(part):
             merged[part] = patch[part]
     return merged

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """`make bench`: tasksaga against DBOS and Celery, open loop, same machine, same durability.
 
-    .venv/bin/python tools/bench/run.py                 # the full run (~30 min)
+    .venv/bin/python tools/bench/run.py                 # the full run (~35 min)
     .venv/bin/python tools/bench/run.py --quick         # a smoke run (~3 min, linear3 only)
     .venv/bin/python tools/bench/run.py --only ours     # ours|dbos|celery|replay|recovery|profile
     .venv/bin/python tools/bench/run.py --only shards --quick   # linear3 on one shard, then on two
+    .venv/bin/python tools/bench/run.py --only extra --quick    # scale-out, payloads, fan-out, ...
+    .venv/bin/python tools/bench/run.py --only extra --extra fanout,cost   # some of them
     .venv/bin/python tools/bench/run.py --workloads linear3,fail10
 
 Installs what it needs on first use (pinned: matplotlib, dbos, celery[redis], redis, py-spy
@@ -47,7 +49,7 @@ PIP_SPECS = ["matplotlib==3.11.2", "dbos==3.4.0", "celery[redis]==5.7.0", "redis
              "py-spy==0.4.3"]
 OUT = REPO / ".run" / "bench"
 PLOT = REPO / "docs" / "benchmarks-throughput-p99.png"
-PARTS = ("ours", "dbos", "celery", "replay", "recovery", "profile", "shards")
+PARTS = ("ours", "dbos", "celery", "replay", "recovery", "profile", "shards", "extra")
 
 
 def log(line: str) -> None:
@@ -225,6 +227,9 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=PARTS,
                         help="run only this part (repeatable)")
     parser.add_argument("--workloads", default="", help="comma-separated workload keys")
+    parser.add_argument("--extra", default="",
+                        help="comma-separated shapes of the extra part (default: all of "
+                             "scale,payload,fanout,waiting,cost)")
     parser.add_argument("--tag", default="", help="name the results: results-TAG.json")
     parser.add_argument("--linear3-max", type=float, default=0.0,
                         help="tasksaga's linear3 maximum (tasks/s) when this run does not "
@@ -244,7 +249,7 @@ def main() -> int:
         log(f"another bench run holds {OUT / 'bench.lock'}; wait for it to finish")
         return 2
     parts = set(args.only or PARTS)
-    if parts - {"shards"}:  # the shards phase needs neither the peers nor the plot
+    if parts - {"shards", "extra"}:  # these phases need neither the peers nor the plot
         ensure_tools()
 
     import stack_tool
@@ -332,6 +337,16 @@ def main() -> int:
             OUT / "logs", log)
         _save(results, args.tag)
 
+    if "extra" in parts:
+        from bench import extra_phase
+
+        results["extra"] = extra_phase.run_extra_phase(
+            extra_phase.Env(stack_env, stack_pids(), OUT / "logs", log),
+            extra_phase.ExtraPlan.quick() if quick else extra_phase.ExtraPlan.full(),
+            tuple(p for p in args.extra.split(",") if p) or extra_phase.EXTRA_PARTS,
+            lambda: procstat.wait_for_quiet(0.4, 20.0 if quick else 90.0, log))
+        _save(results, args.tag)
+
     results["meta"]["duration_s"] = round(time.time() - started)
     tables = report.render(results)
     print()
@@ -351,6 +366,10 @@ def main() -> int:
               for s, r in by.items() if r.get("check_problem_count") or r.get("error")]
     failed += [f"shards/{k}" for k, r in (results.get("shards") or {}).items()
                if isinstance(r, dict) and r.get("check_problem_count")]
+    if results.get("extra"):
+        from bench.extra_phase import failed_parts
+
+        failed += failed_parts(results["extra"])
     for scenario in ("restart", "takeover"):
         if "check_failed" in (results.get("recovery") or {}).get(scenario, {}):
             failed.append(f"recovery/{scenario}")
