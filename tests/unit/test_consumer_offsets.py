@@ -17,13 +17,10 @@ OWNED, REVOKED = ("task-commands", 0), ("task-commands", 1)
 
 
 class RevokingConsumer:
-    """The client's two calls the loop makes to store positions; refuses revoked ones."""
+    """The client's call the loop makes to store positions; refuses revoked ones."""
 
     def __init__(self) -> None:
         self.stored: list[tuple[str, int, int]] = []
-
-    def assignment(self) -> list[TopicPartition]:
-        return [TopicPartition(*OWNED)]
 
     def store_offsets(self, offsets: list[TopicPartition]) -> None:
         if any((tp.topic, tp.partition) != OWNED for tp in offsets):
@@ -40,6 +37,9 @@ def loop() -> Iterator[ConsumerLoop]:
         AvroCodec(), lambda _envelope: None, dead_letters, threading.Event(), lambda: 0)
     real = loop.consumer
     loop.consumer = RevokingConsumer()  # type: ignore[assignment]
+    # As the rebalance callbacks left it: both partitions assigned, then one revoked.
+    loop._on_assign(loop.consumer, [TopicPartition(*OWNED), TopicPartition(*REVOKED)])
+    loop._on_revoke(loop.consumer, [TopicPartition(*REVOKED)])
     yield loop
     real.close()
     dead_letters.close(timeout=0)
@@ -54,6 +54,6 @@ def test_a_partition_revoked_between_the_check_and_the_store_is_no_error(
     loop: ConsumerLoop,
 ) -> None:
     consumer: RevokingConsumer = loop.consumer  # type: ignore[assignment]
-    consumer.assignment = lambda: [TopicPartition(*OWNED), TopicPartition(*REVOKED)]  # type: ignore[method-assign]
+    loop._on_assign(consumer, [TopicPartition(*REVOKED)])  # the loop still thinks it owns it
     loop._store({REVOKED: 7})  # the client says _STATE: logged, not raised
     assert consumer.stored == []

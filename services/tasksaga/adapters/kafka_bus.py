@@ -120,12 +120,23 @@ class ConsumerLoop:
             config["group.instance.id"] = settings.group_instance_id
         self._config = config
         self.consumer = Consumer(config)
+        # The partitions owned, as the rebalance callbacks (served inside poll, on this
+        # thread) reported them: consumer.assignment() is a round trip to librdkafka's main
+        # thread with the interpreter held, once per batch.
+        self.assignment: frozenset[tuple[str, int]] = frozenset()
         # Set by a fatal consumer error: the consumer is then unusable for good.
         self._fatal: KafkaError | None = None
         self.replacements = 0  # consumers replaced after a fatal error (a figure for tests)
 
     def _subscribe(self) -> None:
-        self.consumer.subscribe(self.settings.topics)
+        self.consumer.subscribe(self.settings.topics, on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+
+    def _on_assign(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        self.assignment |= {(p.topic, p.partition) for p in partitions}
+
+    def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        self.assignment -= {(p.topic, p.partition) for p in partitions}
 
     def _replace_failed_consumer(self) -> None:
         """A fatal error leaves the consumer deaf while the process lives on: a static member
@@ -145,7 +156,8 @@ class ConsumerLoop:
         self.replacements += 1
 
     def _forget_assignment(self) -> None:
-        """What a loop holds of the failed consumer's partitions; nothing for this one."""
+        """What a loop holds of the failed consumer's partitions."""
+        self.assignment = frozenset()
 
     def run(self) -> None:
         self._subscribe()
@@ -221,8 +233,7 @@ class ConsumerLoop:
         offsets fails with _STATE, which stopped the orchestrator (R5)."""
         if not positions:
             return
-        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-        owned = {key: offset for key, offset in positions.items() if key in assigned}
+        owned = {key: offset for key, offset in positions.items() if key in self.assignment}
         if len(owned) < len(positions):
             log.info("not storing offsets of revoked partitions %s",
                      sorted(set(positions) - set(owned)))

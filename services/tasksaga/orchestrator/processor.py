@@ -97,6 +97,8 @@ class _UnitOfWork:
         if task_id in self.decided:
             return self.decided[task_id]
         self.lock([task_id])
+        if self.versions[task_id] == 0:
+            return TaskState()  # no stream yet (a new task): nothing to read
         cached = self.cache.get(task_id)
         if cached is not None and cached.version == self.versions[task_id]:
             return cached

@@ -113,7 +113,8 @@ def main() -> int:
         producer = KafkaProducer(settings.kafka_bootstrap, f"{instance}-{queue}",
                                  settings.worker_delivery_timeout_ms)
         runner = StepRunner(registry, objects, producer, codec, topics, cancellations, now_ms,
-                            stop, settings.worker_max_result_bytes, finished, artifacts)
+                            stop, settings.worker_max_result_bytes, finished, artifacts,
+                            settings.worker_start_report_delay_ms)
         ParallelConsumerLoop(
             ConsumerSettings(
                 bootstrap=settings.kafka_bootstrap,

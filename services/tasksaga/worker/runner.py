@@ -38,6 +38,7 @@ from tasksaga.worker.cancellation import CancellationBook
 from tasksaga.worker.finished_steps import FinishedSteps
 from tasksaga.worker.guard import CommandGuard
 from tasksaga.worker.results import DEFAULT_MAX_RESULT_BYTES, ResultSender, ResultTooLarge
+from tasksaga.worker.start_reports import StartReports
 
 log = logging.getLogger(__name__)
 # What the worker did with each command, by task type, step, kind (execute, compensate) and
@@ -70,8 +71,10 @@ class StepRunner:
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         finished: FinishedSteps | None = None,
         artifacts: ArtifactStore | None = None,
+        start_report_delay_ms: int = 0,
     ) -> None:
         self._registry = registry
+        self.start_reports = StartReports(start_report_delay_ms, now_ms)
         self._objects = objects
         self._producer = producer
         self._codec = codec
@@ -186,7 +189,9 @@ class StepRunner:
         lease.on_revoke(signal.set)  # another worker owns the step now: stop
         # The start report: the step timeout (and the heartbeat deadline) count from now,
         # not from the dispatch, so time spent waiting in a backlog does not time it out.
-        self._heartbeat(command, lease, None, None, started=True)
+        # Sent only if the step still runs after a moment (start_reports.py).
+        self.start_reports.started(key, lambda: self._heartbeat(command, lease, None, None,
+                                                                started=True))
         view = self._artifact_view(step, command)
         try:
             context = replace(self._context(definition, command, signal, lease),
@@ -202,6 +207,7 @@ class StepRunner:
             return failed(type(error).__name__, str(error), True, error)
         finally:
             self._cancellations.unregister(key)
+            self.start_reports.finished(key)
         if step.data_type is not None and not isinstance(data, step.data_type):
             return failed("WrongStepData",
                           f"handler of {step.name!r} returned {type(data).__name__}, "

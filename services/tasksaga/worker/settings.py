@@ -31,6 +31,9 @@ class WorkerSettings(CommonSettings):
     worker_max_result_bytes: int = Field(default=900_000, gt=0)
     # How long the broker may take to acknowledge a result before the worker sends it again.
     worker_delivery_timeout_ms: int = Field(default=30_000, gt=0)
+    # A step's start report (its timeout then counts from its start, not its dispatch) is
+    # sent only if it still runs this long after starting; shorter steps need none (0: always).
+    worker_start_report_delay_ms: int = Field(default=200, ge=0)
     # TASKSAGA_WORKER_INSTANCE_ID: a stable id per worker (a StatefulSet pod name) turns on
     # static group membership; two live workers must never share one.
     worker_instance_id: str | None = None
