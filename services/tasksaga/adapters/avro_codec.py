@@ -13,7 +13,6 @@ import dataclasses
 import enum
 import io
 import json
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,14 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from tasksaga.adapters.avro_records import (
+    SEALED_LISTS,
+    SEALED_MAPS,
+    SEALED_TEXT,
+    open_sealed,
+    record_builder,
+    sealed_fields,
+)
 from tasksaga.adapters.avro_schemas import NAMESPACE
 from tasksaga.adapters.payload_crypto import PayloadCipher, PayloadDecryptError, context
 from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope
@@ -50,14 +57,6 @@ def _load(path: Path) -> _Schema:
         name=raw["name"], parsed=parse_schema(raw),
         fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
     )
-
-
-# Payload fields holding task data, by the names every message uses for it: sealed inside each
-# encoded message, so the events table, the outbox and every topic carry ciphertext. A new
-# message type with such a field is covered without a change here.
-_SEALED_TEXT = frozenset({"request_json", "data_json", "response_json", "item_json"})
-_SEALED_MAPS = frozenset({"step_data"})  # step name -> that step's data_json
-_SEALED_LISTS = frozenset({"items_json"})  # a for_each step's items, each sealed on its own
 
 
 class AvroCodec:
@@ -119,9 +118,11 @@ class AvroCodec:
         if reader is None:
             raise DecodeError(f"schema {writer.name} is no longer read by this service")
         try:
+            # Written with the current schema (nearly every message): read it as written,
+            # no resolution. An older writer is resolved to the current reader schema.
             record = schemaless_reader(
-                io.BytesIO(data[HEADER_LENGTH:]), writer.parsed, reader.parsed,
-                return_record_name=True,
+                io.BytesIO(data[HEADER_LENGTH:]), writer.parsed,
+                None if writer is reader else reader.parsed, return_record_name=True,
             )
         except Exception as error:  # fastavro raises many types for corrupt bodies
             raise DecodeError(f"corrupt Avro body for {writer.name}: {error}") from error
@@ -131,10 +132,11 @@ class AvroCodec:
         if payload_type is None:
             raise DecodeError(f"payload type {name} has no Python class here")
         try:
-            _transform(payload_type.__name__, body, record["task_id"], self.cipher.open)
+            open_sealed(payload_type.__name__, sealed_fields(payload_type), body,
+                         record["task_id"], self.cipher)
         except PayloadDecryptError as error:
             raise DecodeError(f"{name} of task {record['task_id']}: {error}") from error
-        return Envelope(payload=_from_record(payload_type, body), **record)
+        return Envelope(payload=record_builder(payload_type)(body), **record)
 
 
 def _transform(
@@ -149,13 +151,13 @@ def _transform(
     for field, value in body.items():
         if value is None:
             continue
-        if field in _SEALED_TEXT:
+        if field in SEALED_TEXT:
             step = (str(body["step"]),) if "step" in body else ()
             body[field] = apply(value, context(task_id, type_name, field, *step))
-        elif field in _SEALED_MAPS:
+        elif field in SEALED_MAPS:
             body[field] = {step: apply(data, context(task_id, type_name, field, step))
                            for step, data in value.items()}
-        elif field in _SEALED_LISTS:
+        elif field in SEALED_LISTS:
             owner = str(body.get("step", ""))
             body[field] = [apply(item, context(task_id, type_name, field, owner, str(index)))
                            for index, item in enumerate(value)]
@@ -177,34 +179,3 @@ def _to_record(value: Any) -> Any:
     return value
 
 
-_HINTS: dict[type[Any], dict[str, Any]] = {}
-
-
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
-
-
-def _from_record(cls: type[Any], body: dict[str, Any]) -> Any:
-    hints = _hints(cls)
-    return cls(**{name: _convert(hints[name], value) for name, value in body.items()})
-
-
-def _convert(annotation: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    args = typing.get_args(annotation)
-    if type(None) in args:
-        (annotation,) = [a for a in args if a is not type(None)]
-        args = typing.get_args(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return annotation(value)
-    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        return _from_record(annotation, value)
-    if typing.get_origin(annotation) is list and isinstance(args[0], type) \
-            and dataclasses.is_dataclass(args[0]):
-        item_type: type[Any] = args[0]
-        return [_from_record(item_type, v) for v in value]
-    return value
