@@ -25,6 +25,17 @@ from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
+from tasksaga.adapters.projection_writes import (
+    AUDIT_COLUMNS,
+    CONDITION_COLUMNS,
+    INSERT_AUDIT,
+    STEP_COLUMNS,
+    TASK_COLUMNS,
+    UPSERT_CONDITIONS,
+    UPSERT_STEPS,
+    UPSERT_TASKS,
+    write_all,
+)
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
 from tasksaga.core.fan_out_audit import summarised
@@ -109,8 +120,8 @@ class Projector:
             streams = sorted({row[1] for row in queued})
             projected_version = dict.fromkeys(streams, 0)
             projected_version.update(conn.execute(
-                "SELECT task_id, version FROM task_status WHERE task_id = ANY(%s)", (streams,)
-            ).fetchall())
+                "SELECT task_id, version FROM task_status WHERE task_id = ANY(%b::text[])",
+                (streams,)).fetchall())
             after = [projected_version[s] for s in streams]
             rows = conn.execute(_STREAMS_AFTER, (streams, after, streams, after, batch_size),
                                 ).fetchall()
@@ -207,13 +218,14 @@ class Projector:
                 describe(event, before, envelope.occurred_at_ms),
                 _ts(envelope.occurred_at_ms)))
         with conn.cursor() as cursor:
-            cursor.executemany(_UPSERT_TASK, [r.task_row(sid) for sid, r in rows_of.items()])
-            cursor.executemany(_UPSERT_STEP, [row for sid, r in rows_of.items()
-                                              for row in r.step_rows(sid)])
-            conditions = [row for sid, r in rows_of.items() for row in r.condition_rows(sid)]
-            if conditions:
-                cursor.executemany(_UPSERT_CONDITION, conditions)
-            cursor.executemany(_INSERT_AUDIT, [row for rs in audit.values() for row in rs])
+            write_all(cursor, UPSERT_TASKS, len(TASK_COLUMNS),
+                      [r.task_row(sid) for sid, r in rows_of.items()])
+            write_all(cursor, UPSERT_STEPS, len(STEP_COLUMNS),
+                      [row for sid, r in rows_of.items() for row in r.step_rows(sid)])
+            write_all(cursor, UPSERT_CONDITIONS, len(CONDITION_COLUMNS),
+                      [row for sid, r in rows_of.items() for row in r.condition_rows(sid)])
+            write_all(cursor, INSERT_AUDIT, len(AUDIT_COLUMNS),
+                      [row for rs in audit.values() for row in rs])
         self._states.put_all({sid: stream.state for sid, stream in rows_of.items()})
 
 
@@ -221,49 +233,13 @@ class Projector:
 # back from its archive, from restored_events (each side on its own index).
 _STREAMS_AFTER = (
     "SELECT * FROM (SELECT e.position, e.stream_id, e.version, e.payload FROM events e"
-    " JOIN unnest(%s::text[], %s::int[]) AS q(stream_id, after)"
+    " JOIN unnest(%b::text[], %b::int[]) AS q(stream_id, after)"
     " ON e.stream_id = q.stream_id AND e.version > q.after"
     " UNION ALL SELECT r.position, r.stream_id, r.version, r.payload FROM restored_events r"
-    " JOIN unnest(%s::text[], %s::int[]) AS q(stream_id, after)"
+    " JOIN unnest(%b::text[], %b::int[]) AS q(stream_id, after)"
     " ON r.stream_id = q.stream_id AND r.version > q.after) log"
     " ORDER BY stream_id, version LIMIT %s"
 )
-_UPSERT_TASK = (
-    "INSERT INTO task_status (task_id, task_type, status, version, request_json,"
-    " response_json, callback_url, idempotency_key, end_reason, submitted_at, updated_at,"
-    " failed_step, error_trace_id, tenant, submitted_by, parent_task_id, parent_step)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status,"
-    " version = EXCLUDED.version, response_json = EXCLUDED.response_json,"
-    " end_reason = EXCLUDED.end_reason, updated_at = EXCLUDED.updated_at,"
-    " idempotency_key = COALESCE(task_status.idempotency_key, EXCLUDED.idempotency_key),"
-    " failed_step = COALESCE(EXCLUDED.failed_step, task_status.failed_step),"
-    " error_trace_id = COALESCE(EXCLUDED.error_trace_id, task_status.error_trace_id)"
-)
-_UPSERT_STEP = (
-    "INSERT INTO step_records (task_id, step, status, attempt, compensation_attempt,"
-    " data_json, error_type, error_message, completion_rank, updated_at, trace_id,"
-    " waiting_until, child_task_id)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (task_id, step) DO UPDATE SET status = EXCLUDED.status,"
-    " attempt = EXCLUDED.attempt, compensation_attempt = EXCLUDED.compensation_attempt,"
-    " data_json = EXCLUDED.data_json, error_type = EXCLUDED.error_type,"
-    " error_message = EXCLUDED.error_message, completion_rank = EXCLUDED.completion_rank,"
-    " updated_at = EXCLUDED.updated_at, trace_id = EXCLUDED.trace_id,"
-    " waiting_until = EXCLUDED.waiting_until, child_task_id = EXCLUDED.child_task_id"
-)
-_UPSERT_CONDITION = (
-    "INSERT INTO condition_snapshots (task_id, step, description, function, result,"
-    " context_summary, evaluated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (task_id, step) DO UPDATE SET result = EXCLUDED.result,"
-    " context_summary = EXCLUDED.context_summary, evaluated_at = EXCLUDED.evaluated_at"
-)
-_INSERT_AUDIT = (
-    "INSERT INTO audit_entries (position, task_id, version, event_type, step, summary,"
-    " occurred_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-)
-
-
 class _StreamRows:
     """One stream's part of a batch: its state as it evolves, and what its rows will say."""
 
