@@ -32,6 +32,7 @@ from tasksaga.adapters.avro_records import (
 from tasksaga.adapters.avro_schemas import NAMESPACE
 from tasksaga.adapters.payload_crypto import PayloadCipher, PayloadDecryptError, context
 from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope
+from tasksaga.core.records import constructor
 
 MAGIC = b"\xc3\x01"
 HEADER_LENGTH = len(MAGIC) + 8
@@ -136,7 +137,11 @@ class AvroCodec:
                          record["task_id"], self.cipher)
         except PayloadDecryptError as error:
             raise DecodeError(f"{name} of task {record['task_id']}: {error}") from error
-        return Envelope(payload=record_builder(payload_type)(body), **record)
+        record["payload"] = record_builder(payload_type)(body)
+        return _make_envelope(record)
+
+
+_make_envelope = constructor(Envelope)
 
 
 def _transform(

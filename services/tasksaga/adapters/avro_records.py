@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasksaga.adapters.payload_crypto import PayloadCipher, context, is_sealed
+from tasksaga.core.records import constructor
 
 # Payload fields holding task data, by the names every message uses for it: sealed inside each
 # encoded message, so the events table, the outbox and every topic carry ciphertext. A new
@@ -36,13 +37,14 @@ def record_builder(cls: type[Any]) -> Builder:
     hints = typing.get_type_hints(cls)
     converters = [(f.name, c) for f in dataclasses.fields(cls)
                   if (c := _value_converter(hints[f.name])) is not None]
+    construct = constructor(cls)
 
     def build(body: dict[str, Any]) -> Any:
         for name, convert in converters:
             value = body.get(name)
             if value is not None:
                 body[name] = convert(value)
-        return cls(**body)
+        return construct(body)
 
     _BUILDERS[cls] = build
     return build

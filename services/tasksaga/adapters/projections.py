@@ -117,14 +117,17 @@ class Projector:
             ).fetchall()
             if not queued:
                 return 0, 0
-            streams = sorted({row[1] for row in queued})
-            projected_version = dict.fromkeys(streams, 0)
+            queued_version: dict[str, int] = {}  # in queue order: the oldest first
+            for _entry, stream_id, version in queued:
+                queued_version[stream_id] = max(queued_version.get(stream_id, 0), version)
+            projected_version = dict.fromkeys(queued_version, 0)
             projected_version.update(conn.execute(
                 "SELECT task_id, version FROM task_status WHERE task_id = ANY(%b::text[])",
-                (streams,)).fetchall())
+                (list(queued_version),)).fetchall())
+            streams = sorted(_enough_streams(queued_version, projected_version, batch_size))
             after = [projected_version[s] for s in streams]
             rows = conn.execute(_STREAMS_AFTER, (streams, after, streams, after, batch_size),
-                                ).fetchall()
+                                ).fetchall() if streams else []
             try:
                 if rows:
                     self._project_batch(conn, rows, projected_version)
@@ -227,6 +230,27 @@ class Projector:
             write_all(cursor, INSERT_AUDIT, len(AUDIT_COLUMNS),
                       [row for rs in audit.values() for row in rs])
         self._states.put_all({sid: stream.state for sid, stream in rows_of.items()})
+
+
+def _enough_streams(queued: dict[str, int], projected: dict[str, int], events: int) -> list[str]:
+    """The streams (oldest entry first) whose queued events fill a batch of ``events``.
+
+    Reading every queued stream and cutting the sorted result at the limit read each stream
+    again for each batch it was cut from: after a reset (one entry per stream, each for its
+    whole stream) a batch of 2,000 events read the events of 2,000 streams, ~20 times more.
+    The queued version is what the entry promises; the events query keeps its own limit.
+    """
+    chosen: list[str] = []
+    budget = 0
+    for stream_id, version in queued.items():
+        todo = version - projected[stream_id]
+        if todo <= 0:
+            continue  # already projected: its entries are settled without reading it
+        if budget >= events:
+            break
+        chosen.append(stream_id)
+        budget += todo
+    return chosen
 
 
 # The events of each named stream after a version: from the hot log and, for a task brought

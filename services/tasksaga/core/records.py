@@ -11,6 +11,7 @@ the instance's ``__dict__`` gives the same value: equal fields, same type, still
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -56,3 +57,23 @@ def assigned(record: R, **changes: Any) -> R:
         _refuse_unknown(cls, changes)
     record.__dict__.update(changes)
     return record
+
+
+def constructor(cls: type[R]) -> Callable[[dict[str, Any]], R]:
+    """A function making a ``cls`` (a frozen dataclass) from a dict of its fields' values: the
+    dict becomes the instance's attributes when it names exactly the fields (the ``__init__``
+    of a frozen dataclass sets each one through ``object.__setattr__``, the slow part of
+    decoding a message); anything else goes through ``cls(**values)``, and its errors."""
+    try:
+        names = _fields_of(cls)
+    except TypeError:
+        return lambda values: cls(**values)
+
+    def construct(values: dict[str, Any]) -> R:
+        if values.keys() != names:
+            return cls(**values)
+        made = object.__new__(cls)
+        made.__dict__.update(values)
+        return made
+
+    return construct
