@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 PROJECTION_TABLES = ("task_status", "step_records", "condition_snapshots", "audit_entries")
 _LOCK_KEY = 7_201_502
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+# A rebuild's batches: fewer, larger transactions (its queue holds one entry per stream, each
+# for the whole stream); the live projector keeps small ones, so a batch commits quickly.
+REBUILD_BATCH = 10_000
 
 
 def _ts(ms: int) -> datetime:
@@ -145,9 +148,9 @@ class Projector:
             conn.execute("DELETE FROM projection_queue WHERE id = ANY(%s)", (settled,))
             return len(settled), len(rows)
 
-    def catch_up_fully(self) -> int:
+    def catch_up_fully(self, batch_size: int = 2000) -> int:
         total = 0
-        while count := self.catch_up():
+        while count := self.catch_up(batch_size):
             total += count
         return total
 
