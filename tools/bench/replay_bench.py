@@ -268,7 +268,7 @@ def measure(url: str, rebuild_cap_s: float, decode_events: int,
             f"{decode_fold_s * 1000:.2f} ms; fold alone {fold_only_s * 1000:.3f} ms")
 
         # 3. Rebuild every projection (Projector.reset + catch_up until done or the cap), in the
-    # batches of a rebuild (replay.rebuild).
+        # batches of a rebuild (replay.rebuild).
         projector = Projector(pool, codec)
         projector.reset()
         started = time.perf_counter()
