@@ -16,7 +16,7 @@ from record_histories import HISTORIES
 
 from tasksaga.core import events as ev
 from tasksaga.core.records import assigned, constructor, replaced
-from tasksaga.core.state import StepState, TaskState, evolve, fold
+from tasksaga.core.state import StepState, StreamFold, TaskState, evolve, fold
 from tasksaga.testing.harness import _codec
 from tests.unit.test_fan_out_properties import Scenario, play
 from tests.unit.test_fan_out_properties import scenarios as fan_out_scenarios
@@ -39,7 +39,12 @@ def check_fold_matches_evolve(events: list[ev.TaskEvent]) -> None:
         if 0 < cut < len(events):  # a fold that starts from a state part-way
             start = chain[cut]
             assert fold(events[cut:], start) == chain[-1]
-    assert chain == snapshots  # neither fold nor evolve changed a state they were given
+    stepwise = StreamFold(chain[0])
+    for event, expected in zip(events, chain[1:], strict=True):
+        stepwise.apply(event)
+        assert stepwise.current == expected  # what the projector reads between events
+    assert stepwise.result() == chain[-1]
+    assert chain == snapshots  # neither fold, StreamFold nor evolve changed a given state
 
 
 @settings(max_examples=60, deadline=None)
@@ -101,3 +106,12 @@ def test_constructor_builds_the_same_value_and_keeps_init_errors_for_other_dicts
     assert make({"name": "B"}) == StepState("B")  # fields missing: through __init__
     with pytest.raises(TypeError):
         make({**values, "unknown": 1})
+
+
+def test_a_stream_fold_that_ended_refuses_to_go_on() -> None:
+    stepwise = StreamFold(TaskState())
+    stepwise.apply(ev.TaskSubmitted("t", "T", "{}", None, None, 1, None))
+    state = stepwise.result()
+    with pytest.raises(RuntimeError, match="ended"):
+        stepwise.apply(ev.TaskCancelled("late", 2))
+    assert state.version == 1

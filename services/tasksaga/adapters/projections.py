@@ -40,7 +40,7 @@ from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
 from tasksaga.core.fan_out_audit import summarised
 from tasksaga.core.fan_out_names import instance_name
-from tasksaga.core.state import TaskState, evolve
+from tasksaga.core.state import StreamFold, TaskState, fold
 from tasksaga.orchestrator.state_cache import StateCache
 
 log = logging.getLogger(__name__)
@@ -175,17 +175,17 @@ class Projector:
         cached = self._states.get(stream_id)
         if cached is not None and cached.version == version - 1:
             return cached
-        state = TaskState()
         if version == 1:
-            return state
+            return TaskState()
+        events: list[ev.TaskEvent] = []
         for payload, _version in conn.execute(
             "SELECT payload, version FROM events WHERE stream_id = %s AND version < %s"
             " UNION ALL SELECT payload, version FROM restored_events"
             " WHERE stream_id = %s AND version < %s ORDER BY version",
             (stream_id, version, stream_id, version),
         ).fetchall():
-            state = evolve(state, self._codec.decode(bytes(payload)).payload)
-        return state
+            events.append(self._codec.decode(bytes(payload)).payload)
+        return fold(events)
 
     def _project_batch(
         self, conn: psycopg.Connection, rows: list[tuple[Any, ...]], projected: dict[str, int],
@@ -215,14 +215,13 @@ class Projector:
                 audit.pop(stream_id, None)
                 continue
             event = envelope.payload
-            before = stream.state
-            stream.apply(event, _ts(envelope.occurred_at_ms))
-            if summarised(event):
-                continue  # a routine fan-out instance event: the group's lines summarise it
-            audit.setdefault(stream_id, []).append((
-                position, stream_id, version, type(event).__name__, step_of(event),
-                describe(event, before, envelope.occurred_at_ms),
-                _ts(envelope.occurred_at_ms)))
+            at = _ts(envelope.occurred_at_ms)
+            if not summarised(event):  # a routine fan-out instance event: the group's lines
+                # summarise it. Described against the state before the event, so before it.
+                audit.setdefault(stream_id, []).append((
+                    position, stream_id, version, type(event).__name__, step_of(event),
+                    describe(event, stream.state, envelope.occurred_at_ms), at))
+            stream.apply(event, at)
         with conn.cursor() as cursor:
             write_all(cursor, UPSERT_TASKS, len(TASK_COLUMNS),
                       [r.task_row(sid) for sid, r in rows_of.items()])
@@ -232,7 +231,7 @@ class Projector:
                       [row for sid, r in rows_of.items() for row in r.condition_rows(sid)])
             write_all(cursor, INSERT_AUDIT, len(AUDIT_COLUMNS),
                       [row for rs in audit.values() for row in rs])
-        self._states.put_all({sid: stream.state for sid, stream in rows_of.items()})
+        self._states.put_all({sid: stream.fold.result() for sid, stream in rows_of.items()})
 
 
 def _enough_streams(queued: dict[str, int], projected: dict[str, int], events: int) -> list[str]:
@@ -268,10 +267,11 @@ _STREAMS_AFTER = (
     " ORDER BY stream_id, version LIMIT %s"
 )
 class _StreamRows:
-    """One stream's part of a batch: its state as it evolves, and what its rows will say."""
+    """One stream's part of a batch: its state as it evolves (one fold, in place, for the
+    batch: ``state`` is valid until the next ``apply``), and what its rows will say."""
 
     def __init__(self, state: TaskState, cipher: PayloadCipher) -> None:
-        self.state = state
+        self.fold = StreamFold(state)
         self.cipher = cipher  # seals the payload columns (request, response, step data)
         self.updated_at: datetime | None = None
         self.idempotency_key: str | None = None
@@ -280,8 +280,12 @@ class _StreamRows:
         self.steps_updated_at: dict[str, datetime] = {}
         self.conditions: dict[str, ev.ConditionEvaluated] = {}
 
+    @property
+    def state(self) -> TaskState:
+        return self.fold.current
+
     def apply(self, event: ev.TaskEvent, at: datetime) -> None:
-        self.state = evolve(self.state, event)
+        self.fold.apply(event)
         self.updated_at = at
         if isinstance(event, ev.TaskSubmitted):
             self.idempotency_key = event.idempotency_key

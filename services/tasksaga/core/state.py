@@ -77,6 +77,32 @@ def fold(events: list[ev.TaskEvent], state: TaskState | None = None) -> TaskStat
     return draft
 
 
+class StreamFold:
+    """``fold`` one event at a time, for a reader that looks at the state between events (the
+    projector describes each event against the state before it): one draft changed in place.
+
+    ``current`` is only valid until the next ``apply`` (read it, do not keep it); ``result()``
+    ends the fold and hands the state over as an ordinary immutable value.
+    """
+
+    def __init__(self, state: TaskState) -> None:
+        self._draft: TaskState | None = _draft(state)
+
+    @property
+    def current(self) -> TaskState:
+        if self._draft is None:
+            raise RuntimeError("this fold has ended: read its result()")
+        return self._draft
+
+    def apply(self, event: ev.TaskEvent) -> None:
+        _apply(self.current, event)
+
+    def result(self) -> TaskState:
+        state = self.current
+        self._draft = None
+        return state
+
+
 def _apply(state: TaskState, event: ev.TaskEvent) -> TaskState:
     """Apply one event to a draft (``_draft``), in place; returns the draft."""
     assigned(state, version=state.version + 1)
