@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -25,6 +25,8 @@ from tasksaga.adapters.avro_records import (
     SEALED_LISTS,
     SEALED_MAPS,
     SEALED_TEXT,
+    Builder,
+    SealedFields,
     open_sealed,
     record_builder,
     sealed_fields,
@@ -88,6 +90,16 @@ class AvroCodec:
             for payload_type in payload_types:
                 self._payload_types[f"{NAMESPACE}.{payload_type.__name__}"] = payload_type
                 self._schema_of_payload[payload_type] = message_name
+        # Planned once: per writer, the reader schema to resolve to (None: it is the current
+        # one, read as written); per payload record, how it becomes its dataclass.
+        self._readers: dict[bytes, tuple[_Schema, Any]] = {
+            fp: (writer, None if writer is self._current[writer.name] else
+                 self._current[writer.name].parsed)
+            for fp, writer in self._writers.items() if writer.name in self._current}
+        self._decoders: dict[str, tuple[str, SealedFields | None, Builder]] = {
+            name: (cls.__name__, sealed if (sealed := sealed_fields(cls)).any else None,
+                   record_builder(cls))
+            for name, cls in self._payload_types.items()}
 
     def schema_name_of(self, envelope: Envelope) -> str:
         return self._schema_of_payload[type(envelope.payload)]
@@ -109,36 +121,41 @@ class AvroCodec:
     def decode(self, data: bytes | None) -> Envelope:
         if data is None or len(data) < HEADER_LENGTH or data[:2] != MAGIC:
             raise DecodeError("not Avro single-object encoded (missing C3 01 header)")
-        writer = self._writers.get(data[2:HEADER_LENGTH])
-        if writer is None:
-            raise DecodeError(
-                f"unknown schema fingerprint {data[2:HEADER_LENGTH].hex()}: the writer used a "
-                "schema that is not in contracts/ (add it to contracts/history/)"
-            )
-        reader = self._current.get(writer.name)
-        if reader is None:
-            raise DecodeError(f"schema {writer.name} is no longer read by this service")
+        found = self._readers.get(data[2:HEADER_LENGTH])
+        if found is None:
+            self._refuse_writer(data[2:HEADER_LENGTH])
+        writer, reader = found
+        body_stream = io.BytesIO(data)
+        body_stream.seek(HEADER_LENGTH)
         try:
             # Written with the current schema (nearly every message): read it as written,
             # no resolution. An older writer is resolved to the current reader schema.
-            record = schemaless_reader(
-                io.BytesIO(data[HEADER_LENGTH:]), writer.parsed,
-                None if writer is reader else reader.parsed, return_record_name=True,
-            )
+            record = schemaless_reader(body_stream, writer.parsed, reader,
+                                       return_record_name=True)
         except Exception as error:  # fastavro raises many types for corrupt bodies
             raise DecodeError(f"corrupt Avro body for {writer.name}: {error}") from error
         assert isinstance(record, dict)
         name, body = record.pop("payload")
-        payload_type = self._payload_types.get(name)
-        if payload_type is None:
+        decoder = self._decoders.get(name)
+        if decoder is None:
             raise DecodeError(f"payload type {name} has no Python class here")
-        try:
-            open_sealed(payload_type.__name__, sealed_fields(payload_type), body,
-                         record["task_id"], self.cipher)
-        except PayloadDecryptError as error:
-            raise DecodeError(f"{name} of task {record['task_id']}: {error}") from error
-        record["payload"] = record_builder(payload_type)(body)
+        type_name, sealed, build = decoder
+        if sealed is not None:
+            try:
+                open_sealed(type_name, sealed, body, record["task_id"], self.cipher)
+            except PayloadDecryptError as error:
+                raise DecodeError(f"{name} of task {record['task_id']}: {error}") from error
+        record["payload"] = build(body)
         return _make_envelope(record)
+
+    def _refuse_writer(self, fingerprint: bytes) -> NoReturn:
+        writer = self._writers.get(fingerprint)
+        if writer is None:
+            raise DecodeError(
+                f"unknown schema fingerprint {fingerprint.hex()}: the writer used a "
+                "schema that is not in contracts/ (add it to contracts/history/)"
+            )
+        raise DecodeError(f"schema {writer.name} is no longer read by this service")
 
 
 _make_envelope = constructor(Envelope)
