@@ -129,8 +129,10 @@ class Projector:
                 (list(queued_version),)).fetchall())
             streams = sorted(_enough_streams(queued_version, projected_version, batch_size))
             after = [projected_version[s] for s in streams]
-            rows = conn.execute(_STREAMS_AFTER, (streams, after, streams, after, batch_size),
-                                ).fetchall() if streams else []
+            # Binary results: the payloads arrive as they are stored, not hex-encoded.
+            rows = conn.cursor(binary=True).execute(
+                _STREAMS_AFTER, (streams, after, streams, after, batch_size),
+            ).fetchall() if streams else []
             try:
                 if rows:
                     self._project_batch(conn, rows, projected_version)
