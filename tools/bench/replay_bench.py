@@ -24,7 +24,6 @@ from bench import bench_tasks
 from bench.ours import database_url
 from bench.workloads import WORKLOADS, payload
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.gc_pause import cyclic_gc_paused
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.adapters.projections import REBUILD_BATCH, Projector
@@ -209,15 +208,13 @@ def measure(url: str, rebuild_cap_s: float, decode_events: int,
             read_s += t1 - t0
             if not rows:
                 break
-            # Each batch with the cyclic collector paused, and each stream's run of events
-            # folded at once, as a rebuild does (replay.rebuild, Projector(pause_gc=True)).
-            with cyclic_gc_paused():
-                decoded = [(stream, codec.decode(bytes(raw)).payload) for stream, raw in rows]
-                t2 = time.perf_counter()
-                decode_s += t2 - t1
-                for stream, run in groupby(decoded, key=itemgetter(0)):
-                    states[stream] = fold([event for _, event in run], states.get(stream))
-                fold_s += time.perf_counter() - t2
+            decoded = [(stream, codec.decode(bytes(raw)).payload) for stream, raw in rows]
+            t2 = time.perf_counter()
+            decode_s += t2 - t1
+            # Each stream's run of events folded at once, as a replay folds a stream.
+            for stream, run in groupby(decoded, key=itemgetter(0)):
+                states[stream] = fold([event for _, event in run], states.get(stream))
+            fold_s += time.perf_counter() - t2
             count += len(rows)
     result["decode_fold"] = {
         "events": count, "streams": len(states), "read_s": read_s, "decode_s": decode_s,
@@ -272,7 +269,7 @@ def measure(url: str, rebuild_cap_s: float, decode_events: int,
 
         # 3. Rebuild every projection (Projector.reset + catch_up until done or the cap), in the
         # batches of a rebuild (replay.rebuild).
-        projector = Projector(pool, codec, pause_gc=True)  # as replay.rebuild
+        projector = Projector(pool, codec)
         projector.reset()
         started = time.perf_counter()
         projected = 0

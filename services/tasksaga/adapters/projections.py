@@ -16,7 +16,6 @@ and timestamps come from the events, so a rebuild produces identical tables.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +24,6 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
-from tasksaga.adapters.gc_pause import cyclic_gc_paused
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.projection_writes import (
     AUDIT_COLUMNS,
@@ -92,12 +90,8 @@ def projection_lag(pool: ConnectionPool) -> ProjectionLag:
 class Projector:
     def __init__(
         self, pool: ConnectionPool, codec: AvroCodec, cache_bytes: int = DEFAULT_CACHE_BYTES,
-        pause_gc: bool = False,
     ) -> None:
         self._pool = pool
-        # A rebuild (its own process) pauses the cyclic collector per batch (gc_pause.py);
-        # the live projector, a thread of the orchestrator, leaves it alone.
-        self._pause_gc = pause_gc
         self._codec = codec
         self._states = StateCache(max_bytes=cache_bytes, keep_terminal=True)
         self._poisoned: set[str] = set()  # streams that could not be decoded (logged)
@@ -107,8 +101,7 @@ class Projector:
         (0: nothing left, or another process is projecting)."""
         while True:
             poisoned = len(self._poisoned)
-            with cyclic_gc_paused() if self._pause_gc else nullcontext():
-                settled, projected = self._batch(batch_size)
+            settled, projected = self._batch(batch_size)
             if projected or not (settled or len(self._poisoned) > poisoned):
                 return projected
             # Only entries already projected, or a stream found unreadable: go on with the

@@ -92,7 +92,7 @@ def rebuild(database_url: str, codec: AvroCodec,
     """Rebuild one database's projections."""
     pool = open_pool(database_url, max_size=2, name="replay")
     try:
-        projector = Projector(pool, codec, pause_gc=True)  # its own process
+        projector = Projector(pool, codec)
         started = time.perf_counter()
         if archiver is not None:
             archiver(pool).restore_all()  # into restored_events, which the reset queues
