@@ -13,18 +13,28 @@ import dataclasses
 import enum
 import io
 import json
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from tasksaga.adapters.avro_records import (
+    SEALED_LISTS,
+    SEALED_MAPS,
+    SEALED_TEXT,
+    Builder,
+    SealedFields,
+    open_sealed,
+    record_builder,
+    sealed_fields,
+)
 from tasksaga.adapters.avro_schemas import NAMESPACE
 from tasksaga.adapters.payload_crypto import PayloadCipher, PayloadDecryptError, context
 from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope
+from tasksaga.core.records import constructor
 
 MAGIC = b"\xc3\x01"
 HEADER_LENGTH = len(MAGIC) + 8
@@ -50,14 +60,6 @@ def _load(path: Path) -> _Schema:
         name=raw["name"], parsed=parse_schema(raw),
         fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
     )
-
-
-# Payload fields holding task data, by the names every message uses for it: sealed inside each
-# encoded message, so the events table, the outbox and every topic carry ciphertext. A new
-# message type with such a field is covered without a change here.
-_SEALED_TEXT = frozenset({"request_json", "data_json", "response_json", "item_json"})
-_SEALED_MAPS = frozenset({"step_data"})  # step name -> that step's data_json
-_SEALED_LISTS = frozenset({"items_json"})  # a for_each step's items, each sealed on its own
 
 
 class AvroCodec:
@@ -88,6 +90,16 @@ class AvroCodec:
             for payload_type in payload_types:
                 self._payload_types[f"{NAMESPACE}.{payload_type.__name__}"] = payload_type
                 self._schema_of_payload[payload_type] = message_name
+        # Planned once: per writer, the reader schema to resolve to (None: it is the current
+        # one, read as written); per payload record, how it becomes its dataclass.
+        self._readers: dict[bytes, tuple[_Schema, Any]] = {
+            fp: (writer, None if writer is self._current[writer.name] else
+                 self._current[writer.name].parsed)
+            for fp, writer in self._writers.items() if writer.name in self._current}
+        self._decoders: dict[str, tuple[str, SealedFields | None, Builder]] = {
+            name: (cls.__name__, sealed if (sealed := sealed_fields(cls)).any else None,
+                   record_builder(cls))
+            for name, cls in self._payload_types.items()}
 
     def schema_name_of(self, envelope: Envelope) -> str:
         return self._schema_of_payload[type(envelope.payload)]
@@ -109,32 +121,44 @@ class AvroCodec:
     def decode(self, data: bytes | None) -> Envelope:
         if data is None or len(data) < HEADER_LENGTH or data[:2] != MAGIC:
             raise DecodeError("not Avro single-object encoded (missing C3 01 header)")
-        writer = self._writers.get(data[2:HEADER_LENGTH])
-        if writer is None:
-            raise DecodeError(
-                f"unknown schema fingerprint {data[2:HEADER_LENGTH].hex()}: the writer used a "
-                "schema that is not in contracts/ (add it to contracts/history/)"
-            )
-        reader = self._current.get(writer.name)
-        if reader is None:
-            raise DecodeError(f"schema {writer.name} is no longer read by this service")
+        found = self._readers.get(data[2:HEADER_LENGTH])
+        if found is None:
+            self._refuse_writer(data[2:HEADER_LENGTH])
+        writer, reader = found
+        body_stream = io.BytesIO(data)
+        body_stream.seek(HEADER_LENGTH)
         try:
-            record = schemaless_reader(
-                io.BytesIO(data[HEADER_LENGTH:]), writer.parsed, reader.parsed,
-                return_record_name=True,
-            )
+            # Written with the current schema (nearly every message): read it as written,
+            # no resolution. An older writer is resolved to the current reader schema.
+            record = schemaless_reader(body_stream, writer.parsed, reader,
+                                       return_record_name=True)
         except Exception as error:  # fastavro raises many types for corrupt bodies
             raise DecodeError(f"corrupt Avro body for {writer.name}: {error}") from error
         assert isinstance(record, dict)
         name, body = record.pop("payload")
-        payload_type = self._payload_types.get(name)
-        if payload_type is None:
+        decoder = self._decoders.get(name)
+        if decoder is None:
             raise DecodeError(f"payload type {name} has no Python class here")
-        try:
-            _transform(payload_type.__name__, body, record["task_id"], self.cipher.open)
-        except PayloadDecryptError as error:
-            raise DecodeError(f"{name} of task {record['task_id']}: {error}") from error
-        return Envelope(payload=_from_record(payload_type, body), **record)
+        type_name, sealed, build = decoder
+        if sealed is not None:
+            try:
+                open_sealed(type_name, sealed, body, record["task_id"], self.cipher)
+            except PayloadDecryptError as error:
+                raise DecodeError(f"{name} of task {record['task_id']}: {error}") from error
+        record["payload"] = build(body)
+        return _make_envelope(record)
+
+    def _refuse_writer(self, fingerprint: bytes) -> NoReturn:
+        writer = self._writers.get(fingerprint)
+        if writer is None:
+            raise DecodeError(
+                f"unknown schema fingerprint {fingerprint.hex()}: the writer used a "
+                "schema that is not in contracts/ (add it to contracts/history/)"
+            )
+        raise DecodeError(f"schema {writer.name} is no longer read by this service")
+
+
+_make_envelope = constructor(Envelope)
 
 
 def _transform(
@@ -149,13 +173,13 @@ def _transform(
     for field, value in body.items():
         if value is None:
             continue
-        if field in _SEALED_TEXT:
+        if field in SEALED_TEXT:
             step = (str(body["step"]),) if "step" in body else ()
             body[field] = apply(value, context(task_id, type_name, field, *step))
-        elif field in _SEALED_MAPS:
+        elif field in SEALED_MAPS:
             body[field] = {step: apply(data, context(task_id, type_name, field, step))
                            for step, data in value.items()}
-        elif field in _SEALED_LISTS:
+        elif field in SEALED_LISTS:
             owner = str(body.get("step", ""))
             body[field] = [apply(item, context(task_id, type_name, field, owner, str(index)))
                            for index, item in enumerate(value)]
@@ -177,34 +201,3 @@ def _to_record(value: Any) -> Any:
     return value
 
 
-_HINTS: dict[type[Any], dict[str, Any]] = {}
-
-
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
-
-
-def _from_record(cls: type[Any], body: dict[str, Any]) -> Any:
-    hints = _hints(cls)
-    return cls(**{name: _convert(hints[name], value) for name, value in body.items()})
-
-
-def _convert(annotation: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    args = typing.get_args(annotation)
-    if type(None) in args:
-        (annotation,) = [a for a in args if a is not type(None)]
-        args = typing.get_args(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return annotation(value)
-    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        return _from_record(annotation, value)
-    if typing.get_origin(annotation) is list and isinstance(args[0], type) \
-            and dataclasses.is_dataclass(args[0]):
-        item_type: type[Any] = args[0]
-        return [_from_record(item_type, v) for v in value]
-    return value

@@ -25,11 +25,22 @@ from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
+from tasksaga.adapters.projection_writes import (
+    AUDIT_COLUMNS,
+    CONDITION_COLUMNS,
+    INSERT_AUDIT,
+    STEP_COLUMNS,
+    TASK_COLUMNS,
+    UPSERT_CONDITIONS,
+    UPSERT_STEPS,
+    UPSERT_TASKS,
+    write_all,
+)
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
 from tasksaga.core.fan_out_audit import summarised
 from tasksaga.core.fan_out_names import instance_name
-from tasksaga.core.state import TaskState, evolve
+from tasksaga.core.state import StreamFold, TaskState, fold
 from tasksaga.orchestrator.state_cache import StateCache
 
 log = logging.getLogger(__name__)
@@ -37,6 +48,9 @@ log = logging.getLogger(__name__)
 PROJECTION_TABLES = ("task_status", "step_records", "condition_snapshots", "audit_entries")
 _LOCK_KEY = 7_201_502
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+# A rebuild's batches: fewer, larger transactions (its queue holds one entry per stream, each
+# for the whole stream); the live projector keeps small ones, so a batch commits quickly.
+REBUILD_BATCH = 10_000
 
 
 def _ts(ms: int) -> datetime:
@@ -106,14 +120,19 @@ class Projector:
             ).fetchall()
             if not queued:
                 return 0, 0
-            streams = sorted({row[1] for row in queued})
-            projected_version = dict.fromkeys(streams, 0)
+            queued_version: dict[str, int] = {}  # in queue order: the oldest first
+            for _entry, stream_id, version in queued:
+                queued_version[stream_id] = max(queued_version.get(stream_id, 0), version)
+            projected_version = dict.fromkeys(queued_version, 0)
             projected_version.update(conn.execute(
-                "SELECT task_id, version FROM task_status WHERE task_id = ANY(%s)", (streams,)
-            ).fetchall())
+                "SELECT task_id, version FROM task_status WHERE task_id = ANY(%b::text[])",
+                (list(queued_version),)).fetchall())
+            streams = sorted(_enough_streams(queued_version, projected_version, batch_size))
             after = [projected_version[s] for s in streams]
-            rows = conn.execute(_STREAMS_AFTER, (streams, after, streams, after, batch_size),
-                                ).fetchall()
+            # Binary results: the payloads arrive as they are stored, not hex-encoded.
+            rows = conn.cursor(binary=True).execute(
+                _STREAMS_AFTER, (streams, after, streams, after, batch_size),
+            ).fetchall() if streams else []
             try:
                 if rows:
                     self._project_batch(conn, rows, projected_version)
@@ -131,9 +150,9 @@ class Projector:
             conn.execute("DELETE FROM projection_queue WHERE id = ANY(%s)", (settled,))
             return len(settled), len(rows)
 
-    def catch_up_fully(self) -> int:
+    def catch_up_fully(self, batch_size: int = 2000) -> int:
         total = 0
-        while count := self.catch_up():
+        while count := self.catch_up(batch_size):
             total += count
         return total
 
@@ -158,17 +177,17 @@ class Projector:
         cached = self._states.get(stream_id)
         if cached is not None and cached.version == version - 1:
             return cached
-        state = TaskState()
         if version == 1:
-            return state
+            return TaskState()
+        events: list[ev.TaskEvent] = []
         for payload, _version in conn.execute(
             "SELECT payload, version FROM events WHERE stream_id = %s AND version < %s"
             " UNION ALL SELECT payload, version FROM restored_events"
             " WHERE stream_id = %s AND version < %s ORDER BY version",
             (stream_id, version, stream_id, version),
         ).fetchall():
-            state = evolve(state, self._codec.decode(bytes(payload)).payload)
-        return state
+            events.append(self._codec.decode(bytes(payload)).payload)
+        return fold(events)
 
     def _project_batch(
         self, conn: psycopg.Connection, rows: list[tuple[Any, ...]], projected: dict[str, int],
@@ -198,77 +217,63 @@ class Projector:
                 audit.pop(stream_id, None)
                 continue
             event = envelope.payload
-            before = stream.state
-            stream.apply(event, _ts(envelope.occurred_at_ms))
-            if summarised(event):
-                continue  # a routine fan-out instance event: the group's lines summarise it
-            audit.setdefault(stream_id, []).append((
-                position, stream_id, version, type(event).__name__, step_of(event),
-                describe(event, before, envelope.occurred_at_ms),
-                _ts(envelope.occurred_at_ms)))
+            at = _ts(envelope.occurred_at_ms)
+            if not summarised(event):  # a routine fan-out instance event: the group's lines
+                # summarise it. Described against the state before the event, so before it.
+                audit.setdefault(stream_id, []).append((
+                    position, stream_id, version, type(event).__name__, step_of(event),
+                    describe(event, stream.state, envelope.occurred_at_ms), at))
+            stream.apply(event, at)
         with conn.cursor() as cursor:
-            cursor.executemany(_UPSERT_TASK, [r.task_row(sid) for sid, r in rows_of.items()])
-            cursor.executemany(_UPSERT_STEP, [row for sid, r in rows_of.items()
-                                              for row in r.step_rows(sid)])
-            conditions = [row for sid, r in rows_of.items() for row in r.condition_rows(sid)]
-            if conditions:
-                cursor.executemany(_UPSERT_CONDITION, conditions)
-            cursor.executemany(_INSERT_AUDIT, [row for rs in audit.values() for row in rs])
-        self._states.put_all({sid: stream.state for sid, stream in rows_of.items()})
+            write_all(cursor, UPSERT_TASKS, len(TASK_COLUMNS),
+                      [r.task_row(sid) for sid, r in rows_of.items()])
+            write_all(cursor, UPSERT_STEPS, len(STEP_COLUMNS),
+                      [row for sid, r in rows_of.items() for row in r.step_rows(sid)])
+            write_all(cursor, UPSERT_CONDITIONS, len(CONDITION_COLUMNS),
+                      [row for sid, r in rows_of.items() for row in r.condition_rows(sid)])
+            write_all(cursor, INSERT_AUDIT, len(AUDIT_COLUMNS),
+                      [row for rs in audit.values() for row in rs])
+        self._states.put_all({sid: stream.fold.result() for sid, stream in rows_of.items()})
+
+
+def _enough_streams(queued: dict[str, int], projected: dict[str, int], events: int) -> list[str]:
+    """The streams (oldest entry first) whose queued events fill a batch of ``events``.
+
+    Reading every queued stream and cutting the sorted result at the limit read each stream
+    again for each batch it was cut from: after a reset (one entry per stream, each for its
+    whole stream) a batch of 2,000 events read the events of 2,000 streams, ~20 times more.
+    The queued version is what the entry promises; the events query keeps its own limit.
+    """
+    chosen: list[str] = []
+    budget = 0
+    for stream_id, version in queued.items():
+        todo = version - projected[stream_id]
+        if todo <= 0:
+            continue  # already projected: its entries are settled without reading it
+        if budget >= events:
+            break
+        chosen.append(stream_id)
+        budget += todo
+    return chosen
 
 
 # The events of each named stream after a version: from the hot log and, for a task brought
 # back from its archive, from restored_events (each side on its own index).
 _STREAMS_AFTER = (
     "SELECT * FROM (SELECT e.position, e.stream_id, e.version, e.payload FROM events e"
-    " JOIN unnest(%s::text[], %s::int[]) AS q(stream_id, after)"
+    " JOIN unnest(%b::text[], %b::int[]) AS q(stream_id, after)"
     " ON e.stream_id = q.stream_id AND e.version > q.after"
     " UNION ALL SELECT r.position, r.stream_id, r.version, r.payload FROM restored_events r"
-    " JOIN unnest(%s::text[], %s::int[]) AS q(stream_id, after)"
+    " JOIN unnest(%b::text[], %b::int[]) AS q(stream_id, after)"
     " ON r.stream_id = q.stream_id AND r.version > q.after) log"
     " ORDER BY stream_id, version LIMIT %s"
 )
-_UPSERT_TASK = (
-    "INSERT INTO task_status (task_id, task_type, status, version, request_json,"
-    " response_json, callback_url, idempotency_key, end_reason, submitted_at, updated_at,"
-    " failed_step, error_trace_id, tenant, submitted_by, parent_task_id, parent_step)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status,"
-    " version = EXCLUDED.version, response_json = EXCLUDED.response_json,"
-    " end_reason = EXCLUDED.end_reason, updated_at = EXCLUDED.updated_at,"
-    " idempotency_key = COALESCE(task_status.idempotency_key, EXCLUDED.idempotency_key),"
-    " failed_step = COALESCE(EXCLUDED.failed_step, task_status.failed_step),"
-    " error_trace_id = COALESCE(EXCLUDED.error_trace_id, task_status.error_trace_id)"
-)
-_UPSERT_STEP = (
-    "INSERT INTO step_records (task_id, step, status, attempt, compensation_attempt,"
-    " data_json, error_type, error_message, completion_rank, updated_at, trace_id,"
-    " waiting_until, child_task_id)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (task_id, step) DO UPDATE SET status = EXCLUDED.status,"
-    " attempt = EXCLUDED.attempt, compensation_attempt = EXCLUDED.compensation_attempt,"
-    " data_json = EXCLUDED.data_json, error_type = EXCLUDED.error_type,"
-    " error_message = EXCLUDED.error_message, completion_rank = EXCLUDED.completion_rank,"
-    " updated_at = EXCLUDED.updated_at, trace_id = EXCLUDED.trace_id,"
-    " waiting_until = EXCLUDED.waiting_until, child_task_id = EXCLUDED.child_task_id"
-)
-_UPSERT_CONDITION = (
-    "INSERT INTO condition_snapshots (task_id, step, description, function, result,"
-    " context_summary, evaluated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (task_id, step) DO UPDATE SET result = EXCLUDED.result,"
-    " context_summary = EXCLUDED.context_summary, evaluated_at = EXCLUDED.evaluated_at"
-)
-_INSERT_AUDIT = (
-    "INSERT INTO audit_entries (position, task_id, version, event_type, step, summary,"
-    " occurred_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-)
-
-
 class _StreamRows:
-    """One stream's part of a batch: its state as it evolves, and what its rows will say."""
+    """One stream's part of a batch: its state as it evolves (one fold, in place, for the
+    batch: ``state`` is valid until the next ``apply``), and what its rows will say."""
 
     def __init__(self, state: TaskState, cipher: PayloadCipher) -> None:
-        self.state = state
+        self.fold = StreamFold(state)
         self.cipher = cipher  # seals the payload columns (request, response, step data)
         self.updated_at: datetime | None = None
         self.idempotency_key: str | None = None
@@ -277,8 +282,12 @@ class _StreamRows:
         self.steps_updated_at: dict[str, datetime] = {}
         self.conditions: dict[str, ev.ConditionEvaluated] = {}
 
+    @property
+    def state(self) -> TaskState:
+        return self.fold.current
+
     def apply(self, event: ev.TaskEvent, at: datetime) -> None:
-        self.state = evolve(self.state, event)
+        self.fold.apply(event)
         self.updated_at = at
         if isinstance(event, ev.TaskSubmitted):
             self.idempotency_key = event.idempotency_key

@@ -34,7 +34,7 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.object_store import MinioObjectStore
 from tasksaga.adapters.payload_crypto import PayloadKeyError, payload_cipher_from_env
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
-from tasksaga.adapters.projections import Projector
+from tasksaga.adapters.projections import REBUILD_BATCH, Projector
 from tasksaga.config import ObjectStoreSettings
 from tasksaga.core.audit import describe
 from tasksaga.core.envelope import Envelope
@@ -97,7 +97,7 @@ def rebuild(database_url: str, codec: AvroCodec,
         if archiver is not None:
             archiver(pool).restore_all()  # into restored_events, which the reset queues
         projector.reset()
-        count = projector.catch_up_fully()
+        count = projector.catch_up_fully(REBUILD_BATCH)
         return count, time.perf_counter() - started
     finally:
         pool.close()

@@ -3,10 +3,9 @@ state's types are in ``tasksaga.core.task_state``, re-exported here."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from tasksaga.core import events as ev
 from tasksaga.core.fan_out_state import FanOutState
+from tasksaga.core.records import assigned, replaced
 from tasksaga.core.task_state import (
     TERMINAL_STATUSES as TERMINAL_STATUSES,
 )
@@ -38,28 +37,78 @@ def _with_step(state: TaskState, name: str, **changes: object) -> TaskState:
     if located is not None:  # a fan-out instance: only its chunk of the table is copied
         fan_out, index = located
         before = state.step(name)
-        after = replace(before, **changes)  # type: ignore[arg-type]
+        after = replaced(before, **changes)
         fan_outs = {**state.fan_outs, fan_out.step: fan_out.updated(index, before, after)}
-        return replace(state, fan_outs=fan_outs)
-    steps = dict(state.steps)
-    steps[name] = replace(state.step(name), **changes)  # type: ignore[arg-type]
-    return replace(state, steps=steps)
+        return assigned(state, fan_outs=fan_outs)
+    state.steps[name] = replaced(state.step(name), **changes)  # the draft's own dict
+    return state
 
 
 def _with_surplus(state: TaskState, name: str, attempt: int, **changes: object) -> TaskState:
     step = state.step(name)
     current = step.surplus_of(attempt) or SurplusEffect(attempt, "{}", SurplusStatus.UNCOMPENSATED)
-    updated = replace(current, **changes)  # type: ignore[arg-type]
+    updated = replaced(current, **changes)
     others = tuple(s for s in step.surplus if s.attempt != attempt)
     return _with_step(state, name, surplus=(*others, updated))
 
 
+def _draft(state: TaskState) -> TaskState:
+    """A private copy of ``state`` that ``_apply`` may change in place: its own ``steps``
+    dict (the records in it, and every other field, are immutable and shared)."""
+    return replaced(state, steps=dict(state.steps))
+
+
 def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
-    """Apply one event. Pure and total: it never raises for events decide() produced."""
-    state = replace(state, version=state.version + 1)
+    """Apply one event. Pure and total: it never raises for events decide() produced; the
+    result is a new state, ``state`` is left as it was."""
+    return _apply(_draft(state), event)
+
+
+def fold(events: list[ev.TaskEvent], state: TaskState | None = None) -> TaskState:
+    """``evolve`` over ``events``, in order (``state`` is left as it was): the same result,
+    but one draft changed in place for the whole stream, not a copy of the state and of its
+    step table per event, so folding a long history costs O(events), not O(events x steps)."""
+    current = state or TaskState()
+    if not events:
+        return current
+    draft = _draft(current)
+    for event in events:
+        _apply(draft, event)
+    return draft
+
+
+class StreamFold:
+    """``fold`` one event at a time, for a reader that looks at the state between events (the
+    projector describes each event against the state before it): one draft changed in place.
+
+    ``current`` is only valid until the next ``apply`` (read it, do not keep it); ``result()``
+    ends the fold and hands the state over as an ordinary immutable value.
+    """
+
+    def __init__(self, state: TaskState) -> None:
+        self._draft: TaskState | None = _draft(state)
+
+    @property
+    def current(self) -> TaskState:
+        if self._draft is None:
+            raise RuntimeError("this fold has ended: read its result()")
+        return self._draft
+
+    def apply(self, event: ev.TaskEvent) -> None:
+        _apply(self.current, event)
+
+    def result(self) -> TaskState:
+        state = self.current
+        self._draft = None
+        return state
+
+
+def _apply(state: TaskState, event: ev.TaskEvent) -> TaskState:
+    """Apply one event to a draft (``_draft``), in place; returns the draft."""
+    state.__dict__["version"] = state.version + 1  # a draft: assigned() without its check
     match event:
         case ev.TaskSubmitted():
-            return replace(
+            return assigned(
                 state,
                 task_id=event.task_id,
                 task_type=event.task_type,
@@ -91,9 +140,9 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             )
             if state.fan_outs and state._instance(event.step) is not None:
                 return state  # its for_each step takes its place in the completion order
-            signals = tuple(replace(s, consumed=True) if s.signal == event.step else s
+            signals = tuple(replaced(s, consumed=True) if s.signal == event.step else s
                             for s in state.signals)
-            return replace(state, completion_order=(*state.completion_order, event.step),
+            return assigned(state, completion_order=(*state.completion_order, event.step),
                            signals=signals)
         case ev.StepFailed():
             return _with_step(
@@ -109,9 +158,9 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
         case ev.StepSkipped():
             return _with_step(state, event.step, status=StepStatus.SKIPPED)
         case ev.CancellationRequested():
-            return replace(state, ending="cancelled", end_reason=event.reason)
+            return assigned(state, ending="cancelled", end_reason=event.reason)
         case ev.CompensationStarted():
-            return replace(
+            return assigned(
                 state,
                 status=TaskStatus.COMPENSATING,
                 ending=state.ending or "failed",
@@ -137,21 +186,21 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
         case ev.StepCompensationRetryScheduled():
             return _with_step(state, event.step, status=StepStatus.COMPENSATION_RETRY_SCHEDULED)
         case ev.TaskCompleted():
-            return replace(state, status=TaskStatus.COMPLETED, response_json=event.response_json)
+            return assigned(state, status=TaskStatus.COMPLETED, response_json=event.response_json)
         case ev.TaskFailed():  # a workflow's failure has no CompensationStarted before it
-            return replace(state, status=TaskStatus.FAILED,
+            return assigned(state, status=TaskStatus.FAILED,
                            end_reason=state.end_reason or event.reason)
         case ev.TaskCancelled():
-            return replace(state, status=TaskStatus.CANCELLED,
+            return assigned(state, status=TaskStatus.CANCELLED,
                            end_reason=state.end_reason or event.reason)
         case ev.TaskCompensationFailed():
-            return replace(
+            return assigned(
                 state, status=TaskStatus.COMPENSATION_FAILED,
                 end_reason=(f"compensation of step {event.step} failed: "
                             f"{event.error_type}: {event.error_message}"),
             )
         case ev.CompensationRetryRequested():
-            return replace(state, status=TaskStatus.COMPENSATING)
+            return assigned(state, status=TaskStatus.COMPENSATING)
         case ev.StepSurplusSucceeded():
             return _with_surplus(
                 state, event.step, event.attempt, data_json=event.data_json,
@@ -161,7 +210,7 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             )
         case ev.TaskNeedsAttention():
             where = f"step {event.step} failed" if event.step else "the response builder failed"
-            return replace(
+            return assigned(
                 state, status=TaskStatus.NEEDS_ATTENTION,
                 end_reason=(f"{where} after the pivot {event.pivot}: {event.error_type}: "
                             f"{event.error_message}; nothing was compensated"),
@@ -170,11 +219,11 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             if state.status is not TaskStatus.COMPENSATING:
                 return state
             # The pivot completed while the task drained for a cancellation: forward again.
-            return replace(state, status=TaskStatus.RUNNING, ending=None, end_reason=None)
+            return assigned(state, status=TaskStatus.RUNNING, ending=None, end_reason=None)
         case ev.ForwardRetryRequested():
-            steps = {name: replace(s, retry_base=s.attempt) if s.status is StepStatus.FAILED
+            steps = {name: replaced(s, retry_base=s.attempt) if s.status is StepStatus.FAILED
                      else s for name, s in state.steps.items()}
-            return replace(state, status=TaskStatus.RUNNING, end_reason=None, steps=steps)
+            return assigned(state, status=TaskStatus.RUNNING, end_reason=None, steps=steps)
         case ev.StepSurplusCompensated():
             return _with_surplus(state, event.step, event.attempt,
                                  status=SurplusStatus.COMPENSATED)
@@ -192,11 +241,11 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             )
         case ev.SignalReceived():
             received = ReceivedSignal(event.step, event.signal_id, event.data_json)
-            return replace(state, signals=(*state.signals, received))
+            return assigned(state, signals=(*state.signals, received))
         case ev.TaskVersionMissing():
             if state.status is TaskStatus.VERSION_MISSING:
                 return state
-            return replace(
+            return assigned(
                 state, status=TaskStatus.VERSION_MISSING, parked_from=state.status,
                 parked_reason=state.end_reason,
                 end_reason=(f"version {event.definition_version} of {state.task_type} is not "
@@ -205,9 +254,9 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                             "compatible version (POST /tasks/{id}/migrate?version=N) or "
                             "cancels it"))
         case ev.MessageParked():
-            return replace(state, parked=(*state.parked, event))
+            return assigned(state, parked=(*state.parked, event))
         case ev.TaskMigrated():
-            return replace(state, status=state.parked_from or state.status, parked_from=None,
+            return assigned(state, status=state.parked_from or state.status, parked_from=None,
                            end_reason=state.parked_reason, parked_reason=None,
                            parked=(), definition_version=event.to_version,
                            definition_fingerprint=event.fingerprint)
@@ -217,9 +266,9 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             state = _with_step(state, event.step, status=StepStatus.COMPENSATION_SKIPPED)
             if state.steps_in(StepStatus.COMPENSATION_FAILED):
                 return state  # another failed compensation still waits for the operator
-            return replace(state, status=TaskStatus.COMPENSATING)
+            return assigned(state, status=TaskStatus.COMPENSATING)
         case ev.TaskResolved():
-            return replace(state, status=TaskStatus.RESOLVED,
+            return assigned(state, status=TaskStatus.RESOLVED,
                            end_reason=f"resolved by {event.resolved_by} (was "
                                       f"{event.from_status}): {event.reason}")
         case ev.TaskRedriven():
@@ -234,25 +283,25 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
             return _with_step(state, event.step, child_status=event.status)
         case ev.FanOutExpanded():
             fan_out = FanOutState.expanded(event.step, tuple(event.items_json))
-            state = replace(state, fan_outs={**state.fan_outs, event.step: fan_out})
+            state = assigned(state, fan_outs={**state.fan_outs, event.step: fan_out})
             return _with_step(state, event.step, status=StepStatus.RUNNING,
                               attempt=event.attempt, error_type=None, error_message=None)
         case ev.FanOutCompleted():
             gathered = state.fan_outs[event.step].gathered_json()
             state = _with_step(state, event.step, status=StepStatus.COMPLETED,
                                data_json=gathered)
-            return replace(state, completion_order=(*state.completion_order, event.step))
+            return assigned(state, completion_order=(*state.completion_order, event.step))
         case ev.FanOutRetried():
             reopened = state.fan_outs[event.step].reopened(
-                lambda s: replace(s, status=StepStatus.PENDING, retry_base=s.attempt,
+                lambda s: replaced(s, status=StepStatus.PENDING, retry_base=s.attempt,
                                   error_type=None, error_message=None, trace_id=None))
-            state = replace(state, fan_outs={**state.fan_outs, event.step: reopened})
+            state = assigned(state, fan_outs={**state.fan_outs, event.step: reopened})
             return _with_step(state, event.step, status=StepStatus.RUNNING,
                               attempt=event.attempt, error_type=None, error_message=None)
         case ev.WorkflowValueRecorded():
             return state  # the workflow driver reads it from the history (tasksaga.workflow)
         case ev.WorkflowDiverged():
-            return replace(
+            return assigned(
                 state, status=TaskStatus.NEEDS_ATTENTION,
                 end_reason=(f"non-determinism at await #{event.command_index} "
                             f"({event.location}): the history records {event.expected}, the "
@@ -262,9 +311,3 @@ def evolve(state: TaskState, event: ev.TaskEvent) -> TaskState:
                             "/tasks/{id}/retry-forward)"))
     raise TypeError(f"not a task event: {event!r}")
 
-
-def fold(events: list[ev.TaskEvent], state: TaskState | None = None) -> TaskState:
-    current = state or TaskState()
-    for event in events:
-        current = evolve(current, event)
-    return current
