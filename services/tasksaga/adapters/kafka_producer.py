@@ -31,7 +31,7 @@ def producer_config(bootstrap: str, client_id: str,
         # Durability: every in-sync replica has it, and retries never duplicate or reorder.
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 0,
+        "linger.ms": 1,
         "compression.type": "lz4",
         # Every record gets its delivery report within this long, success or failure
         # (librdkafka's default is 5 min): callers such as the API can fail fast.

@@ -84,7 +84,7 @@ class OutboxPublisher:
                               shard)
         return settled
 
-    def run_settler(self, stop: threading.Event, interval_s: float = 0.02) -> None:
+    def run_settler(self, stop: threading.Event, interval_s: float = 0.05) -> None:
         """Settle as acknowledgements arrive, at most every ``interval_s`` (batches deletes)."""
         while not stop.is_set():
             if self._acked_any.wait(0.5):

@@ -208,11 +208,15 @@ def run_on_notify(
     stop: threading.Event,
     idle_wait_s: float = 1.0,
     name: str = "worker",
+    gather_s: float = 0.0,
 ) -> None:
     """Call ``work`` until it returns 0, then sleep until NOTIFY on ``channel`` or a timeout.
 
     The timeout bounds how stale things get when a notification is lost (e.g. across a
-    reconnect); it is not the normal path.
+    reconnect); it is not the normal path. Every notification that arrived meanwhile is
+    taken at once: one round of work answers them all. ``gather_s``: after a wake-up, wait
+    this long first, so the work of many commits is done in one round (larger batches, fewer
+    transactions, at the cost of that much staleness).
     """
     while not stop.is_set():
         try:
@@ -222,7 +226,12 @@ def run_on_notify(
                 while not stop.is_set():
                     while work() and not stop.is_set():
                         pass
+                    woken = False
                     for _ in listener.notifies(timeout=idle_wait_s, stop_after=1):
+                        woken = True
+                    if woken and gather_s > 0:
+                        stop.wait(gather_s)
+                    for _ in listener.notifies(timeout=0):  # the ones queued meanwhile
                         pass
         except Exception:
             log.exception("%s loop failed; restarting in 1 s", name)

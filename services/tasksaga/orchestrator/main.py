@@ -186,7 +186,8 @@ def per_shard_threads(settings: OrchestratorSettings, shard: str, url: str,
     if settings.orchestrator_run_projector:
         projector = Projector(pool, codec, settings.projector_cache_bytes)
         threads.append(start_thread(f"projector{suffix}", lambda: run_on_notify(
-            url, EVENTS_CHANNEL, projector.catch_up, stop, name=f"projector{suffix}"), stop))
+            url, EVENTS_CHANNEL, projector.catch_up, stop, name=f"projector{suffix}",
+            gather_s=settings.projector_gather_ms / 1000), stop))
     return threads
 
 

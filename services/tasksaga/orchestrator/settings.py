@@ -17,6 +17,9 @@ class OrchestratorSettings(CommonSettings):
     # request and every step's data.
     orchestrator_state_cache_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
     projector_cache_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # Woken by an append, the projector waits this long before projecting, so one batch
+    # covers many commits (the projections are that much staler; 0: project at once).
+    projector_gather_ms: int = Field(default=50, ge=0)
     # Live bodies of code-first workflows kept between messages (docs/workflows.md): a task
     # beyond it replays its history on its next message.
     orchestrator_workflow_cache_entries: int = Field(default=10_000, gt=0)

@@ -45,7 +45,7 @@ def main() -> int:
         threads.append(start_thread(name, functools.partial(
             run_on_notify, shards.urls[shard], EVENTS_CHANNEL,
             Projector(pool, codec, settings.projector_cache_bytes).catch_up, stop,
-            name=name), stop))
+            name=name, gather_s=settings.projector_gather_ms / 1000), stop))
     start_ops_server(settings.metrics_port, {
         **{"postgres" if len(pools) == 1 else f"postgres-{shard}": postgres_check(pool)
            for shard, pool in pools.items()},
