@@ -17,6 +17,7 @@ from tasksaga.api.settings import ApiSettings
 from tasksaga.config import CommonSettings, ObjectStoreSettings
 from tasksaga.notifier.settings import NotifierSettings
 from tasksaga.orchestrator.settings import OrchestratorSettings
+from tasksaga.projector.settings import ProjectorSettings
 from tasksaga.worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +37,7 @@ APP_COMMANDS = {
     "orchestrator": "tasksaga-orchestrator",
     "worker": "tasksaga-worker",
     "notifier": "tasksaga-notifier",
+    "projector": "tasksaga-projector",
 }
 SETUP_COMMANDS = ("tasksaga-migrate", "tasksaga-topics")
 STORES_FILES = {"api", "worker"}  # the services that talk to MinIO
@@ -48,6 +50,7 @@ SERVICE_SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
     "orchestrator": (OrchestratorSettings,),
     "worker": (WorkerSettings, ObjectStoreSettings),
     "notifier": (NotifierSettings,),
+    "projector": (ProjectorSettings,),
     "migrate": (CommonSettings,),
 }
 # Service-specific variables the deployment may set before a settings class defines them

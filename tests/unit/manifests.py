@@ -34,7 +34,7 @@ KUBERNETES_VERSION = "1.35.0"
 NAMESPACE = "tasksaga"
 RELEASE = "tasksaga"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
-SERVICE_COMPONENTS = ("api", "orchestrator", "worker", "notifier")
+SERVICE_COMPONENTS = ("api", "orchestrator", "worker", "notifier", "projector")
 
 Document = dict[str, Any]
 

@@ -47,8 +47,10 @@ def test_helm_lint_passes_strictly(values: str) -> None:
 def test_helm_template_renders_every_service_and_the_set_up_job(values: str) -> None:
     documents = render_chart(*VALUES_FILES[values])
     components = {component(w) for w in workloads(documents)}
-    assert components == {"api", "orchestrator", "worker", "notifier", "migrate"}
+    assert components == {"api", "orchestrator", "worker", "notifier", "projector", "migrate"}
     assert [d["metadata"]["namespace"] for d in documents] == ["tasksaga"] * len(documents)
+    orchestrator = next(containers(by_name(documents, "StatefulSet")["tasksaga-orchestrator"]))
+    assert env_value(orchestrator, "TASKSAGA_ORCHESTRATOR_RUN_PROJECTOR") == "false"
     assert len({name_of(d) for d in documents}) == len(documents), "duplicate object names"
 
 
@@ -72,6 +74,17 @@ def test_production_values_reach_replicas_resources_image_and_topics() -> None:
     assert config["TASKSAGA_TOPIC_PARTITIONS"] == "24"
     assert config["TASKSAGA_TOPIC_REPLICATION_FACTOR"] == "3"
     assert config["TASKSAGA_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
+
+
+def test_without_the_projector_deployment_the_orchestrators_project(tmp_path: Path) -> None:
+    values = tmp_path / "no-projector.yaml"
+    values.write_text(yaml.safe_dump({"projector": {"enabled": False}}))
+    documents = render_chart(values)
+    assert "projector" not in {component(w) for w in workloads(documents)}
+    assert not any(d["metadata"]["name"].endswith("projector-egress")
+                   for d in of_kind(documents, "NetworkPolicy"))
+    orchestrator = next(containers(by_name(documents, "StatefulSet")["tasksaga-orchestrator"]))
+    assert env_value(orchestrator, "TASKSAGA_ORCHESTRATOR_RUN_PROJECTOR") is None
 
 
 def test_default_values_give_fixed_replicas_and_no_autoscaler() -> None:
@@ -170,7 +183,7 @@ def test_every_worker_pod_runs_only_its_pools_queues() -> None:
         assert pod_spec(workload)["serviceAccountName"] == "tasksaga"
 
 
-def test_shards_from_an_existing_secret_reach_orchestrator_api_and_migrate_only(
+def test_shards_from_an_existing_secret_reach_orchestrator_api_projector_and_migrate_only(
     tmp_path: Path,
 ) -> None:
     values = tmp_path / "shards.yaml"
@@ -192,7 +205,7 @@ def test_shards_from_an_existing_secret_reach_orchestrator_api_and_migrate_only(
                                       env_value(container, "TASKSAGA_SHARD_BUCKETS"))
     shards = ({"name": "tasksaga-shards", "key": "shards"}, "a:0-127;b:128-255")
     assert given == {"api": shards, "orchestrator": shards, "migrate": shards,
-                     "worker": (None, None), "notifier": (None, None)}
+                     "projector": shards, "worker": (None, None), "notifier": (None, None)}
     # Off by default: no shard variable anywhere.
     assert all("TASKSAGA_SHARD" not in item["name"] for w in workloads(render_chart())
                for c in containers(w) for item in c.get("env", []))

@@ -35,6 +35,7 @@ EGRESS_PORTS = {
     "orchestrator": {KAFKA, POSTGRES, DNS},
     "worker": {KAFKA, POSTGRES, MINIO, DNS},
     "notifier": {KAFKA, POSTGRES, DNS},
+    "projector": {POSTGRES, DNS},
     "migrate": {KAFKA, POSTGRES, DNS},
 }
 # Never reachable through the notifier's internet rule.
