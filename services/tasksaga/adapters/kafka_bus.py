@@ -308,7 +308,7 @@ class ConsumerLoop:
             key=message.key(),
             value=message.value(),
             failed_at_ms=self._now_ms(),
-            headers=_text_headers(message),
+            headers=text_headers(message),
         )
         key = message.key()
         envelope = Envelope(
@@ -325,7 +325,7 @@ class ConsumerLoop:
         self._dead_letters.flush()
 
 
-def _text_headers(message: Message) -> dict[str, str]:
+def text_headers(message: Message) -> dict[str, str]:
     """A record's headers as text (the services write only text ones: trace context)."""
     headers: dict[str, str] = {}
     for name, raw in list(message.headers() or []):

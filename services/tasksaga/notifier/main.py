@@ -12,12 +12,15 @@ import logging
 import threading
 from collections.abc import Callable
 
-from confluent_kafka import Message
-
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.clock import now_ms, random_fraction
-from tasksaga.adapters.kafka_bus import ConsumerLoop, ConsumerSettings, KafkaProducer
+from tasksaga.adapters.kafka_bus import (
+    ConsumerLoop,
+    ConsumerSettings,
+    KafkaProducer,
+    text_headers,
+)
 from tasksaga.adapters.lifecycle import ServiceStop, start_thread, stop_on_signals
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.ops_server import (
@@ -105,7 +108,7 @@ def run(
             producer,
             stop,
             clock,
-            skip=lambda message: rules.nothing_to_do(_headers(message)),
+            skip=lambda message: rules.nothing_to_do(text_headers(message)),
         ).run()
     finally:
         # Also reached when the consumer fails: the senders must not outlive it unnoticed.
@@ -121,12 +124,6 @@ def run(
         except Exception as error:  # delivery records are best effort (see sender._publish)
             log.warning("unflushed delivery records at shutdown: %s", error)
         pool.close()
-
-
-def _headers(message: Message) -> dict[str, bytes]:
-    raw = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return {name: value for name, value in pairs if isinstance(value, bytes)}
 
 
 def _run_closing(target: Callable[[], None], close: Callable[[], None]) -> Callable[[], None]:

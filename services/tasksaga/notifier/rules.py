@@ -84,14 +84,14 @@ _ACTED_ON = frozenset([ev.TaskSubmitted.__name__, *(t.__name__ for t in TERMINAL
                        *(t.__name__ for t in PROGRESS_STATUS)])
 
 
-def nothing_to_do(headers: Mapping[str, bytes]) -> bool:
+def nothing_to_do(headers: Mapping[str, str]) -> bool:
     """True when a task-events record's headers (adapters/wire.py) show there is nothing to
     do for it: its task has no callback URL, or its event is neither a submission nor
     notifiable. Records without those headers (written before them) are decoded."""
-    if headers.get(CALLBACK_HEADER) == b"0":
+    if headers.get(CALLBACK_HEADER) == "0":
         return True
     event_type = headers.get(EVENT_TYPE_HEADER)
-    return event_type is not None and event_type.decode("utf-8", "replace") not in _ACTED_ON
+    return event_type is not None and event_type not in _ACTED_ON
 
 
 def valid_callback_url(url: str) -> bool:
