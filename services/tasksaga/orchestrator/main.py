@@ -39,8 +39,8 @@ from tasksaga.adapters.outbox_relay import OutboxRelay, run_on_notify
 from tasksaga.adapters.partitions import PartitionPeriod, ensure_partitions
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_shards import ShardedEventStore, migrate_shards, open_shard_pools
-from tasksaga.adapters.pg_store import EVENTS_CHANNEL, OUTBOX_CHANNEL, prune_older_than
-from tasksaga.adapters.projections import Projector, projection_lag
+from tasksaga.adapters.pg_store import OUTBOX_CHANNEL, prune_older_than
+from tasksaga.adapters.projections import projection_lag
 from tasksaga.adapters.service_metrics import StepMetrics, StoreSampler
 from tasksaga.adapters.topics import all_topic_names, ensure_service_topics
 from tasksaga.adapters.wire import Topics
@@ -49,6 +49,7 @@ from tasksaga.core.capabilities import Route
 from tasksaga.core.registry import load_registry
 from tasksaga.orchestrator.processor import Orchestrator, database_clock
 from tasksaga.orchestrator.settings import OrchestratorSettings
+from tasksaga.projector.thread import start_projector
 from tasksaga.workflow.runtime import WorkflowRuntime
 
 log = logging.getLogger("tasksaga.orchestrator")
@@ -184,10 +185,7 @@ def per_shard_threads(settings: OrchestratorSettings, shard: str, url: str,
                      stop),
     ]
     if settings.orchestrator_run_projector:
-        projector = Projector(pool, codec, settings.projector_cache_bytes)
-        threads.append(start_thread(f"projector{suffix}", lambda: run_on_notify(
-            url, EVENTS_CHANNEL, projector.catch_up, stop, name=f"projector{suffix}",
-            gather_s=settings.projector_gather_ms / 1000), stop))
+        threads.append(start_projector(f"projector{suffix}", url, pool, codec, settings, stop))
     return threads
 
 

@@ -4,9 +4,10 @@ from pydantic import Field, field_validator
 
 from tasksaga.adapters.partitions import PartitionPeriod
 from tasksaga.config import CommonSettings
+from tasksaga.projector.settings import ProjectionSettings
 
 
-class OrchestratorSettings(CommonSettings):
+class OrchestratorSettings(CommonSettings, ProjectionSettings):
     orchestrator_group: str = "orchestrator"
     # Static membership: a restarted instance with the same id gets its partitions back
     # without a rebalance of the whole group.
@@ -16,10 +17,6 @@ class OrchestratorSettings(CommonSettings):
     # Caches bounded by bytes (approximate state sizes), not entries: a state holds its
     # request and every step's data.
     orchestrator_state_cache_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
-    projector_cache_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
-    # Woken by an append, the projector waits this long before projecting, so one batch
-    # covers many commits (the projections are that much staler; 0: project at once).
-    projector_gather_ms: int = Field(default=50, ge=0)
     # Live bodies of code-first workflows kept between messages (docs/workflows.md): a task
     # beyond it replays its history on its next message.
     orchestrator_workflow_cache_entries: int = Field(default=10_000, gt=0)

@@ -10,21 +10,18 @@ another takes over at once when it dies.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.lifecycle import start_thread, stop_on_signals
+from tasksaga.adapters.lifecycle import stop_on_signals
 from tasksaga.adapters.ops_server import postgres_check, start_ops_server, threads_check
-from tasksaga.adapters.outbox_relay import run_on_notify
 from tasksaga.adapters.payload_crypto import payload_cipher_for
 from tasksaga.adapters.pg_shards import migrate_shards, open_shard_pools
-from tasksaga.adapters.pg_store import EVENTS_CHANNEL
-from tasksaga.adapters.projections import Projector
 from tasksaga.config import configure_logging
 from tasksaga.projector.settings import ProjectorSettings
+from tasksaga.projector.thread import start_projector
 
 log = logging.getLogger("tasksaga.projector")
 THREAD_JOIN_TIMEOUT_S = 10.0
@@ -42,10 +39,7 @@ def main() -> int:
     threads: list[threading.Thread] = []
     for shard, pool in pools.items():
         name = "projector" if len(pools) == 1 else f"projector-{shard}"
-        threads.append(start_thread(name, functools.partial(
-            run_on_notify, shards.urls[shard], EVENTS_CHANNEL,
-            Projector(pool, codec, settings.projector_cache_bytes).catch_up, stop,
-            name=name, gather_s=settings.projector_gather_ms / 1000), stop))
+        threads.append(start_projector(name, shards.urls[shard], pool, codec, settings, stop))
     start_ops_server(settings.metrics_port, {
         **{"postgres" if len(pools) == 1 else f"postgres-{shard}": postgres_check(pool)
            for shard, pool in pools.items()},
