@@ -54,7 +54,8 @@ class OutboxPublisher:
             # Its row stays; the relay's sweep sends it (and dead-letters one the broker
             # refuses for good). Later records of its key may overtake it meanwhile, as any
             # redelivery may; consumers order by version.
-            self.failed += 1
+            with self._lock:
+                self.failed += 1
             log.warning("outbox row %d to %s not acknowledged, left to the relay: %s",
                         row_id, delivery.topic, delivery.error)
             return
