@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from localrun import local_payload_cipher
@@ -20,6 +21,22 @@ from tests.integration.notifier_support import Receiver
 from tests.integration.shard_support import second_cluster
 
 pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def fresh_database(stack_env: dict[str, str], prefix: str) -> Iterator[str]:
+    """A database of this test alone on the stack's Postgres, migrated; dropped afterwards."""
+    shared = stack_env["TASKSAGA_DATABASE_URL"]
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(shared, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = shared.rsplit("/", 1)[0] + "/" + name
+    try:
+        apply_migrations(url)
+        yield url
+    finally:
+        with psycopg.connect(shared, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
 from localrun import BIN, REPO, ServiceProcesses, local_token, service_env
-from tasksaga.adapters.migrations import apply_migrations
+from tests.integration.conftest import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -67,23 +67,14 @@ class Api:
 
 @pytest.fixture
 def private_database(stack_env: dict[str, str]) -> Iterator[str]:
-    shared = stack_env["TASKSAGA_DATABASE_URL"]
-    name = f"tasksaga_crypto_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(shared, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = shared.rsplit("/", 1)[0] + "/" + name
-    apply_migrations(url)
-    with psycopg.connect(url, autocommit=True) as conn:  # every outbox row, kept for the scan
-        conn.execute("CREATE TABLE outbox_capture (LIKE outbox)")
-        conn.execute("CREATE FUNCTION capture_outbox() RETURNS trigger LANGUAGE plpgsql AS"
-                     " $$ BEGIN INSERT INTO outbox_capture SELECT NEW.*; RETURN NEW; END $$")
-        conn.execute("CREATE TRIGGER capture_outbox AFTER INSERT ON outbox"
-                      " FOR EACH ROW EXECUTE FUNCTION capture_outbox()")
-    try:
+    with fresh_database(stack_env, "tasksaga_crypto") as url:
+        with psycopg.connect(url, autocommit=True) as conn:  # every outbox row, for the scan
+            conn.execute("CREATE TABLE outbox_capture (LIKE outbox)")
+            conn.execute("CREATE FUNCTION capture_outbox() RETURNS trigger LANGUAGE plpgsql AS"
+                         " $$ BEGIN INSERT INTO outbox_capture SELECT NEW.*; RETURN NEW; END $$")
+            conn.execute("CREATE TRIGGER capture_outbox AFTER INSERT ON outbox"
+                         " FOR EACH ROW EXECUTE FUNCTION capture_outbox()")
         yield url
-    finally:
-        with psycopg.connect(shared, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextlib.contextmanager

@@ -10,21 +10,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from localrun import REPO, local_payload_cipher, service_env
 from tasksaga.adapters.avro_codec import AvroCodec
-from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.core import events as ev
-from tests.integration.conftest import new_task_id, submitted
+from tests.integration.conftest import fresh_database, new_task_id, submitted
 
 
 def _free_port() -> int:
@@ -35,17 +31,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def own_database(stack_env: dict[str, str]) -> Iterator[str]:
-    shared = stack_env["TASKSAGA_DATABASE_URL"]
-    name = f"tasksaga_projector_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(shared, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = shared.rsplit("/", 1)[0] + "/" + name
-    apply_migrations(url)
-    try:
+    with fresh_database(stack_env, "tasksaga_projector") as url:
         yield url
-    finally:
-        with psycopg.connect(shared, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_the_projector_process_projects_appended_events_and_stops_on_sigterm(
