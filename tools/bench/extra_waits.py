@@ -15,7 +15,7 @@ import psycopg
 
 from bench import extra_model, procstat
 from bench.extra_phase import Env, ExtraPlan, checked, new_system
-from bench.loadgen import TaskRecord, due_count, intended_times
+from bench.loadgen import TaskRecord, intended_times, send_on_schedule
 from bench.ours import OursSystem
 
 # -- 3. fan-out -----------------------------------------------------------------------------------
@@ -168,14 +168,4 @@ def run_waiting(env: Env, plan: ExtraPlan) -> dict[str, Any]:
 
 def _send(system: OursSystem, records: list[TaskRecord], schedule: list[float]) -> None:
     """The open loop of loadgen.run_rate_step, without its measurement window."""
-    sent = 0
-    while sent < len(records):
-        now = time.time()
-        due = due_count(schedule, now, sent)
-        if due == 0:
-            time.sleep(min(schedule[sent] - now, 0.005))
-            continue
-        for record in records[sent:sent + due]:
-            system.submit(record)
-            system.tracker.mark_sent(record.task_id, time.time())
-        sent += due
+    send_on_schedule(system.submit, system.tracker, records, schedule)

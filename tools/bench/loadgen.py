@@ -324,6 +324,32 @@ class StepPlan:
     abort_backlog_s: float = 3.0  # stop sending once the backlog exceeds this much offered load
 
 
+def send_on_schedule(
+    submit: Callable[[TaskRecord], None], tracker: Tracker, records: Sequence[TaskRecord],
+    schedule: Sequence[float], overloaded: Callable[[], bool] = lambda: False,
+) -> tuple[int, bool]:
+    """Send each record at its intended time, open loop: what is overdue goes at once and
+    the schedule never shifts. ``overloaded`` is asked every 0.2 s; True stops the sending.
+    Returns (records sent, stopped as overloaded)."""
+    sent = 0
+    last_check = 0.0
+    while sent < len(records):
+        now = time.time()
+        due = due_count(schedule, now, sent)
+        if due == 0:
+            time.sleep(min(schedule[sent] - now, 0.005))
+            continue
+        for record in records[sent:sent + due]:
+            submit(record)
+            tracker.mark_sent(record.task_id, time.time())
+        sent += due
+        if now - last_check > 0.2:
+            last_check = now
+            if overloaded():
+                return sent, True
+    return sent, False
+
+
 def run_rate_step(
     driver: Driver,
     tracker: Tracker,
@@ -361,25 +387,14 @@ def run_rate_step(
     sampling = threading.Thread(target=sampler, name="backlog-sampler", daemon=True)
     sampling.start()
     abort_at = max(200.0, plan.abort_backlog_s * plan.rate)
-    aborted = False
-    sent = 0
-    last_check = 0.0
-    while sent < len(records):
-        now = time.time()
-        due = due_count(schedule, now, sent)
-        if due == 0:
-            time.sleep(min(schedule[sent] - now, 0.005))
-            continue
-        for record in records[sent:sent + due]:
-            driver.submit(record)
-            tracker.mark_sent(record.task_id, time.time())
-        sent += due
-        if now - last_check > 0.2:
-            last_check = now
-            if tracker.backlog() > abort_at:
-                aborted = True
-                log(f"    backlog {tracker.backlog()} > {abort_at:.0f}: overloaded, stop sending")
-                break
+
+    def overloaded() -> bool:
+        if tracker.backlog() <= abort_at:
+            return False
+        log(f"    backlog {tracker.backlog()} > {abort_at:.0f}: overloaded, stop sending")
+        return True
+
+    sent, aborted = send_on_schedule(driver.submit, tracker, records, schedule, overloaded)
     stopped = time.time()
     records = records[:sent]
     drain_deadline = time.time() + plan.drain_s
