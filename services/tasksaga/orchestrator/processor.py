@@ -203,14 +203,15 @@ class Orchestrator:
 
     @contextmanager
     def _unit_of_work(self, shard: str) -> Iterator[_UnitOfWork]:
+        # Entered by hand, so that its commit (its __exit__) runs under the publish lock below.
         transaction = self._store.transaction(shard)
         work = _UnitOfWork(transaction.__enter__(), self._cache, self._clock)
         try:
             yield work
         except BaseException as error:
             self._cache.evict(work.touched)
-            if not transaction.__exit__(type(error), error, error.__traceback__):
-                raise
+            transaction.__exit__(type(error), error, error.__traceback__)  # rolls back
+            raise
         # Commit and publish under one lock: this process's transactions reach Kafka in the
         # order they committed (the timer loop and the consumer loop may write one task).
         with self._publish_order:
