@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from history_standins import video_graph
+from pydantic import BaseModel
 
 from tasksaga.core.children import child_task_id, downstream_task_id
 from tasksaga.core.definition import TaskDefinition
@@ -38,37 +39,38 @@ _BY_KEY = {(d.name, d.version): d for d in DEFINITIONS}
 Scenario = Callable[[], tuple[SagaTestRun, HistoryRecorder, str]]
 
 
-def _zip(prepare: Callable[[SagaTestRun], None], operate: Callable[[SagaTestRun], None]
-         = lambda run: None) -> tuple[SagaTestRun, HistoryRecorder, str]:
-    run = SagaTestRun(create_zip)
+Recorded = tuple[SagaTestRun, HistoryRecorder, str]
+Step = Callable[[SagaTestRun], None]
+
+
+def _recorded(definition: TaskDefinition, request: Callable[[SagaTestRun], BaseModel],
+              prepare: Step, operate: Step) -> Recorded:
+    """One task of ``definition`` recorded: ``prepare`` the run, submit ``request``, then
+    ``operate`` on it."""
+    run = SagaTestRun(definition)
     recorder = HistoryRecorder(run)
     prepare(run)
-    files = [run.upload("a.txt", b"alpha\n"), run.upload("b.txt", b"beta\n")]
-    run.submit(ZipRequest(files=files))
+    run.submit(request(run))
     operate(run)
     return run, recorder, "task-1"
 
 
-def _order(prepare: Callable[[SagaTestRun], None], operate: Callable[[SagaTestRun], None]
-           = lambda run: None) -> tuple[SagaTestRun, HistoryRecorder, str]:
-    run = SagaTestRun(fulfil_order)
-    recorder = HistoryRecorder(run)
-    prepare(run)
-    run.submit(OrderRequest(order_id="o-1", sku="SKU-1", quantity=2, amount_cents=1250,
-                            email="buyer@example.com"))
-    operate(run)
-    return run, recorder, "task-1"
+def _zip(prepare: Step, operate: Step = lambda run: None) -> Recorded:
+    return _recorded(create_zip, lambda run: ZipRequest(
+        files=[run.upload("a.txt", b"alpha\n"), run.upload("b.txt", b"beta\n")]),
+        prepare, operate)
 
 
-def _video(prepare: Callable[[SagaTestRun], None], operate: Callable[[SagaTestRun], None]
-           = lambda run: None) -> tuple[SagaTestRun, HistoryRecorder, str]:
-    run = SagaTestRun(video_graph)
-    recorder = HistoryRecorder(run)
-    prepare(run)
-    run.submit(VideoRequest(video_file=run.upload("clip.mp4", b"not really a video"),
-                            title="clip"))
-    operate(run)
-    return run, recorder, "task-1"
+def _order(prepare: Step, operate: Step = lambda run: None) -> Recorded:
+    return _recorded(fulfil_order, lambda run: OrderRequest(
+        order_id="o-1", sku="SKU-1", quantity=2, amount_cents=1250, email="buyer@example.com"),
+        prepare, operate)
+
+
+def _video(prepare: Step, operate: Step = lambda run: None) -> Recorded:
+    return _recorded(video_graph, lambda run: VideoRequest(
+        video_file=run.upload("clip.mp4", b"not really a video"), title="clip"),
+        prepare, operate)
 
 
 def _expense(operate: Callable[[SagaTestRun], None], pay_after_s: float | None = None,
