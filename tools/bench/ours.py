@@ -214,7 +214,12 @@ class OursSystem:
         consumer.subscribe([self.topics.task_events], on_assign=assigned)
         try:
             while not self._stop.is_set():
-                batch = consumer.consume(num_messages=1000, timeout=0.05)
+                # consume() waits its whole timeout unless the batch fills: poll for the
+                # first record (it returns on arrival), then take what else is queued.
+                first = consumer.poll(0.05)
+                if first is None:
+                    continue
+                batch = [first, *consumer.consume(num_messages=999, timeout=0)]
                 received = time.time()
                 for message in batch:
                     if message.error() is not None:
