@@ -23,6 +23,19 @@ _ANSWERED = {"Completed", "Failed", "RetryScheduled", "Skipped", "Compensating",
              "CompensationRetryScheduled", "Compensated", "CompensationFailed"}
 
 
+def worth_asking(dispatched_at_ms: int, now_ms: int, ask_after_ms: int) -> bool:
+    """Whether to ask the projections about a command dispatched at ``dispatched_at_ms``.
+
+    Only an old command can have been answered elsewhere: a takeover waits out the session
+    timeout (6 s), a restarted worker takes longer than ``ask_after_ms`` to consume again, and
+    the relay re-sends what a crash left only after its sweep age. A fresh command (the hot
+    path, dispatched milliseconds ago) runs without the round trip. The clocks are two
+    hosts': a skewed one only asks too often or too rarely, and too rarely costs what the
+    check saves (a re-run), never an answer. ``ask_after_ms`` 0: ask of every command.
+    """
+    return ask_after_ms <= 0 or now_ms - dispatched_at_ms >= ask_after_ms
+
+
 class FinishedSteps(Protocol):
     def why_finished(self, command: msg.ExecuteStep | msg.CompensateStep) -> str | None:
         """Why the command needs no run (its answer is known), or None."""

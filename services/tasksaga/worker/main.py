@@ -114,7 +114,8 @@ def main() -> int:
                                  settings.worker_delivery_timeout_ms)
         runner = StepRunner(registry, objects, producer, codec, topics, cancellations, now_ms,
                             stop, settings.worker_max_result_bytes, finished, artifacts,
-                            settings.worker_start_report_delay_ms)
+                            settings.worker_start_report_delay_ms,
+                            settings.worker_ask_finished_after_ms)
         ParallelConsumerLoop(
             ConsumerSettings(
                 bootstrap=settings.kafka_bootstrap,

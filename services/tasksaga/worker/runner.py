@@ -35,7 +35,7 @@ from tasksaga.core.registry import TaskRegistry, UnknownTaskType, UnknownVersion
 from tasksaga.core.retry import lineage_of
 from tasksaga.worker.artifacts import ArtifactStore, StepArtifacts
 from tasksaga.worker.cancellation import CancellationBook
-from tasksaga.worker.finished_steps import FinishedSteps
+from tasksaga.worker.finished_steps import FinishedSteps, worth_asking
 from tasksaga.worker.guard import CommandGuard
 from tasksaga.worker.results import DEFAULT_MAX_RESULT_BYTES, ResultSender, ResultTooLarge
 from tasksaga.worker.start_reports import StartReports
@@ -72,6 +72,7 @@ class StepRunner:
         finished: FinishedSteps | None = None,
         artifacts: ArtifactStore | None = None,
         start_report_delay_ms: int = 0,
+        ask_finished_after_ms: int = 0,
     ) -> None:
         self._registry = registry
         self.start_reports = StartReports(start_report_delay_ms, now_ms)
@@ -84,6 +85,7 @@ class StepRunner:
         self._stop = stop or threading.Event()
         self.guard = CommandGuard(now_ms)
         self._finished = finished
+        self._ask_finished_after_ms = ask_finished_after_ms
         self._artifacts = artifacts
         self.results = ResultSender(producer, codec, topics.step_results, self._stop,
                                     max_result_bytes)
@@ -96,7 +98,8 @@ class StepRunner:
         if not isinstance(command, msg.ExecuteStep | msg.CompensateStep):
             raise Unprocessable(f"a step worker does not handle {type(command).__name__}")
         skip = self.guard.admit(envelope.message_id, command)
-        if skip is None and self._finished is not None:
+        if skip is None and self._finished is not None and worth_asking(
+                envelope.occurred_at_ms, self._now_ms(), self._ask_finished_after_ms):
             skip = self._finished_reason(command)
             if skip is not None:
                 self.guard.answered(envelope.message_id)
