@@ -89,3 +89,41 @@ def test_a_record_the_broker_refuses_stays_for_the_relay_which_sweeps_only_old_r
     assert relay.publish_pending() == 1 and _rows(pool, topic) == 0
     assert [codec.decode(v).task_id for v in read_all(kafka_bootstrap, topic, expected=1)] == [
         task]
+
+
+def _take_all(publisher: OutboxPublisher, expected: int, timeout_s: float = 30.0) -> list[int]:
+    taken: list[int] = []
+    deadline = time.monotonic() + timeout_s
+    while len(taken) < expected and time.monotonic() < deadline:
+        taken += publisher.take_acknowledged(DEFAULT_SHARD)
+        time.sleep(0.02)
+    return taken
+
+
+def test_the_next_transaction_deletes_the_acknowledged_rows_and_a_rollback_gives_them_back(
+    kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
+    topic_prefix: str,
+) -> None:
+    topic = f"{topic_prefix}.publisher-ride"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    with store.transaction() as tx:
+        tx.enqueue([OutboxRecord(topic, b"k", codec.encode(submitted(new_task_id())))
+                    for _ in range(2)])
+    publisher = OutboxPublisher(KafkaProducer(kafka_bootstrap, "publisher-ride"),
+                                {DEFAULT_SHARD: pool})
+    publisher.publish(DEFAULT_SHARD, tx.enqueued)
+    acknowledged = _take_all(publisher, 2)
+    assert sorted(acknowledged) == sorted(row_id for row_id, _ in tx.enqueued)
+
+    try:  # a batch that rolls back deletes nothing and hands its rows back
+        with store.transaction() as failing:
+            failing.delete_published(acknowledged)
+            raise RuntimeError("the batch fails")
+    except RuntimeError:
+        publisher.give_back(DEFAULT_SHARD, acknowledged)
+    assert _rows(pool, topic) == 2
+    again = publisher.take_acknowledged(DEFAULT_SHARD)
+    assert sorted(again) == sorted(acknowledged)
+    with store.transaction() as riding:  # the next one deletes them with its own writes
+        riding.delete_published(again)
+    assert _rows(pool, topic) == 0 and publisher.settle() == 0  # nothing left to settle

@@ -136,6 +136,41 @@ class EventStoreContract(ABC):
             assert tx.lock_streams([task_id]) == {task_id: 2}
             assert tx.lock_streams([]) == {}
 
+    def test_a_batch_start_locks_reads_versions_and_claims_only_new_messages(
+        self, store: EventStore, task_id: str,
+    ) -> None:
+        shard = store.shard_of(task_id)
+        fresh = task_on(store, shard)
+        with store.transaction(shard) as tx:
+            tx.append(task_id, 0, [submitted(task_id)])
+            tx.claim_messages("orchestrator", [f"{task_id}-1"])
+        with store.transaction(shard) as tx:
+            versions, claimed = tx.lock_and_claim(
+                [task_id, fresh, task_id], "orchestrator",
+                [f"{task_id}-1", f"{task_id}-2", f"{task_id}-2"])
+            assert versions == {task_id: 1, fresh: 0}
+            assert claimed == {f"{task_id}-2"}
+            assert tx.database_now_ms() > 0 and tx.database_now_ms() > 0
+            assert tx.lock_and_claim([], "orchestrator", []) == ({}, set())
+        with store.transaction(shard) as tx:  # the claims committed with the transaction
+            assert tx.lock_and_claim([task_id], "orchestrator", [f"{task_id}-2"]) == (
+                {task_id: 1}, set())
+
+    def test_published_rows_are_deleted_only_when_the_deleting_transaction_commits(
+        self, store: EventStore,
+    ) -> None:
+        topic = f"contract-{uuid.uuid4().hex}"
+        with store.transaction() as tx:
+            tx.enqueue([OutboxRecord(topic, b"k", b"sent"), OutboxRecord(topic, b"k", b"kept")])
+        sent, kept = (row_id for row_id, _ in tx.enqueued)
+        with pytest.raises(RuntimeError), store.transaction() as later:
+            later.delete_published([kept])
+            raise RuntimeError("the batch fails before commit")
+        with store.transaction() as later:
+            later.delete_published([sent])
+            later.enqueue([OutboxRecord(topic, b"k", b"new")])
+        assert [r.value for r in self.outbox(store, topic)] == [b"kept", b"new"]
+
     def test_the_last_word_on_a_timer_in_a_transaction_is_what_commits(
         self, store: EventStore, task_id: str, task_type: str,
     ) -> None:

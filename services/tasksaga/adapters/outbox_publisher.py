@@ -9,9 +9,11 @@ between: the relay (outbox_relay.py) sweeps what was left behind, rows older tha
 age, and every row at its start. What is then sent twice is deduplicated by message id, as
 any redelivery.
 
-The deletes commit asynchronously (``synchronous_commit = off``): a delete lost in a crash only
-brings its row back, which is sent again — never a record lost. That keeps the hot path at one
-synchronous commit per batch, the one that made the decision durable.
+Deleting rides on the next transaction: the orchestrator's next batch takes the acknowledged
+row ids (``take_acknowledged``) and deletes them with its own writes, in the round trip and the
+commit it makes anyway. The settler thread deletes only what no batch took for a while (an
+idle process), committing asynchronously (``synchronous_commit = off``). Either way a delete
+lost in a crash only brings its row back, which is sent again — never a record lost.
 """
 
 from __future__ import annotations
@@ -63,6 +65,22 @@ class OutboxPublisher:
             self._acked[shard].append(row_id)
         self._acked_any.set()
 
+    def take_acknowledged(self, shard: str) -> list[int]:
+        """The row ids of ``shard`` acknowledged so far, for the caller's transaction to delete
+        (``give_back`` them should it not commit)."""
+        with self._lock:
+            ids, self._acked[shard] = self._acked[shard], []
+        if ids:
+            faults.hit("after_produce_before_delete")  # chaos suite (R1, R13)
+        return ids
+
+    def give_back(self, shard: str, row_ids: Sequence[int]) -> None:
+        """Rows a transaction took but did not delete (it rolled back): settled later."""
+        if row_ids:
+            with self._lock:
+                self._acked[shard].extend(row_ids)
+            self._acked_any.set()
+
     def settle(self) -> int:
         """Delete the rows acknowledged so far, one statement per shard; how many."""
         with self._lock:
@@ -85,10 +103,10 @@ class OutboxPublisher:
                               shard)
         return settled
 
-    def run_settler(self, stop: threading.Event, interval_s: float = 0.05) -> None:
-        """Settle as acknowledgements arrive, at most every ``interval_s`` (batches deletes)."""
+    def run_settler(self, stop: threading.Event, idle_s: float = 0.25) -> None:
+        """Settle what the batches left: rows acknowledged ``idle_s`` ago or more (a busy
+        process's next batch deletes them first, at no cost of its own)."""
         while not stop.is_set():
-            if self._acked_any.wait(0.5):
+            if self._acked_any.wait(0.5) and not stop.wait(idle_s):
                 self.settle()
-                stop.wait(interval_s)
         self.settle()

@@ -70,6 +70,7 @@ _PROGRESS = ("INSERT INTO step_progress (task_id, step, attempt, progress, messa
              " SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::float8[], %s::text[])"
              " ON CONFLICT (task_id, step) DO UPDATE SET attempt = EXCLUDED.attempt,"
              " progress = EXCLUDED.progress, message = EXCLUDED.message, reported_at = now()")
+_DELETE_PUBLISHED = "DELETE FROM outbox WHERE id = ANY(%s::bigint[])"
 _CLAIM = ("INSERT INTO processed_messages (consumer, message_id)"
           " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING message_id")
 # Locks in the order given (sorted by the caller: no two batches wait on each other in a
@@ -121,6 +122,8 @@ class StoreTransaction:
         # once after the commit by an OutboxPublisher, if the caller has one.
         self.enqueued: list[tuple[int, OutboxRecord]] = []
         self._notify_outbox = notify_outbox
+        self._clock_reading: int | None = None
+        self._published: list[int] = []  # outbox rows of earlier commits to delete
 
     def _check(self, task_id: str) -> None:
         """A task of another shard written here would be lost to its own shard (WrongShard)."""
@@ -170,6 +173,30 @@ class StoreTransaction:
             versions = self._conn.execute(_VERSIONS, (ordered,))
         return self._read_versions(versions.fetchall())
 
+    def lock_and_claim(self, task_ids: Iterable[str], consumer: str,
+                       message_ids: Sequence[str]) -> tuple[dict[str, int], set[str]]:
+        """Lock, read versions, claim and read the clock in one pipelined round trip: the
+        claims and the clock reading run after the locks are held, as the separate calls
+        would; the reading answers this transaction's next ``database_now_ms``."""
+        ordered = sorted(set(task_ids))
+        for task_id in ordered:
+            self._check(task_id)
+        ids = list(dict.fromkeys(message_ids))
+        self.flush()
+        versions = claims = None
+        with self._conn.pipeline():
+            if ordered:
+                self._conn.execute(_LOCK, (ordered,))
+                versions = self._conn.execute(_VERSIONS, (ordered,))
+            if ids:
+                claims = self._conn.execute(_CLAIM, (consumer, ids))
+            now = self._conn.execute(f"SELECT {DATABASE_NOW_MS}")
+        row = now.fetchone()
+        assert row is not None
+        self._clock_reading = int(row[0])
+        found = self._read_versions(versions.fetchall()) if versions is not None else {}
+        return found, ({r[0] for r in claims.fetchall()} if claims is not None else set())
+
     def _versions(self, task_ids: list[str]) -> dict[str, int]:
         return self._read_versions(self._conn.execute(_VERSIONS, (task_ids,)).fetchall())
 
@@ -200,6 +227,9 @@ class StoreTransaction:
 
     def database_now_ms(self) -> int:
         """The database server's clock: the one clock every orchestrator's timers use."""
+        if self._clock_reading is not None:  # read by lock_and_claim, moments ago
+            reading, self._clock_reading = self._clock_reading, None
+            return reading
         row = self._conn.execute(f"SELECT {DATABASE_NOW_MS}").fetchone()
         assert row is not None
         return int(row[0])
@@ -238,6 +268,9 @@ class StoreTransaction:
                 self._codec.encode(envelope) if encoded is None else encoded[index],
                 opened_at if index == 0 else None))
 
+    def delete_published(self, row_ids: Sequence[int]) -> None:
+        self._published.extend(row_ids)
+
     def enqueue(self, records: Sequence[OutboxRecord]) -> None:
         self._outbox.extend(records)
 
@@ -269,17 +302,21 @@ class StoreTransaction:
     def flush(self) -> None:
         """Write what was kept, one statement per table, in one round trip. A stream that
         moved on meanwhile raises ConcurrencyConflict (the transaction is then aborted)."""
-        if not (self._events or self._outbox or self._timers or self._progress):
+        if not (self._events or self._outbox or self._timers or self._progress
+                or self._published):
             return
         events, outbox, timers, progress = self._events, self._outbox, self._timers, \
             self._progress
         self._events, self._outbox, self._timers, self._progress = [], [], {}, {}
+        published, self._published = self._published, []
         try:
             with self._conn.pipeline():
                 appended = self._write_events(events)
                 ids = self._write_outbox(outbox)
                 self._write_timers(timers)
                 self._write_progress(progress)
+                if published:
+                    self._conn.execute(_DELETE_PUBLISHED, (published,))
         except errors.UniqueViolation as error:
             if (error.diag.constraint_name or "").endswith(_STREAM_UNIQUE):
                 streams = sorted({row.task_id for row in events})

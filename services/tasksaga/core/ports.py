@@ -128,6 +128,17 @@ class EventStoreTransaction(Protocol):
         a cycle); each stream's version."""
         ...
 
+    def lock_and_claim(self, task_ids: Iterable[str], consumer: str,
+                       message_ids: Sequence[str]) -> tuple[dict[str, int], set[str]]:
+        """A batch's start: ``lock_streams`` then ``claim_messages`` (one round trip where
+        the store can). The first ``database_now_ms`` after it may be read with it."""
+        ...
+
+    def delete_published(self, row_ids: Sequence[int]) -> None:
+        """Delete outbox rows (of earlier transactions) whose records Kafka acknowledged,
+        with this transaction's writes: its commit settles them."""
+        ...
+
     def load_events(self, task_id: str) -> list[Envelope]: ...
 
     def load_state(self, task_id: str) -> TaskState: ...

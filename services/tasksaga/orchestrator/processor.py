@@ -86,6 +86,14 @@ class _UnitOfWork:
         if unlocked:
             self.versions.update(self.tx.lock_streams(unlocked))
 
+    def lock_and_claim(self, task_ids: list[str], consumer: str,
+                       message_ids: Sequence[str]) -> set[str]:
+        """``lock`` the streams and claim the messages (one round trip); the ids claimed."""
+        versions, claimed = self.tx.lock_and_claim(set(task_ids) - set(self.versions),
+                                                    consumer, message_ids)
+        self.versions.update(versions)
+        return claimed
+
     def try_lock(self, task_id: str) -> bool:
         version = self.tx.lock_stream(task_id, wait=False)
         if version is None:
@@ -184,10 +192,10 @@ class Orchestrator:
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 with self._unit_of_work(shard) as work:
-                    work.lock([b.task_id for b in beats] + [e.task_id for e in commands])
+                    claimed = work.lock_and_claim(
+                        [b.task_id for b in beats] + [e.task_id for e in commands],
+                        self._consumer, [e.message_id for e in commands])
                     self._record_heartbeats(work, beats)
-                    claimed = work.tx.claim_messages(self._consumer,
-                                                     [e.message_id for e in commands])
                     for envelope in commands:
                         # Its own span, so the commands and events it causes continue the
                         # task's trace rather than the batch's.
@@ -215,10 +223,15 @@ class Orchestrator:
         # Commit and publish under one lock: this process's transactions reach Kafka in the
         # order they committed (the timer loop and the consumer loop may write one task).
         with self._publish_order:
+            settled = (self._publisher.take_acknowledged(shard)
+                       if self._publisher is not None else [])
+            work.tx.delete_published(settled)  # rows of earlier commits, deleted with this one
             try:
                 transaction.__exit__(None, None, None)  # writes what was kept, commits
             except BaseException:
                 self._cache.evict(work.touched)
+                if self._publisher is not None:
+                    self._publisher.give_back(shard, settled)
                 raise
             faults.hit("after_append_before_produce")  # chaos suite (R1); no-op unless armed
             if self._publisher is not None:

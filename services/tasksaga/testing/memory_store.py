@@ -35,7 +35,7 @@ class _Tables:
     streams: dict[str, list[Envelope]] = field(default_factory=dict)
     event_ids: set[str] = field(default_factory=set)
     processed: set[tuple[str, str]] = field(default_factory=set)
-    outbox: list[OutboxRecord] = field(default_factory=list)
+    outbox: list[tuple[int, OutboxRecord]] = field(default_factory=list)  # (row id, record)
     timers: dict[TimerKey, tuple[int, str]] = field(default_factory=dict)  # fire at, task type
     progress: dict[tuple[str, str], Progress] = field(default_factory=dict)
     outbox_ids: int = 0  # the last outbox row id handed out
@@ -109,10 +109,18 @@ class InMemoryTransaction:
         self._t.streams[task_id] = [*stream, *envelopes]
         self._t.event_ids.update(ids)
 
+    def lock_and_claim(self, task_ids: Iterable[str], consumer: str,
+                       message_ids: Sequence[str]) -> tuple[dict[str, int], set[str]]:
+        return self.lock_streams(task_ids), self.claim_messages(consumer, message_ids)
+
+    def delete_published(self, row_ids: Sequence[int]) -> None:
+        gone = set(row_ids)
+        self._t.outbox = [(i, r) for i, r in self._t.outbox if i not in gone]
+
     def enqueue(self, records: Sequence[OutboxRecord]) -> None:
-        self._t.outbox.extend(records)
         for record in records:
             self._t.outbox_ids += 1
+            self._t.outbox.append((self._t.outbox_ids, record))
             self.enqueued.append((self._t.outbox_ids, record))
 
     def schedule(self, task_type: str, timers: Sequence[msg.ScheduleTimer]) -> None:
@@ -195,8 +203,8 @@ class InMemoryEventStore:
     def take_outbox(self) -> list[OutboxRecord]:
         """The committed outbox records not yet taken, in commit order (the relay's read)."""
         with self._lock:
-            records, self._tables.outbox = self._tables.outbox, []
-        return records
+            rows, self._tables.outbox = self._tables.outbox, []
+        return [record for _, record in rows]
 
     def events(self, task_id: str) -> list[Envelope]:
         with self._lock:
