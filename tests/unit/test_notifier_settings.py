@@ -76,3 +76,14 @@ def test_bad_allowlist_entry_stops_the_start_with_its_name(env: pytest.MonkeyPat
 def test_send_bounds_must_be_positive() -> None:
     with pytest.raises(ValueError, match="per_receiver must be >= 1"):
         Limits(per_receiver=0)
+
+
+def test_the_notifier_lets_the_broker_gather_task_events_before_answering_a_fetch(
+    env: pytest.MonkeyPatch,
+) -> None:
+    from tasksaga.notifier.main import notifier_fetch_config
+
+    env.setenv("TASKSAGA_WEBHOOK_SECRET", "0123456789abcdef")
+    assert load_settings().notifier_fetch_wait_ms == 50
+    assert notifier_fetch_config(50) == {"fetch.wait.max.ms": 50, "fetch.min.bytes": 1048576}
+    assert notifier_fetch_config(0) == {}  # answered at the first record, as librdkafka does

@@ -102,6 +102,7 @@ def run(
                 topics=[topics.task_events],
                 dead_letter_topic=topics.dead_letter,
                 client_id=SERVICE,
+                extra=notifier_fetch_config(settings.notifier_fetch_wait_ms),
             ),
             codec,
             consumer.handle,
@@ -134,6 +135,13 @@ def _run_closing(target: Callable[[], None], close: Callable[[], None]) -> Calla
             close()
 
     return run_then_close
+
+
+def notifier_fetch_config(wait_ms: int) -> dict[str, int]:
+    """Fetches answered after ``wait_ms`` unless a MiB of records came first (0: at once)."""
+    if wait_ms <= 0:
+        return {}
+    return {"fetch.wait.max.ms": wait_ms, "fetch.min.bytes": 1024 * 1024}
 
 
 def main() -> int:

@@ -37,6 +37,10 @@ class NotifierSettings(CommonSettings):
     webhook_per_tenant: int = Field(
         default=8, ge=1, description="deliveries in flight at once for one tenant"
     )
+    # The broker holds the notifier's fetches this long to gather task events (it acts on few
+    # of them): with fetches answered at the first record, every event cost a response. A
+    # callback waits at most this much longer; 0 answers at the first record.
+    notifier_fetch_wait_ms: int = Field(default=50, ge=0, le=500)
 
     @field_validator("webhook_secret")
     @classmethod
