@@ -70,6 +70,7 @@ _PROGRESS = ("INSERT INTO step_progress (task_id, step, attempt, progress, messa
              " SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::float8[], %s::text[])"
              " ON CONFLICT (task_id, step) DO UPDATE SET attempt = EXCLUDED.attempt,"
              " progress = EXCLUDED.progress, message = EXCLUDED.message, reported_at = now()")
+_BEGIN_BATCH = "SELECT * FROM tasksaga_begin_batch(%s::text[], %s, %s::text[])"
 _DELETE_PUBLISHED = "DELETE FROM outbox WHERE id = ANY(%s::bigint[])"
 _CLAIM = ("INSERT INTO processed_messages (consumer, message_id)"
           " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING message_id")
@@ -175,27 +176,21 @@ class StoreTransaction:
 
     def lock_and_claim(self, task_ids: Iterable[str], consumer: str,
                        message_ids: Sequence[str]) -> tuple[dict[str, int], set[str]]:
-        """Lock, read versions, claim and read the clock in one pipelined round trip: the
-        claims and the clock reading run after the locks are held, as the separate calls
-        would; the reading answers this transaction's next ``database_now_ms``."""
+        """Lock, read versions, claim and read the clock in one call of a database function
+        (022_batch_start.sql): the claims and the clock reading come after the locks are
+        held, as the separate calls would; the reading answers this transaction's next
+        ``database_now_ms``."""
         ordered = sorted(set(task_ids))
         for task_id in ordered:
             self._check(task_id)
-        ids = list(dict.fromkeys(message_ids))
         self.flush()
-        versions = claims = None
-        with self._conn.pipeline():
-            if ordered:
-                self._conn.execute(_LOCK, (ordered,))
-                versions = self._conn.execute(_VERSIONS, (ordered,))
-            if ids:
-                claims = self._conn.execute(_CLAIM, (consumer, ids))
-            now = self._conn.execute(f"SELECT {DATABASE_NOW_MS}")
-        row = now.fetchone()
+        row = self._conn.execute(_BEGIN_BATCH, (ordered, consumer,
+                                                list(dict.fromkeys(message_ids)))).fetchone()
         assert row is not None
-        self._clock_reading = int(row[0])
-        found = self._read_versions(versions.fetchall()) if versions is not None else {}
-        return found, ({r[0] for r in claims.fetchall()} if claims is not None else set())
+        stream_ids, versions, archived, claimed, now_ms = row
+        self._clock_reading = int(now_ms)
+        return (self._read_versions(list(zip(stream_ids, versions, archived, strict=True))),
+                set(claimed))
 
     def _versions(self, task_ids: list[str]) -> dict[str, int]:
         return self._read_versions(self._conn.execute(_VERSIONS, (task_ids,)).fetchall())
