@@ -11,6 +11,7 @@ exactly what was decided, in the order it was decided.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,15 +40,8 @@ _ONE_STREAM = ("stream_id = %s AND stream_opened_at ="
 _STREAM_UNIQUE = ("streams_pkey", "_stream_id_version_stream_opened_at_key",
                   "_message_id_stream_opened_at_key", "events_stream_version",
                   "events_message_id_key")
-# The batch's writes in one call (023_batch_writes.sql): its arguments, in order.
-_WRITE_BATCH = ("SELECT appended, outbox_ids FROM tasksaga_write_batch("
-                "%s::text[], %s::timestamptz[],"
-                " %s::text[], %s::int[], %s::text[], %s::text[], %s::bytea[],"
-                " %s::text[], %s::bytea[], %s::bytea[], %s::text[],"
-                " %s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[], %s::text[],"
-                " %s::text[], %s::text[], %s::text[], %s::int[],"
-                " %s::text[], %s::text[], %s::int[], %s::float8[], %s::text[],"
-                " %s::bigint[], %s)")
+# The batch's writes in one call of a database function (023, 024): one jsonb document.
+_WRITE_BATCH = "SELECT appended, outbox_ids FROM tasksaga_write_batch(%s::jsonb)"
 _BEGIN_BATCH = "SELECT * FROM tasksaga_begin_batch(%s::text[], %s, %s::text[])"
 _CLAIM = ("INSERT INTO processed_messages (consumer, message_id)"
           " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING message_id")
@@ -282,25 +276,10 @@ class StoreTransaction:
             self._progress
         self._events, self._outbox, self._timers, self._progress = [], [], {}, {}
         published, self._published = self._published, []
-        scheduled = [(key, value) for key, value in timers.items() if value is not None]
-        gone = [key for key, value in timers.items() if value is None]
-        opened = [(r.task_id, r.opened_at) for r in events if r.opened_at is not None]
         try:
-            row = self._conn.execute(_WRITE_BATCH, _nulls_for_empty(
-                [o[0] for o in opened], [o[1] for o in opened],
-                [r.task_id for r in events], [r.version for r in events],
-                [r.event_type for r in events], [r.message_id for r in events],
-                [r.payload for r in events],
-                [r.topic for r in outbox], [r.key for r in outbox], [r.value for r in outbox],
-                [json.dumps([[k, v.decode("latin-1")] for k, v in r.headers]) for r in outbox],
-                *_columns([key for key, _ in scheduled], 4),
-                [value[0] for _, value in scheduled], [value[1] for _, value in scheduled],
-                *_columns(gone, 4),
-                [task for task, _ in progress], [step for _, step in progress],
-                [v[0] for v in progress.values()], [v[1] for v in progress.values()],
-                [v[2] for v in progress.values()],
-                published, self._notify_outbox and bool(outbox),
-            )).fetchone()
+            row = self._conn.execute(_WRITE_BATCH, (json.dumps(_batch_document(
+                events, outbox, timers, progress, published, self._notify_outbox)),)
+            ).fetchone()
         except errors.UniqueViolation as error:
             if (error.diag.constraint_name or "").endswith(_STREAM_UNIQUE):
                 streams = sorted({row.task_id for row in events})
@@ -317,15 +296,41 @@ class StoreTransaction:
         self.enqueued.extend(zip(ids, outbox, strict=True))
 
 
-def _nulls_for_empty(*arguments: object) -> tuple[object, ...]:
-    """Empty lists sent as NULL (the function skips those tables): adapting a list costs the
-    driver ~20 µs even when it is empty."""
-    return tuple(None if isinstance(a, list) and not a else a for a in arguments)
+def _batch_document(
+    events: list[_EventRow], outbox: list[OutboxRecord],
+    timers: dict[TimerKey, tuple[int, str] | None],
+    progress: dict[tuple[str, str], tuple[int, float | None, str | None]],
+    published: list[int], notify_outbox: bool,
+) -> dict[str, object]:
+    """What tasksaga_write_batch (024) reads: a list of rows per table, absent when empty;
+    byte strings base64-encoded."""
+    found: dict[str, object] = {}
+    opened = [[r.task_id, r.opened_at.isoformat()] for r in events if r.opened_at is not None]
+    if opened:
+        found["opened"] = opened
+    if events:
+        found["events"] = [[r.task_id, r.version, r.event_type, r.message_id, _b64(r.payload)]
+                           for r in events]
+    if outbox:
+        found["outbox"] = [[r.topic, None if r.key is None else _b64(r.key), _b64(r.value),
+                            [[k, v.decode("latin-1")] for k, v in r.headers]] for r in outbox]
+        found["notify_outbox"] = notify_outbox
+    scheduled = [[*key, value[0], value[1]] for key, value in timers.items()
+                 if value is not None]
+    if scheduled:
+        found["timers"] = scheduled
+    gone = [list(key) for key, value in timers.items() if value is None]
+    if gone:
+        found["gone"] = gone
+    if progress:
+        found["progress"] = [[task, step, *values] for (task, step), values in progress.items()]
+    if published:
+        found["published"] = published
+    return found
 
 
-def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
-    """``width`` column lists of ``rows`` (empty lists when there are none)."""
-    return [[row[i] for row in rows] for i in range(width)]
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
 
 
 def _key(timer: msg.TimerFired) -> TimerKey:

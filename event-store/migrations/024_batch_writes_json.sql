@@ -1,0 +1,64 @@
+-- tasksaga_write_batch (023) takes the batch as one jsonb document instead of 27 arrays:
+-- the driver adapts each Python list in Python (~20 µs a list, ~0.4 ms a batch), where
+-- json.dumps is C. Byte strings travel base64-encoded. The statements are 023's.
+DROP FUNCTION IF EXISTS tasksaga_write_batch(
+    text[], timestamptz[], text[], integer[], text[], text[], bytea[], text[], bytea[],
+    bytea[], text[], text[], text[], text[], integer[], bigint[], text[], text[], text[],
+    text[], integer[], text[], text[], integer[], float8[], text[], bigint[], boolean);
+
+CREATE OR REPLACE FUNCTION tasksaga_write_batch(batch jsonb, OUT appended integer,
+                                                OUT outbox_ids bigint[])
+LANGUAGE plpgsql AS $$
+BEGIN
+    appended := 0;
+    outbox_ids := '{}';
+    IF batch ? 'opened' THEN
+        INSERT INTO streams (stream_id, opened_at)
+        SELECT o->>0, (o->>1)::timestamptz FROM jsonb_array_elements(batch->'opened') o;
+    END IF;
+    IF batch ? 'events' THEN
+        INSERT INTO events (stream_id, stream_opened_at, version, event_type, message_id, payload)
+        SELECT s.stream_id, s.opened_at, (e->>1)::integer, e->>2, e->>3,
+               decode(e->>4, 'base64')
+          FROM jsonb_array_elements(batch->'events') e
+          JOIN streams s ON s.stream_id = e->>0;
+        GET DIAGNOSTICS appended = ROW_COUNT;
+        PERFORM pg_notify('tasksaga_events', '');
+    END IF;
+    IF batch ? 'outbox' THEN
+        WITH inserted AS (
+            INSERT INTO outbox (topic, key, value, headers)
+            SELECT r.value->>0, decode(r.value->>1, 'base64'), decode(r.value->>2, 'base64'),
+                   r.value->3
+              FROM jsonb_array_elements(batch->'outbox') WITH ORDINALITY AS r(value, n)
+             ORDER BY r.n RETURNING id)
+        SELECT array_agg(id ORDER BY id) INTO outbox_ids FROM inserted;
+        IF (batch->>'notify_outbox')::boolean THEN
+            PERFORM pg_notify('tasksaga_outbox', '');
+        END IF;
+    END IF;
+    IF batch ? 'timers' THEN
+        INSERT INTO timers (task_id, kind, step, attempt, fire_at_ms, task_type)
+        SELECT t->>0, t->>1, t->>2, (t->>3)::integer, (t->>4)::bigint, t->>5
+          FROM jsonb_array_elements(batch->'timers') t
+        ON CONFLICT (task_id, kind, step, attempt) DO UPDATE SET fire_at_ms = EXCLUDED.fire_at_ms;
+    END IF;
+    IF batch ? 'gone' THEN
+        DELETE FROM timers t
+         USING jsonb_array_elements(batch->'gone') g
+         WHERE (t.task_id, t.kind, t.step, t.attempt)
+             = (g->>0, g->>1, g->>2, (g->>3)::integer);
+    END IF;
+    IF batch ? 'progress' THEN
+        INSERT INTO step_progress (task_id, step, attempt, progress, message)
+        SELECT p->>0, p->>1, (p->>2)::integer, (p->>3)::float8, p->>4
+          FROM jsonb_array_elements(batch->'progress') p
+        ON CONFLICT (task_id, step) DO UPDATE SET attempt = EXCLUDED.attempt,
+            progress = EXCLUDED.progress, message = EXCLUDED.message, reported_at = now();
+    END IF;
+    IF batch ? 'published' THEN
+        DELETE FROM outbox
+         WHERE id IN (SELECT p::bigint FROM jsonb_array_elements_text(batch->'published') p);
+    END IF;
+END
+$$;
