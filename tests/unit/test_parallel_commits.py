@@ -63,7 +63,6 @@ def test_a_successful_commit_queues_nothing(loop: ParallelConsumerLoop) -> None:
 def test_one_commit_is_in_flight_at_a_time(loop: ParallelConsumerLoop) -> None:
     """Commits queued behind a slow group coordinator held back the member's heartbeats
     until it was evicted (R3): positions that move meanwhile wait for the answer."""
-    loop.COMMIT_EVERY_S = 0.0  # the answer alone holds the next one back here
     loop._pending = {P: 5}
     loop._send_commits()  # sent (the client refuses it here, unassigned: logged only)
     assert loop._pending == {}
@@ -74,23 +73,6 @@ def test_one_commit_is_in_flight_at_a_time(loop: ParallelConsumerLoop) -> None:
     loop._send_commits()
     assert loop._pending == {}
     assert loop._sent == {P: 6}
-
-
-def test_positions_are_committed_at_most_every_commit_interval(
-    loop: ParallelConsumerLoop,
-) -> None:
-    """A commit per finished step was a broker request per step: positions that move within
-    the interval go together with the next commit."""
-    loop._pending = {P: 5}
-    loop._send_commits()
-    loop._on_commit(None, [TopicPartition(*P, 5)])  # answered at once
-    loop._pending = {P: 6}
-    loop._send_commits()
-    assert loop._pending == {P: 6}  # within the interval: it waits
-    loop._pending[P] = 7
-    time.sleep(loop.COMMIT_EVERY_S)
-    loop._send_commits()
-    assert loop._pending == {} and loop._sent == {P: 7}
 
 
 class RecordingConsumer:

@@ -55,10 +55,6 @@ class ParallelConsumerLoop(ConsumerLoop):
     BUSY_POLL_S = 0.01
     # An unanswered commit stops holding back the next one after this long.
     COMMIT_ANSWER_S = 10.0
-    # Positions are sent at most this often: a commit per finished step was a broker request
-    # per step. A killed worker leaves at most this much more uncommitted; its successor's
-    # finished-steps check skips what the orchestrator already has the answer of.
-    COMMIT_EVERY_S = 0.1
 
     def __init__(
         self, settings: ConsumerSettings, codec: AvroCodec, handler: LeasedHandler,
@@ -90,7 +86,6 @@ class ParallelConsumerLoop(ConsumerLoop):
         # group coordinator held back the heartbeats behind them, and the member was evicted
         # over and over while a broker recovered (R3).
         self._commit_sent_at: float | None = None
-        self._last_commit_at = 0.0  # monotonic time of the last commit sent
         # The partitions owned, as the rebalance callbacks reported them. Other threads read
         # this instead of consumer.assignment(), which would wait for the polling thread.
         self.assignment: frozenset[PartitionKey] = frozenset()
@@ -196,8 +191,6 @@ class ParallelConsumerLoop(ConsumerLoop):
         if (self._commit_sent_at is not None
                 and time.monotonic() - self._commit_sent_at < self.COMMIT_ANSWER_S):
             return  # the previous commit is unanswered: its successor waits in _pending
-        if time.monotonic() - self._last_commit_at < self.COMMIT_EVERY_S:
-            return  # positions that move meanwhile go with the next
         with self._changed:
             positions, self._pending = self._pending, {}
         self._commit(positions)
@@ -231,7 +224,7 @@ class ParallelConsumerLoop(ConsumerLoop):
         if not positions:
             return
         self._sent.update(positions)
-        self._commit_sent_at = self._last_commit_at = time.monotonic()
+        self._commit_sent_at = time.monotonic()
         try:
             self.consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
