@@ -65,7 +65,19 @@ def test_a_fresh_command_runs_unasked_and_an_old_one_answered_elsewhere_is_skipp
                         CancellationBook(), lambda: NOW_MS, finished=finished,
                         ask_finished_after_ms=1_000)
     runs.clear()
-    assert runner.handle(_command("fresh", NOW_MS - 20), Lease("t", 0, 0))
+    assert runner.handle(_command("fresh", NOW_MS - 20), Lease("t", 0, 0, inherited=False))
     assert finished.asked == 0 and runs == ["fresh"]
-    assert runner.handle(_command("old", NOW_MS - 7_000), Lease("t", 0, 1))
+    assert runner.handle(_command("old", NOW_MS - 7_000), Lease("t", 0, 1, inherited=False))
     assert finished.asked == 1 and runs == ["fresh"] and runner.skipped == 1
+
+
+def test_a_fresh_command_already_in_the_partition_when_the_worker_got_it_is_asked() -> None:
+    """A worker killed between a step's result and its commit is restarted within a second:
+    the commands it gets again are fresh, but another run of it answered them."""
+    finished = AnsweredEverywhere()
+    runner = StepRunner(TaskRegistry([task]), None, InMemoryBus(), AvroCodec(), Topics("t"),
+                        CancellationBook(), lambda: NOW_MS, finished=finished,
+                        ask_finished_after_ms=1_000)
+    runs.clear()
+    assert runner.handle(_command("again", NOW_MS - 300), Lease("t", 0, 0, inherited=True))
+    assert finished.asked == 1 and runs == [] and runner.skipped == 1

@@ -50,6 +50,9 @@ from tasksaga.adapters.wire import Envelope
 
 log = logging.getLogger(__name__)
 
+_ANY_OFFSET = 2**63  # no watermark known: every record counts as inherited
+
+
 class ParallelConsumerLoop(ConsumerLoop):
     PAUSE_AFTER_S = 5.0
     BUSY_POLL_S = 0.01
@@ -86,6 +89,8 @@ class ParallelConsumerLoop(ConsumerLoop):
         # group coordinator held back the heartbeats behind them, and the member was evicted
         # over and over while a broker recovered (R3).
         self._commit_sent_at: float | None = None
+        # Per owned partition, the first offset produced after this consumer got it.
+        self._new_from: dict[PartitionKey, int] = {}
         # The partitions owned, as the rebalance callbacks reported them. Other threads read
         # this instead of consumer.assignment(), which would wait for the polling thread.
         self.assignment: frozenset[PartitionKey] = frozenset()
@@ -106,6 +111,7 @@ class ParallelConsumerLoop(ConsumerLoop):
         self._release(keys)
         self._paused = set()
         self._sent = {}
+        self._new_from = {}
         self._commit_sent_at = None
 
     def run(self) -> None:
@@ -127,7 +133,8 @@ class ParallelConsumerLoop(ConsumerLoop):
                         continue
                     topic, partition = message.topic() or "", message.partition() or 0
                     offset = message.offset() or 0
-                    lease = Lease(topic, partition, offset)
+                    lease = Lease(topic, partition, offset, inherited=offset < self._new_from.get(
+                        (topic, partition), _ANY_OFFSET))
                     with self._changed:
                         self._tracker.started((topic, partition), offset)
                         self._leases.setdefault((topic, partition), {})[offset] = lease
@@ -276,6 +283,17 @@ class ParallelConsumerLoop(ConsumerLoop):
     def _on_assign(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         # Not assigning here: the client then adds these partitions itself (incrementally).
         self.assignment |= {(p.topic, p.partition) for p in partitions}
+        for p in partitions:  # what was there before this consumer may have been handled
+            key = (p.topic, p.partition)
+            self._new_from.pop(key, None)
+            try:
+                _low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(p.topic, p.partition), timeout=2.0, cached=False)
+            except (KafkaException, RuntimeError) as error:
+                log.info("no high watermark of %s[%d] (%s): its records count as inherited",
+                         p.topic, p.partition, error)
+                continue
+            self._new_from[key] = high
 
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         """Served inside poll() on the polling thread: the group waits for it, and the new

@@ -17,8 +17,11 @@ class Lease:
     """One message's hold on its partition, revoked when the partition moves to another
     consumer. Callbacks registered with ``on_revoke`` run once, on revocation."""
 
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
+    def __init__(self, topic: str, partition: int, offset: int, inherited: bool = True) -> None:
         self.topic, self.partition, self.offset = topic, partition, offset
+        # The record was already in its partition when this consumer was given it: a previous
+        # owner may have handled it. False only when known to be newer (the safe default).
+        self.inherited = inherited
         self._revoked = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []

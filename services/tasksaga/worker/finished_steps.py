@@ -26,10 +26,12 @@ _ANSWERED = {"Completed", "Failed", "RetryScheduled", "Skipped", "Compensating",
 def worth_asking(dispatched_at_ms: int, now_ms: int, ask_after_ms: int) -> bool:
     """Whether to ask the projections about a command dispatched at ``dispatched_at_ms``.
 
-    Only an old command can have been answered elsewhere: a takeover waits out the session
-    timeout (6 s), a restarted worker takes longer than ``ask_after_ms`` to consume again, and
-    the relay re-sends what a crash left only after its sweep age. A fresh command (the hot
-    path, dispatched milliseconds ago) runs without the round trip. The clocks are two
+    The caller asks anyway about a command that was in its partition before this worker
+    got the partition (``Lease.inherited``: a previous owner, or this worker before a restart,
+    may have run it). Of the others, only an old one can have been answered elsewhere: the
+    relay re-sends what a crash left only after its sweep age, an operator re-drives old
+    commands. A fresh command (the hot path, dispatched milliseconds ago) runs without the
+    round trip. The clocks are two
     hosts': a skewed one only asks too often or too rarely, and too rarely costs what the
     check saves (a re-run), never an answer. ``ask_after_ms`` 0: ask of every command.
     """

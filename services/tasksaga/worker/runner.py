@@ -98,8 +98,8 @@ class StepRunner:
         if not isinstance(command, msg.ExecuteStep | msg.CompensateStep):
             raise Unprocessable(f"a step worker does not handle {type(command).__name__}")
         skip = self.guard.admit(envelope.message_id, command)
-        if skip is None and self._finished is not None and worth_asking(
-                envelope.occurred_at_ms, self._now_ms(), self._ask_finished_after_ms):
+        if skip is None and self._finished is not None and (lease.inherited or worth_asking(
+                envelope.occurred_at_ms, self._now_ms(), self._ask_finished_after_ms)):
             skip = self._finished_reason(command)
             if skip is not None:
                 self.guard.answered(envelope.message_id)

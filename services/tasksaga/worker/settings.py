@@ -39,8 +39,9 @@ class WorkerSettings(CommonSettings):
     worker_instance_id: str | None = None
     # Skip commands whose answer the projections already show (worker/finished_steps.py).
     worker_skip_finished: bool = True
-    # ... asked only of commands dispatched at least this long ago (finished_steps.py,
-    # worth_asking): a fresh one cannot have been answered elsewhere. 0: ask of every command.
+    # ... asked of commands already in their partition when this worker got it, and of
+    # others dispatched at least this long ago (finished_steps.py, worth_asking): a fresh one
+    # cannot have been answered elsewhere. 0: ask of every command.
     worker_ask_finished_after_ms: int = Field(default=1_000, ge=0)
     # Verified artifact parts (8 MiB each) kept in memory for later reads on this worker,
     # keyed by checksum; 0 turns the cache off.
