@@ -274,7 +274,7 @@ def measure(url: str, rebuild_cap_s: float, decode_events: int,
         started = time.perf_counter()
         projected = 0
         while time.perf_counter() - started < rebuild_cap_s:
-            batch = projector.catch_up(REBUILD_BATCH)  # as ``tasksaga-replay --rebuild``
+            batch = projector.catch_up(REBUILD_BATCH, rebuilding=True)  # as tasksaga-replay
             if not batch:
                 break
             projected += batch
