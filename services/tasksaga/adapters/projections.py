@@ -104,11 +104,11 @@ class Projector:
 
         ``rebuilding`` (after ``reset``, as ``tasksaga-replay --rebuild``): the rows of streams
         not projected yet are written with COPY, and the cyclic garbage collector is paused
-        for each batch (see ``_collector_paused``). The rows are the same either way.
+        for each batch (see ``collector_paused``). The rows are the same either way.
         """
         while True:
             poisoned = len(self._poisoned)
-            with _collector_paused(rebuilding):
+            with collector_paused(rebuilding):
                 settled, projected = self._batch(batch_size, rebuilding)
             if projected or not (settled or len(self._poisoned) > poisoned):
                 return projected
@@ -251,7 +251,7 @@ class Projector:
 
 
 @contextmanager
-def _collector_paused(paused: bool) -> Iterator[None]:
+def collector_paused(paused: bool) -> Iterator[None]:
     """The cyclic garbage collector off for one rebuild batch (``paused``).
 
     A batch allocates ~100 objects per event (decoded records, states, rows), none in a
