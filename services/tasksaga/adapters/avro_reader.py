@@ -4,7 +4,7 @@ for a body written with that schema (no resolution; ``return_record_name=True``)
 fastavro's generic reader walks the schema for every value (a string compare per type, a
 ``read(1)`` call on a file object per varint byte): ~6 µs of a replay's ~9 µs per event.
 Planned once per writer schema, the same walk becomes straight-line Python over the bytes
-(one function per named record, the common one-byte varint inline): about half the time.
+(one function per named record, varints inline): about half the time.
 A schema using a type this reader does not plan (fixed, logical types) raises
 :class:`Unplanned` when compiled; the codec then keeps fastavro for it.
 """
@@ -26,19 +26,6 @@ class Unplanned(ValueError):
     """The schema uses a type the compiled reader does not read."""
 
 
-def _long_tail(data: bytes, pos: int, first: int) -> tuple[int, int]:
-    """A zig-zag varint of two bytes or more; ``first`` was read at ``pos - 1``."""
-    n = first & 0x7F
-    shift = 7
-    while True:
-        byte = data[pos]
-        pos += 1
-        n |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (n >> 1) ^ -(n & 1), pos
-        shift += 7
-
-
 def _bytes_end(size: int, pos: int, length: int) -> int:
     end = pos + size
     if size < 0 or end > length:
@@ -58,7 +45,7 @@ class _Compiler:
         self._functions: dict[str, str] = {}  # record name -> function name
         self._sources: list[str] = []
         self.constants: dict[str, Any] = {
-            "_long_tail": _long_tail, "_bytes_end": _bytes_end, "_FLOAT": _FLOAT,
+            "_bytes_end": _bytes_end, "_FLOAT": _FLOAT,
             "_DOUBLE": _DOUBLE, "_truncated": _truncated}
         self._serial = 0
 
@@ -89,9 +76,15 @@ class _Compiler:
 
     def _long(self, target: str, lines: list[str], pad: str) -> None:
         # Past the end, ``d[p]`` raises IndexError: no bounds test of its own.
+        # Longer ones (times in ms take six bytes) in a loop here: a call costs as much as
+        # two turns of it.
         lines += [f"{pad}b = d[p]", f"{pad}p += 1",
                   f"{pad}if b < 128:", f"{pad}    {target} = (b >> 1) ^ -(b & 1)",
-                  f"{pad}else:", f"{pad}    {target}, p = _long_tail(d, p, b)"]
+                  f"{pad}else:", f"{pad}    x = b & 127", f"{pad}    t = 7",
+                  f"{pad}    while True:", f"{pad}        b = d[p]", f"{pad}        p += 1",
+                  f"{pad}        x |= (b & 127) << t", f"{pad}        if b < 128:",
+                  f"{pad}            break", f"{pad}        t += 7",
+                  f"{pad}    {target} = (x >> 1) ^ -(x & 1)"]
 
     def _value(self, schema: Any, target: str, lines: list[str], pad: str) -> None:
         """Lines reading one value of ``schema`` into the local ``target``."""
