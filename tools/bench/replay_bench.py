@@ -194,13 +194,15 @@ def _decode_fold(url: str, codec: AvroCodec, decode_events: int, paused: bool
         cursor.execute("SELECT stream_id, payload FROM events ORDER BY position LIMIT %s",
                        (decode_events,))
         while True:
-            t0 = time.perf_counter()
-            rows = cursor.fetchmany(20_000)
-            t1 = time.perf_counter()
-            read_s += t1 - t0
-            if not rows:
-                break
+            # Paused around the read too, as a rebuild's batch is: else the collections it
+            # saved come due in the fetch (its rows are new objects too).
             with collector_paused(paused):
+                t0 = time.perf_counter()
+                rows = cursor.fetchmany(20_000)
+                t1 = time.perf_counter()
+                read_s += t1 - t0
+                if not rows:
+                    break
                 decoded = [(stream, codec.decode(bytes(raw)).payload) for stream, raw in rows]
                 t2 = time.perf_counter()
                 decode_s += t2 - t1
