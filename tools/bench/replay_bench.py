@@ -26,7 +26,7 @@ from bench.workloads import WORKLOADS, payload
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
-from tasksaga.adapters.projections import REBUILD_BATCH, Projector
+from tasksaga.adapters.projections import REBUILD_BATCH, Projector, collector_paused
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
@@ -184,6 +184,42 @@ def ensure_log(base_url: str, total_events: int, log: Callable[[str], None]) -> 
     return url
 
 
+def _decode_fold(url: str, codec: AvroCodec, decode_events: int, paused: bool
+                 ) -> dict[str, Any]:
+    read_s = decode_s = fold_s = 0.0
+    count = 0
+    states: dict[str, TaskState] = {}
+    with psycopg.connect(url) as conn, conn.cursor(name="replay") as cursor:
+        cursor.itersize = 20_000
+        cursor.execute("SELECT stream_id, payload FROM events ORDER BY position LIMIT %s",
+                       (decode_events,))
+        while True:
+            # Paused around the read too, as a rebuild's batch is: else the collections it
+            # saved come due in the fetch (its rows are new objects too).
+            with collector_paused(paused):
+                t0 = time.perf_counter()
+                rows = cursor.fetchmany(20_000)
+                t1 = time.perf_counter()
+                read_s += t1 - t0
+                if not rows:
+                    break
+                decoded = [(stream, codec.decode(bytes(raw)).payload) for stream, raw in rows]
+                t2 = time.perf_counter()
+                decode_s += t2 - t1
+                # Each stream's run of events folded at once, as a replay folds a stream.
+                for stream, run in groupby(decoded, key=itemgetter(0)):
+                    states[stream] = fold([event for _, event in run], states.get(stream))
+                fold_s += time.perf_counter() - t2
+            count += len(rows)
+    return {
+        "events": count, "streams": len(states), "read_s": read_s, "decode_s": decode_s,
+        "fold_s": fold_s,
+        "decode_fold_events_per_s": count / (decode_s + fold_s),
+        "with_read_events_per_s": count / (read_s + decode_s + fold_s),
+        "decode_events_per_s": count / decode_s, "fold_events_per_s": count / fold_s,
+    }
+
+
 def measure(url: str, rebuild_cap_s: float, decode_events: int,
             log: Callable[[str], None]) -> dict[str, Any]:
     codec = AvroCodec()
@@ -193,39 +229,15 @@ def measure(url: str, rebuild_cap_s: float, decode_events: int,
         assert row is not None
         result["log_events"], result["log_streams"] = int(row[0]), int(row[1])
 
-    # 1. The core of replay: read, Avro-decode and fold every stream, one process, one core.
-    read_s = decode_s = fold_s = 0.0
-    count = 0
-    states: dict[str, TaskState] = {}
-    with psycopg.connect(url) as conn, conn.cursor(name="replay") as cursor:
-        cursor.itersize = 20_000
-        cursor.execute("SELECT stream_id, payload FROM events ORDER BY position LIMIT %s",
-                       (decode_events,))
-        while True:
-            t0 = time.perf_counter()
-            rows = cursor.fetchmany(20_000)
-            t1 = time.perf_counter()
-            read_s += t1 - t0
-            if not rows:
-                break
-            decoded = [(stream, codec.decode(bytes(raw)).payload) for stream, raw in rows]
-            t2 = time.perf_counter()
-            decode_s += t2 - t1
-            # Each stream's run of events folded at once, as a replay folds a stream.
-            for stream, run in groupby(decoded, key=itemgetter(0)):
-                states[stream] = fold([event for _, event in run], states.get(stream))
-            fold_s += time.perf_counter() - t2
-            count += len(rows)
-    result["decode_fold"] = {
-        "events": count, "streams": len(states), "read_s": read_s, "decode_s": decode_s,
-        "fold_s": fold_s,
-        "decode_fold_events_per_s": count / (decode_s + fold_s),
-        "with_read_events_per_s": count / (read_s + decode_s + fold_s),
-        "decode_events_per_s": count / decode_s, "fold_events_per_s": count / fold_s,
-    }
-    log(f"  decode + fold: {count:,} events in {decode_s + fold_s:.1f} s "
-        f"({count / (decode_s + fold_s):,.0f} events/s; with the read "
-        f"{count / (read_s + decode_s + fold_s):,.0f}/s)")
+    # 1. The core of replay: read, Avro-decode and fold every stream, one process, one core;
+    # again with the cyclic collector paused per batch, as a rebuild runs (collector_paused).
+    result["decode_fold"] = _decode_fold(url, codec, decode_events, paused=False)
+    result["decode_fold_collector_paused"] = _decode_fold(url, codec, decode_events, paused=True)
+    for key, how in (("decode_fold", ""), ("decode_fold_collector_paused", ", collector paused")):
+        done = result[key]
+        log(f"  decode + fold{how}: {done['events']:,} events in "
+            f"{done['decode_s'] + done['fold_s']:.1f} s ({done['decode_fold_events_per_s']:,.0f}"
+            f" events/s; with the read {done['with_read_events_per_s']:,.0f}/s)")
 
     # 2. One task's stream, as the orchestrator loads it for every message it handles.
     pool = open_pool(url, max_size=2, name="bench-replay")
@@ -274,7 +286,7 @@ def measure(url: str, rebuild_cap_s: float, decode_events: int,
         started = time.perf_counter()
         projected = 0
         while time.perf_counter() - started < rebuild_cap_s:
-            batch = projector.catch_up(REBUILD_BATCH)  # as ``tasksaga-replay --rebuild``
+            batch = projector.catch_up(REBUILD_BATCH, rebuilding=True)  # as tasksaga-replay
             if not batch:
                 break
             projected += batch

@@ -175,6 +175,10 @@ def replay_table(replay: Mapping[str, Any]) -> str:
         ["decode + fold, all streams (1 core)", f"{df['decode_fold_events_per_s']:,.0f} events/s"
          f" (decode {df['decode_events_per_s']:,.0f}/s, fold {df['fold_events_per_s']:,.0f}/s;"
          f" with the Postgres read {df['with_read_events_per_s']:,.0f}/s)"],
+        *([["decode + fold, collector paused per batch (as a rebuild runs)",
+            f"{paused['decode_fold_events_per_s']:,.0f} events/s (decode "
+            f"{paused['decode_events_per_s']:,.0f}/s, fold {paused['fold_events_per_s']:,.0f}/s)"]]
+          if (paused := replay.get("decode_fold_collector_paused")) else []),
         [f"one stream ({one['stream_events']} events): load + decode + fold",
          f"{one['load_ms']:.2f} ms ({one['load_events_per_s']:,.0f} events/s)"],
         ["one stream: decode + fold / fold alone",

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from tasksaga.adapters.avro_reader import Reader, Unplanned, compile_reader
 from tasksaga.adapters.avro_records import (
     SEALED_LISTS,
     SEALED_MAPS,
@@ -91,10 +92,11 @@ class AvroCodec:
                 self._payload_types[f"{NAMESPACE}.{payload_type.__name__}"] = payload_type
                 self._schema_of_payload[payload_type] = message_name
         # Planned once: per writer, the reader schema to resolve to (None: it is the current
-        # one, read as written); per payload record, how it becomes its dataclass.
-        self._readers: dict[bytes, tuple[_Schema, Any]] = {
-            fp: (writer, None if writer is self._current[writer.name] else
-                 self._current[writer.name].parsed)
+        # one, read as written, by a reader compiled for it); per payload record, how it
+        # becomes its dataclass.
+        self._readers: dict[bytes, tuple[_Schema, Any, Reader | None]] = {
+            fp: (writer, None, _compiled(writer)) if writer is self._current[writer.name]
+            else (writer, self._current[writer.name].parsed, None)
             for fp, writer in self._writers.items() if writer.name in self._current}
         self._decoders: dict[str, tuple[str, SealedFields | None, Builder]] = {
             name: (cls.__name__, sealed if (sealed := sealed_fields(cls)).any else None,
@@ -124,15 +126,19 @@ class AvroCodec:
         found = self._readers.get(data[2:HEADER_LENGTH])
         if found is None:
             self._refuse_writer(data[2:HEADER_LENGTH])
-        writer, reader = found
-        body_stream = io.BytesIO(data)
-        body_stream.seek(HEADER_LENGTH)
+        writer, reader, compiled = found
         try:
             # Written with the current schema (nearly every message): read it as written,
-            # no resolution. An older writer is resolved to the current reader schema.
-            record = schemaless_reader(body_stream, writer.parsed, reader,
-                                       return_record_name=True)
-        except Exception as error:  # fastavro raises many types for corrupt bodies
+            # no resolution, by its compiled reader. An older writer is resolved to the
+            # current reader schema by fastavro.
+            if compiled is not None:
+                record = compiled(bytes(data), HEADER_LENGTH)[0]
+            else:
+                body_stream = io.BytesIO(data)
+                body_stream.seek(HEADER_LENGTH)
+                record = schemaless_reader(body_stream, writer.parsed, reader,
+                                           return_record_name=True)
+        except Exception as error:  # corrupt bodies raise many types (fastavro's, ours)
             raise DecodeError(f"corrupt Avro body for {writer.name}: {error}") from error
         assert isinstance(record, dict)
         name, body = record.pop("payload")
@@ -159,6 +165,14 @@ class AvroCodec:
 
 
 _make_envelope = constructor(Envelope)
+
+
+def _compiled(writer: _Schema) -> Reader | None:
+    """The compiled reader of ``writer`` (None: it uses a type only fastavro reads)."""
+    try:
+        return compile_reader(writer.parsed)
+    except Unplanned:
+        return None
 
 
 def _transform(

@@ -5,14 +5,22 @@ column and expanded server-side with ``unnest``, so a batch costs one statement 
 trip per table rather than one per row (``executemany``): the rebuild of 1M events went from
 ~150,000 statements to a few hundred. Within a batch each key appears once (the projector
 writes each row once, its final state), as one ``INSERT .. ON CONFLICT DO UPDATE`` requires.
+
+A rebuild writes the rows of streams that have none yet with binary ``COPY`` instead: half
+the time of the ``unnest`` insert, no arrays to pack (``copy_fresh``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import errors
+
+log = logging.getLogger(__name__)
 
 
 def _unnest_insert(table: str, columns: Sequence[tuple[str, str]], conflict: str) -> str:
@@ -66,6 +74,33 @@ AUDIT_COLUMNS = (
 INSERT_AUDIT = _unnest_insert("audit_entries", AUDIT_COLUMNS, "ON CONFLICT DO NOTHING")
 
 
+@dataclass(frozen=True)
+class ProjectionTable:
+    """One projection table: its upsert (any rows) and its COPY (rows of new streams)."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    upsert: str
+
+    @property
+    def copy(self) -> str:
+        names = ", ".join(name for name, _type in self.columns)
+        return f"COPY {self.name} ({names}) FROM STDIN (FORMAT BINARY)"
+
+    @property
+    def copy_types(self) -> list[str]:
+        return [{"int": "int4"}.get(sql_type, sql_type) for _name, sql_type in self.columns]
+
+
+TASKS = ProjectionTable("task_status", TASK_COLUMNS, UPSERT_TASKS)
+STEPS = ProjectionTable("step_records", STEP_COLUMNS, UPSERT_STEPS)
+CONDITIONS = ProjectionTable("condition_snapshots", CONDITION_COLUMNS, UPSERT_CONDITIONS)
+AUDIT = ProjectionTable("audit_entries", AUDIT_COLUMNS, INSERT_AUDIT)
+TABLES = (TASKS, STEPS, CONDITIONS, AUDIT)
+#: Each table's rows of a batch.
+TableRows = dict[ProjectionTable, list[tuple[Any, ...]]]
+
+
 def columns_of(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """Rows (tuples of ``width`` values) as one list per column."""
     if not rows:
@@ -78,3 +113,31 @@ def write_all(cursor: psycopg.Cursor[Any], statement: str, width: int,
     """One statement for all ``rows`` (nothing sent when there are none)."""
     if rows:
         cursor.execute(statement, columns_of(rows, width))
+
+
+def upsert_all(cursor: psycopg.Cursor[Any], rows: TableRows) -> None:
+    for table, table_rows in rows.items():
+        write_all(cursor, table.upsert, len(table.columns), table_rows)
+
+
+def copy_fresh(cursor: psycopg.Cursor[Any], rows: TableRows) -> None:
+    """COPY the rows of streams with no rows yet (a rebuild's: its tables started empty).
+
+    The upsert's conflict clauses then have nothing to resolve: the first value of each row is
+    its final one, so COPY writes the same rows. Should a row exist after all (a projection
+    table changed by hand during the rebuild), the COPY is undone to its savepoint and the
+    rows are upserted, as before.
+    """
+    if not any(rows.values()):
+        return
+    try:
+        with cursor.connection.transaction():  # a savepoint
+            for table, table_rows in rows.items():
+                if table_rows:
+                    with cursor.copy(table.copy) as copy:
+                        copy.set_types(table.copy_types)
+                        for row in table_rows:
+                            copy.write_row(row)
+    except errors.UniqueViolation as error:
+        log.warning("rows of new streams exist already (%s): upserting them", error)
+        upsert_all(cursor, rows)

@@ -15,7 +15,10 @@ and timestamps come from the events, so a rebuild produces identical tables.
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,15 +29,14 @@ from psycopg_pool import ConnectionPool
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
 from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.adapters.projection_writes import (
-    AUDIT_COLUMNS,
-    CONDITION_COLUMNS,
-    INSERT_AUDIT,
-    STEP_COLUMNS,
-    TASK_COLUMNS,
-    UPSERT_CONDITIONS,
-    UPSERT_STEPS,
-    UPSERT_TASKS,
-    write_all,
+    AUDIT,
+    CONDITIONS,
+    STEPS,
+    TABLES,
+    TASKS,
+    TableRows,
+    copy_fresh,
+    upsert_all,
 )
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
@@ -96,28 +98,35 @@ class Projector:
         self._states = StateCache(max_bytes=cache_bytes, keep_terminal=True)
         self._poisoned: set[str] = set()  # streams that could not be decoded (logged)
 
-    def catch_up(self, batch_size: int = 2000) -> int:
+    def catch_up(self, batch_size: int = 2000, *, rebuilding: bool = False) -> int:
         """Project the next batch of committed events; returns how many were projected
-        (0: nothing left, or another process is projecting)."""
+        (0: nothing left, or another process is projecting).
+
+        ``rebuilding`` (after ``reset``, as ``tasksaga-replay --rebuild``): the rows of streams
+        not projected yet are written with COPY, and the cyclic garbage collector is paused
+        for each batch (see ``collector_paused``). The rows are the same either way.
+        """
         while True:
             poisoned = len(self._poisoned)
-            settled, projected = self._batch(batch_size)
+            with collector_paused(rebuilding):
+                settled, projected = self._batch(batch_size, rebuilding)
             if projected or not (settled or len(self._poisoned) > poisoned):
                 return projected
             # Only entries already projected, or a stream found unreadable: go on with the
             # next entries rather than report "nothing left".
 
-    def _batch(self, batch_size: int) -> tuple[int, int]:
+    def _batch(self, batch_size: int, rebuilding: bool) -> tuple[int, int]:
         """One transaction: (queue entries settled, events projected)."""
         with self._pool.connection() as conn, conn.transaction():
             locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)).fetchone()
             if not locked or not locked[0]:
                 return 0, 0  # another process is projecting
-            queued = conn.execute(
-                "SELECT id, stream_id, version FROM projection_queue"
-                " WHERE NOT (stream_id = ANY(%s)) ORDER BY id LIMIT %s",
-                (list(self._poisoned), batch_size),
-            ).fetchall()
+            poisoned = list(self._poisoned)
+            if rebuilding:
+                queued = conn.execute(_QUEUED_FOR_REBUILD,
+                                      (poisoned, batch_size, batch_size)).fetchall()
+            else:
+                queued = conn.execute(_QUEUED, (poisoned, batch_size)).fetchall()
             if not queued:
                 return 0, 0
             queued_version: dict[str, int] = {}  # in queue order: the oldest first
@@ -135,7 +144,7 @@ class Projector:
             ).fetchall() if streams else []
             try:
                 if rows:
-                    self._project_batch(conn, rows, projected_version)
+                    self._project_batch(conn, rows, projected_version, rebuilding)
             except Exception:
                 self._states.clear()  # the transaction rolls back: cached states are ahead
                 raise
@@ -150,9 +159,9 @@ class Projector:
             conn.execute("DELETE FROM projection_queue WHERE id = ANY(%s)", (settled,))
             return len(settled), len(rows)
 
-    def catch_up_fully(self, batch_size: int = 2000) -> int:
+    def catch_up_fully(self, batch_size: int = 2000, *, rebuilding: bool = False) -> int:
         total = 0
-        while count := self.catch_up(batch_size):
+        while count := self.catch_up(batch_size, rebuilding=rebuilding):
             total += count
         return total
 
@@ -191,8 +200,10 @@ class Projector:
 
     def _project_batch(
         self, conn: psycopg.Connection, rows: list[tuple[Any, ...]], projected: dict[str, int],
+        rebuilding: bool,
     ) -> None:
-        """Fold the batch per stream, then write each row once (its final state)."""
+        """Fold the batch per stream, then write each row once (its final state): upserted,
+        or, rebuilding, copied for the streams that have no rows yet."""
         rows_of: dict[str, _StreamRows] = {}
         audit: dict[str, list[tuple[Any, ...]]] = {}
         for position, stream_id, version, payload in rows:
@@ -224,16 +235,40 @@ class Projector:
                     position, stream_id, version, type(event).__name__, step_of(event),
                     describe(event, stream.state, envelope.occurred_at_ms), at))
             stream.apply(event, at)
+        # A stream with no task_status row has no rows in any projection table: the four are
+        # written together, in this transaction, under the projector's lock.
+        upserted: TableRows = {table: [] for table in TABLES}
+        copied: TableRows = {table: [] for table in TABLES}
+        for sid, stream in rows_of.items():
+            out = copied if rebuilding and projected[sid] == 0 else upserted
+            out[TASKS].append(stream.task_row(sid))
+            out[STEPS].extend(stream.step_rows(sid))
+            out[CONDITIONS].extend(stream.condition_rows(sid))
+            out[AUDIT].extend(audit.get(sid, ()))
         with conn.cursor() as cursor:
-            write_all(cursor, UPSERT_TASKS, len(TASK_COLUMNS),
-                      [r.task_row(sid) for sid, r in rows_of.items()])
-            write_all(cursor, UPSERT_STEPS, len(STEP_COLUMNS),
-                      [row for sid, r in rows_of.items() for row in r.step_rows(sid)])
-            write_all(cursor, UPSERT_CONDITIONS, len(CONDITION_COLUMNS),
-                      [row for sid, r in rows_of.items() for row in r.condition_rows(sid)])
-            write_all(cursor, INSERT_AUDIT, len(AUDIT_COLUMNS),
-                      [row for rs in audit.values() for row in rs])
+            upsert_all(cursor, upserted)
+            copy_fresh(cursor, copied)
         self._states.put_all({sid: stream.fold.result() for sid, stream in rows_of.items()})
+
+
+@contextmanager
+def collector_paused(paused: bool) -> Iterator[None]:
+    """The cyclic garbage collector off for one rebuild batch (``paused``).
+
+    A batch allocates ~100 objects per event (decoded records, states, rows), none in a
+    reference cycle (frozen dataclasses, tuples, dicts, lists), so reference counting frees
+    them; each full collection meanwhile walked every object the process keeps, the state
+    cache's states among them: ~13 % of a rebuild. Re-enabled after the batch, so anything
+    cyclic is still collected; the live projector never pauses it (other threads allocate).
+    """
+    if not paused or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _enough_streams(queued: dict[str, int], projected: dict[str, int], events: int) -> list[str]:
@@ -255,6 +290,21 @@ def _enough_streams(queued: dict[str, int], projected: dict[str, int], events: i
         chosen.append(stream_id)
         budget += todo
     return chosen
+
+
+_QUEUED = ("SELECT id, stream_id, version FROM projection_queue"
+           " WHERE NOT (stream_id = ANY(%s)) ORDER BY id LIMIT %s")
+# A rebuild's queue holds one entry per stream, for all of it: the entries whose streams fill
+# the batch are about its average stream length fewer than ``batch_size``, and reading (and
+# looking up the task_status of) all ``batch_size`` of them was ~10 % of a rebuild. The cut
+# counts each entry's whole version (its stream not projected yet: exact; otherwise more than
+# is left), so it never takes more than ``_enough_streams`` would; the first entry is always in.
+_QUEUED_FOR_REBUILD = (
+    "SELECT id, stream_id, version FROM (SELECT id, stream_id, version,"
+    " sum(version) OVER (ORDER BY id) AS upto FROM (SELECT id, stream_id, version"
+    " FROM projection_queue WHERE NOT (stream_id = ANY(%s)) ORDER BY id LIMIT %s) q) w"
+    " WHERE upto - version < %s ORDER BY id"
+)
 
 
 # The events of each named stream after a version: from the hot log and, for a task brought

@@ -97,7 +97,7 @@ def rebuild(database_url: str, codec: AvroCodec,
         if archiver is not None:
             archiver(pool).restore_all()  # into restored_events, which the reset queues
         projector.reset()
-        count = projector.catch_up_fully(REBUILD_BATCH)
+        count = projector.catch_up_fully(REBUILD_BATCH, rebuilding=True)
         return count, time.perf_counter() - started
     finally:
         pool.close()

@@ -21,7 +21,9 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
     """The line for ``event``; ``before`` (the state it applies to) and ``at_ms`` (when it was
     written) let the line say exactly what happened: whether anything was compensated, how
     long a retry waits."""
-    nothing_done = before is not None and not _compensable(before)
+    def nothing_done() -> bool:  # asked by three kinds of event: not computed for the rest
+        return before is not None and not _compensable(before)
+
     match event:
         case ev.TaskSubmitted():
             by = ""
@@ -56,7 +58,7 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
         case ev.CancellationRequested():
             return f"cancellation requested: {event.reason}"
         case ev.CompensationStarted():
-            if nothing_done:
+            if nothing_done():
                 return f"nothing completed, nothing to compensate: {event.reason}"
             return f"compensation started: {event.reason}"
         case ev.StepCompensationDispatched():
@@ -84,11 +86,11 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
         case ev.TaskCompleted():
             return "task completed"
         case ev.TaskFailed():
-            done = "nothing to compensate" if nothing_done else "compensated"
+            done = "nothing to compensate" if nothing_done() else "compensated"
             instances = compensated_instances(before) if before else ""
             return f"task failed, {done}{instances}: {event.reason}"
         case ev.TaskCancelled():
-            done = "nothing to compensate" if nothing_done else "compensated"
+            done = "nothing to compensate" if nothing_done() else "compensated"
             instances = compensated_instances(before) if before else ""
             return f"task cancelled, {done}{instances}: {event.reason}"
         case ev.TaskCompensationFailed():
