@@ -133,8 +133,8 @@ class ParallelConsumerLoop(ConsumerLoop):
                         continue
                     topic, partition = message.topic() or "", message.partition() or 0
                     offset = message.offset() or 0
-                    lease = Lease(topic, partition, offset, inherited=offset < self._new_from.get(
-                        (topic, partition), _ANY_OFFSET))
+                    lease = Lease(topic, partition, offset,
+                                  inherited=offset < self._first_new_offset(topic, partition))
                     with self._changed:
                         self._tracker.started((topic, partition), offset)
                         self._leases.setdefault((topic, partition), {})[offset] = lease
@@ -280,20 +280,27 @@ class ParallelConsumerLoop(ConsumerLoop):
             self.consumer.resume([TopicPartition(t, p) for t, p in self._paused])
             self._paused = set()
 
+    def _first_new_offset(self, topic: str, partition: int) -> int:
+        """The partition's high watermark when its first record since the assignment came:
+        records below it may have been handled by a previous owner. Read on the polling
+        thread, not in the rebalance callback (a broker query there held up the handover)."""
+        key = (topic, partition)
+        if key not in self._new_from:
+            try:
+                _low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=2.0, cached=False)
+            except (KafkaException, RuntimeError) as error:
+                log.info("no high watermark of %s[%d] (%s): its records count as inherited",
+                         topic, partition, error)
+                return _ANY_OFFSET
+            self._new_from[key] = high
+        return self._new_from[key]
+
     def _on_assign(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         # Not assigning here: the client then adds these partitions itself (incrementally).
         self.assignment |= {(p.topic, p.partition) for p in partitions}
-        for p in partitions:  # what was there before this consumer may have been handled
-            key = (p.topic, p.partition)
-            self._new_from.pop(key, None)
-            try:
-                _low, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(p.topic, p.partition), timeout=2.0, cached=False)
-            except (KafkaException, RuntimeError) as error:
-                log.info("no high watermark of %s[%d] (%s): its records count as inherited",
-                         p.topic, p.partition, error)
-                continue
-            self._new_from[key] = high
+        for p in partitions:  # their high watermarks are read at their first record
+            self._new_from.pop((p.topic, p.partition), None)
 
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         """Served inside poll() on the polling thread: the group waits for it, and the new
