@@ -53,6 +53,12 @@ def _command(task_id: str, dispatched_at_ms: int) -> Envelope:
                     occurred_at_ms=dispatched_at_ms, task_type="Ask")
 
 
+def _runner(finished: AnsweredEverywhere) -> StepRunner:
+    return StepRunner(TaskRegistry([task]), None, InMemoryBus(), AvroCodec(), Topics("t"),
+                      CancellationBook(), lambda: NOW_MS, finished=finished,
+                      ask_finished_after_ms=1_000)
+
+
 def test_only_commands_dispatched_at_least_the_threshold_ago_are_worth_asking() -> None:
     assert not worth_asking(NOW_MS - 999, NOW_MS, 1_000)
     assert worth_asking(NOW_MS - 1_000, NOW_MS, 1_000)
@@ -61,9 +67,7 @@ def test_only_commands_dispatched_at_least_the_threshold_ago_are_worth_asking() 
 
 def test_a_fresh_command_runs_unasked_and_an_old_one_answered_elsewhere_is_skipped() -> None:
     finished = AnsweredEverywhere()
-    runner = StepRunner(TaskRegistry([task]), None, InMemoryBus(), AvroCodec(), Topics("t"),
-                        CancellationBook(), lambda: NOW_MS, finished=finished,
-                        ask_finished_after_ms=1_000)
+    runner = _runner(finished)
     runs.clear()
     assert runner.handle(_command("fresh", NOW_MS - 20), Lease("t", 0, 0, inherited=False))
     assert finished.asked == 0 and runs == ["fresh"]
@@ -75,9 +79,7 @@ def test_a_fresh_command_already_in_the_partition_when_the_worker_got_it_is_aske
     """A worker killed between a step's result and its commit is restarted within a second:
     the commands it gets again are fresh, but another run of it answered them."""
     finished = AnsweredEverywhere()
-    runner = StepRunner(TaskRegistry([task]), None, InMemoryBus(), AvroCodec(), Topics("t"),
-                        CancellationBook(), lambda: NOW_MS, finished=finished,
-                        ask_finished_after_ms=1_000)
+    runner = _runner(finished)
     runs.clear()
     assert runner.handle(_command("again", NOW_MS - 300), Lease("t", 0, 0, inherited=True))
     assert finished.asked == 1 and runs == [] and runner.skipped == 1

@@ -28,6 +28,7 @@ from tasksaga.core.ports import ConcurrencyConflict, OutboxRecord
 from tasksaga.core.shards import DEFAULT_SHARD, ShardMap
 from tasksaga.core.state import TaskState, fold
 
+# Notified by tasksaga_write_batch (023, 024), which names them too.
 OUTBOX_CHANNEL = "tasksaga_outbox"
 EVENTS_CHANNEL = "tasksaga_events"
 DATABASE_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
@@ -45,12 +46,8 @@ _WRITE_BATCH = "SELECT appended, outbox_ids FROM tasksaga_write_batch(%s::jsonb)
 _BEGIN_BATCH = "SELECT * FROM tasksaga_begin_batch(%s::text[], %s, %s::text[])"
 _CLAIM = ("INSERT INTO processed_messages (consumer, message_id)"
           " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING message_id")
-# Locks in the order given (sorted by the caller: no two batches wait on each other in a
-# cycle). Versions are read by the next statement: under READ COMMITTED a statement sees the
-# snapshot of its own start, so one that waited for a lock would miss what the previous
-# holder committed meanwhile; a pipelined second statement starts after the locks are held.
-_LOCK = ("SELECT count(pg_advisory_xact_lock(hashtextextended(t, 0))::text)"
-         " FROM unnest(%s::text[]) t")
+# A stream's version, for a lock already held (try-locks; batches read them in
+# tasksaga_begin_batch, 022, after taking the locks).
 _VERSIONS = (
     "SELECT u.t, coalesce(v.version, 0), v.version IS NULL AND EXISTS"
     " (SELECT 1 FROM archived_tasks a WHERE a.task_id = u.t)"
@@ -133,17 +130,10 @@ class StoreTransaction:
         return self._versions([task_id])[task_id]
 
     def lock_streams(self, task_ids: Iterable[str]) -> dict[str, int]:
-        """Lock every stream (in sorted order) and read their versions: one round trip."""
-        ordered = sorted(set(task_ids))
-        for task_id in ordered:
-            self._check(task_id)
-        if not ordered:
-            return {}
-        self.flush()
-        with self._conn.pipeline():
-            self._conn.execute(_LOCK, (ordered,))
-            versions = self._conn.execute(_VERSIONS, (ordered,))
-        return self._read_versions(versions.fetchall())
+        """Lock every stream (in sorted order) and read their versions: one round trip, the
+        batch start's without claims (its clock reading rides along, as there)."""
+        ids = set(task_ids)
+        return self.lock_and_claim(ids, "", [])[0] if ids else {}
 
     def lock_and_claim(self, task_ids: Iterable[str], consumer: str,
                        message_ids: Sequence[str]) -> tuple[dict[str, int], set[str]]:
