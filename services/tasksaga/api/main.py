@@ -83,7 +83,7 @@ def build_dependencies(settings: ApiSettings, s3: ObjectStoreSettings) -> ApiDep
     live = LiveService(
         hub=hub,
         feed=LiveFeed(settings.kafka_bootstrap, topics.task_events, topics.step_results,
-                      codec, hub),
+                      codec, hub, idle_s=settings.api_live_idle_s),
         log=PostgresEventLog(pool, codec, lambda task_id: pools[shards.map.shard_of(task_id)]),
         tickets=TicketSigner(secret, settings.api_stream_ticket_ttl_s),
         keepalive_s=settings.api_live_keepalive_s,

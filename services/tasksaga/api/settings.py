@@ -63,6 +63,9 @@ class ApiSettings(CommonSettings):
         "messages queued per watcher; a watcher further behind is dropped (it resumes)"))
     api_live_max_watchers: int = Field(default=10_000, ge=1,
                                        description="open streams per API process")
+    api_live_idle_s: float = Field(default=10.0, gt=0, description=(
+        "seconds without a stream after which the live feed stops fetching (the next "
+        "stream waits until it follows again)"))
     api_stream_ticket_ttl_s: int = Field(default=60, ge=5, le=3600,
                                          description="lifetime of a browser's stream ticket")
 

@@ -7,6 +7,12 @@ task id) has a watcher in this process, and hands the messages to the hub on the
 The step-results topic carries the workers' heartbeats; they are not in the log, so
 progress reaches watchers from there (results on it are ignored: their events follow on
 task-events).
+
+While no stream is open here for ``idle_s``, the consumer gives up its partitions: an idle
+consumer still makes the broker answer a fetch for every record of every task (a fifth of
+the broker's requests under load, for nothing). The first stream after that waits in
+``follow`` until the partitions are assigned again from their new ends, and only then reads
+the log: what was published while idle is in the log, what comes after reaches the feed.
 """
 
 from __future__ import annotations
@@ -37,11 +43,17 @@ log = logging.getLogger(__name__)
 
 PARTITION_REFRESH_S = 30.0
 BATCH = 500
+FOLLOW_TIMEOUT_S = 15.0
+
+
+class FeedUnavailable(Exception):
+    """The feed could not read from its partitions' ends again in time."""
 
 
 class LiveFeed:
     def __init__(self, bootstrap: str, events_topic: str, heartbeats_topic: str,
-                 codec: AvroCodec, hub: LiveHub, client_id: str = "tasksaga-api-live") -> None:
+                 codec: AvroCodec, hub: LiveHub, client_id: str = "tasksaga-api-live",
+                 idle_s: float = 10.0) -> None:
         self._bootstrap = bootstrap
         self._events_topic = events_topic
         self._heartbeats_topic = heartbeats_topic
@@ -53,6 +65,14 @@ class LiveFeed:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.failure: str | None = None
+        self._idle_s = idle_s
+        # Guards ``following``, ``_wanted_at`` and ``_waiters`` between the event loop (a
+        # stream asking to follow) and the feed thread (deciding to stop following).
+        self._state = threading.Lock()
+        self.following = False  # partitions assigned and fetched
+        self._wanted_at = time.monotonic()  # the last time a stream asked to follow
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = threading.Event()
 
     @property
     def ready(self) -> bool:
@@ -71,6 +91,46 @@ class LiveFeed:
     def wait_ready(self, timeout_s: float) -> bool:
         return self._ready.wait(timeout_s)
 
+    async def follow(self) -> None:
+        """Return once the feed reads every record published from now on (call it after
+        subscribing to the hub, before reading the log): at once while it follows, else
+        after it assigned its partitions again from their ends. FeedUnavailable if that
+        does not happen within FOLLOW_TIMEOUT_S."""
+        with self._state:
+            self._wanted_at = time.monotonic()
+            if self.following:
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+        self._wake.set()
+        try:
+            async with asyncio.timeout(FOLLOW_TIMEOUT_S):
+                await waiter
+        except TimeoutError:
+            raise FeedUnavailable(f"the live feed did not resume within {FOLLOW_TIMEOUT_S:g} "
+                                  f"s: {self.failure or 'Kafka is slow or unreachable'}"
+                                  ) from None
+
+    def _settle_waiters(self, error: Exception | None) -> None:
+        with self._state:
+            waiters, self._waiters = self._waiters, []
+        loop = self._loop
+        if not waiters or loop is None or loop.is_closed():
+            return
+        for waiter in waiters:
+            loop.call_soon_threadsafe(_settle, waiter, error)
+
+    def _stop_following_if_idle(self, consumer: Consumer) -> bool:
+        """Give up the partitions if no stream is open or asked to follow for ``idle_s``."""
+        with self._state:
+            if (self._hub.watchers > 0 or self._waiters
+                    or time.monotonic() - self._wanted_at < self._idle_s):
+                return False
+            self.following = False
+        consumer.unassign()
+        log.info("live feed idle: no stream for %g s, partitions given up", self._idle_s)
+        return True
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -83,6 +143,9 @@ class LiveFeed:
             except Exception as error:
                 self.failure = f"{type(error).__name__}: {error}"
                 log.exception("the live feed failed; starting it again")
+                with self._state:
+                    self.following = False
+                self._settle_waiters(FeedUnavailable(f"the live feed failed: {self.failure}"))
             if self._ready.is_set() and self._loop is not None and not self._loop.is_closed():
                 # It restarts from the partitions' new ends: what was published meanwhile
                 # is not seen live, so its watchers are told to resume (from the log).
@@ -103,11 +166,21 @@ class LiveFeed:
             "fetch.wait.max.ms": 50,  # delivery latency: records are small
         })
         try:
-            assigned = self._assign_from_ends(consumer)
+            assigned = self._follow_from_ends(consumer)
             self.failure = None
             self._ready.set()
             refreshed = time.monotonic()
             while not self._stop.is_set():
+                if not self.following:
+                    if not self._waiters:
+                        self._wake.wait(0.2)
+                        self._wake.clear()
+                        consumer.poll(0)  # serves the client's callbacks; nothing to fetch
+                        continue
+                    assigned = self._follow_from_ends(consumer)
+                    refreshed = time.monotonic()
+                if self._stop_following_if_idle(consumer):
+                    continue
                 if time.monotonic() - refreshed > PARTITION_REFRESH_S:
                     assigned |= self._assign_new(consumer, assigned)
                     refreshed = time.monotonic()
@@ -122,6 +195,14 @@ class LiveFeed:
                     self._hub.publish_threadsafe(self._loop, messages)
         finally:
             consumer.close()
+
+    def _follow_from_ends(self, consumer: Consumer) -> set[tuple[str, int]]:
+        assigned = self._assign_from_ends(consumer)
+        with self._state:
+            self.following = True
+            self._wanted_at = time.monotonic()
+        self._settle_waiters(None)
+        return assigned
 
     def _partitions(self, consumer: Consumer) -> set[tuple[str, int]]:
         metadata = consumer.list_topics(timeout=10.0)
@@ -181,6 +262,15 @@ class LiveFeed:
         if record.topic() == self._events_topic:
             return event_message(envelope)
         return progress_message(envelope)
+
+
+def _settle(waiter: asyncio.Future[None], error: Exception | None) -> None:
+    if waiter.done():  # its stream gave up waiting
+        return
+    if error is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(error)
 
 
 class PostgresEventLog:

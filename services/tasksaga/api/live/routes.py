@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from tasksaga.api.dependencies import ApiDependencies, Deps
-from tasksaga.api.live.feed import LiveFeed
+from tasksaga.api.live.feed import FeedUnavailable, LiveFeed
 from tasksaga.api.live.hub import LiveHub, TooManyWatchers
 from tasksaga.api.live.messages import (
     DROPPED,
@@ -101,10 +101,11 @@ async def _open(d: ApiDependencies, visible: Visible, task_id: str, headers: Any
         after = resume_after(last_event_id, after_version)
     except BadResumePoint as error:
         raise HTTPException(422, str(error)) from error
-    session = LiveSession(live.hub, live.log, task_id, after, live.keepalive_s)
+    session = LiveSession(live.hub, live.log, task_id, after, live.keepalive_s,
+                          live.feed.follow)
     try:
         await session.open()
-    except TooManyWatchers as error:
+    except (TooManyWatchers, FeedUnavailable) as error:
         raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from error
     except BadResumePoint as error:
         raise HTTPException(422, str(error)) from error

@@ -4,15 +4,17 @@ The seam between the two is where events could be missed or sent twice, so the o
 subscribe to the fan-out first, then read the log, then pass live events on only when their
 version is the next one. An event committed before the read is in the read; one committed
 after it reaches the consumer after the subscription (events reach Kafka only after their
-commit: the outbox), so it is queued. Versions at or below the last one sent are duplicates
-(the read and the queue overlap, and Kafka may redeliver); a version beyond the next one
-means the live side skipped something (a record the relay dead-lettered, a consumer reset),
-and the gap is read from the log. Progress messages are not versioned and pass through.
+commit: the outbox), so it is queued. A feed that stopped following while idle is first
+made to follow again (``follow``), so that "after the subscription" holds. Versions at or
+below the last one sent are duplicates (the read and the queue overlap, and Kafka may
+redeliver); a version beyond the next one means the live side skipped something (a record
+the relay dead-lettered, a consumer reset), and the gap is read from the log. Progress
+messages are not versioned and pass through.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from tasksaga.api.live.hub import LiveHub, Watcher
@@ -40,8 +42,11 @@ class EventLog(Protocol):
 
 class LiveSession:
     def __init__(self, hub: LiveHub, log: EventLog, task_id: str, after_version: int,
-                 keepalive_s: float) -> None:
+                 keepalive_s: float,
+                 follow: Callable[[], Awaitable[None]] | None = None) -> None:
         self._hub = hub
+        # Returns once the fan-out's feed reads what is published from then on.
+        self._follow = follow
         self._log = log
         self.task_id = task_id
         self.last_version = after_version
@@ -54,6 +59,8 @@ class LiveSession:
         """Subscribe, then read the log (in this order: see the module's docstring)."""
         self._watcher = self._hub.watch(self.task_id)
         try:
+            if self._follow is not None:
+                await self._follow()
             # Read from the resume point itself: if that event was terminal, there is
             # nothing more to send, and the caller answers 204 (an EventSource stops).
             first = max(self.last_version, 1)
