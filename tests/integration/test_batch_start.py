@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+from psycopg_pool import ConnectionPool
+
 from tasksaga.adapters.pg_store import PostgresEventStore
 from tests.integration.conftest import new_task_id, submitted
 
@@ -35,3 +37,18 @@ def test_a_batch_that_waited_for_a_stream_lock_reads_the_version_its_holder_comm
         assert seen == {}
     waiter.join(10)
     assert seen == {task_id: 1}  # not 0: its read came after the lock, not before
+
+
+def test_the_batch_functions_plan_their_statements_once_per_session(
+    pool: ConnectionPool,
+) -> None:
+    # A custom plan per call re-plans the version lookup over every partition of the event
+    # log for nothing (025): the statements' estimates never depend on the values passed.
+    with pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT proname, proconfig FROM pg_proc WHERE proname = ANY(%s)",
+            (["tasksaga_begin_batch", "tasksaga_write_batch"],)).fetchall()
+    assert {name: config for name, config in rows} == {
+        "tasksaga_begin_batch": ["plan_cache_mode=force_generic_plan"],
+        "tasksaga_write_batch": ["plan_cache_mode=force_generic_plan"],
+    }
