@@ -1,5 +1,6 @@
 """A batch's start (lock_and_claim, one database call) reads each stream's version only once
-its lock is held: a batch that waited for another to commit sees that commit's events."""
+its lock is held: a batch that waited for another to commit sees that commit's events. The
+batch functions are planned once per session, and their appends probe `streams` by index."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import time
 
 from psycopg_pool import ConnectionPool
 
+from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.pg_store import PostgresEventStore
-from tests.integration.conftest import new_task_id, submitted
+from tasksaga.adapters.pg_transaction import StoreTransaction
+from tests.integration.conftest import completed_step, new_task_id, submitted
 
 
 def test_a_batch_that_waited_for_a_stream_lock_reads_the_version_its_holder_committed(
@@ -52,3 +55,28 @@ def test_the_batch_functions_plan_their_statements_once_per_session(
         "tasksaga_begin_batch": ["plan_cache_mode=force_generic_plan"],
         "tasksaga_write_batch": ["plan_cache_mode=force_generic_plan"],
     }
+
+
+def test_a_batch_append_finds_its_stream_through_the_index_not_by_reading_every_stream(
+    schema_pool: ConnectionPool, codec: AvroCodec,
+) -> None:
+    # With the batch's events estimated at 100 rows, a hash join over a sequential scan of
+    # `streams` looked cheaper than 100 index probes up to ~40,000 streams (026).
+    with schema_pool.connection() as conn:
+        conn.execute("INSERT INTO streams (stream_id, opened_at)"
+                     " SELECT 'filler-' || g, now() FROM generate_series(1, 20000) g")
+        conn.execute("ANALYZE streams")
+    task_id = new_task_id()
+    with schema_pool.connection() as conn, conn.transaction():
+        first = StoreTransaction(conn, codec)
+        first.append(task_id, 0, [submitted(task_id)])
+        first.flush()
+    with schema_pool.connection() as conn, conn.transaction():
+        second = StoreTransaction(conn, codec)
+        second.append(task_id, 1, [completed_step(task_id, 2)])
+        second.flush()
+        row = conn.execute("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables"
+                           " WHERE relid = 'streams'::regclass").fetchone()
+    assert row is not None
+    seq_scans, index_scans = row
+    assert seq_scans == 0 and index_scans > 0
