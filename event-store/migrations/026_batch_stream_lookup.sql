@@ -2,13 +2,10 @@
 -- key). The set of them, from jsonb_array_elements, is estimated at 100 rows whatever the
 -- batch holds, and against 100 index probes a hash join over a sequential scan of `streams`
 -- looks cheaper until the table has ~40,000 rows: every batch read every stream ever opened
--- (7.9 ms a batch at 30,000 streams, against 0.1 ms through the primary key). The items
--- now come from a function estimated at 10 rows (STRICT keeps the planner from inlining it,
--- which would bring the 100 back), the size of a typical batch, so the join probes the index.
-CREATE FUNCTION tasksaga_batch_items(items jsonb) RETURNS SETOF jsonb
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE ROWS 10
-AS 'SELECT jsonb_array_elements(items)';
-
+-- (7.9 ms a batch at 30,000 streams, against 0.1 ms through the primary key). Each event now
+-- looks its stream up by itself (OFFSET 0 keeps the planner from turning the lookup back
+-- into a join): one index probe per event, 23 µs for a two-event batch against 110 µs for
+-- the hash join at 900 streams, and the same at any size.
 CREATE OR REPLACE FUNCTION tasksaga_write_batch(batch jsonb, OUT appended integer,
                                                 OUT outbox_ids bigint[])
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
@@ -23,8 +20,9 @@ BEGIN
         INSERT INTO events (stream_id, stream_opened_at, version, event_type, message_id, payload)
         SELECT s.stream_id, s.opened_at, (e->>1)::integer, e->>2, e->>3,
                decode(e->>4, 'base64')
-          FROM tasksaga_batch_items(batch->'events') e
-          JOIN streams s ON s.stream_id = e->>0;
+          FROM jsonb_array_elements(batch->'events') e,
+               LATERAL (SELECT stream_id, opened_at FROM streams
+                         WHERE stream_id = e->>0 OFFSET 0) s;
         GET DIAGNOSTICS appended = ROW_COUNT;
         PERFORM pg_notify('tasksaga_events', '');
     END IF;
