@@ -119,3 +119,37 @@ def test_api_http_metrics_keep_no_client_chosen_host_and_no_raw_path() -> None:
     assert labels and all(set(a) <= telemetry.HTTP_METRIC_ATTRIBUTES for a in labels)
     assert {"/tasks/{task_id}"} <= {a.get("http.target") for a in labels}
     assert "secret" not in repr(labels) and "attacker" not in repr(labels)
+
+
+def test_without_an_exporter_traces_are_carried_but_not_recorded() -> None:
+    from opentelemetry import propagate
+
+    sampler = telemetry.default_sampler(exporting=False, environ={})
+    tracer = TracerProvider(sampler=sampler).get_tracer("test")
+    with tracer.start_as_current_span("submit") as root:
+        assert not root.is_recording()
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+    assert root.get_span_context().is_valid  # an id all the same, for the events and logs
+    with tracer.start_as_current_span("handle", context=propagate.extract(carrier)) as child:
+        assert not child.is_recording()
+        assert child.get_span_context().trace_id == root.get_span_context().trace_id
+
+
+def test_a_trace_sampled_upstream_is_recorded_even_without_an_exporter_here() -> None:
+    from opentelemetry import propagate
+
+    upstream = TracerProvider(sampler=telemetry.default_sampler(exporting=True, environ={}))
+    with upstream.get_tracer("api").start_as_current_span("submit") as root:
+        assert root.is_recording()
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+    here = TracerProvider(sampler=telemetry.default_sampler(exporting=False, environ={}))
+    with here.get_tracer("worker").start_as_current_span(
+            "handle", context=propagate.extract(carrier)) as child:
+        assert child.is_recording()  # an exporting process after this one gets its spans
+
+
+def test_an_explicit_otel_traces_sampler_is_left_to_the_sdk() -> None:
+    assert telemetry.default_sampler(
+        exporting=False, environ={"OTEL_TRACES_SAMPLER": "always_on"}) is None
