@@ -57,11 +57,12 @@ def test_the_batch_functions_plan_their_statements_once_per_session(
     }
 
 
-def test_a_batch_append_finds_its_stream_through_the_index_not_by_reading_every_stream(
+def test_a_batch_append_finds_its_stream_through_the_index_in_the_order_decided(
     schema_pool: ConnectionPool, codec: AvroCodec,
 ) -> None:
     # With the batch's events estimated at 100 rows, a hash join over a sequential scan of
-    # `streams` looked cheaper than 100 index probes up to ~40,000 streams (026).
+    # `streams` looked cheaper than 100 index probes up to ~40,000 streams, and it gave a
+    # stream's events of one batch their log positions in reverse (026).
     with schema_pool.connection() as conn:
         conn.execute("INSERT INTO streams (stream_id, opened_at)"
                      " SELECT 'filler-' || g, now() FROM generate_series(1, 20000) g")
@@ -73,10 +74,14 @@ def test_a_batch_append_finds_its_stream_through_the_index_not_by_reading_every_
         first.flush()
     with schema_pool.connection() as conn, conn.transaction():
         second = StoreTransaction(conn, codec)
-        second.append(task_id, 1, [completed_step(task_id, 2)])
+        second.append(task_id, 1, [completed_step(task_id, 2, "First"),
+                                   completed_step(task_id, 3, "Second")])
         second.flush()
         row = conn.execute("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables"
                            " WHERE relid = 'streams'::regclass").fetchone()
+        versions = [v for (v,) in conn.execute(
+            "SELECT version FROM events WHERE stream_id = %s ORDER BY position", (task_id,))]
     assert row is not None
     seq_scans, index_scans = row
     assert seq_scans == 0 and index_scans > 0
+    assert versions == [1, 2, 3]  # the log's order is the order decided
