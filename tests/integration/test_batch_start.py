@@ -62,7 +62,7 @@ def test_a_batch_append_finds_its_stream_through_the_index_in_the_order_decided(
 ) -> None:
     # With the batch's events estimated at 100 rows, a hash join over a sequential scan of
     # `streams` looked cheaper than 100 index probes up to ~40,000 streams, and it gave a
-    # stream's events of one batch their log positions in reverse (026).
+    # stream's events of one batch their log positions in reverse (025).
     with schema_pool.connection() as conn:
         conn.execute("INSERT INTO streams (stream_id, opened_at)"
                      " SELECT 'filler-' || g, now() FROM generate_series(1, 20000) g")

@@ -9,6 +9,18 @@
 -- The deletes of published outbox rows take the ids as one array (an index scan on the
 -- primary key), not as a semi-join with the set (hashed, against a sequential scan of the
 -- outbox and the dead rows its deletes leave until a vacuum: ~0.6 ms a call under load).
+--
+-- A batch's events are joined with `streams` (their streams' opening times, the partition
+-- key). The set of them, from jsonb_array_elements, is estimated at 100 rows whatever the
+-- batch holds, and against 100 index probes a hash join over a sequential scan of `streams`
+-- looks cheaper until the table has ~40,000 rows: every batch read every stream ever opened
+-- (7.9 ms a batch at 30,000 streams, against 0.1 ms through the primary key). The hash join
+-- also emitted a stream's events of one batch in reverse, so their log positions ran against
+-- their versions (nothing reads a stream by position, but the log's order is the order
+-- decided). Each event now looks its stream up by itself, in the batch's order (OFFSET 0
+-- keeps the planner from turning the lookup back into a join): one index probe per event,
+-- 23 µs for a two-event batch against 110 µs for the hash join at 900 streams, and the same
+-- at any size.
 ALTER FUNCTION tasksaga_begin_batch(text[], text, text[])
     SET plan_cache_mode = force_generic_plan;
 
@@ -26,8 +38,9 @@ BEGIN
         INSERT INTO events (stream_id, stream_opened_at, version, event_type, message_id, payload)
         SELECT s.stream_id, s.opened_at, (e->>1)::integer, e->>2, e->>3,
                decode(e->>4, 'base64')
-          FROM jsonb_array_elements(batch->'events') e
-          JOIN streams s ON s.stream_id = e->>0;
+          FROM jsonb_array_elements(batch->'events') e,
+               LATERAL (SELECT stream_id, opened_at FROM streams
+                         WHERE stream_id = e->>0 OFFSET 0) s;
         GET DIAGNOSTICS appended = ROW_COUNT;
         PERFORM pg_notify('tasksaga_events', '');
     END IF;
