@@ -231,6 +231,8 @@ def main() -> int:
                         help="comma-separated shapes of the extra part (default: all of "
                              "scale,payload,fanout,waiting,cost)")
     parser.add_argument("--tag", default="", help="name the results: results-TAG.json")
+    parser.add_argument("--warm-up-s", type=float, default=240.0,
+                        help="longest warm-up of Kafka's JIT before measuring (0: none)")
     parser.add_argument("--linear3-max", type=float, default=0.0,
                         help="tasksaga's linear3 maximum (tasks/s) when this run does not "
                              "measure it: recovery runs at half of it, the profile at 90%%")
@@ -281,6 +283,14 @@ def main() -> int:
         "sweeps": {},
     }
     log(f"   machine: {results['meta']['machine']}")
+    if args.warm_up_s > 0 and parts - {"replay"}:
+        from bench.warmup import warm_kafka
+
+        log("== warm-up: linear3 until the Kafka broker's JIT compiler settles (not measured)")
+        results["meta"]["kafka_warm_up"] = warm_kafka(
+            stack_env, stack_pids(), OUT / "logs", log,
+            max_s=min(args.warm_up_s, 60.0) if quick else args.warm_up_s)
+        log(f"   {results['meta']['kafka_warm_up']}")
     from dataclasses import replace
 
     for key in keys if parts & {"ours", "dbos", "celery"} else []:
