@@ -33,6 +33,8 @@ from tasksaga.adapters.avro_records import (
     sealed_fields,
 )
 from tasksaga.adapters.avro_schemas import NAMESPACE
+from tasksaga.adapters.avro_writer import Unplanned as UnplannedWriter
+from tasksaga.adapters.avro_writer import Writer, compile_writer
 from tasksaga.adapters.payload_crypto import PayloadCipher, PayloadDecryptError, context
 from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope
 from tasksaga.core.records import constructor
@@ -98,6 +100,8 @@ class AvroCodec:
             fp: (writer, None, _compiled(writer)) if writer is self._current[writer.name]
             else (writer, self._current[writer.name].parsed, None)
             for fp, writer in self._writers.items() if writer.name in self._current}
+        self._encoders: dict[str, tuple[_Schema, Writer | None]] = {
+            name: (schema, _compiled_writer(schema)) for name, schema in self._current.items()}
         self._decoders: dict[str, tuple[str, SealedFields | None, Builder]] = {
             name: (cls.__name__, sealed if (sealed := sealed_fields(cls)).any else None,
                    record_builder(cls))
@@ -107,13 +111,15 @@ class AvroCodec:
         return self._schema_of_payload[type(envelope.payload)]
 
     def encode(self, envelope: Envelope) -> bytes:
-        schema = self._current[self.schema_name_of(envelope)]
-        record = {f.name: getattr(envelope, f.name) for f in dataclasses.fields(envelope)}
+        schema, write = self._encoders[self.schema_name_of(envelope)]
+        record = {name: getattr(envelope, name) for name in _field_names(Envelope)}
         payload = envelope.payload
         body = _to_record(payload)
         if self.cipher.enabled:
             _transform(type(payload).__name__, body, envelope.task_id, self.cipher.seal)
         record["payload"] = (f"{NAMESPACE}.{type(payload).__name__}", body)
+        if write is not None:
+            return MAGIC + schema.fingerprint + write(record)
         buffer = io.BytesIO()
         buffer.write(MAGIC)
         buffer.write(schema.fingerprint)
@@ -175,6 +181,14 @@ def _compiled(writer: _Schema) -> Reader | None:
         return None
 
 
+def _compiled_writer(schema: _Schema) -> Writer | None:
+    """The compiled writer of ``schema`` (None: it uses a type only fastavro writes)."""
+    try:
+        return compile_writer(schema.parsed)
+    except UnplannedWriter:
+        return None
+
+
 def _transform(
     type_name: str, body: dict[str, Any], task_id: str, apply: Callable[[str, bytes], str],
 ) -> None:
@@ -203,9 +217,24 @@ def _transform(
                     _transform(f"{type_name}.{field}", item, task_id, apply)
 
 
+_PLAIN = frozenset({str, int, bool, float, bytes, type(None)})
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    """A dataclass's field names, looked up once (``dataclasses.fields`` is slow per call)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _to_record(value: Any) -> Any:
+    cls = type(value)
+    if cls in _PLAIN:
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_record(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: _to_record(getattr(value, name)) for name in _field_names(cls)}
     if isinstance(value, list):
         return [_to_record(v) for v in value]
     if isinstance(value, dict):
