@@ -118,3 +118,26 @@ def test_the_shutdown_commit_skips_partitions_given_up(loop: ParallelConsumerLoo
     finally:
         loop.consumer = real
     assert recorder.commits == [([(*P, 8)], False)]  # partition 1 is not this loop's
+
+
+def test_giving_a_partition_up_commits_again_the_position_last_sent(
+    loop: ParallelConsumerLoop,
+) -> None:
+    """An asynchronous commit sent as a rebalance began is refused, and its answer comes after
+    the revoke callback: the revoke commits the latest position sent, synchronously, or the
+    partition's new owner starts below it and runs finished steps again."""
+    other = ("step-commands.q", 1)
+    loop.assignment = frozenset({P, other})
+    loop._sent = {P: 5, other: 3}
+    loop._commit_sent_at = time.monotonic()  # in flight: it may still fail
+    loop._pending = {other: 4}
+    real, recorder = loop.consumer, RecordingConsumer()
+    loop.consumer = recorder  # type: ignore[assignment]
+    try:
+        loop._on_revoke(recorder, [TopicPartition(*P), TopicPartition(*other)])
+    finally:
+        loop.consumer = real
+    assert len(recorder.commits) == 1
+    offsets, asynchronous = recorder.commits[0]
+    assert sorted(offsets) == [(*P, 5), (*other, 4)] and not asynchronous
+    assert loop._pending == {} and loop._sent == {}

@@ -314,7 +314,13 @@ class ParallelConsumerLoop(ConsumerLoop):
             while (any(self._leases.get(key) for key in keys)
                    and time.monotonic() < deadline):
                 self._changed.wait(0.05)
-            positions = {key: self._pending.pop(key) for key in keys if key in self._pending}
+            pending = {key: self._pending.pop(key) for key in keys if key in self._pending}
+        # The latest position sent is committed again too: an asynchronous commit sent once
+        # the rebalance had begun is refused (REBALANCE_IN_PROGRESS), and its answer comes
+        # after this callback, for partitions no longer owned; the new owner then started
+        # below it and ran finished steps again (a rolling restart's re-run).
+        positions = {key: max(pending.get(key, -1), self._sent.get(key, -1))
+                     for key in keys if key in pending or key in self._sent}
         if positions:
             try:
                 self.consumer.commit(
