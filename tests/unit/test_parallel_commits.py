@@ -117,7 +117,9 @@ def test_the_shutdown_commit_skips_partitions_given_up(loop: ParallelConsumerLoo
         loop._commit_at_shutdown()
     finally:
         loop.consumer = real
-    assert recorder.commits == [([(*P, 8)], False)]  # partition 1 is not this loop's
+    # Partition 1 is not this loop's; P's latest position is committed again (it may have
+    # been the unanswered one), never an older one.
+    assert recorder.commits == [([(*P, 8)], False), ([(*P, 8)], False)]
 
 
 def test_giving_a_partition_up_commits_again_the_position_last_sent(
@@ -141,3 +143,21 @@ def test_giving_a_partition_up_commits_again_the_position_last_sent(
     offsets, asynchronous = recorder.commits[0]
     assert sorted(offsets) == [(*P, 5), (*other, 4)] and not asynchronous
     assert loop._pending == {} and loop._sent == {}
+
+
+def test_the_revoke_after_a_shutdown_commit_never_moves_a_position_back(
+    loop: ParallelConsumerLoop,
+) -> None:
+    """close() runs the revoke callback after the shutdown commit: it commits the shutdown's
+    positions again, not the older ones sent before (the new owner would re-run steps)."""
+    loop._sent[P] = 5
+    loop._pending = {P: 8}
+    real, recorder = loop.consumer, RecordingConsumer()
+    loop.consumer = recorder  # type: ignore[assignment]
+    loop._stop.set()  # stopping: the revoke does not wait for running steps
+    try:
+        loop._commit_at_shutdown()
+        loop._on_revoke(recorder, [TopicPartition(*P)])
+    finally:
+        loop.consumer = real
+    assert recorder.commits == [([(*P, 8)], False), ([(*P, 8)], False)]

@@ -217,6 +217,9 @@ class ParallelConsumerLoop(ConsumerLoop):
         owned = {key: offset for key, offset in positions.items() if key in self.assignment}
         if not owned:
             return
+        # The latest positions sent from now on: close() runs the revoke callback next, which
+        # commits them again, and must not move a partition back to an older one.
+        self._sent.update(owned)
         try:
             self.consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in owned.items()],
