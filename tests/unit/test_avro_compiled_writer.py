@@ -4,6 +4,7 @@ schema, with sealed payloads, and refuses what it cannot write rather than write
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from pathlib import Path
@@ -15,12 +16,18 @@ from hypothesis import given, settings
 
 from tasksaga.adapters.avro_codec import HEADER_LENGTH, AvroCodec
 from tasksaga.adapters.avro_schemas import NAMESPACE
-from tasksaga.adapters.avro_writer import Unplanned, compile_writer
+from tasksaga.adapters.avro_writer import Unplanned, Writer, compile_writer
 from tasksaga.adapters.payload_crypto import KeyRing, PayloadCipher
 from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope
 from tests.unit.test_avro_codec import sample
 from tests.unit.test_avro_compiled_reader import SCHEMAS, values_of
 from tests.unit.test_avro_fast_decode import CASES, to_record
+
+
+@functools.cache
+def parsed_and_writer(path: Path) -> tuple[Any, Writer]:
+    parsed: Any = parse_schema(json.loads(path.read_text()))
+    return parsed, compile_writer(parsed)
 
 
 def fastavro_write(parsed: Any, record: Any) -> bytes:
@@ -40,18 +47,17 @@ def envelope_of(payload_type: type[Any]) -> Envelope:
                          getattr(v, "__name__", str(v)))
 def test_the_compiled_writer_writes_what_fastavro_writes(
         path: Path, message: str, payload_type: type[Any]) -> None:
-    parsed: Any = parse_schema(json.loads(path.read_text()))
+    parsed, writer = parsed_and_writer(path)
     record = to_record(envelope_of(payload_type))
     record["payload"] = (f"{NAMESPACE}.{payload_type.__name__}", record["payload"])
-    assert compile_writer(parsed)(record) == fastavro_write(parsed, record)
+    assert writer(record) == fastavro_write(parsed, record)
 
 
 @pytest.mark.parametrize("path", SCHEMAS, ids=lambda p: p.name)
 def test_random_values_of_every_schema_are_written_as_fastavro_writes_them(path: Path) -> None:
-    parsed: Any = parse_schema(json.loads(path.read_text()))
-    writer = compile_writer(parsed)
+    parsed, writer = parsed_and_writer(path)
 
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=30, deadline=None)
     @given(values_of(parsed, dict(parsed["__named_schemas"])))
     def check(record: dict[str, Any]) -> None:
         assert writer(record) == fastavro_write(parsed, record)
