@@ -33,7 +33,6 @@ from tasksaga.adapters.avro_records import (
     sealed_fields,
 )
 from tasksaga.adapters.avro_schemas import NAMESPACE
-from tasksaga.adapters.avro_writer import Unplanned as UnplannedWriter
 from tasksaga.adapters.avro_writer import Writer, compile_writer
 from tasksaga.adapters.payload_crypto import PayloadCipher, PayloadDecryptError, context
 from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope
@@ -185,7 +184,7 @@ def _compiled_writer(schema: _Schema) -> Writer | None:
     """The compiled writer of ``schema`` (None: it uses a type only fastavro writes)."""
     try:
         return compile_writer(schema.parsed)
-    except UnplannedWriter:
+    except Unplanned:
         return None
 
 

@@ -15,15 +15,14 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from tasksaga.adapters.avro_codegen import SourceCompiler
+from tasksaga.adapters.avro_codegen import Unplanned as Unplanned
+
 #: ``read(body, start)``: the record and the position after it.
 Reader = Callable[[bytes, int], tuple[Any, int]]
 
 _FLOAT = struct.Struct("<f").unpack_from
 _DOUBLE = struct.Struct("<d").unpack_from
-
-
-class Unplanned(ValueError):
-    """The schema uses a type the compiled reader does not read."""
 
 
 def _bytes_end(size: int, pos: int, length: int) -> int:
@@ -37,26 +36,12 @@ def _truncated(pos: int) -> EOFError:
     return EOFError(f"the body ends before position {pos}")
 
 
-class _Compiler:
-    """Writes the source of one function per record, then executes it once."""
+class _Compiler(SourceCompiler):
+    """Writes the source of one reading function per record, then executes it once."""
 
     def __init__(self, named: dict[str, Any]) -> None:
-        self._named = named
-        self._functions: dict[str, str] = {}  # record name -> function name
-        self._sources: list[str] = []
-        self.constants: dict[str, Any] = {
-            "_bytes_end": _bytes_end, "_FLOAT": _FLOAT,
-            "_DOUBLE": _DOUBLE, "_truncated": _truncated}
-        self._serial = 0
-
-    def _name(self, prefix: str) -> str:
-        self._serial += 1
-        return f"{prefix}{self._serial}"
-
-    def _constant(self, value: Any) -> str:
-        name = self._name("_c")
-        self.constants[name] = value
-        return name
+        super().__init__(named, {"_bytes_end": _bytes_end, "_FLOAT": _FLOAT,
+                                 "_DOUBLE": _DOUBLE, "_truncated": _truncated})
 
     def record(self, schema: dict[str, Any]) -> str:
         """The name of the function reading ``schema`` (a record), written when first seen."""
@@ -88,14 +73,10 @@ class _Compiler:
 
     def _value(self, schema: Any, target: str, lines: list[str], pad: str) -> None:
         """Lines reading one value of ``schema`` into the local ``target``."""
-        if isinstance(schema, str) and schema in self._named:
-            schema = self._named[schema]
-        if isinstance(schema, list):
+        schema, kind = self._kind_of(schema)
+        if kind == "union":
             self._union(schema, target, lines, pad)
             return
-        kind = schema["type"] if isinstance(schema, dict) else schema
-        if isinstance(schema, dict) and "logicalType" in schema:
-            raise Unplanned(f"logical type {schema['logicalType']}")
         if kind == "null":
             lines.append(f"{pad}{target} = None")
         elif kind in ("int", "long"):
@@ -143,7 +124,7 @@ class _Compiler:
         self._long(count, lines, pad + "    ")
 
     def _union(self, branches: list[Any], target: str, lines: list[str], pad: str) -> None:
-        resolved = [self._named.get(b, b) if isinstance(b, str) else b for b in branches]
+        resolved = [self._resolve(b) for b in branches]
         self._long("i", lines, pad)
         if len(branches) > 3:  # the payload union: a table of readers, not a chain of ifs
             readers = []
@@ -170,9 +151,7 @@ class _Compiler:
             lines.append(f"{pad}{target} = ({branch['name']!r}, {target})")
 
     def build(self, function: str) -> Reader:
-        namespace = dict(self.constants)
-        exec("\n\n".join(self._sources), namespace)  # the source is generated above
-        reader: Reader = namespace[function]
+        reader: Reader = self.execute()[function]
         return reader
 
 

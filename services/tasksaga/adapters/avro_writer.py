@@ -17,15 +17,14 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from tasksaga.adapters.avro_codegen import SourceCompiler
+from tasksaga.adapters.avro_codegen import Unplanned as Unplanned
+
 #: ``write(record)``: the Avro body of ``record``.
 Writer = Callable[[Any], bytes]
 
 _DOUBLE = struct.Struct("<d").pack
 _FLOAT = struct.Struct("<f").pack
-
-
-class Unplanned(ValueError):
-    """The schema uses a type the compiled writer does not write."""
 
 
 def _long_bytes(value: int) -> bytes:
@@ -41,25 +40,12 @@ def _long_bytes(value: int) -> bytes:
     return bytes(out)
 
 
-class _Compiler:
-    """Writes the source of one function per record, then executes it once."""
+class _Compiler(SourceCompiler):
+    """Writes the source of one writing function per record, then executes it once."""
 
     def __init__(self, named: dict[str, Any]) -> None:
-        self._named = named
-        self._functions: dict[str, str] = {}  # record name -> function name
-        self._sources: list[str] = []
-        self.constants: dict[str, Any] = {"_long_bytes": _long_bytes, "_DOUBLE": _DOUBLE,
-                                          "_FLOAT": _FLOAT}
-        self._serial = 0
-
-    def _name(self, prefix: str) -> str:
-        self._serial += 1
-        return f"{prefix}{self._serial}"
-
-    def _constant(self, value: Any) -> str:
-        name = self._name("_c")
-        self.constants[name] = value
-        return name
+        super().__init__(named, {"_long_bytes": _long_bytes, "_DOUBLE": _DOUBLE,
+                                 "_FLOAT": _FLOAT})
 
     def record(self, schema: dict[str, Any]) -> str:
         """The name of the function writing ``schema`` (a record) to ``o``, written once."""
@@ -90,14 +76,10 @@ class _Compiler:
 
     def _value(self, schema: Any, value: str, lines: list[str], pad: str) -> None:
         """Lines writing the local ``value`` as ``schema``."""
-        if isinstance(schema, str) and schema in self._named:
-            schema = self._named[schema]
-        if isinstance(schema, list):
+        schema, kind = self._kind_of(schema)
+        if kind == "union":
             self._union(schema, value, lines, pad)
             return
-        kind = schema["type"] if isinstance(schema, dict) else schema
-        if isinstance(schema, dict) and "logicalType" in schema:
-            raise Unplanned(f"logical type {schema['logicalType']}")
         if kind == "null":
             lines += [f"{pad}if {value} is not None:",
                       f"{pad}    raise TypeError(f'{{{value}!r}} is not null')"]
@@ -145,7 +127,7 @@ class _Compiler:
         lines.append(f"{pad}o.append(0)")
 
     def _union(self, branches: list[Any], value: str, lines: list[str], pad: str) -> None:
-        resolved = [self._named.get(b, b) if isinstance(b, str) else b for b in branches]
+        resolved = [self._resolve(b) for b in branches]
         others = [i for i, b in enumerate(resolved) if b != "null"]
         if len(resolved) == 2 and len(others) == 1:  # a nullable value
             lines += [f"{pad}if {value} is None:", f"{pad}    o.append({(1 - others[0]) * 2})",
@@ -167,12 +149,9 @@ class _Compiler:
         lines.append(f"{pad}{writers}[{value}[0]]({value}[1], o)")
 
     def build(self, function: str) -> Writer:
-        namespace = dict(self.constants)
-        source = "\n\n".join([*self._sources, "\n".join([
+        writer: Writer = self.execute("\n".join([
             "def _write(r):", "    o = bytearray()", f"    {function}(r, o)",
-            "    return bytes(o)"])])
-        exec(source, namespace)  # the source is generated above
-        writer: Writer = namespace["_write"]
+            "    return bytes(o)"]))["_write"]
         return writer
 
 
