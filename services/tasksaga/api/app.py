@@ -32,6 +32,7 @@ from tasksaga.api.signal_route import router as signal_router
 from tasksaga.api.submit_route import Listen, submit_task
 from tasksaga.api.task_access import authorized_task
 from tasksaga.api.ui import register_dashboard
+from tasksaga.api.url_text import RefuseNul
 from tasksaga.core import messages as msg
 from tasksaga.core.authorization import Action, Principal
 from tasksaga.core.definition import TaskDefinition
@@ -59,6 +60,7 @@ def create_app(deps: ApiDependencies) -> FastAPI:
     app.state.deps = deps
     app.state.security = deps.security
     app.add_middleware(BodyLimits, limits=deps.limits)
+    app.add_middleware(RefuseNul)
     _error_handlers(app)
     app.include_router(signal_router)
     add_migrate_route(app)
@@ -273,12 +275,13 @@ def task_filter(d: ApiDependencies, caller: Principal, action: Action,
 def readable_filter(
     caller: Caller, d: Deps,
     task_type: Annotated[str | None, Query(max_length=200)] = None,
-    status: Annotated[list[str] | None, Query()] = None,
+    status: Annotated[list[TaskStatus] | None, Query(max_length=len(TaskStatus))] = None,
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
     idempotency_key: Annotated[str | None, Query(max_length=256)] = None,
 ) -> TaskFilter:
-    return task_filter(d, caller, Action.READ, task_type, status, submitted_after,
+    statuses = None if status is None else [s.value for s in status]
+    return task_filter(d, caller, Action.READ, task_type, statuses, submitted_after,
                        submitted_before, idempotency_key)
 
 

@@ -66,12 +66,12 @@ class BodyLimits:
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _reply(send, 400, "Content-Length must be a number of bytes")
+                await reply(send, 400, "Content-Length must be a number of bytes")
                 return
             if int(declared) > limit:
                 log.info("refused a body over %d bytes after reading 0 (declared %s)", limit,
                          declared)
-                await _reply(send, 413, str(BodyTooLarge(limit)))
+                await reply(send, 413, str(BodyTooLarge(limit)))
                 return
         started = False
 
@@ -87,10 +87,10 @@ class BodyLimits:
             log.info("refused a body over %d bytes after reading %d", error.limit,
                      error.received)
             if not started:
-                await _reply(send, 413, str(error))
+                await reply(send, 413, str(error))
         except BodyTimeout as error:
             if not started:
-                await _reply(send, 408, str(error))
+                await reply(send, 408, str(error))
 
     def _limited(self, receive: Receive, limit: int) -> Receive:
         received = 0
@@ -113,7 +113,8 @@ class BodyLimits:
         return limited_receive
 
 
-async def _reply(send: Send, status: int, detail: str) -> None:
+async def reply(send: Send, status: int, detail: str) -> None:
+    """Answer with a JSON ``detail`` and close the connection (nothing else is read)."""
     import json
 
     body = json.dumps({"detail": detail}).encode()

@@ -176,3 +176,26 @@ def test_oversized_and_slow_bodies_are_cut_off_while_they_stream(secure: Secure)
           f"bytes the API read before each refusal {read_before[-3:]}; API peak RSS "
           f"{peak / 1024:.0f} MiB; orphaned uploads {len(orphans)}")
     assert orphans == []
+
+
+def test_a_nul_character_in_the_url_and_an_unknown_status_are_refused_not_500(
+    secure: Secure,
+) -> None:
+    """PostgreSQL text holds no NUL: one in a path or a filter made the driver raise (500,
+    found by the S3 fuzzing). They are 400 before any route runs; a status filter takes only
+    task statuses (422 naming them)."""
+    with secure.client(new_tenant(), "greeter") as client:
+        refused = [client.get("/tasks", params={"status": "Runn\x00ing"}),
+                   client.get("/tasks", params={"idempotency_key": "k\x00"}),
+                   client.get("/tasks/abc%00def"),
+                   client.post("/bulk/cancel", params={"reason": "r\x00", "dry_run": "true"})]
+        for reply in refused:
+            assert reply.status_code == 400, (reply.request.url, reply.text)
+            assert "NUL" in reply.json()["detail"]
+        assert "path" in refused[2].json()["detail"]
+        unknown = client.get("/tasks", params={"status": ["Running", "Done"]})
+        assert unknown.status_code == 422, unknown.text
+        assert "Running" in unknown.json()["detail"] and "Completed" in unknown.json()["detail"]
+        assert client.get("/tasks", params={"status": ["Running", "Completed"]}
+                          ).status_code == 200
+    print(f"S4 NUL in the URL: {len(refused)} of {len(refused)} refused with 400")
