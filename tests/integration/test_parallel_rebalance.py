@@ -23,7 +23,7 @@ from tests.integration import worker_probe as probe
 from tests.integration.worker_probe import ProbeRequest
 
 PARTITIONS = 6
-CYCLES = 4
+CYCLES = 2  # one long stay of a peer, one short (it leaves mid-rebalance)
 FEED_RATE_PER_S = 40
 AFTER_BATCH = 60
 HANDOVER_CYCLES = 2
