@@ -1,7 +1,8 @@
 import os
 from pathlib import Path
 
-from bench.warmup import TICKS, compiler_seconds
+from bench.procstat import TICKS
+from bench.warmup import compiler_seconds
 
 
 def _thread(root: Path, tid: int, name: str, utime: int, stime: int) -> None:

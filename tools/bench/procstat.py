@@ -38,9 +38,22 @@ def _stat(pid: int) -> tuple[int, int] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
+    fields = _after_name(raw)
+    return int(fields[1]), _ticks(fields)
+
+
+def _after_name(stat: str) -> list[str]:
     # The command name is in parentheses and may hold spaces: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2:].split()
-    return int(fields[1]), int(fields[11]) + int(fields[12])
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def _ticks(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def cpu_ticks(stat: str) -> int:
+    """utime + stime of a process's or thread's ``stat`` line, in clock ticks."""
+    return _ticks(_after_name(stat))
 
 
 def _all_pids() -> list[int]:

@@ -17,12 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen
+from bench import loadgen, procstat
 from bench.loadgen import StepPlan, Tracker
 from bench.ours import BENCH_DB, OursSystem, recreate_database
 from bench.workloads import WORKLOADS
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def compiler_seconds(pid: int, proc: Path = Path("/proc")) -> float:
@@ -34,12 +32,10 @@ def compiler_seconds(pid: int, proc: Path = Path("/proc")) -> float:
             name = (tasks / tid / "comm").read_text()
             if not name.startswith(("C1 Compiler", "C2 Compiler")):
                 continue
-            stat = (tasks / tid / "stat").read_text()
+            total += procstat.cpu_ticks((tasks / tid / "stat").read_text())
         except OSError:  # the thread ended meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+    return total / procstat.TICKS
 
 
 def warm_kafka(stack_env: dict[str, str], stack_pids: dict[str, int], log_dir: Path,

@@ -21,7 +21,8 @@ from typing import Any, NoReturn
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from tasksaga.adapters.avro_reader import Reader, Unplanned, compile_reader
+from tasksaga.adapters.avro_codegen import Unplanned
+from tasksaga.adapters.avro_reader import Reader, compile_reader
 from tasksaga.adapters.avro_records import (
     SEALED_LISTS,
     SEALED_MAPS,
