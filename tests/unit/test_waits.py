@@ -230,3 +230,24 @@ def test_until_returning_something_else_fails_the_step_with_a_clear_reason() -> 
             assert "epoch milliseconds (int) or a datetime" in str(error)
         else:
             raise AssertionError(f"{wrong!r} was accepted as a wake-up time")
+
+
+def test_a_sleep_until_a_datetime_never_wakes_before_it() -> None:
+    """Between two milliseconds it wakes at the later one; on one exactly, at that one."""
+    from datetime import UTC, datetime, timedelta, timezone
+    from typing import Any, cast
+
+    from tasksaga.core.steps import Sleep
+    from tasksaga.core.waits import wake_time
+
+    exact = datetime(2026, 12, 3, 17, 0, 0, 123000, tzinfo=UTC)
+    exact_ms = 1_796_317_200_123
+    for until, expected in ((exact, exact_ms),
+                            (exact + timedelta(microseconds=224), exact_ms + 1),
+                            (exact + timedelta(microseconds=999), exact_ms + 1),
+                            (exact.astimezone(timezone(timedelta(hours=-5))), exact_ms),
+                            (datetime(1969, 12, 31, 23, 59, 59, 999500, tzinfo=UTC), 0)):
+        woken = wake_time(Sleep(until=cast(Any, lambda _ctx, u=until: u)), cast(Any, None), 0)
+        assert woken == expected, until
+        assert woken * 1000 >= (until - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+            microseconds=1)

@@ -40,7 +40,12 @@ def wake_time(sleep: Sleep, context: SagaContext[Any], now_ms: int) -> int:
     if until.tzinfo is None:
         raise ValueError(f"until returned a naive datetime ({until.isoformat()}); return a "
                          "timezone-aware one (datetime.now(UTC) + ...) or epoch ms")
-    return round(until.timestamp() * 1000)
+    # Never a moment early: the next whole millisecond (rounding woke a sleep up to 0.5 ms
+    # before its time). A datetime is whole microseconds, which the float holds to ~0.2 µs:
+    # round to them, then take the ceiling in integers (a float's ceiling would move an exact
+    # millisecond to the next one).
+    microseconds = round(until.timestamp() * 1_000_000)
+    return -(-microseconds // 1000)
 
 
 class WaitActions(StepActions):
