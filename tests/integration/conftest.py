@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -35,8 +36,24 @@ def fresh_database(stack_env: dict[str, str], prefix: str) -> Iterator[str]:
         apply_migrations(url)
         yield url
     finally:
-        with psycopg.connect(shared, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(shared, name)
+
+
+def drop_database(shared: str, name: str, timeout_s: float = 30.0) -> None:
+    """Drop a test's database, ending its sessions. An autovacuum worker in it makes FORCE
+    refuse (the tests' role may not signal it: InsufficientPrivilege); it leaves within
+    moments, so the drop is tried again meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(shared, autocommit=True) as admin:
+        while True:
+            try:
+                admin.execute(drop)
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,7 @@ def test_url_safe_and_unpadded_keys_are_accepted() -> None:
     KeyRing.parse("a:" + base64.urlsafe_b64encode(raw).decode().rstrip("="))
 
 
-@pytest.mark.parametrize(("spec", "reason"), [
+MALFORMED_KEY_LISTS = [
     ("", "is empty"),
     ("k1", "has no ':'"),
     (f"k.1:{K1}", "must be 1-32 characters"),
@@ -81,7 +81,13 @@ def test_url_safe_and_unpadded_keys_are_accepted() -> None:
     (f"k1:{base64.b64encode(os.urandom(16)).decode()}", "is 16 bytes; AES-256-GCM needs 32"),
     (f"k1:{K1},k1:{K2}", "'k1' appears twice"),
     (f"k1:{K1},k2:{K1}", "are the same key"),
-])
+]
+
+
+# Named by the reason: the specs hold random keys, which would make the names differ between
+# collections (pytest-xdist's workers must collect the same tests).
+@pytest.mark.parametrize(("spec", "reason"), MALFORMED_KEY_LISTS,
+                         ids=[reason for _, reason in MALFORMED_KEY_LISTS])
 def test_a_malformed_key_list_is_refused_with_a_reason(spec: str, reason: str) -> None:
     with pytest.raises(PayloadKeyError, match=reason) as raised:
         KeyRing.parse(spec)
