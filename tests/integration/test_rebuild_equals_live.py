@@ -1,12 +1,16 @@
 """A rebuild (COPY for the streams it writes first, the collector paused) produces exactly the
 projections the live projector produced event by event, and those of the former rebuild
-(upserts only): on every golden history (tests/fixtures/histories), each its own stream."""
+(upserts only), in one process or several (each a partition of the streams), and with a live
+projector running beside them: on every golden history (tests/fixtures/histories), each its
+own stream."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.parallel_rebuild import RebuildWorkerFailed, project_in_parallel
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
 from tasksaga.adapters.projections import PROJECTION_TABLES, REBUILD_BATCH, Projector
 from tasksaga.adapters.replay import rebuild
@@ -112,9 +117,12 @@ def test_the_former_rebuild_writes_the_same(golden_log: tuple[str, dict[str, lis
     assert rebuilt(url, REBUILD_BATCH, rebuilding=False) == live
 
 
-def test_the_replay_tool_rebuilds_the_same(golden_log: tuple[str, dict[str, list[Any]]]) -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_replay_tool_rebuilds_the_same(golden_log: tuple[str, dict[str, list[Any]]],
+                                           workers: int) -> None:
+    """Three processes for a few dozen streams: each partition holds some of them."""
     url, live = golden_log
-    count, _seconds = rebuild(url, AvroCodec())
+    count, _seconds = rebuild(url, AvroCodec(), workers=workers)
     assert count == sum(row[3] for row in live["task_status"])  # every event (the versions)
     pool = open_pool(url, max_size=1, name="rebuild-test")
     try:
@@ -140,3 +148,60 @@ def test_a_row_that_exists_already_is_upserted_not_refused(
         assert snapshot(pool) == live
     finally:
         pool.close()
+
+
+# A live projector in a process of its own, taking batches of 3 until stopped (the services'
+# projector, as it keeps running during a rebuild).
+_LIVE_PROJECTOR = """
+import sys, time
+from tasksaga.adapters.avro_codec import AvroCodec
+from tasksaga.adapters.pg_store import open_pool
+from tasksaga.adapters.projections import Projector
+pool = open_pool(sys.argv[1], max_size=1, name="live-beside-rebuild")
+projector = Projector(pool, AvroCodec())
+print("ready", flush=True)
+while True:
+    projector.catch_up(batch_size=3)
+    time.sleep(0.001)
+"""
+
+
+def test_a_live_projector_beside_a_parallel_rebuild_changes_no_row(
+        golden_log: tuple[str, dict[str, list[Any]]]) -> None:
+    """Its batches (the lock held exclusively) fall between the rebuild processes' (held
+    shared); whatever each projects, every row is written once and the tables match."""
+    url, live = golden_log
+    pool = open_pool(url, max_size=1, name="rebuild-test")
+    try:
+        Projector(pool, AvroCodec()).reset()
+        beside = subprocess.Popen([sys.executable, "-c", _LIVE_PROJECTOR, url],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert beside.stdout is not None and beside.stdout.readline().strip() == "ready"
+            projected = project_in_parallel(url, AvroCodec(), workers=2, batch_size=2)
+        finally:
+            beside.kill()
+            beside.wait()
+        Projector(pool, AvroCodec()).catch_up_fully()  # what the live one left, if anything
+        assert projected <= sum(row[3] for row in live["task_status"])
+        assert snapshot(pool) == live
+    finally:
+        pool.close()
+
+
+class _FailingCodec(AvroCodec):
+    def decode(self, data: bytes | None) -> Any:
+        raise RuntimeError("disk on fire")
+
+
+def test_a_failed_rebuild_process_fails_the_rebuild_naming_its_partition(
+        golden_log: tuple[str, dict[str, list[Any]]]) -> None:
+    url, _live = golden_log
+    pool = open_pool(url, max_size=1, name="rebuild-test")
+    try:
+        Projector(pool, AvroCodec()).reset()
+    finally:
+        pool.close()
+    with pytest.raises(RebuildWorkerFailed,
+                       match=r"partition 0 of 2: RuntimeError: disk on fire"):
+        project_in_parallel(url, _FailingCodec(), workers=2)

@@ -9,7 +9,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from tasksaga.adapters.projections import StreamPartition
 from tasksaga.adapters.replay import fold_steps
+from tasksaga.adapters.replay import main as replay_main
 from tasksaga.cli import exit_codes
 from tasksaga.cli.app import app
 from tasksaga.cli.tool_commands import importable, step_changes
@@ -62,6 +64,25 @@ def test_replay_without_a_database_url_says_how_to_set_one() -> None:
                                      "TASKSAGA_CONFIG": "/nonexistent"})
     assert result.exit_code == exit_codes.USAGE
     assert "set TASKSAGA_DATABASE_URL" in result.output
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_a_rebuild_takes_only_a_whole_number_of_workers_from_one(
+        workers: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.argv", ["tasksaga-replay", "--rebuild", "--workers", workers])
+    with pytest.raises(SystemExit) as exited:
+        replay_main()
+    assert exited.value.code == exit_codes.USAGE
+    assert "give a whole number of processes, 1 or more" in capsys.readouterr().err
+    result = CliRunner().invoke(app, ["replay", "rebuild", "--workers", workers])
+    assert result.exit_code == exit_codes.USAGE
+    assert "--workers" in result.output
+
+
+@pytest.mark.parametrize(("index", "count"), [(2, 2), (-1, 3), (0, 0)])
+def test_a_stream_partition_is_one_of_its_count(index: int, count: int) -> None:
+    with pytest.raises(ValueError, match="want 0 <= index < count"):
+        StreamPartition(index, count)
 
 
 def test_an_unreachable_api_is_exit_3_with_a_hint() -> None:

@@ -25,8 +25,9 @@ from bench.ours import database_url
 from bench.workloads import WORKLOADS, payload
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.migrations import apply_migrations
+from tasksaga.adapters.parallel_rebuild import DEFAULT_WORKERS, project_in_parallel
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
-from tasksaga.adapters.projections import REBUILD_BATCH, Projector, collector_paused
+from tasksaga.adapters.projections import Projector, collector_paused
 from tasksaga.adapters.wire import Envelope
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
@@ -220,7 +221,7 @@ def _decode_fold(url: str, codec: AvroCodec, decode_events: int, paused: bool
     }
 
 
-def measure(url: str, rebuild_cap_s: float, decode_events: int,
+def measure(url: str, decode_events: int,
             log: Callable[[str], None]) -> dict[str, Any]:
     codec = AvroCodec()
     result: dict[str, Any] = {}
@@ -279,29 +280,30 @@ def measure(url: str, rebuild_cap_s: float, decode_events: int,
             f"{load_s * 1000:.2f} ms ({length / load_s:,.0f} events/s); decode + fold "
             f"{decode_fold_s * 1000:.2f} ms; fold alone {fold_only_s * 1000:.3f} ms")
 
-        # 3. Rebuild every projection (Projector.reset + catch_up until done or the cap), in the
-        # batches of a rebuild (replay.rebuild).
-        projector = Projector(pool, codec)
-        projector.reset()
-        started = time.perf_counter()
-        projected = 0
-        while time.perf_counter() - started < rebuild_cap_s:
-            batch = projector.catch_up(REBUILD_BATCH, rebuilding=True)  # as tasksaga-replay
-            if not batch:
-                break
-            projected += batch
-        elapsed = time.perf_counter() - started
-        rate = projected / elapsed if elapsed else 0.0
-        complete = projected >= result["log_events"]
-        result["rebuild"] = {
-            "projected": projected, "seconds": elapsed, "events_per_s": rate,
-            "complete": complete,
-            "projected_full_rebuild_s": result["log_events"] / rate if rate else None,
-        }
-        capped = "" if complete else \
-            f" (capped; the full log would take ~{result['log_events'] / rate:.0f} s)"
-        log(f"  rebuild: {projected:,} events projected in {elapsed:.1f} s "
-            f"({rate:,.0f} events/s){capped}")
     finally:
         pool.close()
+
+    # 3. Rebuild every projection (Projector.reset, then projecting the whole log) in one
+    # process and in tasksaga-replay's default number (parallel_rebuild), as the tool does.
+    result["rebuild_by_workers"] = {}
+    for workers in sorted({1, DEFAULT_WORKERS}):
+        result["rebuild_by_workers"][str(workers)] = done = _rebuild(url, codec, workers)
+        log(f"  rebuild, {workers} process{'es' if workers > 1 else ''}: {done['projected']:,}"
+            f" events projected in {done['seconds']:.1f} s ({done['events_per_s']:,.0f}"
+            " events/s)")
+    result["rebuild"] = result["rebuild_by_workers"][str(DEFAULT_WORKERS)]
     return result
+
+
+def _rebuild(url: str, codec: AvroCodec, workers: int) -> dict[str, Any]:
+    pool = open_pool(url, max_size=1, name="bench-replay")
+    try:
+        Projector(pool, codec).reset()
+    finally:
+        pool.close()  # the workers fork
+    started = time.perf_counter()
+    projected = project_in_parallel(url, codec, workers)
+    elapsed = time.perf_counter() - started
+    rate = projected / elapsed if elapsed else 0.0
+    return {"workers": workers, "projected": projected, "seconds": elapsed,
+            "events_per_s": rate, "complete": True}

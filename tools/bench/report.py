@@ -168,8 +168,17 @@ def check_table(sweeps: Mapping[str, Mapping[str, Any]]) -> str:
     return table(["workload", "system", "tasks checked", "check"], rows)
 
 
+def _processes(count: int) -> str:
+    return f"{count} process{'es' if count > 1 else ''}"
+
+
+def _rebuilds(replay: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The rebuilds by number of processes (a result before parallel rebuilds: its one)."""
+    return list((replay.get("rebuild_by_workers") or {"1": replay["rebuild"]}).items())
+
+
 def replay_table(replay: Mapping[str, Any]) -> str:
-    df, one, rb = replay["decode_fold"], replay["one_stream"], replay["rebuild"]
+    df, one = replay["decode_fold"], replay["one_stream"]
     rows = [
         ["log", f"{replay['log_events']:,} events, {replay['log_streams']:,} streams"],
         ["decode + fold, all streams (1 core)", f"{df['decode_fold_events_per_s']:,.0f} events/s"
@@ -184,11 +193,10 @@ def replay_table(replay: Mapping[str, Any]) -> str:
         ["one stream: decode + fold / fold alone",
          f"{one['decode_fold_ms']:.2f} ms / {one['fold_ms']:.3f} ms "
          f"({one['fold_events_per_s']:,.0f} events/s folded)"],
-        ["rebuild all projections (Projector)",
-         f"{rb['events_per_s']:,.0f} events/s ({rb['projected']:,} events in "
-         f"{rb['seconds']:.0f} s{'' if rb['complete'] else ', capped'})"
-         + ("" if rb["complete"] or not rb["projected_full_rebuild_s"]
-            else f"; the full log ≈ {rb['projected_full_rebuild_s']:.0f} s")],
+        *[[f"rebuild all projections ({_processes(int(workers))})",
+            f"{rb['events_per_s']:,.0f} events/s ({rb['projected']:,} events in "
+            f"{rb['seconds']:.0f} s)"]
+          for workers, rb in _rebuilds(replay)],
     ]
     return table(["replay", "result"], rows)
 

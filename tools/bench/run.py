@@ -317,7 +317,7 @@ def main() -> int:
         log("== replay")
         events = 50_000 if quick else 1_000_000
         db_url = replay_bench.ensure_log(stack_env["TASKSAGA_DATABASE_URL"], events, log)
-        results["replay"] = replay_bench.measure(db_url, 10.0 if quick else 150.0, events, log)
+        results["replay"] = replay_bench.measure(db_url, events, log)
         _save(results, args.tag)
 
     linear3 = (results.get("sweeps") or {}).get("linear3", {}).get("tasksaga") or {}

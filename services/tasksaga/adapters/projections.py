@@ -20,14 +20,13 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from tasksaga.adapters.avro_codec import AvroCodec, DecodeError
-from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
+from tasksaga.adapters.projection_rows import StreamRows, timestamp
 from tasksaga.adapters.projection_writes import (
     AUDIT,
     CONDITIONS,
@@ -41,8 +40,7 @@ from tasksaga.adapters.projection_writes import (
 from tasksaga.core import events as ev
 from tasksaga.core.audit import describe, step_of
 from tasksaga.core.fan_out_audit import summarised
-from tasksaga.core.fan_out_names import instance_name
-from tasksaga.core.state import StreamFold, TaskState, fold
+from tasksaga.core.state import TaskState, fold
 from tasksaga.orchestrator.state_cache import StateCache
 
 log = logging.getLogger(__name__)
@@ -53,10 +51,6 @@ DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 # A rebuild's batches: fewer, larger transactions (its queue holds one entry per stream, each
 # for the whole stream); the live projector keeps small ones, so a batch commits quickly.
 REBUILD_BATCH = 10_000
-
-
-def _ts(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -89,12 +83,37 @@ def projection_lag(pool: ConnectionPool) -> ProjectionLag:
     return ProjectionLag(seconds=max(float(row[0]), 0.0), events=int(row[1]))
 
 
+@dataclass(frozen=True)
+class StreamPartition:
+    """One of ``count`` disjoint sets of streams (by a hash of the stream id): a projector
+    given one takes only its streams' queue entries, so ``count`` of them can project at once
+    (a parallel rebuild, adapters/parallel_rebuild.py)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"partition {self.index} of {self.count}: want 0 <= index < count")
+
+
 class Projector:
+    """Projects the committed log (see the module's docstring).
+
+    Without a ``partition`` each batch tries the projection lock exclusively (one projector at
+    a time, whichever process runs it; a batch that finds it held projects nothing). With one
+    each batch waits for it shared: the other partitions' projectors run at the same time
+    (their streams are disjoint, so no row is written by two), an unpartitioned one, which
+    takes any stream's entries, never does.
+    """
+
     def __init__(
         self, pool: ConnectionPool, codec: AvroCodec, cache_bytes: int = DEFAULT_CACHE_BYTES,
+        partition: StreamPartition | None = None,
     ) -> None:
         self._pool = pool
         self._codec = codec
+        self._partition = partition
         self._states = StateCache(max_bytes=cache_bytes, keep_terminal=True)
         self._poisoned: set[str] = set()  # streams that could not be decoded (logged)
 
@@ -118,15 +137,22 @@ class Projector:
     def _batch(self, batch_size: int, rebuilding: bool) -> tuple[int, int]:
         """One transaction: (queue entries settled, events projected)."""
         with self._pool.connection() as conn, conn.transaction():
-            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)).fetchone()
-            if not locked or not locked[0]:
-                return 0, 0  # another process is projecting
+            part = self._partition
+            if part:  # waits out an unpartitioned batch: 0 projected means nothing is left
+                conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (_LOCK_KEY,))
+            else:
+                locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                                      (_LOCK_KEY,)).fetchone()
+                if not locked or not locked[0]:
+                    return 0, 0  # another process is projecting
+            # Streams of no partition: (0, 1) holds every stream.
+            of = (part.count, part.index) if part else (1, 0)
             poisoned = list(self._poisoned)
             if rebuilding:
                 queued = conn.execute(_QUEUED_FOR_REBUILD,
-                                      (poisoned, batch_size, batch_size)).fetchall()
+                                      (poisoned, *of, batch_size, batch_size)).fetchall()
             else:
-                queued = conn.execute(_QUEUED, (poisoned, batch_size)).fetchall()
+                queued = conn.execute(_QUEUED, (poisoned, *of, batch_size)).fetchall()
             if not queued:
                 return 0, 0
             queued_version: dict[str, int] = {}  # in queue order: the oldest first
@@ -204,7 +230,7 @@ class Projector:
     ) -> None:
         """Fold the batch per stream, then write each row once (its final state): upserted,
         or, rebuilding, copied for the streams that have no rows yet."""
-        rows_of: dict[str, _StreamRows] = {}
+        rows_of: dict[str, StreamRows] = {}
         audit: dict[str, list[tuple[Any, ...]]] = {}
         for position, stream_id, version, payload in rows:
             if stream_id in self._poisoned:
@@ -215,7 +241,7 @@ class Projector:
                 if stream is None:
                     if version != projected[stream_id] + 1:
                         raise DecodeError(f"a gap after version {projected[stream_id]}")
-                    stream = rows_of[stream_id] = _StreamRows(
+                    stream = rows_of[stream_id] = StreamRows(
                         self._state_before(conn, stream_id, version), self._codec.cipher)
             except DecodeError as error:
                 # One stream that cannot be read (a key missing from the ring, a corrupt
@@ -228,7 +254,7 @@ class Projector:
                 audit.pop(stream_id, None)
                 continue
             event = envelope.payload
-            at = _ts(envelope.occurred_at_ms)
+            at = timestamp(envelope.occurred_at_ms)
             if not summarised(event):  # a routine fan-out instance event: the group's lines
                 # summarise it. Described against the state before the event, so before it.
                 audit.setdefault(stream_id, []).append((
@@ -292,8 +318,10 @@ def _enough_streams(queued: dict[str, int], projected: dict[str, int], events: i
     return chosen
 
 
+# A queue entry's stream in partition (count, index): hashtext is an int4, made non-negative.
+_IN_PARTITION = "mod(hashtext(stream_id)::int8 + 2147483648, %s) = %s"
 _QUEUED = ("SELECT id, stream_id, version FROM projection_queue"
-           " WHERE NOT (stream_id = ANY(%s)) ORDER BY id LIMIT %s")
+           f" WHERE NOT (stream_id = ANY(%s)) AND {_IN_PARTITION} ORDER BY id LIMIT %s")
 # A rebuild's queue holds one entry per stream, for all of it: the entries whose streams fill
 # the batch are about its average stream length fewer than ``batch_size``, and reading (and
 # looking up the task_status of) all ``batch_size`` of them was ~10 % of a rebuild. The cut
@@ -302,7 +330,8 @@ _QUEUED = ("SELECT id, stream_id, version FROM projection_queue"
 _QUEUED_FOR_REBUILD = (
     "SELECT id, stream_id, version FROM (SELECT id, stream_id, version,"
     " sum(version) OVER (ORDER BY id) AS upto FROM (SELECT id, stream_id, version"
-    " FROM projection_queue WHERE NOT (stream_id = ANY(%s)) ORDER BY id LIMIT %s) q) w"
+    f" FROM projection_queue WHERE NOT (stream_id = ANY(%s)) AND {_IN_PARTITION}"
+    " ORDER BY id LIMIT %s) q) w"
     " WHERE upto - version < %s ORDER BY id"
 )
 
@@ -318,68 +347,3 @@ _STREAMS_AFTER = (
     " ON r.stream_id = q.stream_id AND r.version > q.after) log"
     " ORDER BY stream_id, version LIMIT %s"
 )
-class _StreamRows:
-    """One stream's part of a batch: its state as it evolves (one fold, in place, for the
-    batch: ``state`` is valid until the next ``apply``), and what its rows will say."""
-
-    def __init__(self, state: TaskState, cipher: PayloadCipher) -> None:
-        self.fold = StreamFold(state)
-        self.cipher = cipher  # seals the payload columns (request, response, step data)
-        self.updated_at: datetime | None = None
-        self.idempotency_key: str | None = None
-        # The step a task stopped at for an operator (its failure column).
-        self.compensation_failure: ev.TaskCompensationFailed | ev.TaskNeedsAttention | None = None
-        self.steps_updated_at: dict[str, datetime] = {}
-        self.conditions: dict[str, ev.ConditionEvaluated] = {}
-
-    @property
-    def state(self) -> TaskState:
-        return self.fold.current
-
-    def apply(self, event: ev.TaskEvent, at: datetime) -> None:
-        self.fold.apply(event)
-        self.updated_at = at
-        if isinstance(event, ev.TaskSubmitted):
-            self.idempotency_key = event.idempotency_key
-        elif isinstance(event, ev.TaskCompensationFailed | ev.TaskNeedsAttention):
-            self.compensation_failure = event
-        elif isinstance(event, ev.ConditionEvaluated):
-            self.conditions[event.step] = event
-        elif isinstance(event, ev.FanOutExpanded):  # every instance has its row from now on
-            for index in range(len(event.items_json)):
-                self.steps_updated_at[instance_name(event.step, index)] = at
-        step = step_of(event)
-        if step is not None:
-            self.steps_updated_at[step] = at
-
-    def task_row(self, stream_id: str) -> tuple[Any, ...]:
-        state, failure = self.state, self.compensation_failure
-        return (stream_id, state.task_type, state.status.value, state.version,
-                self.cipher.seal(state.request_json,
-                                 column_context(stream_id, "task_status.request_json")),
-                self.cipher.seal_optional(state.response_json,
-                                          column_context(stream_id, "task_status.response_json")),
-                state.callback_url,
-                self.idempotency_key, state.end_reason, _ts(state.submitted_at_ms),
-                self.updated_at, failure.step if failure and failure.step else None,
-                failure.trace_id if failure else None, state.tenant, state.submitted_by,
-                state.parent_task_id, state.parent_step)
-
-    def step_rows(self, stream_id: str) -> list[tuple[Any, ...]]:
-        rows = []
-        for step, at in self.steps_updated_at.items():
-            record = self.state.step(step)
-            order = self.state.completion_order
-            rank = order.index(step) + 1 if step in order else None
-            rows.append((stream_id, step, record.status.value, record.attempt,
-                         record.compensation_attempt,
-                         self.cipher.seal_optional(record.data_json, column_context(
-                             stream_id, "step_records.data_json", step)), record.error_type,
-                         record.error_message, rank, at, record.trace_id,
-                         None if record.waiting_until_ms is None
-                         else _ts(record.waiting_until_ms), record.child_task_id))
-        return rows
-
-    def condition_rows(self, stream_id: str) -> list[tuple[Any, ...]]:
-        return [(stream_id, e.step, e.description, e.function, e.result, e.context_summary,
-                 _ts(e.evaluated_at_ms)) for e in self.conditions.values()]

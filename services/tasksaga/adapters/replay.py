@@ -1,6 +1,7 @@
 """Event replay tooling: rebuild the projections from the log, or fold one task's stream.
 
     tasksaga-replay --rebuild        empty the projection tables and project the whole log again
+                                     (--workers N processes, each a share of the tasks)
     tasksaga-replay --task TASK_ID   print one task's events and its folded state
     ... --include-archives           also the archived tasks (read from object storage, checked
                                      against their manifests; a rebuild restores them all)
@@ -32,9 +33,14 @@ from psycopg_pool import ConnectionPool
 from tasksaga.adapters.archive import Archiver
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.object_store import MinioObjectStore
+from tasksaga.adapters.parallel_rebuild import (
+    DEFAULT_WORKERS,
+    RebuildWorkerFailed,
+    project_in_parallel,
+)
 from tasksaga.adapters.payload_crypto import PayloadKeyError, payload_cipher_from_env
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
-from tasksaga.adapters.projections import REBUILD_BATCH, Projector
+from tasksaga.adapters.projections import Projector
 from tasksaga.config import ObjectStoreSettings
 from tasksaga.core.audit import describe
 from tasksaga.core.envelope import Envelope
@@ -74,33 +80,33 @@ class ShardRebuild:
 
 
 def rebuild_shards(target: Target, codec: AvroCodec,
-                   archiver: Callable[[ConnectionPool], Archiver] | None = None
-                   ) -> list[ShardRebuild]:
+                   archiver: Callable[[ConnectionPool], Archiver] | None = None,
+                   workers: int = DEFAULT_WORKERS) -> list[ShardRebuild]:
     """Rebuild every shard's projections from its own log, one shard after the other; the
     archives (kept by the first shard) are restored there first."""
     config = shards_of(target)
     done: list[ShardRebuild] = []
     for shard in config.map.shards:
         restore = archiver if shard == config.map.home else None
-        count, seconds = rebuild(config.urls[shard], codec, restore)
+        count, seconds = rebuild(config.urls[shard], codec, restore, workers)
         done.append(ShardRebuild(shard, count, seconds))
     return done
 
 
 def rebuild(database_url: str, codec: AvroCodec,
-            archiver: Callable[[ConnectionPool], Archiver] | None = None) -> tuple[int, float]:
-    """Rebuild one database's projections."""
+            archiver: Callable[[ConnectionPool], Archiver] | None = None,
+            workers: int = DEFAULT_WORKERS) -> tuple[int, float]:
+    """Rebuild one database's projections, projecting with ``workers`` processes."""
+    started = time.perf_counter()
     pool = open_pool(database_url, max_size=2, name="replay")
     try:
-        projector = Projector(pool, codec)
-        started = time.perf_counter()
         if archiver is not None:
             archiver(pool).restore_all()  # into restored_events, which the reset queues
-        projector.reset()
-        count = projector.catch_up_fully(REBUILD_BATCH, rebuilding=True)
-        return count, time.perf_counter() - started
+        Projector(pool, codec).reset()
     finally:
-        pool.close()
+        pool.close()  # before the workers fork: they open connections of their own
+    count = project_in_parallel(database_url, codec, workers)
+    return count, time.perf_counter() - started
 
 
 def load_stream(target: Target, codec: AvroCodec, task_id: str,
@@ -177,6 +183,9 @@ def main() -> int:
     parser.add_argument("--include-archives", action="store_true",
                         help="also read archived tasks from object storage (TASKSAGA_S3_*, "
                              "TASKSAGA_ARCHIVE_BUCKET)")
+    parser.add_argument("--workers", type=_workers, default=DEFAULT_WORKERS, metavar="N",
+                        help="processes projecting a rebuild, each a share of the tasks "
+                             f"(default: the cores, up to 4; here {DEFAULT_WORKERS})")
     parser.add_argument("--database-url",
                         help="this database alone (default: TASKSAGA_SHARDS, else "
                              "TASKSAGA_DATABASE_URL)")
@@ -198,10 +207,24 @@ def main() -> int:
     archiver = archiver_from_env() if args.include_archives else None
     if args.task:
         return show_task(target, codec, args.task, archiver)
-    rebuilt = rebuild_shards(target, codec, archiver)
+    try:
+        rebuilt = rebuild_shards(target, codec, archiver, args.workers)
+    except RebuildWorkerFailed as error:
+        print(f"the rebuild is incomplete, run it again: {error}", file=sys.stderr)
+        return 1
     for done in rebuilt:
         print(rebuilt_line(done, len(rebuilt) > 1))
     return 0
+
+
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of processes, 1 or more")
+    return workers
 
 
 def rebuilt_line(done: ShardRebuild, name_shard: bool) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 OK = 0
 API_ERROR = 1  # the API refused the request (4xx/5xx); the message says why
+REBUILD_INCOMPLETE = 1  # replay rebuild: a projecting process failed; run the rebuild again
 USAGE = 2  # bad options or arguments, an unusable profile (click's own usage errors are 2 too)
 UNREACHABLE = 3  # the API could not be reached at all
 FAILED = 10  # the task ended Failed (compensated)

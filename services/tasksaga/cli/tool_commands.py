@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tasksaga.cli.context import console, errors
-from tasksaga.cli.exit_codes import USAGE
+from tasksaga.cli.exit_codes import REBUILD_INCOMPLETE, USAGE
 from tasksaga.cli.output import plain, print_json, status_text
 
 replay_app = typer.Typer(no_args_is_help=True,
@@ -113,18 +113,30 @@ ARCHIVES_OPTION = typer.Option(
          "TASKSAGA_ARCHIVE_BUCKET; docs/operations.md, 'Retention and archival')")
 
 
+WORKERS_OPTION = typer.Option(
+    None, "--workers", min=1,
+    help="processes projecting, each a share of the tasks (default: the cores, up to 4)")
+
+
 @replay_app.command("rebuild")
 def rebuild(database_url: str | None = DATABASE_OPTION,
-            include_archives: bool = ARCHIVES_OPTION) -> None:
+            include_archives: bool = ARCHIVES_OPTION,
+            workers: int | None = WORKERS_OPTION) -> None:
     """Empty the projection tables and project the whole log again, on every shard.
 
     Safe while the services run: the orchestrators' projectors wait, then carry on.
     """
+    from tasksaga.adapters.parallel_rebuild import DEFAULT_WORKERS, RebuildWorkerFailed
     from tasksaga.adapters.replay import archiver_from_env, rebuild_shards, rebuilt_line
 
     codec, target = _codec_and_url(database_url)
     archiver = archiver_from_env() if include_archives else None
-    rebuilt = rebuild_shards(target, codec, archiver)
+    try:
+        rebuilt = rebuild_shards(target, codec, archiver, workers or DEFAULT_WORKERS)
+    except RebuildWorkerFailed as error:
+        errors.print(f"[red]the rebuild is incomplete, run it again:[/red] {error}",
+                     highlight=False)
+        raise typer.Exit(REBUILD_INCOMPLETE) from error
     for done in rebuilt:
         console.print(rebuilt_line(done, len(rebuilt) > 1), highlight=False)
 
