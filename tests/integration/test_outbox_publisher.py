@@ -56,6 +56,25 @@ def test_committed_records_are_sent_at_once_and_their_rows_deleted_once_acknowle
     assert _rows(pool, topic) == 0
 
 
+def test_closing_waits_for_the_last_reports_and_deletes_their_rows(
+    kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
+    topic_prefix: str,
+) -> None:
+    """A drain's last batch publishes after its commit, just before the process ends: its rows
+    are deleted at close, so the next start's relay sends nothing again."""
+    topic = f"{topic_prefix}.publisher-close"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    tasks = [new_task_id() for _ in range(20)]
+    with store.transaction() as tx:
+        tx.enqueue([OutboxRecord(topic, b"k", codec.encode(submitted(t))) for t in tasks])
+    publisher = OutboxPublisher(KafkaProducer(kafka_bootstrap, "publisher-close"),
+                                {DEFAULT_SHARD: pool})
+    publisher.publish(DEFAULT_SHARD, tx.enqueued)
+    assert publisher.close() == 20  # nothing was acknowledged yet when it began
+    assert _rows(pool, topic) == 0
+    assert len(read_all(kafka_bootstrap, topic, expected=20)) == 20
+
+
 def test_a_record_the_broker_refuses_stays_for_the_relay_which_sweeps_only_old_rows(
     kafka_bootstrap: str, pool: ConnectionPool, codec: AvroCodec, store: PostgresEventStore,
     topic_prefix: str,

@@ -103,6 +103,15 @@ class OutboxPublisher:
                               shard)
         return settled
 
+    def close(self, timeout_s: float = 10.0) -> int:
+        """At shutdown, once no batch runs any more: wait for the reports of every record sent
+        (up to ``timeout_s``), then delete the rows acknowledged; how many. The last batches
+        of a drain publish after their commit, so their reports arrive after the settler's
+        last round: without this their rows stayed, and the next start's relay sent every one
+        of them again (a command run twice in a rolling restart)."""
+        self._producer.close(timeout_s)
+        return self.settle()
+
     def run_settler(self, stop: threading.Event, idle_s: float = 0.25) -> None:
         """Settle what the batches left: rows acknowledged ``idle_s`` ago or more (a busy
         process's next batch deletes them first, at no cost of its own)."""

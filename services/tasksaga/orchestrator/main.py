@@ -275,6 +275,8 @@ def main() -> int:
         loop.run()
     finally:
         stop.set()
+        if publisher is not None:  # the loop is done: no batch publishes or deletes any more
+            publisher.close()
         for thread in threads:
             thread.join(timeout=10)
         for shard_pool in pools.values():
