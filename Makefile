@@ -29,8 +29,8 @@ status: $(INSTALLED)
 	$(PY) tools/local_system.py status
 
 # Two passes. The unit and integration tests in two processes (pytest-xdist): they share the
-# stack, each test in topics and databases of its own; -rP prints what each printed (the
-# worker, projection, S1 and S5 figures). Then one at a time, with -s (every test prints its
+# stack, each test in topics and databases of its own; what each printed (the worker,
+# projection, S1 and S5 figures) follows the results (tests/conftest.py). Then one at a time, with -s (every test prints its
 # figure: S2..S6, R1..R16): the end-to-end and chaos tests, which start the four services and
 # stop or kill the servers, and test_stack_tool last, which restarts the stack.
 # tools/stack helm: the chart tests' helm, built once with go install (tests/unit/manifests.py
@@ -38,7 +38,7 @@ status: $(INSTALLED)
 test: $(INSTALLED) lint
 	tools/stack up
 	tools/stack helm
-	$(PY) -m pytest tests/unit tests/integration -n 2 -rP --durations=15 \
+	$(PY) -m pytest tests/unit tests/integration -n 2 --durations=15 \
 		--ignore=tests/integration/test_stack_tool.py
 	$(PY) -m pytest tests/e2e tests/chaos tests/integration/test_stack_tool.py -s --durations=25
 

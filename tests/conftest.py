@@ -40,3 +40,17 @@ def kafka_bootstrap(stack_env: dict[str, str]) -> str:
 def topic_prefix() -> Iterator[str]:
     """A fresh topic namespace per test, so tests sharing the broker never see each other."""
     yield f"t{uuid.uuid4().hex[:10]}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What passing tests printed (their figures), when output was captured: under
+    pytest-xdist (make test's first pass) nothing else shows it. Their logs stay hidden."""
+    printed = [(report.nodeid, text) for report in terminalreporter.stats.get("passed", [])
+               if report.when == "call" and (text := "".join(
+                   content for name, content in report.sections
+                   if name == "Captured stdout call").strip())]
+    if not printed:
+        return
+    terminalreporter.section("what the passing tests printed")
+    for nodeid, text in printed:
+        terminalreporter.write_line(f"{nodeid}: {text}")
