@@ -145,7 +145,7 @@ class Projector:
                                       (_LOCK_KEY,)).fetchone()
                 if not locked or not locked[0]:
                     return 0, 0  # another process is projecting
-            # Streams of no partition: (0, 1) holds every stream.
+            # Without a partition: (count 1, index 0), which holds every stream.
             of = (part.count, part.index) if part else (1, 0)
             poisoned = list(self._poisoned)
             if rebuilding:
