@@ -31,19 +31,21 @@ status: $(INSTALLED)
 # Two passes. The unit and integration tests in two processes (pytest-xdist): they share the
 # stack, each test in topics and databases of its own; what each printed (the worker,
 # projection, S1 and S5 figures) follows the results (tests/conftest.py). Then one at a
-# time, with -s (every test prints its figure: S2..S6, R1..R16): the end-to-end and chaos
-# tests, which start the four services and stop or kill the servers, and test_stack_tool
-# last, which restarts the stack. The second pass runs even when the first failed; make
+# time, with -s (every test prints its figure: S2..S6, R1..R16): the worker-kill test (its
+# re-runs per kill doubled when it shared the cores, up to its 1% bound), the end-to-end and
+# chaos tests, which start the four services and stop or kill the servers, and
+# test_stack_tool last, which restarts the stack. The second pass runs even when the first failed; make
 # fails if either did.
 # tools/stack helm: the chart tests' helm, built once with go install (tests/unit/manifests.py
 # would build it too; here its build is not counted in a test's time).
 test: $(INSTALLED) lint
 	tools/stack up
 	tools/stack helm
-	first=0; $(PY) -m pytest tests/unit tests/integration -n 2 --durations=15 \
-		--ignore=tests/integration/test_stack_tool.py || first=$$?; \
-	$(PY) -m pytest tests/e2e tests/chaos tests/integration/test_stack_tool.py -s --durations=25 \
-		&& exit $$first
+	first=0; $(PY) -m pytest tests/unit tests/integration -n 2 --dist worksteal --durations=15 \
+		--ignore=tests/integration/test_stack_tool.py \
+		--ignore=tests/integration/test_worker_kill.py || first=$$?; \
+	$(PY) -m pytest tests/integration/test_worker_kill.py tests/e2e tests/chaos \
+		tests/integration/test_stack_tool.py -s --durations=25 && exit $$first
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check services examples tests tools

@@ -33,7 +33,7 @@ def video(stack_env: dict[str, str]) -> Iterator[System]:
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("videos")
     made = {"1080p": (1920, 1080, 3.0), "2160p": (3840, 2160, 3.0),
-            "long2160p": (3840, 2160, 12.0)}
+            "long2160p": (3840, 2160, 8.0)}
     paths = {}
     for name, (width, height, seconds) in made.items():
         paths[name] = directory / f"{name}.mp4"
