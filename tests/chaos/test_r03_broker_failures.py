@@ -1,6 +1,7 @@
 """R3: brokers of the three-broker cluster (`tools/stack up --brokers 3`: replication factor 3,
 min.insync.replicas 2) are stopped with SIGTERM, then killed with SIGKILL, and restarted, under
-load: three rounds at full scale (`make chaos`), one SIGKILL in `make test`.
+load: three rounds at full scale (`make chaos`), one SIGKILL at the reduced scale (`pytest
+tests/chaos`; `make test` leaves R3 out for time).
 
 No submission the API acknowledged may be missing afterwards; the figure is the longest time
 without an acknowledged submission after each fault (the unavailability window).
@@ -85,7 +86,7 @@ def test_broker_stops_and_kills_lose_no_acknowledged_submission(
         faults = [fault for index in range(3) for fault in (
             (f"kafka-{1 + index % 3}", signal.SIGTERM),
             (f"kafka-{1 + (index + 1) % 3}", signal.SIGKILL))]
-    else:  # make test: one kill, the harsher fault (a leader lost without handing over)
+    else:  # reduced: one kill, the harsher fault (a leader lost without handing over)
         faults = [("kafka-2", signal.SIGKILL)]
     windows: list[float] = []
     with chaos_system(cluster_env) as chaos, chaos.supervised() as restarts:
