@@ -28,22 +28,22 @@ down: $(INSTALLED)
 status: $(INSTALLED)
 	$(PY) tools/local_system.py status
 
-# Two passes. The unit and integration tests in two processes (pytest-xdist): they share the
-# stack, each test in topics and databases of its own; what each printed (the worker,
-# projection, S1 and S5 figures) follows the results (tests/conftest.py). Then one at a
-# time, with -s (every test prints its figure: S2..S6, R1..R16): the worker-kill test (its
-# re-runs per kill doubled when it shared the cores, up to its 1% bound), the end-to-end and
-# chaos tests, which start the four services and stop or kill the servers, and
-# test_stack_tool last, which restarts the stack. The second pass runs even when the first failed; make
-# fails if either did.
-# tools/stack helm: the chart tests' helm, built once with go install (tests/unit/manifests.py
-# would build it too; here its build is not counted in a test's time).
 # The two longest chaos scenarios (broker stops and kills on a three-broker cluster, ~75 s;
 # an hour's clock jump each way, ~45 s) run in `make chaos` only: with them `make test` took
 # 21 min here, over its 20.
 CHAOS_ONLY := --ignore=tests/chaos/test_r03_broker_failures.py \
 	--ignore=tests/chaos/test_r15_clock_jump.py
 
+# Two passes. The unit and integration tests in two processes (pytest-xdist): they share the
+# stack, each test in topics and databases of its own; what each printed (the worker,
+# projection, S1 and S5 figures) follows the results (tests/conftest.py). Then one at a
+# time, with -s (every test prints its figure: S2..S6, R1..R16): the worker-kill test (its
+# re-runs per kill doubled when it shared the cores, up to its 1% bound), the end-to-end and
+# chaos tests, which start the four services and stop or kill the servers, and
+# test_stack_tool last, which restarts the stack. The second pass runs even when the first
+# failed; make fails if either did.
+# tools/stack helm: the chart tests' helm, built once with go install (tests/unit/manifests.py
+# would build it too; here its build is not counted in a test's time).
 test: $(INSTALLED) lint
 	tools/stack up
 	tools/stack helm

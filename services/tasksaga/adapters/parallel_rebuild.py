@@ -4,7 +4,8 @@ One process folds, describes and writes ~25-40k events/s and leaves Postgres idl
 decodes (and itself idle while Postgres writes): streams are independent, so ``workers``
 processes, each a ``Projector`` of one ``StreamPartition``, keep both busy and scale with the
 cores. Each holds the projection lock shared per batch (projections.Projector), so a live
-projector's batch never runs between theirs and the rows are those of one projector
+projector's batch (exclusive) runs only between theirs, never during one, and the rows are
+those of one projector
 (tests/integration/test_rebuild_equals_live.py).
 
 The processes are forked: they inherit the codec (its cipher and key ring included) as the
