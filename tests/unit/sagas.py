@@ -84,10 +84,11 @@ class Driver:
     events: list[ev.TaskEvent] = field(default_factory=list)
     commands: list[msg.Outbound] = field(default_factory=list)
     timers: list[msg.ScheduleTimer] = field(default_factory=list)
+    chains: bool = False  # first dispatches carry chains, as the orchestrator's by default
 
     def send(self, message: msg.Inbound) -> Decision:
         decision = decide(self.definition, self.state, message, self.now,
-                          lambda: self.random_value)
+                          lambda: self.random_value, self.chains)
         for event in decision.events:
             self.state = evolve(self.state, event)
         assert self.state == decision.state

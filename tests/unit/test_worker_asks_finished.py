@@ -15,7 +15,7 @@ from tasksaga.core import messages as msg
 from tasksaga.core.registry import TaskRegistry
 from tasksaga.testing import InMemoryBus
 from tasksaga.worker.cancellation import CancellationBook
-from tasksaga.worker.finished_steps import worth_asking
+from tasksaga.worker.finished_steps import ChainResume, worth_asking
 from tasksaga.worker.runner import StepRunner
 
 NOW_MS = 1_700_000_000_000
@@ -43,6 +43,10 @@ class AnsweredEverywhere:
     def why_finished(self, command: msg.ExecuteStep | msg.CompensateStep) -> str | None:
         self.asked += 1
         return "attempt 1 already has its result (Completed)"
+
+    def resume_chain(self, command: msg.ExecuteStep) -> ChainResume:
+        self.asked += 1
+        return ChainResume(None, reason="every step of its chain has its result")
 
 
 def _command(task_id: str, dispatched_at_ms: int) -> Envelope:

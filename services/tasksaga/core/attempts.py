@@ -12,6 +12,7 @@ from __future__ import annotations
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 from tasksaga.core.artifacts import indexed_name, refs_for
+from tasksaga.core.chains import read_by
 from tasksaga.core.definition import TaskDefinition
 from tasksaga.core.state import StepState, StepStatus, SurplusStatus, TaskState
 from tasksaga.core.steps import StepDef
@@ -58,10 +59,7 @@ def already_recorded(step: StepState, result: msg.StepSucceeded) -> bool:
 def data_read_by(state: TaskState, step: StepDef) -> dict[str, str]:
     """Only the data the step declares it reads travels with its commands, so commands do not
     grow with every earlier step; without a declaration, every completed step's."""
-    data = state.step_data()
-    if step.reads is None:
-        return data
-    return {name: data[name] for name in step.reads if name in data}
+    return read_by(step, state.step_data())
 
 
 def artifacts_consumed_by(state: TaskState, step: StepDef) -> dict[str, str]:

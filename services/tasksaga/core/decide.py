@@ -107,7 +107,7 @@ class _Rules(FanOutActions, RepairActions, ChildActions):
         if not self.definition.has_step(result.step):
             return
         step = self.state.step(result.step)
-        if step.attempt == 0:
+        if step.attempt == 0 and not (step.chain_reserved and result.attempt == 1):
             return  # never dispatched by this task: no attempt of ours did this
         if attempts.completes_step(self.state, step, result):
             if step.status is StepStatus.RUNNING and not attempts.holds_lease(step, result):
@@ -117,8 +117,31 @@ class _Rules(FanOutActions, RepairActions, ChildActions):
                     result.step, f"attempt {result.attempt} already completed the step")
             self.emit(ev.StepCompleted(result.step, result.attempt, result.data_json, self.now,
                                         dict(result.artifacts)))
+            if result.started_next:
+                self.chained_start(result)
         elif not attempts.already_recorded(step, result):
             self.record_surplus(result)
+
+    def chained_start(self, result: msg.StepSucceeded) -> None:
+        """The worker of a chain started the next step right after this success: record its
+        dispatch (no command), as if sent now; in a task that stopped going forward it is a
+        running step like any other, asked to stop and compensated once it answers. A chain
+        whose step is no longer the next (the step moved on without it) only runs an earlier
+        attempt, decided on its result (tasksaga.core.chains)."""
+        name = result.started_next
+        if not self.definition.has_step(name):
+            return
+        nxt = self.state.step(name)
+        if not nxt.chain_reserved or nxt.status is not StepStatus.PENDING or nxt.attempt:
+            return
+        step = self.definition.get_step(name)
+        timeout_at = self.now + self.definition.dispatch_timeout_ms(step)
+        self.emit(ev.StepDispatched(name, 1, self.definition.queue_of(step), self.now,
+                                    timeout_at, result.fencing_token,
+                                    chained_after=result.step))
+        self.schedule(timeout_at, msg.TimerKind.STEP_TIMEOUT, name, 1)
+        if self.state.status is not TaskStatus.RUNNING:
+            self.request_step_cancellation(name, self.state.end_reason or "the task stopped")
 
     def record_surplus(self, result: msg.StepSucceeded) -> None:
         step = self.definition.get_step(result.step)
@@ -329,8 +352,10 @@ def decide(
     message: msg.Inbound,
     now_ms: int,
     random: RandomFraction,
+    chains: bool = False,
 ) -> Decision:
-    rules = _Rules(definition, state, now_ms, random)
+    """``chains``: first dispatches may carry chains (tasksaga.core.chains)."""
+    rules = _Rules(definition, state, now_ms, random, chains)
     if state.status is TaskStatus.NEW and not isinstance(message, msg.SubmitTask):
         return rules.decision  # nothing to act on before the task exists
     match message:

@@ -40,11 +40,15 @@ class DecisionRecorder:
     and the decision so far."""
 
     def __init__(
-        self, definition: TaskDefinition, state: TaskState, now_ms: int, random: RandomFraction
+        self, definition: TaskDefinition, state: TaskState, now_ms: int, random: RandomFraction,
+        chains: bool = False,
     ) -> None:
         self.definition = definition
         self.now = now_ms
         self.random = random
+        # Whether first dispatches carry chains (tasksaga.core.chains): the orchestrator's
+        # setting, off where every transition should pass through it (tests of the rules).
+        self.chains = chains
         self.decision = Decision(state=state)
 
     @property

@@ -80,6 +80,10 @@ class StepDispatched:
     dispatched_at_ms: int
     timeout_at_ms: int
     fencing_token: int = 0  # the lease given to this attempt (0: dispatched before tokens)
+    # The steps after this one the worker runs itself, in order (attempt 1 of each is theirs).
+    chain: list[str] = field(default_factory=list)
+    # Started by the worker of a chain, right after this step completed (no command was sent).
+    chained_after: str | None = None
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,9 @@ class StepSucceeded:
     fencing_token: int = 0
     # The artifacts the handler published: name -> ArtifactRef JSON (tasksaga.core.artifacts).
     artifacts: dict[str, str] = field(default_factory=dict)
+    # The next step of the command's chain, which the worker started right after this one
+    # ("": none).
+    started_next: str = ""
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,9 @@ class ExecuteStep:
     item_index: int | None = None
     # The references of the artifacts the step consumes (name -> ArtifactRef JSON).
     artifacts: dict[str, str] = field(default_factory=dict)
+    # A chain (tasksaga.core.chains): the steps the worker runs next itself, in order, each at
+    # attempt 1 under this command's lease, as long as the one before succeeds.
+    then: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

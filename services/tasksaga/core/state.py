@@ -125,10 +125,17 @@ def _apply(state: TaskState, event: ev.TaskEvent) -> TaskState:
                 parent_step=event.parent_step,
             )
         case ev.StepDispatched():
+            for name in event.chain:
+                state = _with_step(state, name, chain_reserved=True)
+            step = state.step(event.step)
+            # A first dispatch past attempt 1 (a redrive; a chain's step the chain did not
+            # start): the policy counts its attempts from this one.
+            base = (event.attempt - 1 if step.status is StepStatus.PENDING and event.attempt > 1
+                    else step.retry_base)
             return _with_step(
                 state, event.step, status=StepStatus.RUNNING, attempt=event.attempt,
                 error_type=None, error_message=None, trace_id=None, cancel_requested=False,
-                fencing_token=event.fencing_token,
+                fencing_token=event.fencing_token, retry_base=base,
             )
         case ev.StepCancellationRequested():
             return _with_step(state, event.step, cancel_requested=True)

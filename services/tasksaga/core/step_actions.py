@@ -7,6 +7,7 @@ from __future__ import annotations
 from tasksaga.core import attempts
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
+from tasksaga.core.chains import chain_after
 from tasksaga.core.decision import DecisionRecorder
 from tasksaga.core.pivot import passed_pivot
 from tasksaga.core.stage_progress import satisfiable, satisfied
@@ -77,6 +78,8 @@ class StepActions(DecisionRecorder):
         ))
 
     def dispatch(self, step: StepDef, attempt: int) -> None:
+        if attempt == 1 and self.state.step(step.name).chain_reserved:
+            attempt = 2  # attempt 1 is a chain's, which may still run it (core.chains)
         queue = self.definition.queue_of(step)
         # Until a worker reports the attempt started, it may wait in the queue (start timeout)
         # and then run (step timeout); the start report moves the deadline to start + step
@@ -85,15 +88,22 @@ class StepActions(DecisionRecorder):
         # The lease's fencing token: the version StepDispatched takes, so every later dispatch
         # of the task holds a larger one.
         token = self.state.version + 1
-        self.emit(ev.StepDispatched(step.name, attempt, queue, self.now, timeout_at, token))
+        chain = chain_after(self.definition, self.state, step, attempt) if self.chains else []
+        # The data the step reads, and what its chain's steps read of what exists now (the
+        # worker adds each chained step's own predecessors' data as they complete).
+        step_data = attempts.data_read_by(self.state, step)
+        for name in chain:
+            step_data.update(attempts.data_read_by(self.state, self.definition.get_step(name)))
+        self.emit(ev.StepDispatched(step.name, attempt, queue, self.now, timeout_at, token,
+                                    chain))
         self.send(msg.ExecuteStep(
             task_id=self.state.task_id, task_type=self.state.task_type, step=step.name,
             attempt=attempt, queue=queue, request_json=self.state.request_json,
-            step_data=attempts.data_read_by(self.state, step),
+            step_data=step_data,
             idempotency_key=f"{self.state.task_id}:{step.name}:{attempt}",
             timeout_at_ms=timeout_at, fencing_token=token,
             definition_version=self.definition.version,
-            artifacts=attempts.artifacts_consumed_by(self.state, step),
+            artifacts=attempts.artifacts_consumed_by(self.state, step), then=chain,
         ))
         # The heartbeat deadline is armed by the worker's start report too.
         self.schedule(timeout_at, msg.TimerKind.STEP_TIMEOUT, step.name, attempt)

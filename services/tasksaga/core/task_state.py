@@ -103,6 +103,9 @@ class StepState:
     child_status: str | None = None
     # The artifacts the completing attempt published (name -> ArtifactRef JSON).
     artifacts: tuple[tuple[str, str], ...] = ()
+    # In the chain of an earlier step's first dispatch: attempt 1 of this step is the chain's
+    # worker's to run (tasksaga.core.chains), never dispatched by the orchestrator.
+    chain_reserved: bool = False
 
     def surplus_of(self, attempt: int) -> SurplusEffect | None:
         return next((s for s in self.surplus if s.attempt == attempt), None)

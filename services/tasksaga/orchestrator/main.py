@@ -217,7 +217,7 @@ def main() -> int:
                                 step_metrics=StepMetrics(meter),
                                 workflows=WorkflowRuntime(
                                     settings.orchestrator_workflow_cache_entries),
-                                publisher=publisher)
+                                publisher=publisher, chains=settings.orchestrator_chain_steps)
     dead_letters = KafkaProducer(settings.kafka_bootstrap, f"{client_id}-dlq")
 
     # Per shard: its outbox relay (a task's records are all on its shard: their order holds),

@@ -127,8 +127,10 @@ class Orchestrator:
         step_metrics: StepMetrics | None = None,
         workflows: WorkflowRuntime | None = None,
         publisher: OutboxPublisher | None = None,
+        chains: bool = False,
     ) -> None:
         self._registry = registry
+        self._chains = chains  # first dispatches carry chains (tasksaga.core.chains)
         self._store = store
         self._codec = codec
         self._records = OutboxRecords(registry, codec, topics)
@@ -309,7 +311,8 @@ class Orchestrator:
                     workflow, state, message, work.now_ms(), self._random,
                     lambda: work.tx.load_events(message.task_id), work.drivers)
             else:
-                router = VersionRouter(self._registry, self._codec, self._random)
+                router = VersionRouter(self._registry, self._codec, self._random,
+                                       chains=self._chains)
                 decision = router.decide_message(state, message, envelope, work.now_ms())
         except UnknownTaskType as error:
             refusal = child_not_started(message, str(error), work.now_ms())

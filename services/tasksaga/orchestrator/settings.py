@@ -14,6 +14,10 @@ class OrchestratorSettings(CommonSettings, ProjectionSettings):
     orchestrator_instance_id: str | None = None
     orchestrator_pool_size: int = 8
     orchestrator_run_projector: bool = True
+    # Chains (tasksaga.core.chains): a worker runs the steps after a step itself when nothing
+    # needs the orchestrator between them. Off: every step's command passes through here
+    # (workers older than chains ignore them: turn it off until every worker is upgraded).
+    orchestrator_chain_steps: bool = True
     # Caches bounded by bytes (approximate state sizes), not entries: a state holds its
     # request and every step's data.
     orchestrator_state_cache_bytes: int = Field(default=128 * 1024 * 1024, gt=0)

@@ -37,8 +37,9 @@ _PARKED = metrics.get_meter("tasksaga.orchestrator").create_up_down_counter(
 
 class VersionRouter:
     def __init__(self, registry: TaskRegistry, codec: AvroCodec, random: RandomFraction,
-                 parked_gauge: Any = _PARKED) -> None:
+                 parked_gauge: Any = _PARKED, chains: bool = False) -> None:
         self._registry = registry
+        self._chains = chains  # first dispatches carry chains (tasksaga.core.chains)
         self._parked = parked_gauge  # an OpenTelemetry up-down counter (or a test's fake)
         self._codec = codec
         self._random = random
@@ -62,11 +63,9 @@ class VersionRouter:
     def _decide_message(self, state: TaskState, message: msg.Inbound,
                         envelope: Envelope | None, now_ms: int) -> Decision:
         if isinstance(message, msg.SubmitTask):
-            return decide(self._submitted_version(message), state, message, now_ms,
-                          self._random)
+            return self._rules(self._submitted_version(message), state, message, now_ms)
         if state.status is TaskStatus.NEW:  # nothing to act on: decide() ignores it
-            return decide(self._registry.get(state.task_type), state, message, now_ms,
-                          self._random)
+            return self._rules(self._registry.get(state.task_type), state, message, now_ms)
         return self.decide(state, message, envelope, now_ms)
 
     def _submitted_version(self, command: msg.SubmitTask) -> TaskDefinition:
@@ -93,7 +92,11 @@ class VersionRouter:
                 return self._cancel_parked(state, message, now_ms)
         if own is None:
             return self._park(state, message, envelope, now_ms)
-        return decide(own, state, message, now_ms, self._random)
+        return self._rules(own, state, message, now_ms)
+
+    def _rules(self, definition: TaskDefinition, state: TaskState, message: msg.Inbound,
+               now_ms: int) -> Decision:
+        return decide(definition, state, message, now_ms, self._random, self._chains)
 
     def _own_version(self, state: TaskState) -> TaskDefinition | None:
         try:
@@ -154,10 +157,10 @@ class VersionRouter:
         for kept in parked:
             message = self._unpark(state.task_id, kept.message_type, kept.encoded_b64)
             decision = versions.combine(
-                decision, decide(target, decision.state, message, now_ms, self._random))
+                decision, self._rules(target, decision.state, message, now_ms))
         if then is not None:
             decision = versions.combine(
-                decision, decide(target, decision.state, then, now_ms, self._random))
+                decision, self._rules(target, decision.state, then, now_ms))
         return decision
 
     def _unpark(self, task_id: str, message_type: str, encoded_b64: str) -> msg.Inbound:

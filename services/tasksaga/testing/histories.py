@@ -138,7 +138,7 @@ def replay(history: dict[str, Any], definitions: Iterable[TaskDefinition],
         commands = [codec.decode(base64.b64decode(c)).payload for c in recorded["commands"]]
         timers = [{"fire_at_ms": t.fire_at_ms, **_timer(t.timer)} for t in decision.timers]
         where = f"decision {index} ({recorded['message'].get('type', 'TimerFired')})"
-        if decision.events != expected:
+        if _parked_decoded(decision.events, codec) != _parked_decoded(expected, codec):
             problems.append(f"{where}: events {[type(e).__name__ for e in decision.events]} "
                             f"!= recorded {[type(e).__name__ for e in expected]}"
                             + ("" if len(decision.events) != len(expected) else
@@ -160,6 +160,13 @@ def replay(history: dict[str, Any], definitions: Iterable[TaskDefinition],
 
 
 _MISSING = "<missing>"
+
+
+def _parked_decoded(events: list[ev.TaskEvent], codec: AvroCodec) -> list[Any]:
+    """The events, a parked message as what it decodes to: its bytes change with every new
+    field of its contract (each written with its default), what it says does not."""
+    return [(type(e).__name__, codec.decode(base64.b64decode(e.encoded_b64)), e.message_type,
+             e.parked_at_ms) if isinstance(e, ev.MessageParked) else e for e in events]
 
 
 def _same(current: Any, recorded: Any) -> bool:

@@ -9,10 +9,12 @@ the orchestrator has it. A projection that lags behind only lets a command run, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from psycopg_pool import ConnectionPool
 
+from tasksaga.adapters.payload_crypto import PayloadCipher, column_context
 from tasksaga.core import messages as msg
 
 # Not NeedsAttention: an operator's forward retry dispatches steps of such a task again, and a
@@ -21,6 +23,9 @@ _ENDED = {"Completed", "Failed", "Cancelled", "CompensationFailed", "Resolved"}
 # Statuses of a step record at attempt N meaning attempt N's result was recorded.
 _ANSWERED = {"Completed", "Failed", "RetryScheduled", "Skipped", "Compensating",
              "CompensationRetryScheduled", "Compensated", "CompensationFailed"}
+# Of those, the ones meaning that attempt succeeded (its data is the step's).
+_SUCCEEDED = {"Completed", "Compensating", "CompensationRetryScheduled", "Compensated",
+              "CompensationFailed"}
 
 
 def worth_asking(dispatched_at_ms: int, now_ms: int, ask_after_ms: int) -> bool:
@@ -38,10 +43,64 @@ def worth_asking(dispatched_at_ms: int, now_ms: int, ask_after_ms: int) -> bool:
     return ask_after_ms <= 0 or now_ms - dispatched_at_ms >= ask_after_ms
 
 
+@dataclass(frozen=True)
+class StepRecord:
+    """What the projections say of one step."""
+
+    status: str
+    attempt: int
+    compensation_attempt: int = 0
+    data_json: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainResume:
+    """Where a chain's command resumes: ``start`` indexes ``[command.step, *command.then]``;
+    ``data`` is what the steps before it returned. ``start`` None: nothing is left to run
+    (``reason`` says why)."""
+
+    start: int | None
+    data: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+
 class FinishedSteps(Protocol):
     def why_finished(self, command: msg.ExecuteStep | msg.CompensateStep) -> str | None:
         """Why the command needs no run (its answer is known), or None."""
         ...
+
+    def resume_chain(self, command: msg.ExecuteStep) -> ChainResume:
+        """Where a command with a chain (``then``) resumes."""
+        ...
+
+
+def resume_chain(command: msg.ExecuteStep, task_status: str | None,
+                 records: dict[str, StepRecord]) -> ChainResume:
+    """The rule for a chain: skip the steps whose attempt already succeeded, then run the
+    first one not answered yet (attempt 1 of a chain's step is the chain's: running it when
+    the orchestrator has not recorded it yet is safe, tasksaga.core.chains); stop at a step
+    that failed, or that the orchestrator dispatched again itself."""
+    first = records.get(command.step)
+    reason = why_finished(command, task_status, first.status if first else None,
+                          first.attempt if first else 0,
+                          first.compensation_attempt if first else 0)
+    if reason is None:
+        return ChainResume(0)
+    if task_status in _ENDED:
+        return ChainResume(None, reason=reason)
+    data: dict[str, str] = {}
+    for index, name in enumerate((command.step, *command.then)):
+        record = records.get(name)
+        if index and (record is None or record.attempt == 0
+                      or (record.attempt == 1 and record.status not in _ANSWERED)):
+            return ChainResume(index, data)
+        wanted = command.attempt if index == 0 else 1
+        if (record is None or record.attempt != wanted or record.status not in _SUCCEEDED
+                or record.data_json is None):
+            return ChainResume(None, reason=f"step {name} of its chain did not succeed at "
+                                            f"attempt {wanted}, or moved on without it")
+        data[name] = record.data_json
+    return ChainResume(None, reason="every step of its chain has its result")
 
 
 def why_finished(command: msg.ExecuteStep | msg.CompensateStep, task_status: str | None,
@@ -71,8 +130,9 @@ def why_finished(command: msg.ExecuteStep | msg.CompensateStep, task_status: str
 
 
 class ProjectedSteps:
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, cipher: PayloadCipher | None = None) -> None:
         self._pool = pool
+        self._cipher = cipher or PayloadCipher(None)  # opens the sealed step data
 
     def why_finished(self, command: msg.ExecuteStep | msg.CompensateStep) -> str | None:
         with self._pool.connection() as conn:
@@ -84,3 +144,18 @@ class ProjectedSteps:
         if row is None:
             return None
         return why_finished(command, row[0], row[1], int(row[2]), int(row[3]))
+
+    def resume_chain(self, command: msg.ExecuteStep) -> ChainResume:
+        steps = [command.step, *command.then]
+        with self._pool.connection() as conn:
+            status = conn.execute("SELECT status FROM task_status WHERE task_id = %s",
+                                  (command.task_id,)).fetchone()
+            rows = conn.execute(
+                "SELECT step, status, attempt, compensation_attempt, data_json"
+                " FROM step_records WHERE task_id = %s AND step = ANY(%s)",
+                (command.task_id, steps)).fetchall()
+        records = {
+            step: StepRecord(st, int(attempt), int(compensation), self._cipher.open_optional(
+                data, column_context(command.task_id, "step_records.data_json", step)))
+            for step, st, attempt, compensation, data in rows}
+        return resume_chain(command, status[0] if status else None, records)

@@ -99,7 +99,8 @@ def main() -> int:
         settings.database_url, min_size=0, max_size=4, timeout=2.0, open=True,
         name="worker-finished", kwargs={"application_name": "worker-finished",
                                         "connect_timeout": 2})
-    finished = ProjectedSteps(finished_pool) if settings.worker_skip_finished else None
+    finished = (ProjectedSteps(finished_pool, codec.cipher) if settings.worker_skip_finished
+                else None)
     # Artifacts (ctx.artifacts): content in object storage, who holds it in Postgres.
     refs_pool = ConnectionPool(settings.database_url, min_size=0, max_size=4, open=True,
                                name="worker-artifact-refs",

@@ -26,6 +26,7 @@ from tasksaga.adapters.kafka_parallel import Lease
 from tasksaga.adapters.wire import Envelope, Topics
 from tasksaga.core import messages as msg
 from tasksaga.core.artifacts import ArtifactRef
+from tasksaga.core.chains import chained_command, read_by
 from tasksaga.core.context import StepContext, dump_model
 from tasksaga.core.definition import StepDef, TaskDefinition, UploadStepData
 from tasksaga.core.errors import NonRetryableError, StepCancelled
@@ -35,7 +36,7 @@ from tasksaga.core.registry import TaskRegistry, UnknownTaskType, UnknownVersion
 from tasksaga.core.retry import lineage_of
 from tasksaga.worker.artifacts import ArtifactStore, StepArtifacts
 from tasksaga.worker.cancellation import CancellationBook
-from tasksaga.worker.finished_steps import FinishedSteps, worth_asking
+from tasksaga.worker.finished_steps import ChainResume, FinishedSteps, worth_asking
 from tasksaga.worker.guard import CommandGuard
 from tasksaga.worker.results import DEFAULT_MAX_RESULT_BYTES, ResultSender, ResultTooLarge
 from tasksaga.worker.start_reports import StartReports
@@ -98,17 +99,18 @@ class StepRunner:
         if not isinstance(command, msg.ExecuteStep | msg.CompensateStep):
             raise Unprocessable(f"a step worker does not handle {type(command).__name__}")
         skip = self.guard.admit(envelope.message_id, command)
+        resume = ChainResume(0)
         if skip is None and self._finished is not None and (lease.inherited or worth_asking(
                 envelope.occurred_at_ms, self._now_ms(), self._ask_finished_after_ms)):
-            skip = self._finished_reason(command)
+            resume = self._resume_point(command)
+            skip = None if resume.start is not None else resume.reason
             if skip is not None:
                 self.guard.answered(envelope.message_id)
         if skip is not None:
-            self.skipped += 1
-            log.info("skipping %s/%s attempt %d: %s", command.task_id, command.step,
-                     command.attempt, skip)
-            _count(command, "skipped")
+            self._skip(command, skip)
             return True
+        if isinstance(command, msg.ExecuteStep) and command.then:
+            return self._run_chain(envelope, command, lease, resume)
         self.executions += 1
         if isinstance(command, msg.ExecuteStep):
             result: Result = self.execute(command, lease)
@@ -132,30 +134,106 @@ class StepRunner:
         self.guard.answered(envelope.message_id)
         return True
 
-    def _finished_reason(self, command: msg.ExecuteStep | msg.CompensateStep) -> str | None:
+    def _skip(self, command: msg.ExecuteStep | msg.CompensateStep, reason: str) -> None:
+        self.skipped += 1
+        log.info("skipping %s/%s attempt %d: %s", command.task_id, command.step,
+                 command.attempt, reason)
+        _count(command, "skipped")
+
+    def _resume_point(self, command: msg.ExecuteStep | msg.CompensateStep) -> ChainResume:
+        """What is left to run of the command, by the projections (all of it: start 0)."""
         assert self._finished is not None
         try:
-            return self._finished.why_finished(command)
+            if isinstance(command, msg.ExecuteStep) and command.then:
+                return self._finished.resume_chain(command)
+            reason = self._finished.why_finished(command)
         except Exception as error:  # the database is down: run it, as before the check
             log.warning("could not check whether %s/%s is finished: %s", command.task_id,
                         command.step, error)
-            return None
+            return ChainResume(0)
+        return ChainResume(0) if reason is None else ChainResume(None, reason=reason)
+
+    def _run_chain(self, envelope: Envelope, command: msg.ExecuteStep, lease: Lease,
+                   resume: ChainResume) -> bool:
+        """Run the command's step, then the steps of its chain while each succeeds (from where
+        a redelivered command resumes): each success says whether the next step started
+        (tasksaga.core.chains); the offset is committed once the last result is sent."""
+        names = [command.step, *command.then]
+        available = {**command.step_data, **resume.data}
+        index = resume.start or 0
+        current = self._chained(command, names[index], available)
+        while True:
+            message_id = envelope.message_id if index == 0 else \
+                f"{envelope.message_id}:{current.step}"
+            skip = self.guard.admit(message_id, current) if index else None
+            if skip is not None:
+                self._skip(current, skip)
+                break
+            self.executions += 1
+            result, cancelled = self._execute(current, lease)
+            if lease.revoked:
+                log.info("%s/%s: partition revoked while its chain ran; its new owner "
+                         "answers", command.task_id, current.step)
+                self.guard.abandoned(envelope.message_id)
+                _count(current, "abandoned")
+                return False
+            following = names[index + 1] if index + 1 < len(names) else ""
+            go_on = False
+            if (following and isinstance(result, msg.StepSucceeded) and not cancelled
+                    and not self._stop.is_set()):
+                go_on = True
+                result = replace(result, started_next=following)
+                available[current.step] = result.data_json
+            _count(current, "succeeded" if isinstance(result, msg.StepSucceeded) else "failed")
+            try:
+                sent = self._deliver(envelope, current, result, lease, f"{message_id}:result")
+            except DeliveryFailed as error:
+                log.warning("result of %s/%s not delivered (%s): left to redelivery",
+                            command.task_id, current.step, error.reason)
+                self.guard.abandoned(envelope.message_id)
+                return False
+            if index:
+                self.guard.answered(message_id)
+            if not (go_on and sent):
+                break
+            index += 1
+            current = self._chained(command, following, available)
+        self.guard.answered(envelope.message_id)
+        return True
+
+    def _chained(self, command: msg.ExecuteStep, name: str,
+                 available: dict[str, str]) -> msg.ExecuteStep:
+        """Step ``name`` of the command's chain as a command of its own (the command itself
+        for its first step, with only the data that step reads)."""
+        try:
+            definition = self._registry.get(command.task_type, command.definition_version)
+        except LookupError:  # the first step's run reports it (VersionNotDeployed & co.)
+            return command
+        if name == command.step:
+            return replace(command, step_data=read_by(definition.get_step(name), available),
+                           then=[])
+        return chained_command(command, definition, name, available, self._now_ms())
 
     def _deliver(self, envelope: Envelope, command: msg.ExecuteStep | msg.CompensateStep,
-                 result: Result, lease: Lease) -> None:
+                 result: Result, lease: Lease, result_id: str = "") -> bool:
+        """Send the result (or the failure replacing one the codec or the broker refuses);
+        True when the result itself was sent."""
         def wrap(payload: Result) -> Envelope:
-            return Envelope(payload=payload, message_id=f"{envelope.message_id}:result",
+            return Envelope(payload=payload,
+                            message_id=result_id or f"{envelope.message_id}:result",
                             task_id=command.task_id, correlation_id=envelope.correlation_id,
                             causation_id=envelope.message_id, occurred_at_ms=self._now_ms(),
                             task_type=command.task_type)
 
+        sent = True
         try:
             value = self.results.encode(wrap(result))
         except ResultTooLarge as error:
-            value = self.results.encode(wrap(_failure(command, "ResultTooLarge", str(error))))
+            sent, value = False, self.results.encode(wrap(_failure(command, "ResultTooLarge",
+                                                                   str(error))))
         except Exception as error:  # a result the codec refuses: the attempt failed for good
             log.exception("could not encode the result of %s/%s", command.task_id, command.step)
-            value = self.results.encode(wrap(_failure(
+            sent, value = False, self.results.encode(wrap(_failure(
                 command, "ResultEncodingFailed", f"{type(error).__name__}: {error}")))
         key = command.task_id.encode()
         try:
@@ -166,18 +244,25 @@ class StepRunner:
             refused = _failure(command, "ResultTooLarge",
                                f"the broker refused the result as too large: {error.reason}")
             self.results.deliver(key, self.results.encode(wrap(refused)), lambda: lease.revoked)
+            return False
+        return sent
 
     # -- forward -------------------------------------------------------------------------------
 
     def execute(self, command: msg.ExecuteStep,
                 lease: Lease) -> msg.StepSucceeded | msg.StepAttemptFailed:
+        return self._execute(command, lease)[0]
+
+    def _execute(self, command: msg.ExecuteStep, lease: Lease,
+                 ) -> tuple[msg.StepSucceeded | msg.StepAttemptFailed, bool]:
+        """The attempt's result, and whether its cancellation was asked for while it ran."""
         def failed(error_type: str, message: str, retryable: bool,
-                   error: BaseException | None = None) -> msg.StepAttemptFailed:
+                   error: BaseException | None = None) -> tuple[msg.StepAttemptFailed, bool]:
             return msg.StepAttemptFailed(command.task_id, command.step, command.attempt,
                                          error_type, message, retryable,
                                          telemetry.current_trace_id() or None,
                                          command.fencing_token,
-                                         list(lineage_of(error)) if error else [])
+                                         list(lineage_of(error)) if error else []), False
 
         try:
             definition, step = self._lookup(command)
@@ -220,7 +305,8 @@ class StepRunner:
         except Exception as error:  # the same data would fail the same way: no retry
             return failed("ResultEncodingFailed", f"{type(error).__name__}: {error}", False)
         return msg.StepSucceeded(command.task_id, command.step, command.attempt, data_json,
-                                 command.fencing_token, view.published if view else {})
+                                 command.fencing_token, view.published if view else {}
+                                 ), signal.is_set() and not lease.revoked
 
     # -- backward ------------------------------------------------------------------------------
 
