@@ -34,7 +34,12 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
             return (f"task {event.task_type} submitted (version {event.definition_version})"
                     f"{by}")
         case ev.StepDispatched():
-            return f"step {event.step} dispatched to queue {event.queue} (attempt {event.attempt})"
+            if event.chained_after:
+                return (f"step {event.step} started by the worker of step {event.chained_after}"
+                        f" (chain, queue {event.queue}, attempt {event.attempt})")
+            chain = f"; then by its worker: {', '.join(event.chain)}" if event.chain else ""
+            return (f"step {event.step} dispatched to queue {event.queue} (attempt "
+                    f"{event.attempt}){chain}")
         case ev.StepCompleted():
             return f"step {event.step} completed (attempt {event.attempt})"
         case ev.StepFailed():

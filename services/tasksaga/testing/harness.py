@@ -64,7 +64,8 @@ class SagaTestRun:
 
     def __init__(self, *definitions: TaskDefinition, clock: ManualClock | None = None,
                  objects: InMemoryObjectStore | None = None, faults: FaultPlan | None = None,
-                 jitter: float = 0.0, shards: ShardMap | None = None) -> None:
+                 jitter: float = 0.0, shards: ShardMap | None = None,
+                 chains: bool = False) -> None:
         if not definitions:
             raise ValueError("SagaTestRun needs at least one task definition")
         if not 0.0 <= jitter < 1.0:
@@ -78,8 +79,11 @@ class SagaTestRun:
         self.topics = Topics("test")
         self.codec = _codec()
         self.registry = TaskRegistry(definitions)  # diagnosed as a service would
+        # ``chains``: first dispatches carry chains (tasksaga.core.chains), as a deployed
+        # orchestrator's do by default; off, every step passes through the orchestrator, so a
+        # test can act between any two steps.
         self.orchestrator = Orchestrator(self.registry, self.store, self.codec, self.topics,
-                                         database_clock, lambda: jitter)
+                                         database_clock, lambda: jitter, chains=chains)
         self.cancellations = CancellationBook()
         # The worker (and the API steps) run copies whose handlers consult the fault plan.
         self._wrapped = {(d.name, d.version): self._faults.wrap(d) for d in definitions}
