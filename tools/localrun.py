@@ -202,3 +202,23 @@ def service_env(stack_env: Mapping[str, str], api_port: int, **overrides: str) -
     })
     env.update(overrides)
     return env
+
+
+def drop_database(shared: str, name: str, timeout_s: float = 30.0) -> None:
+    """Drop a database (a test's, the bench's) if it exists, ending its sessions. An
+    autovacuum worker in it makes FORCE refuse (our role may not signal it:
+    InsufficientPrivilege); it leaves within moments, so the drop is tried again meanwhile."""
+    import psycopg
+    from psycopg import sql
+
+    deadline = time.monotonic() + timeout_s
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(shared, autocommit=True) as admin:
+        while True:
+            try:
+                admin.execute(drop)
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)

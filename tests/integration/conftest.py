@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -11,7 +10,7 @@ import pytest
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from localrun import local_payload_cipher
+from localrun import drop_database, local_payload_cipher
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.pg_store import PostgresEventStore, open_pool
@@ -37,23 +36,6 @@ def fresh_database(stack_env: dict[str, str], prefix: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(shared, name)
-
-
-def drop_database(shared: str, name: str, timeout_s: float = 30.0) -> None:
-    """Drop a test's database, ending its sessions. An autovacuum worker in it makes FORCE
-    refuse (the tests' role may not signal it: InsufficientPrivilege); it leaves within
-    moments, so the drop is tried again meanwhile."""
-    deadline = time.monotonic() + timeout_s
-    drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(shared, autocommit=True) as admin:
-        while True:
-            try:
-                admin.execute(drop)
-                return
-            except psycopg.errors.InsufficientPrivilege:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

@@ -176,3 +176,16 @@ def test_the_resume_rule_skips_successes_and_stops_at_failures_or_newer_attempts
     assert moved_on.start is None  # the orchestrator dispatched B itself
     assert resume_chain(command, "Running", {"A": StepRecord("RetryScheduled", 1)}).start is None
     assert resume_chain(command, "Completed", {"A": ok}).start is None
+
+
+def test_a_refused_result_is_sent_again_before_the_next_and_the_order_holds() -> None:
+    """The next step starts while its predecessor's result is in flight; that result is
+    acknowledged (sent again if refused) before the next one is sent."""
+    bus, ran[:] = InMemoryBus(), []
+    runner = StepRunner(TaskRegistry([task]), None, bus, AvroCodec(), TOPICS, cancellations,
+                        lambda: NOW_MS, start_report_delay_ms=60_000)  # no start reports
+    bus.refuse_next(1)  # A's result: refused once by a broker outage
+    assert runner.handle(_envelope("t8"), Lease("q", 0, 0, inherited=False))
+    assert [name for _, name, *_ in ran] == ["A", "B", "C"]
+    assert _outcomes(bus) == [("A", "ok", "B"), ("B", "ok", "C"), ("C", "ok", "")]
+    assert runner.results.resends == 1

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from bench import checks, procstat
 from bench.loadgen import TaskRecord, Tracker
 from bench.workloads import Workload, dispatch_latencies, payload
-from localrun import REPO, ServiceProcesses, local_payload_cipher, service_env
+from localrun import REPO, ServiceProcesses, drop_database, local_payload_cipher, service_env
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import producer_config
 from tasksaga.adapters.migrations import apply_migrations
@@ -44,8 +44,8 @@ def database_url(base_url: str, name: str) -> str:
 
 def recreate_database(base_url: str, name: str) -> str:
     """Drop and create ``name`` on the server of ``base_url`` (the bench's own database)."""
+    drop_database(base_url, name)
     with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return database_url(base_url, name)
 

@@ -23,6 +23,7 @@ import psycopg
 from bench import bench_tasks
 from bench.ours import database_url
 from bench.workloads import WORKLOADS, payload
+from localrun import drop_database
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.parallel_rebuild import DEFAULT_WORKERS, project_in_parallel
@@ -170,8 +171,8 @@ def ensure_log(base_url: str, total_events: int, log: Callable[[str], None]) -> 
         log(f"  reusing the replay log of {total_events:,} events in {name}")
         return url
     log(f"  generating a replay log of {total_events:,} events in {name} (once)")
+    drop_database(base_url, name)
     with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     apply_migrations(url)
     written = generate(url, total_events, log)

@@ -73,6 +73,19 @@ class Clock(Protocol):
     def now_ms(self) -> int: ...
 
 
+class Sending(Protocol):
+    """A record sent without waiting: its outcome, once the broker answered."""
+
+    @property
+    def error(self) -> Exception | None:
+        """Why it was not delivered, once settled; None while pending or after success."""
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """True once settled (acknowledged or refused) within ``timeout`` seconds."""
+        ...
+
+
 class Bus(Protocol):
     """Publishes encoded envelopes (commands, results, events: the codec's bytes) to topics.
 
@@ -87,8 +100,8 @@ class Bus(Protocol):
         ...
 
     def produce_nowait(self, topic: str, key: bytes | None, value: bytes,
-                       headers: Headers = ...) -> object:
-        """Fire and forget (heartbeats): nothing waits for it; the returned delivery tells."""
+                       headers: Headers = ...) -> Sending:
+        """Send without waiting (heartbeats; a chain's results): the returned delivery tells."""
         ...
 
 

@@ -36,6 +36,9 @@ class Sent:
     topic: str
     error: DeliveryFailed | None = None
 
+    def wait(self, timeout: float) -> bool:
+        return True  # settled when sent
+
 
 class InMemoryBus:
     def __init__(self, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tasksaga.adapters import telemetry
 from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import DeliveryFailed
 from tasksaga.adapters.wire import Envelope
-from tasksaga.core.ports import Bus
+from tasksaga.core.ports import Bus, Sending
 from tasksaga.core.retry import service_retry_delay_ms
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,15 @@ class ResultTooLarge(Exception):
                          "bytes (TASKSAGA_WORKER_MAX_RESULT_BYTES): store large data in object "
                          "storage and return its key")
         self.size, self.limit = size, limit
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A result sent without waiting (``ResultSender.send_nowait``), kept to be sent again."""
+
+    key: bytes
+    value: bytes
+    sending: Sending
 
 
 class ResultSender:
@@ -72,3 +82,24 @@ class ResultSender:
                             error.reason, failures + 1)
                 cap_ms = round(self._retry_cap_s * 1000)
                 self._stop.wait(service_retry_delay_ms(failures, cap_ms) / 1000)
+
+    def send_nowait(self, key: bytes, value: bytes) -> InFlight:
+        """Send without waiting for the broker (a chain's next step runs meanwhile); ``settle``
+        it before the command is done."""
+        sending = self._producer.produce_nowait(self._topic, key, value,
+                                                telemetry.inject_headers())
+        return InFlight(key, value, sending)
+
+    def settle(self, sent: InFlight, lost: Callable[[], bool], timeout_s: float = 60.0) -> None:
+        """Wait for a result sent with ``send_nowait``; one the broker did not acknowledge is
+        sent again as ``deliver`` does (raising as it does)."""
+        settled = sent.sending.wait(timeout_s)
+        error = sent.sending.error
+        if settled and error is None:
+            return
+        if isinstance(error, DeliveryFailed) and error.too_large:
+            raise error
+        self.resends += 1
+        log.warning("result not delivered (%s); sending it again",
+                    error if error is not None else f"no answer within {timeout_s:g} s")
+        self.deliver(sent.key, sent.value, lost)

@@ -33,7 +33,12 @@ from tasksaga.worker.cancellation import CancellationBook
 from tasksaga.worker.execution import StepExecution
 from tasksaga.worker.finished_steps import ChainResume, FinishedSteps, worth_asking
 from tasksaga.worker.guard import CommandGuard
-from tasksaga.worker.results import DEFAULT_MAX_RESULT_BYTES, ResultSender, ResultTooLarge
+from tasksaga.worker.results import (
+    DEFAULT_MAX_RESULT_BYTES,
+    InFlight,
+    ResultSender,
+    ResultTooLarge,
+)
 
 log = logging.getLogger(__name__)
 # What the worker did with each command, by task type, step, kind (execute, compensate) and
@@ -148,44 +153,74 @@ class StepRunner(StepExecution):
         available = {**command.step_data, **resume.data}
         index = resume.start or 0
         current = self._chained(command, names[index], available)
-        while True:
-            message_id = envelope.message_id if index == 0 else \
-                f"{envelope.message_id}:{current.step}"
-            skip = self.guard.admit(message_id, current) if index else None
-            if skip is not None:
-                self._skip(current, skip)
+        # The result of the step the chain went on from: sent without waiting for the broker
+        # (the next step starts at once), acknowledged before the next result is sent (their
+        # order holds whatever the broker does) and before the command is done.
+        in_flight: list[tuple[msg.ExecuteStep, InFlight]] = []
+        answered: list[str] = []
+        try:
+            while True:
+                message_id = envelope.message_id if index == 0 else \
+                    f"{envelope.message_id}:{current.step}"
+                skip = self.guard.admit(message_id, current) if index else None
+                if skip is not None:
+                    self._skip(current, skip)
+                    break
+                self.executions += 1
+                result, cancelled = self._execute(current, lease)
+                if lease.revoked:
+                    log.info("%s/%s: partition revoked while its chain ran; its new owner "
+                             "answers", command.task_id, current.step)
+                    self.guard.abandoned(envelope.message_id)
+                    _count(current, "abandoned")
+                    return False
+                following = names[index + 1] if index + 1 < len(names) else ""
+                go_on = False
+                if (following and isinstance(result, msg.StepSucceeded) and not cancelled
+                        and not self._stop.is_set()):
+                    go_on = True
+                    result = replace(result, started_next=following)
+                    available[current.step] = result.data_json
+                _count(current, "succeeded" if isinstance(result, msg.StepSucceeded)
+                       else "failed")
+                value, original = self._encode(envelope, current, result,
+                                               f"{message_id}:result")
+                if index:
+                    answered.append(message_id)
+                self._settle(envelope, in_flight, lease)
+                if go_on and original:
+                    in_flight.append((current, self.results.send_nowait(
+                        current.task_id.encode(), value)))
+                    index += 1
+                    current = self._chained(command, following, available)
+                    continue
+                self._send(envelope, current, value, lease, f"{message_id}:result")
                 break
-            self.executions += 1
-            result, cancelled = self._execute(current, lease)
-            if lease.revoked:
-                log.info("%s/%s: partition revoked while its chain ran; its new owner "
-                         "answers", command.task_id, current.step)
-                self.guard.abandoned(envelope.message_id)
-                _count(current, "abandoned")
-                return False
-            following = names[index + 1] if index + 1 < len(names) else ""
-            go_on = False
-            if (following and isinstance(result, msg.StepSucceeded) and not cancelled
-                    and not self._stop.is_set()):
-                go_on = True
-                result = replace(result, started_next=following)
-                available[current.step] = result.data_json
-            _count(current, "succeeded" if isinstance(result, msg.StepSucceeded) else "failed")
-            try:
-                sent = self._deliver(envelope, current, result, lease, f"{message_id}:result")
-            except DeliveryFailed as error:
-                log.warning("result of %s/%s not delivered (%s): left to redelivery",
-                            command.task_id, current.step, error.reason)
-                self.guard.abandoned(envelope.message_id)
-                return False
-            if index:
-                self.guard.answered(message_id)
-            if not (go_on and sent):
-                break
-            index += 1
-            current = self._chained(command, following, available)
-        self.guard.answered(envelope.message_id)
+            self._settle(envelope, in_flight, lease)
+        except DeliveryFailed as error:
+            log.warning("results of %s's chain not delivered (%s): left to redelivery",
+                        command.task_id, error.reason)
+            self.guard.abandoned(envelope.message_id)
+            return False
+        for message_id in (*answered, envelope.message_id):
+            self.guard.answered(message_id)
         return True
+
+    def _settle(self, envelope: Envelope, in_flight: list[tuple[msg.ExecuteStep, InFlight]],
+                lease: Lease) -> None:
+        """Until every result sent without waiting is acknowledged (sent again if need be)."""
+        while in_flight:
+            command, sent = in_flight.pop(0)
+            try:
+                self.results.settle(sent, lambda: lease.revoked)
+            except DeliveryFailed as error:
+                if not error.too_large:
+                    raise
+                refused = _failure(command, "ResultTooLarge",
+                                   f"the broker refused the result as too large: {error.reason}")
+                value, _ = self._encode(envelope, command, refused,
+                                        f"{envelope.message_id}:{command.step}:result")
+                self.results.deliver(sent.key, value, lambda: lease.revoked)
 
     def _chained(self, command: msg.ExecuteStep, name: str,
                  available: dict[str, str]) -> msg.ExecuteStep:
@@ -201,26 +236,35 @@ class StepRunner(StepExecution):
         return chained_command(command, definition, name, available, self._now_ms())
 
     def _deliver(self, envelope: Envelope, command: msg.ExecuteStep | msg.CompensateStep,
-                 result: Result, lease: Lease, result_id: str = "") -> bool:
-        """Send the result (or the failure replacing one the codec or the broker refuses);
-        True when the result itself was sent."""
+                 result: Result, lease: Lease) -> None:
+        """Send the result (or the failure replacing one the codec or the broker refuses)."""
+        value, _ = self._encode(envelope, command, result, f"{envelope.message_id}:result")
+        self._send(envelope, command, value, lease, f"{envelope.message_id}:result")
+
+    def _encode(self, envelope: Envelope, command: msg.ExecuteStep | msg.CompensateStep,
+                result: Result, result_id: str) -> tuple[bytes, bool]:
+        """The result's record, or a failure's when the result is too large or the codec
+        refuses it; True when it is the result's."""
         def wrap(payload: Result) -> Envelope:
-            return Envelope(payload=payload,
-                            message_id=result_id or f"{envelope.message_id}:result",
-                            task_id=command.task_id, correlation_id=envelope.correlation_id,
+            return Envelope(payload=payload, message_id=result_id, task_id=command.task_id,
+                            correlation_id=envelope.correlation_id,
                             causation_id=envelope.message_id, occurred_at_ms=self._now_ms(),
                             task_type=command.task_type)
 
-        sent = True
         try:
-            value = self.results.encode(wrap(result))
+            return self.results.encode(wrap(result)), True
         except ResultTooLarge as error:
-            sent, value = False, self.results.encode(wrap(_failure(command, "ResultTooLarge",
-                                                                   str(error))))
+            return self.results.encode(wrap(_failure(command, "ResultTooLarge", str(error)))), \
+                False
         except Exception as error:  # a result the codec refuses: the attempt failed for good
             log.exception("could not encode the result of %s/%s", command.task_id, command.step)
-            sent, value = False, self.results.encode(wrap(_failure(
-                command, "ResultEncodingFailed", f"{type(error).__name__}: {error}")))
+            return self.results.encode(wrap(_failure(
+                command, "ResultEncodingFailed", f"{type(error).__name__}: {error}"))), False
+
+    def _send(self, envelope: Envelope, command: msg.ExecuteStep | msg.CompensateStep,
+              value: bytes, lease: Lease, result_id: str) -> None:
+        """Until acknowledged; a record the broker refuses as too large is replaced by the
+        attempt's failure saying so."""
         key = command.task_id.encode()
         try:
             self.results.deliver(key, value, lambda: lease.revoked)
@@ -229,9 +273,8 @@ class StepRunner(StepExecution):
                 raise
             refused = _failure(command, "ResultTooLarge",
                                f"the broker refused the result as too large: {error.reason}")
-            self.results.deliver(key, self.results.encode(wrap(refused)), lambda: lease.revoked)
-            return False
-        return sent
+            refused_value, _ = self._encode(envelope, command, refused, result_id)
+            self.results.deliver(key, refused_value, lambda: lease.revoked)
 
     # -- forward -------------------------------------------------------------------------------
 
