@@ -43,6 +43,10 @@ def test_a_failure_inside_a_chain_is_retried_and_the_chain_ends_there(chains: bo
     commands = [c[:2] for c in _commands(run)]
     assert commands == ([("S1", 1), ("S2", 2), ("S3", 2)] if chains else
                         [("S1", 1), ("S2", 1), ("S2", 2), ("S3", 1)])
+    if chains:  # the audit says why S3 starts at attempt 2
+        task.assert_audit_contains(
+            "step S3 dispatched to queue q (attempt 2); attempt 1 was its chain's, which "
+            "stopped before it")
 
 
 @pytest.mark.parametrize("chains", [True, False], ids=["chains", "no-chains"])

@@ -38,8 +38,11 @@ def describe(event: ev.TaskEvent, before: TaskState | None = None,
                 return (f"step {event.step} started by the worker of step {event.chained_after}"
                         f" (chain, queue {event.queue}, attempt {event.attempt})")
             chain = f"; then by its worker: {', '.join(event.chain)}" if event.chain else ""
+            reserved = (before is not None and before.step(event.step).chain_reserved
+                        and before.step(event.step).attempt == 0 and event.attempt == 2)
+            first = "; attempt 1 was its chain's, which stopped before it" if reserved else ""
             return (f"step {event.step} dispatched to queue {event.queue} (attempt "
-                    f"{event.attempt}){chain}")
+                    f"{event.attempt}){chain}{first}")
         case ev.StepCompleted():
             return f"step {event.step} completed (attempt {event.attempt})"
         case ev.StepFailed():
