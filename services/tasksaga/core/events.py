@@ -38,6 +38,15 @@ from tasksaga.core.operator_events import (
 from tasksaga.core.operator_events import (
     TaskResolved as TaskResolved,
 )
+from tasksaga.core.surplus_events import (
+    StepSurplusCompensated as StepSurplusCompensated,
+)
+from tasksaga.core.surplus_events import (
+    StepSurplusCompensationFailed as StepSurplusCompensationFailed,
+)
+from tasksaga.core.surplus_events import (
+    StepSurplusSucceeded as StepSurplusSucceeded,
+)
 from tasksaga.core.version_events import (
     MessageParked as MessageParked,
 )
@@ -227,37 +236,6 @@ class CompensationRetryRequested:
     """An operator asked to retry the compensation that failed for good."""
 
     requested_at_ms: int
-
-
-@dataclass(frozen=True)
-class StepSurplusSucceeded:
-    """An attempt succeeded after another attempt's success was recorded as the step's (or
-    after the task moved past the step): its effect is extra and is compensated on its own."""
-
-    step: str
-    attempt: int
-    data_json: str
-    will_compensate: bool  # False when the step has no compensation: recorded only
-    succeeded_at_ms: int
-
-
-@dataclass(frozen=True)
-class StepSurplusCompensated:
-    step: str
-    attempt: int  # the surplus attempt whose effect was undone
-    compensated_at_ms: int
-
-
-@dataclass(frozen=True)
-class StepSurplusCompensationFailed:
-    step: str
-    attempt: int  # the surplus attempt
-    compensation_attempt: int
-    error_type: str
-    error_message: str
-    will_retry: bool
-    failed_at_ms: int
-    trace_id: str | None = None
 
 
 @dataclass(frozen=True)
