@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from opentelemetry import metrics
 
@@ -156,7 +156,7 @@ class StepRunner(StepExecution):
         # The result of the step the chain went on from: sent without waiting for the broker
         # (the next step starts at once), acknowledged before the next result is sent (their
         # order holds whatever the broker does) and before the command is done.
-        in_flight: list[tuple[msg.ExecuteStep, InFlight]] = []
+        in_flight: _InFlightResult | None = None
         answered: list[str] = []
         try:
             while True:
@@ -188,9 +188,11 @@ class StepRunner(StepExecution):
                 if index:
                     answered.append(message_id)
                 self._settle(envelope, in_flight, lease)
+                in_flight = None
                 if go_on and original:
-                    in_flight.append((current, self.results.send_nowait(
-                        current.task_id.encode(), value)))
+                    in_flight = _InFlightResult(current, f"{message_id}:result",
+                                                self.results.send_nowait(
+                                                    current.task_id.encode(), value))
                     index += 1
                     current = self._chained(command, following, available)
                     continue
@@ -206,21 +208,17 @@ class StepRunner(StepExecution):
             self.guard.answered(message_id)
         return True
 
-    def _settle(self, envelope: Envelope, in_flight: list[tuple[msg.ExecuteStep, InFlight]],
+    def _settle(self, envelope: Envelope, in_flight: _InFlightResult | None,
                 lease: Lease) -> None:
-        """Until every result sent without waiting is acknowledged (sent again if need be)."""
-        while in_flight:
-            command, sent = in_flight.pop(0)
-            try:
-                self.results.settle(sent, lambda: lease.revoked)
-            except DeliveryFailed as error:
-                if not error.too_large:
-                    raise
-                refused = _failure(command, "ResultTooLarge",
-                                   f"the broker refused the result as too large: {error.reason}")
-                value, _ = self._encode(envelope, command, refused,
-                                        f"{envelope.message_id}:{command.step}:result")
-                self.results.deliver(sent.key, value, lambda: lease.revoked)
+        """Until the result sent without waiting is acknowledged (sent again if need be)."""
+        if in_flight is None:
+            return
+        try:
+            self.results.settle(in_flight.sent, lambda: lease.revoked)
+        except DeliveryFailed as error:
+            if not error.too_large:
+                raise
+            self._send_refusal(envelope, in_flight.command, error, lease, in_flight.result_id)
 
     def _chained(self, command: msg.ExecuteStep, name: str,
                  available: dict[str, str]) -> msg.ExecuteStep:
@@ -265,19 +263,29 @@ class StepRunner(StepExecution):
               value: bytes, lease: Lease, result_id: str) -> None:
         """Until acknowledged; a record the broker refuses as too large is replaced by the
         attempt's failure saying so."""
-        key = command.task_id.encode()
         try:
-            self.results.deliver(key, value, lambda: lease.revoked)
+            self.results.deliver(command.task_id.encode(), value, lambda: lease.revoked)
         except DeliveryFailed as error:
             if not error.too_large:
                 raise
-            refused = _failure(command, "ResultTooLarge",
-                               f"the broker refused the result as too large: {error.reason}")
-            refused_value, _ = self._encode(envelope, command, refused, result_id)
-            self.results.deliver(key, refused_value, lambda: lease.revoked)
+            self._send_refusal(envelope, command, error, lease, result_id)
 
-    # -- forward -------------------------------------------------------------------------------
+    def _send_refusal(self, envelope: Envelope, command: msg.ExecuteStep | msg.CompensateStep,
+                      error: DeliveryFailed, lease: Lease, result_id: str) -> None:
+        """The attempt's failure in place of a result the broker refused as too large."""
+        refused = _failure(command, "ResultTooLarge",
+                           f"the broker refused the result as too large: {error.reason}")
+        value, _ = self._encode(envelope, command, refused, result_id)
+        self.results.deliver(command.task_id.encode(), value, lambda: lease.revoked)
 
+
+@dataclass(frozen=True)
+class _InFlightResult:
+    """A chain's result sent without waiting: what to send instead if the broker refuses it."""
+
+    command: msg.ExecuteStep
+    result_id: str
+    sent: InFlight
 
 def _failure(command: msg.ExecuteStep | msg.CompensateStep, error_type: str, message: str,
              retryable: bool = False) -> msg.StepAttemptFailed | msg.CompensationAttemptFailed:
