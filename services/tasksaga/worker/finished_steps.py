@@ -148,14 +148,13 @@ class ProjectedSteps:
     def resume_chain(self, command: msg.ExecuteStep) -> ChainResume:
         steps = [command.step, *command.then]
         with self._pool.connection() as conn:
-            status = conn.execute("SELECT status FROM task_status WHERE task_id = %s",
-                                  (command.task_id,)).fetchone()
             rows = conn.execute(
-                "SELECT step, status, attempt, compensation_attempt, data_json"
-                " FROM step_records WHERE task_id = %s AND step = ANY(%s)",
-                (command.task_id, steps)).fetchall()
+                "SELECT t.status, s.step, s.status, s.attempt, s.compensation_attempt,"
+                " s.data_json FROM task_status t LEFT JOIN step_records s"
+                " ON s.task_id = t.task_id AND s.step = ANY(%s) WHERE t.task_id = %s",
+                (steps, command.task_id)).fetchall()
         records = {
             step: StepRecord(st, int(attempt), int(compensation), self._cipher.open_optional(
                 data, column_context(command.task_id, "step_records.data_json", step)))
-            for step, st, attempt, compensation, data in rows}
-        return resume_chain(command, status[0] if status else None, records)
+            for _, step, st, attempt, compensation, data in rows if step is not None}
+        return resume_chain(command, rows[0][0] if rows else None, records)
