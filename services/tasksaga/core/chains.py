@@ -42,7 +42,7 @@ def chain_after(definition: TaskDefinition, state: TaskState, step: StepDef,
     for stage in stages[position + 1:position + 1 + MAX_CHAIN]:
         member = stage.steps[0]
         if not (_alone(stage) and _chainable(member) and _same_route(definition, step, member)
-                and member.condition is None and member.placement is Placement.WORKER):
+                and member.condition is None):
             break
         current = state.step(member.name)
         if current.status is not StepStatus.PENDING or current.chain_reserved:

@@ -15,8 +15,9 @@ class OrchestratorSettings(CommonSettings, ProjectionSettings):
     orchestrator_pool_size: int = 8
     orchestrator_run_projector: bool = True
     # Chains (tasksaga.core.chains): a worker runs the steps after a step itself when nothing
-    # needs the orchestrator between them. Off: every step's command passes through here
-    # (workers older than chains ignore them: turn it off until every worker is upgraded).
+    # needs the orchestrator between them. Off: every step's command passes through here. (A
+    # worker older than chains answers the first step alone; the orchestrator then dispatches
+    # the next ones itself, at attempt 2.)
     orchestrator_chain_steps: bool = True
     # Caches bounded by bytes (approximate state sizes), not entries: a state holds its
     # request and every step's data.

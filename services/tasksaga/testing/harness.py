@@ -59,13 +59,14 @@ class SagaTestRun:
     """One in-process deployment of the given definitions.
 
     ``faults`` injects failures (``run.faults.fail("Step", times=2)``); ``clock``, ``store``,
-    ``bus`` and ``objects`` are the in-memory ports, there to be looked at.
+    ``bus`` and ``objects`` are the in-memory ports, there to be looked at. ``chains``: as a
+    deployed orchestrator's by default (tasksaga.core.chains); off, a test acts between steps.
     """
 
     def __init__(self, *definitions: TaskDefinition, clock: ManualClock | None = None,
                  objects: InMemoryObjectStore | None = None, faults: FaultPlan | None = None,
-                 jitter: float = 0.0, shards: ShardMap | None = None,
-                 chains: bool = False) -> None:
+                 jitter: float = 0.0, shards: ShardMap | None = None, chains: bool = False,
+                 ) -> None:
         if not definitions:
             raise ValueError("SagaTestRun needs at least one task definition")
         if not 0.0 <= jitter < 1.0:
@@ -79,9 +80,6 @@ class SagaTestRun:
         self.topics = Topics("test")
         self.codec = _codec()
         self.registry = TaskRegistry(definitions)  # diagnosed as a service would
-        # ``chains``: first dispatches carry chains (tasksaga.core.chains), as a deployed
-        # orchestrator's do by default; off, every step passes through the orchestrator, so a
-        # test can act between any two steps.
         self.orchestrator = Orchestrator(self.registry, self.store, self.codec, self.topics,
                                          database_clock, lambda: jitter, chains=chains)
         self.cancellations = CancellationBook()
