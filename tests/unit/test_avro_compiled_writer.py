@@ -20,8 +20,8 @@ from tasksaga.adapters.avro_writer import Unplanned, Writer, compile_writer
 from tasksaga.adapters.payload_crypto import KeyRing, PayloadCipher
 from tasksaga.adapters.wire import MESSAGE_SCHEMAS, Envelope
 from tests.unit.test_avro_codec import sample
-from tests.unit.test_avro_compiled_reader import SCHEMAS, values_of
 from tests.unit.test_avro_fast_decode import CASES, to_record
+from tests.unit.test_avro_reader import SCHEMAS, values_of
 
 
 @functools.cache

@@ -51,6 +51,7 @@ class DecodeError(ValueError):
 @dataclass(frozen=True)
 class _Schema:
     name: str
+    raw: dict[str, Any]  # the schema's JSON, as in contracts/
     parsed: Any
     fingerprint: bytes
 
@@ -60,7 +61,7 @@ def _load(path: Path) -> _Schema:
     parsed = parse_schema(raw, _write_hint=False)
     canonical = to_parsing_canonical_form(parsed)
     return _Schema(
-        name=raw["name"], parsed=parse_schema(raw),
+        name=raw["name"], raw=raw, parsed=parse_schema(raw),
         fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
     )
 
@@ -94,10 +95,11 @@ class AvroCodec:
                 self._payload_types[f"{NAMESPACE}.{payload_type.__name__}"] = payload_type
                 self._schema_of_payload[payload_type] = message_name
         # Planned once: per writer, the reader schema to resolve to (None: it is the current
-        # one, read as written, by a reader compiled for it); per payload record, how it
-        # becomes its dataclass.
+        # one, read as written, by cavro's reader); per payload record, how it becomes its
+        # dataclass.
         self._readers: dict[bytes, tuple[_Schema, Any, Reader | None]] = {
-            fp: (writer, None, _compiled(writer)) if writer is self._current[writer.name]
+            fp: (writer, None, compile_reader(writer.raw))
+            if writer is self._current[writer.name]
             else (writer, self._current[writer.name].parsed, None)
             for fp, writer in self._writers.items() if writer.name in self._current}
         self._encoders: dict[str, tuple[_Schema, Writer | None]] = {
@@ -135,16 +137,16 @@ class AvroCodec:
         writer, reader, compiled = found
         try:
             # Written with the current schema (nearly every message): read it as written,
-            # no resolution, by its compiled reader. An older writer is resolved to the
-            # current reader schema by fastavro.
+            # no resolution, by cavro. An older writer is resolved to the current reader
+            # schema by fastavro.
             if compiled is not None:
-                record = compiled(bytes(data), HEADER_LENGTH)[0]
+                record = compiled(bytes(data[HEADER_LENGTH:]))
             else:
                 body_stream = io.BytesIO(data)
                 body_stream.seek(HEADER_LENGTH)
                 record = schemaless_reader(body_stream, writer.parsed, reader,
                                            return_record_name=True)
-        except Exception as error:  # corrupt bodies raise many types (fastavro's, ours)
+        except Exception as error:  # corrupt bodies raise many types (cavro's, fastavro's)
             raise DecodeError(f"corrupt Avro body for {writer.name}: {error}") from error
         assert isinstance(record, dict)
         name, body = record.pop("payload")
@@ -171,14 +173,6 @@ class AvroCodec:
 
 
 _make_envelope = constructor(Envelope)
-
-
-def _compiled(writer: _Schema) -> Reader | None:
-    """The compiled reader of ``writer`` (None: it uses a type only fastavro reads)."""
-    try:
-        return compile_reader(writer.parsed)
-    except Unplanned:
-        return None
 
 
 def _compiled_writer(schema: _Schema) -> Writer | None:

@@ -1,6 +1,7 @@
-"""What the compiled Avro reader and writer share: Python source written once per schema.
+"""The compiled Avro writer's machinery: Python source written once per schema (the reader
+it also served is now cavro's, adapters/avro_reader.py).
 
-Each compiler walks a parsed schema once, writing one function per named record (and the
+A compiler walks a parsed schema once, writing one function per named record (and the
 constants they use: symbol tables, struct packers), then executes the source once.
 """
 
