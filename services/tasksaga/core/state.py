@@ -143,14 +143,15 @@ def _apply(state: TaskState, event: ev.TaskEvent) -> TaskState:
             state = _with_step(
                 state, event.step, status=StepStatus.COMPLETED, attempt=event.attempt,
                 data_json=event.data_json, waiting_until_ms=None,
-                artifacts=tuple(sorted(event.artifacts.items())),
+                artifacts=tuple(sorted(event.artifacts.items())) if event.artifacts else (),
             )
             if state.fan_outs and state._instance(event.step) is not None:
                 return state  # its for_each step takes its place in the completion order
-            signals = tuple(replaced(s, consumed=True) if s.signal == event.step else s
-                            for s in state.signals)
-            return assigned(state, completion_order=(*state.completion_order, event.step),
-                           signals=signals)
+            if state.signals:
+                signals = tuple(replaced(s, consumed=True) if s.signal == event.step else s
+                                for s in state.signals)
+                assigned(state, signals=signals)
+            return assigned(state, completion_order=(*state.completion_order, event.step))
         case ev.StepFailed():
             return _with_step(
                 state, event.step,
