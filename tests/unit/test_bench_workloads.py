@@ -160,3 +160,15 @@ def test_profile_aggregation_of_collapsed_stacks() -> None:
     assert inclusive["ConsumerLoop.run (tasksaga/adapters/kafka_bus.py:1)"] == 0.8
     assert "main (a.py:1)" not in inclusive  # only the project's and its libraries' frames
     assert profile.aggregate([]).samples == 0
+
+
+def test_the_generator_decodes_only_task_events_that_may_end_a_task() -> None:
+    from bench.ours import _may_be_terminal
+
+    from tasksaga.adapters.wire import EVENT_TYPE_HEADER
+
+    assert _may_be_terminal([(EVENT_TYPE_HEADER, b"TaskCompleted")])
+    assert _may_be_terminal([("traceparent", b"00-ab"), (EVENT_TYPE_HEADER, b"TaskFailed")])
+    assert not _may_be_terminal([(EVENT_TYPE_HEADER, b"StepCompleted")])
+    assert _may_be_terminal(None)  # written before the header existed: decode it
+    assert _may_be_terminal([("traceparent", b"00-ab")])

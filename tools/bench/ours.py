@@ -28,7 +28,7 @@ from tasksaga.adapters.avro_codec import AvroCodec
 from tasksaga.adapters.kafka_bus import producer_config
 from tasksaga.adapters.migrations import apply_migrations
 from tasksaga.adapters.topics import all_topic_names, ensure_topics
-from tasksaga.adapters.wire import Envelope, Topics
+from tasksaga.adapters.wire import EVENT_TYPE_HEADER, Envelope, Topics
 from tasksaga.core import events as ev
 from tasksaga.core import messages as msg
 
@@ -58,6 +58,18 @@ def create_durable_topics(bootstrap: str, names: list[str]) -> None:
     """
     ensure_topics(bootstrap, names, TOPIC_PARTITIONS,
                   config={"flush.messages": "1", "min.insync.replicas": "1"})
+
+TERMINAL_NAMES = frozenset(t.__name__.encode() for t in TERMINAL)
+
+
+def _may_be_terminal(headers: Any) -> bool:
+    """Whether a task-events record may end its task: its type header says so, or it has none
+    (then decode it). The generator's own CPU counts in the machine's, so it decodes only
+    the records it acts on, as the notifier does."""
+    for key, value in headers or ():  # confluent-kafka: a list of (str, bytes) pairs
+        if key == EVENT_TYPE_HEADER:
+            return value in TERMINAL_NAMES
+    return True
 
 
 class OursSystem:
@@ -226,7 +238,7 @@ class OursSystem:
                         continue
                     self.events_seen += 1
                     value = message.value()
-                    if value is not None:
+                    if value is not None and _may_be_terminal(message.headers()):
                         self._on_event(value, received)
         finally:
             consumer.close()
