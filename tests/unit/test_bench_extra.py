@@ -95,3 +95,33 @@ def test_render_extra_shows_a_table_per_part_run() -> None:
     assert "### One task, a dynamic fan-out (for_each) (7 s)" in text
     assert "| 1000 | 3.10 | 322.0 | worker 1,500 | passed (1 tasks) |" in text
     assert "Scale-out" not in text
+
+
+def test_a_task_s_hops_are_the_gaps_between_its_moments_and_they_add_up() -> None:
+    task = extra_model.TaskMoments(intended=10.0, sent=10.001, submitted_tx=10.006,
+                                   first_start=10.016, last_end=10.020, completed_tx=10.032,
+                                   received=10.040)
+    hops = task.hops()
+    assert [round(h, 3) for h in hops] == [1.0, 5.0, 10.0, 4.0, 12.0, 8.0, 40.0]
+    assert math.isclose(sum(hops[:-1]), hops[-1])
+    assert len(hops) == len(extra_model.HOPS)
+
+
+def test_the_hop_breakdown_gives_each_hop_its_own_percentiles() -> None:
+    tasks = [extra_model.TaskMoments(0.0, 0.001, 0.002, 0.003 + i / 1000, 0.004 + i / 1000,
+                                     0.005 + i / 1000, 0.006 + i / 1000) for i in range(100)]
+    found = extra_model.hop_breakdown(tasks)
+    assert found["dispatch"] == {"p50": 50.0, "p90": 90.0, "p99": 99.0}
+    assert found["steps"]["p99"] == 1.0
+    assert found["end-to-end"]["p50"] == 55.0
+    assert extra_model.hop_breakdown([]) == {}
+
+
+def test_the_hops_table_names_every_hop() -> None:
+    tasks = [extra_model.TaskMoments(0.0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006)]
+    text = render_extra({"hops": {"hops_ms": extra_model.hop_breakdown(tasks), "offered": 88.0,
+                                  "achieved": 88.0, "tasks": 1, "cpu_cores": {},
+                                  "check_problem_count": 0, "tasks_checked": 1}})
+    assert "Where the end-to-end time goes" in text
+    for _, label in extra_model.HOPS:
+        assert label in text

@@ -9,6 +9,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from bench.capacity import us_per_step
 from bench.loadgen import percentile
@@ -149,3 +150,51 @@ def rss_kib(status_text: str) -> int | None:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return None
+
+
+# -- where a task's end-to-end time goes ---------------------------------------------------------
+
+#: The hops of a linear task, between the moments the bench can see (epoch seconds): the
+#: intended send, the send, the orchestrator's transaction that recorded TaskSubmitted (its
+#: start: ``recorded_at`` is ``now()``), the first step's start and the last step's end (the
+#: worker's clock, in the step data), the transaction that recorded TaskCompleted, and the
+#: generator's receipt of it.
+HOPS: tuple[tuple[str, str], ...] = (
+    ("schedule", "intended send → sent (the generator)"),
+    ("submit", "sent → TaskSubmitted's transaction (Kafka, orchestrator poll)"),
+    ("dispatch", "→ first step starts (commit, publish, Kafka, worker poll)"),
+    ("steps", "first step starts → last step ends (the steps and what runs between them)"),
+    ("result", "last step ends → TaskCompleted's transaction (result produce, Kafka, poll)"),
+    ("outcome", "→ the generator receives TaskCompleted (commit, publish, Kafka)"),
+    ("end-to-end", "intended send → received"),
+)
+
+
+@dataclass(frozen=True)
+class TaskMoments:
+    intended: float
+    sent: float
+    submitted_tx: float
+    first_start: float
+    last_end: float
+    completed_tx: float
+    received: float
+
+    def hops(self) -> tuple[float, ...]:
+        """Each hop of ``HOPS``, in ms (clocks of one machine: no skew between them)."""
+        moments = (self.intended, self.sent, self.submitted_tx, self.first_start,
+                   self.last_end, self.completed_tx, self.received)
+        between = tuple((b - a) * 1000 for a, b in pairwise(moments))
+        return (*between, (self.received - self.intended) * 1000)
+
+
+def hop_breakdown(tasks: Iterable[TaskMoments]) -> dict[str, dict[str, float]]:
+    """p50 / p90 / p99 (nearest rank) of each hop over ``tasks``; empty when there are none."""
+    columns = list(zip(*(task.hops() for task in tasks), strict=False))
+    if not columns:
+        return {}
+    found = {}
+    for (key, _), values in zip(HOPS, columns, strict=True):
+        ordered = sorted(values)
+        found[key] = {f"p{q}": round(percentile(ordered, q), 2) for q in (50, 90, 99)}
+    return found

@@ -27,7 +27,7 @@ from bench.workloads import WORKLOADS, Workload
 
 Log = Callable[[str], None]
 TASK_MODULES = "bench.bench_tasks,bench.extra_tasks"
-EXTRA_PARTS = ("scale", "payload", "fanout", "waiting", "cost")
+EXTRA_PARTS = ("scale", "payload", "fanout", "waiting", "cost", "hops")
 # Its own database: another bench run on the shared server (another worktree's, whose
 # bench.lock this run does not see) recreates tasksaga_bench, and would drop this one's.
 EXTRA_DB = "tasksaga_bench_extra"
@@ -73,6 +73,7 @@ class Env:
     stack_pids: dict[str, int]
     log_dir: Path
     log: Log
+    linear3_max: float | None = None  # tasks/s, from this run's sweep (hops runs at half)
 
 
 def new_system(env: Env, workload: Workload, **options: Any) -> OursSystem:
@@ -212,11 +213,11 @@ def run_extra_phase(env: Env, plan: ExtraPlan, parts: tuple[str, ...] = EXTRA_PA
                     between: Callable[[], object] = lambda: None) -> dict[str, Any]:
     """Each selected shape in turn (``between`` runs before each: run.py waits for a quiet
     machine); each shape's figures with its run time."""
-    from bench import extra_waits
+    from bench import extra_hops, extra_waits
 
     runners: dict[str, Callable[[Env, ExtraPlan], dict[str, Any]]] = {
         "scale": run_scale, "payload": run_payloads, "fanout": extra_waits.run_fan_out,
-        "waiting": extra_waits.run_waiting, "cost": run_cost}
+        "waiting": extra_waits.run_waiting, "cost": run_cost, "hops": extra_hops.run_hops}
     unknown = [p for p in parts if p not in runners]
     if unknown:
         raise ValueError(f"unknown extra part(s) {unknown}: choose from {', '.join(runners)}")

@@ -126,12 +126,29 @@ def cost_table(cost: Mapping[str, Any]) -> str:
         f"Check: {_check(cost)}.")
 
 
+def hops_table(hops: Mapping[str, Any]) -> str:
+    from bench.extra_model import HOPS
+
+    found = hops.get("hops_ms") or {}
+    rows = [[label, _num((found.get(key) or {}).get("p50"), 2),
+             _num((found.get(key) or {}).get("p90"), 2),
+             _num((found.get(key) or {}).get("p99"), 2)] for key, label in HOPS]
+    cores = hops.get("cpu_cores") or {}
+    return _table(["hop", "p50 ms", "p90 ms", "p99 ms"], rows) + (
+        f"\n\nlinear3 at {_num(hops.get('offered'))} tasks/s offered (half of its maximum), "
+        f"{_num(hops.get('achieved'))} achieved, {hops.get('tasks')} tasks measured; the "
+        f"machine {_num(cores.get(MACHINE), 2)} cores busy ({_per_process(cores, 2)}). "
+        "Each hop's percentiles are its own (they do not add up to the end-to-end's). "
+        f"Check: {_check(hops)}.")
+
+
 SECTIONS = (
     ("scale", "Scale-out by consumer groups (linear3)", scale_table),
     ("payload", "100 KB payloads: by object-store reference against inline", payload_table),
     ("fanout", "One task, a dynamic fan-out (for_each)", fan_out_table),
     ("waiting", "Tasks waiting on a durable sleep", waiting_table),
     ("cost", "CPU cost model (linear3 at a fixed rate)", cost_table),
+    ("hops", "Where the end-to-end time goes (linear3 at half load)", hops_table),
 )
 
 

@@ -351,7 +351,9 @@ def main() -> int:
         from bench import extra_phase
 
         results["extra"] = extra_phase.run_extra_phase(
-            extra_phase.Env(stack_env, stack_pids(), OUT / "logs", log),
+            extra_phase.Env(stack_env, stack_pids(), OUT / "logs", log,
+                            linear3_max=float(linear3.get("max_rate") or args.linear3_max)
+                            or None),
             extra_phase.ExtraPlan.quick() if quick else extra_phase.ExtraPlan.full(),
             tuple(p for p in args.extra.split(",") if p) or extra_phase.EXTRA_PARTS,
             lambda: procstat.wait_for_quiet(0.4, 20.0 if quick else 90.0, log))
