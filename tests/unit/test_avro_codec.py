@@ -126,3 +126,42 @@ def test_an_incompatible_older_schema_is_refused_not_guessed(tmp_path: Path) -> 
     payload = {k: v for k, v in SUBMIT.items() if k != "request_json"}
     with pytest.raises(DecodeError):
         AvroCodec(contracts).decode(_encode_with(old, payload))
+
+
+def _contracts_with(tmp_path: Path, file: str, edit: typing.Callable[[Any], None]) -> Path:
+    import shutil
+
+    copy = tmp_path / "contracts"
+    shutil.copytree(DEFAULT_CONTRACTS_DIR, copy)
+    schema = json.loads((copy / file).read_text())
+    edit(schema)
+    (copy / file).write_text(json.dumps(schema))
+    return copy
+
+
+def _branch(schema: Any, name: str) -> Any:
+    payload = next(f for f in schema["fields"] if f["name"] == "payload")
+    return next(b for b in payload["type"] if isinstance(b, dict) and b["name"] == name)
+
+
+def test_a_schema_record_with_other_fields_than_its_class_fails_when_the_codec_loads(
+        tmp_path: Path) -> None:
+    def drop_reason(schema: Any) -> None:
+        record = _branch(schema, "TaskFailed")
+        record["fields"] = [f for f in record["fields"] if f["name"] != "reason"]
+
+    contracts = _contracts_with(tmp_path, "task_event.avsc", drop_reason)
+    with pytest.raises(ValueError, match=r"TaskFailed has fields .* regenerate contracts"):
+        AvroCodec(contracts)
+
+
+def test_a_nested_record_with_other_fields_than_its_class_fails_too(tmp_path: Path) -> None:
+    def rename_in_api_steps(schema: Any) -> None:
+        field = next(f for f in _branch(schema, "SubmitTask")["fields"]
+                     if f["name"] == "api_steps")
+        item = field["type"]["items"]
+        item["fields"][0]["name"] = "renamed"
+
+    contracts = _contracts_with(tmp_path, "task_command.avsc", rename_in_api_steps)
+    with pytest.raises(ValueError, match="renamed"):
+        AvroCodec(contracts)

@@ -186,7 +186,10 @@ def replay_table(replay: Mapping[str, Any]) -> str:
          f" with the Postgres read {df['with_read_events_per_s']:,.0f}/s)"],
         *([["decode + fold, collector paused per batch (as a rebuild runs)",
             f"{paused['decode_fold_events_per_s']:,.0f} events/s (decode "
-            f"{paused['decode_events_per_s']:,.0f}/s, fold {paused['fold_events_per_s']:,.0f}/s)"]]
+            f"{paused['decode_events_per_s']:,.0f}/s, fold {paused['fold_events_per_s']:,.0f}/s)"
+            + (" — the median of three runs: " + ", ".join(
+                f"{r:,.0f}" for r in paused["runs_events_per_s"])
+               if paused.get("runs_events_per_s") else "")]]
           if (paused := replay.get("decode_fold_collector_paused")) else []),
         [f"one stream ({one['stream_events']} events): load + decode + fold",
          f"{one['load_ms']:.2f} ms ({one['load_events_per_s']:,.0f} events/s)"],

@@ -29,6 +29,7 @@ from tasksaga.adapters.avro_records import (
     SEALED_TEXT,
     Builder,
     SealedFields,
+    check_fields,
     open_sealed,
     record_builder,
     sealed_fields,
@@ -104,6 +105,8 @@ class AvroCodec:
             for fp, writer in self._writers.items() if writer.name in self._current}
         self._encoders: dict[str, tuple[_Schema, Writer | None]] = {
             name: (schema, _compiled_writer(schema)) for name, schema in self._current.items()}
+        for schema in self._current.values():
+            _check_classes(schema, self._payload_types)
         self._decoders: dict[str, tuple[str, SealedFields | None, Builder]] = {
             name: (cls.__name__, sealed if (sealed := sealed_fields(cls)).any else None,
                    record_builder(cls))
@@ -173,6 +176,18 @@ class AvroCodec:
 
 
 _make_envelope = constructor(Envelope)
+
+
+def _check_classes(schema: _Schema, payload_types: dict[str, type[Any]]) -> None:
+    """The records of a current schema name exactly the fields of their classes (the
+    envelope's, each payload's): what the builders trust. A schema edited by hand, or not
+    regenerated after a class changed, fails here, when the codec loads, not per message."""
+    named: dict[str, Any] = schema.parsed.get("__named_schemas", {})
+    check_fields(Envelope, schema.parsed, named)
+    payload = next(f["type"] for f in schema.parsed["fields"] if f["name"] == "payload")
+    for branch in payload:
+        record = named[branch] if isinstance(branch, str) else branch
+        check_fields(payload_types[record["name"]], record, named)
 
 
 def _compiled_writer(schema: _Schema) -> Writer | None:

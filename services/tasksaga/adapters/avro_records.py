@@ -67,6 +67,39 @@ def _value_converter(annotation: Any) -> Callable[[Any], Any] | None:
     return None
 
 
+def check_fields(cls: type[Any], record: dict[str, Any], named: dict[str, Any]) -> None:
+    """Raise when the Avro ``record`` schema, or a record nested in it (a field of a record
+    type, alone or in a list), names other fields than its dataclass: the codec's builders
+    trust the names (records.constructor). ``named``: the schema's named types."""
+    fields = {f["name"]: f["type"] for f in record["fields"]}
+    names = {f.name for f in dataclasses.fields(cls)}
+    if fields.keys() != names:
+        raise ValueError(
+            f"schema {record['name']} has fields {sorted(fields)} but {cls.__name__} has "
+            f"{sorted(names)}: regenerate contracts/ with tools/generate_contracts.py")
+    hints = typing.get_type_hints(cls)
+    for name, annotation in hints.items():
+        if name not in fields:
+            continue  # a ClassVar
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        inner = args[0] if typing.get_origin(annotation) is list or len(args) == 1 else None
+        nested = inner if inner is not None else annotation
+        if isinstance(nested, type) and dataclasses.is_dataclass(nested):
+            check_fields(nested, _record_in(fields[name], named), named)
+
+
+def _record_in(schema: Any, named: dict[str, Any]) -> dict[str, Any]:
+    """The record type inside a field's type (a union with null, an array, a name)."""
+    if isinstance(schema, str):
+        return _record_in(named[schema], named)
+    if isinstance(schema, list):
+        return _record_in(next(b for b in schema if b != "null"), named)
+    if schema["type"] == "array":
+        return _record_in(schema["items"], named)
+    record: dict[str, Any] = schema
+    return record
+
+
 @dataclass(frozen=True)
 class SealedFields:
     """The fields of one payload class that may hold sealed task data."""

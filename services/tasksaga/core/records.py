@@ -61,16 +61,18 @@ def assigned(record: R, **changes: Any) -> R:
 
 def constructor(cls: type[R]) -> Callable[[dict[str, Any]], R]:
     """A function making a ``cls`` (a frozen dataclass) from a dict of its fields' values: the
-    dict becomes the instance's attributes when it names exactly the fields (the ``__init__``
-    of a frozen dataclass sets each one through ``object.__setattr__``, the slow part of
-    decoding a message); anything else goes through ``cls(**values)``, and its errors."""
+    dict becomes the instance's attributes when it has as many keys as ``cls`` has fields
+    (the ``__init__`` of a frozen dataclass sets each one through ``object.__setattr__``, the
+    slow part of decoding a message); anything else goes through ``cls(**values)``, and its
+    errors. Only the count is compared, per call: the caller guarantees the names (the Avro
+    codec checks each schema's records against their classes once, when it loads them)."""
     try:
-        names = _fields_of(cls)
+        count = len(_fields_of(cls))
     except TypeError:
         return lambda values: cls(**values)
 
     def construct(values: dict[str, Any]) -> R:
-        if values.keys() != names:
+        if len(values) != count:
             return cls(**values)
         made = object.__new__(cls)
         made.__dict__.update(values)

@@ -32,15 +32,19 @@ from tasksaga.core.task_state import (
 )
 
 
-def _with_step(state: TaskState, name: str, **changes: object) -> TaskState:
+def _with_step(state: TaskState, name: str, current: StepState | None = None,
+               **changes: object) -> TaskState:
+    """The draft with step ``name`` changed; ``current``: its state, when the caller has
+    just read it (``state.step(name)``)."""
     located = state._instance(name) if state.fan_outs and name not in state.steps else None
     if located is not None:  # a fan-out instance: only its chunk of the table is copied
         fan_out, index = located
-        before = state.step(name)
+        before = current or state.step(name)
         after = replaced(before, **changes)
         fan_outs = {**state.fan_outs, fan_out.step: fan_out.updated(index, before, after)}
         return assigned(state, fan_outs=fan_outs)
-    state.steps[name] = replaced(state.step(name), **changes)  # the draft's own dict
+    # the draft's own dict
+    state.steps[name] = replaced(current or state.step(name), **changes)
     return state
 
 
@@ -133,7 +137,7 @@ def _apply(state: TaskState, event: ev.TaskEvent) -> TaskState:
             base = (event.attempt - 1 if step.status is StepStatus.PENDING and event.attempt > 1
                     else step.retry_base)
             return _with_step(
-                state, event.step, status=StepStatus.RUNNING, attempt=event.attempt,
+                state, event.step, step, status=StepStatus.RUNNING, attempt=event.attempt,
                 error_type=None, error_message=None, trace_id=None, cancel_requested=False,
                 fencing_token=event.fencing_token, retry_base=base,
             )
