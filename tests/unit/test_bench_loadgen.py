@@ -192,3 +192,22 @@ def test_the_tracker_counts_backlog_and_ignores_duplicate_completions() -> None:
     assert tracker.duplicates == 1
     assert tracker.records["t0"].completed == 5.0
     assert tracker.records["t0"].dispatch == [0.001]
+
+
+def test_the_rate_search_goes_on_down_past_its_budget_until_a_rate_passes() -> None:
+    # A start above capacity: four failures spend a four-point budget, yet there is no maximum.
+    history = [(100.0 * 0.8**i, False) for i in range(4)]
+    assert loadgen.next_rate(history, start=100.0, down=0.8, max_points=4) == pytest.approx(
+        100.0 * 0.8**4)
+
+
+def test_the_rate_search_without_a_pass_still_ends_at_twice_its_budget_or_the_floor() -> None:
+    history = [(100.0 * 0.8**i, False) for i in range(8)]
+    assert loadgen.next_rate(history, start=100.0, down=0.8, max_points=4) is None
+    assert loadgen.next_rate([(1.2, False)], start=1.2, down=0.8, max_points=4,
+                             floor=1.0) is None
+
+
+def test_the_rate_search_stops_at_its_budget_once_a_rate_passed() -> None:
+    history = [(100.0, False), (80.0, False), (64.0, False), (51.2, True)]
+    assert loadgen.next_rate(history, start=100.0, down=0.8, max_points=4) is None

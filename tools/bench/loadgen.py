@@ -184,18 +184,23 @@ def next_rate(
     ``history`` holds (rate, sustainable) pairs. Go up by ``up`` while every rate passed and
     down by ``down`` while every rate failed; once a pass and a fail bracket the limit, bisect
     (geometric mean) until the bracket is within ``resolution`` (hi / lo).
+
+    ``max_points`` bounds the search once it has a result. While nothing has passed yet the
+    search has no maximum to report, so it keeps going down (to twice the budget, and never
+    below ``floor``): a start above capacity must not end the sweep empty-handed.
     """
     if not history:
         return start
-    if len(history) >= max_points:
-        return None
     passed = [r for r, ok in history if ok]
     failed = [r for r, ok in history if not ok]
-    if not failed:
-        return max(passed) * up
     if not passed:
         candidate = min(failed) * down
-        return candidate if candidate >= floor else None
+        within_budget = len(history) < 2 * max_points
+        return candidate if candidate >= floor and within_budget else None
+    if len(history) >= max_points:
+        return None
+    if not failed:
+        return max(passed) * up
     lo = max(passed)
     above = [r for r in failed if r > lo]
     if not above:

@@ -3,7 +3,8 @@
 1. Probe: offer a deliberately high rate for a few seconds; what the system completes while
    overloaded estimates its capacity C.
 2. Search (``loadgen.next_rate``): start at 0.8 C, go up or down until a sustainable rate and
-   an unsustainable one are within 10% of each other (or the point budget is spent).
+   an unsustainable one are within 10% of each other (or the point budget is spent; while no
+   rate has passed, the search goes on down past the budget, so it always finds a maximum).
 3. Latency at half of the maximum sustainable rate (the targets are stated there).
 
 Every system goes through the same function with the same plan; only the ``System`` differs.
@@ -92,8 +93,10 @@ def sweep(
     probe = step(probe_rate, "probe", min(plan.warmup_s, 1.5), plan.measure_s / 2, 1.5)
     # Busy from the first send until the backlog drained: completed / elapsed is the capacity
     # (completions inside the window alone undercount systems that finish tasks in bursts).
+    # A probe that kept up on its short window says only that capacity is at least what it
+    # achieved; the search starts below that and climbs, rather than guessing above it.
     busy = time.time() - probe_started - 0.2
-    capacity = probe.completed / busy if not probe.verdict.sustainable else probe_rate * 1.5
+    capacity = probe.completed / busy if not probe.verdict.sustainable else probe.achieved
     log(f"    capacity estimate {capacity:.1f} tasks/s")
     start = max(capacity * 0.8, 1.0)
     history: list[tuple[float, bool]] = []
