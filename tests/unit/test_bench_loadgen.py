@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from bench import loadgen
+from bench import loadgen, rate_search
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -116,67 +116,67 @@ def test_slope_of_a_growing_and_of_a_flat_backlog() -> None:
 
 
 def test_sustainable_when_achieved_equals_offered_and_the_backlog_is_flat() -> None:
-    verdict = loadgen.sustainability(100.0, 99.0, backlog_slope=0.5, final_backlog=12)
+    verdict = rate_search.sustainability(100.0, 99.0, backlog_slope=0.5, final_backlog=12)
     assert verdict.sustainable
 
 
 def test_not_sustainable_when_achieved_falls_short() -> None:
-    verdict = loadgen.sustainability(100.0, 80.0, backlog_slope=0.0, final_backlog=0)
+    verdict = rate_search.sustainability(100.0, 80.0, backlog_slope=0.0, final_backlog=0)
     assert not verdict.sustainable
     assert "achieved" in verdict.reason
 
 
 def test_not_sustainable_when_the_backlog_grows_even_if_throughput_looks_fine() -> None:
-    verdict = loadgen.sustainability(100.0, 99.0, backlog_slope=20.0, final_backlog=50)
+    verdict = rate_search.sustainability(100.0, 99.0, backlog_slope=20.0, final_backlog=50)
     assert not verdict.sustainable
     assert "backlog grows" in verdict.reason
 
 
 def test_not_sustainable_when_more_than_a_second_of_load_is_left_queued() -> None:
-    verdict = loadgen.sustainability(100.0, 100.0, backlog_slope=0.0, final_backlog=250)
+    verdict = rate_search.sustainability(100.0, 100.0, backlog_slope=0.0, final_backlog=250)
     assert not verdict.sustainable
 
 
 def test_not_sustainable_when_some_request_never_completed() -> None:
-    verdict = loadgen.sustainability(10.0, 10.0, 0.0, 0, completed_all=False)
+    verdict = rate_search.sustainability(10.0, 10.0, 0.0, 0, completed_all=False)
     assert not verdict.sustainable
 
 
 def test_one_request_of_noise_at_a_low_rate_is_not_a_failure() -> None:
     # 0.6/s over 10 s: 6 requests; 5 in the window is a quantisation effect, not overload.
-    assert loadgen.sustainability(0.6, 0.5, 0.05, 1, window_s=10.0).sustainable
+    assert rate_search.sustainability(0.6, 0.5, 0.05, 1, window_s=10.0).sustainable
 
 
 def test_the_rate_search_goes_up_while_everything_passes() -> None:
-    assert loadgen.next_rate([], start=100.0) == 100.0
-    assert loadgen.next_rate([(100.0, True)], start=100.0, up=1.5) == 150.0
+    assert rate_search.next_rate([], start=100.0) == 100.0
+    assert rate_search.next_rate([(100.0, True)], start=100.0, up=1.5) == 150.0
 
 
 def test_the_rate_search_goes_down_while_everything_fails() -> None:
-    assert loadgen.next_rate([(100.0, False)], start=100.0, down=0.5) == 50.0
-    assert loadgen.next_rate([(1.5, False)], start=1.5, down=0.5, floor=1.0) is None
+    assert rate_search.next_rate([(100.0, False)], start=100.0, down=0.5) == 50.0
+    assert rate_search.next_rate([(1.5, False)], start=1.5, down=0.5, floor=1.0) is None
 
 
 def test_the_rate_search_bisects_a_bracket_until_it_is_narrow() -> None:
     history = [(100.0, True), (200.0, False)]
-    assert loadgen.next_rate(history, start=100.0) == pytest.approx(math.sqrt(2) * 100)
+    assert rate_search.next_rate(history, start=100.0) == pytest.approx(math.sqrt(2) * 100)
     narrow = [(100.0, True), (105.0, False)]
-    assert loadgen.next_rate(narrow, start=100.0, resolution=1.1) is None
+    assert rate_search.next_rate(narrow, start=100.0, resolution=1.1) is None
 
 
 def test_the_rate_search_stops_after_its_point_budget() -> None:
     history = [(float(r), True) for r in range(1, 9)]
-    assert loadgen.next_rate(history, start=1.0, max_points=8) is None
+    assert rate_search.next_rate(history, start=1.0, max_points=8) is None
 
 
 def test_a_pass_above_every_failure_keeps_searching_upwards() -> None:
     # Noise: 100 failed once, then 120 passed. The limit is above 120.
-    assert loadgen.next_rate([(100.0, False), (120.0, True)], start=100.0, up=1.25) == 150.0
+    assert rate_search.next_rate([(100.0, False), (120.0, True)], start=100.0, up=1.25) == 150.0
 
 
 def test_max_sustainable_is_the_highest_passing_rate() -> None:
-    assert loadgen.max_sustainable([(100.0, True), (130.0, True), (160.0, False)]) == 130.0
-    assert loadgen.max_sustainable([(100.0, False)]) is None
+    assert rate_search.max_sustainable([(100.0, True), (130.0, True), (160.0, False)]) == 130.0
+    assert rate_search.max_sustainable([(100.0, False)]) is None
 
 
 def test_the_tracker_counts_backlog_and_ignores_duplicate_completions() -> None:
@@ -197,17 +197,17 @@ def test_the_tracker_counts_backlog_and_ignores_duplicate_completions() -> None:
 def test_the_rate_search_goes_on_down_past_its_budget_until_a_rate_passes() -> None:
     # A start above capacity: four failures spend a four-point budget, yet there is no maximum.
     history = [(100.0 * 0.8**i, False) for i in range(4)]
-    assert loadgen.next_rate(history, start=100.0, down=0.8, max_points=4) == pytest.approx(
+    assert rate_search.next_rate(history, start=100.0, down=0.8, max_points=4) == pytest.approx(
         100.0 * 0.8**4)
 
 
 def test_the_rate_search_without_a_pass_still_ends_at_twice_its_budget_or_the_floor() -> None:
     history = [(100.0 * 0.8**i, False) for i in range(8)]
-    assert loadgen.next_rate(history, start=100.0, down=0.8, max_points=4) is None
-    assert loadgen.next_rate([(1.2, False)], start=1.2, down=0.8, max_points=4,
+    assert rate_search.next_rate(history, start=100.0, down=0.8, max_points=4) is None
+    assert rate_search.next_rate([(1.2, False)], start=1.2, down=0.8, max_points=4,
                              floor=1.0) is None
 
 
 def test_the_rate_search_stops_at_its_budget_once_a_rate_passed() -> None:
     history = [(100.0, False), (80.0, False), (64.0, False), (51.2, True)]
-    assert loadgen.next_rate(history, start=100.0, down=0.8, max_points=4) is None
+    assert rate_search.next_rate(history, start=100.0, down=0.8, max_points=4) is None

@@ -2,7 +2,7 @@
 
 1. Probe: offer a deliberately high rate for a few seconds; what the system completes while
    overloaded estimates its capacity C.
-2. Search (``loadgen.next_rate``): start at 0.8 C, go up or down until a sustainable rate and
+2. Search (``rate_search.next_rate``): start at 0.8 C, go up or down until a sustainable rate and
    an unsustainable one are within 10% of each other (or the point budget is spent; while no
    rate has passed, the search goes on down past the budget, so it always finds a maximum).
 3. Latency at half of the maximum sustainable rate (the targets are stated there).
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bench import loadgen, procstat
+from bench import loadgen, procstat, rate_search
 from bench.loadgen import StepPlan, StepResult, TaskRecord, Tracker
 from bench.workloads import Workload
 
@@ -101,12 +101,12 @@ def sweep(
     start = max(capacity * 0.8, 1.0)
     history: list[tuple[float, bool]] = []
     points: list[dict[str, object]] = [{"label": "probe", **probe.to_json()}]
-    while (rate := loadgen.next_rate(history, start, up=1.2, down=0.8, resolution=1.1,
+    while (rate := rate_search.next_rate(history, start, up=1.2, down=0.8, resolution=1.1,
                                      max_points=plan.max_points)) is not None:
         result = step(rate, "search", plan.warmup_s, plan.measure_s)
         history.append((rate, result.verdict.sustainable))
         points.append({"label": "search", **result.to_json()})
-    best = loadgen.max_sustainable(history)
+    best = rate_search.max_sustainable(history)
     half: dict[str, object] | None = None
     if best is not None:
         result = step(best / 2, "half", plan.warmup_s, plan.measure_s)
