@@ -164,9 +164,19 @@ def test_the_rate_search_bisects_a_bracket_until_it_is_narrow() -> None:
     assert rate_search.next_rate(narrow, start=100.0, resolution=1.1) is None
 
 
-def test_the_rate_search_stops_after_its_point_budget() -> None:
-    history = [(float(r), True) for r in range(1, 9)]
-    assert rate_search.next_rate(history, start=1.0, max_points=8) is None
+def test_the_rate_search_stops_after_its_point_budget_once_the_limit_is_bracketed() -> None:
+    history = [(100.0, True), (200.0, False), (141.0, True), (168.0, False)]
+    assert rate_search.next_rate(history, start=100.0, max_points=4) is None
+
+
+def test_the_rate_search_goes_on_up_past_its_budget_until_a_rate_fails() -> None:
+    # A start below capacity: four passes spend a four-point budget, but 1.2^3 x the start
+    # would only be a lower bound of the maximum.
+    history = [(100.0 * 1.2**i, True) for i in range(4)]
+    assert rate_search.next_rate(history, start=100.0, up=1.2, max_points=4) == pytest.approx(
+        100.0 * 1.2**4)
+    everything_passed = [(100.0 * 1.2**i, True) for i in range(8)]
+    assert rate_search.next_rate(everything_passed, start=100.0, up=1.2, max_points=4) is None
 
 
 def test_a_pass_above_every_failure_keeps_searching_upwards() -> None:

@@ -60,26 +60,25 @@ def next_rate(
     down by ``down`` while every rate failed; once a pass and a fail bracket the limit, bisect
     (geometric mean) until the bracket is within ``resolution`` (hi / lo).
 
-    ``max_points`` bounds the search once it has a result. While nothing has passed yet the
-    search has no maximum to report, so it keeps going down (to twice the budget, and never
-    below ``floor``): a start above capacity must not end the sweep empty-handed.
+    ``max_points`` bounds the search once a pass and a fail above it bracket the limit. Until
+    then the search goes on (to twice the budget; down never below ``floor``): a start above
+    capacity must not end the sweep with no maximum, nor a start below it with a maximum that
+    is only the last rate the budget reached.
     """
     if not history:
         return start
     passed = [r for r, ok in history if ok]
     failed = [r for r, ok in history if not ok]
+    unbracketed_budget = len(history) < 2 * max_points
     if not passed:
         candidate = min(failed) * down
-        within_budget = len(history) < 2 * max_points
-        return candidate if candidate >= floor and within_budget else None
-    if len(history) >= max_points:
-        return None
-    if not failed:
-        return max(passed) * up
+        return candidate if candidate >= floor and unbracketed_budget else None
     lo = max(passed)
     above = [r for r in failed if r > lo]
     if not above:
-        return lo * up
+        return lo * up if unbracketed_budget else None
+    if len(history) >= max_points:
+        return None
     hi = min(above)
     if hi / lo <= resolution:
         return None

@@ -3,8 +3,9 @@
 1. Probe: offer a deliberately high rate for a few seconds; what the system completes while
    overloaded estimates its capacity C.
 2. Search (``rate_search.next_rate``): start at 0.8 C, go up or down until a sustainable rate and
-   an unsustainable one are within 10% of each other (or the point budget is spent; while no
-   rate has passed, the search goes on down past the budget, so it always finds a maximum).
+   an unsustainable one are within 10% of each other (or the point budget is spent; until a
+   pass and a fail above it bracket the limit, the search goes on past the budget, so the
+   maximum is neither missing nor just the highest rate the budget reached).
 3. Latency at half of the maximum sustainable rate (the targets are stated there).
 
 Every system goes through the same function with the same plan; only the ``System`` differs.
