@@ -167,6 +167,23 @@ def test_the_rate_search_bisects_a_bracket_until_it_is_narrow() -> None:
 def test_the_rate_search_stops_after_its_point_budget_once_the_limit_is_bracketed() -> None:
     history = [(100.0, True), (200.0, False), (141.0, True), (168.0, False)]
     assert rate_search.next_rate(history, start=100.0, max_points=4) is None
+    # Bracketed from above: three failures going down, then a pass.
+    from_above = [(100.0, False), (80.0, False), (64.0, False), (51.2, True)]
+    assert rate_search.next_rate(from_above, start=100.0, down=0.8, max_points=4) is None
+
+
+def test_the_rate_search_goes_on_down_past_its_budget_until_a_rate_passes() -> None:
+    # A start above capacity: four failures spend a four-point budget, yet there is no maximum.
+    history = [(100.0 * 0.8**i, False) for i in range(4)]
+    assert rate_search.next_rate(history, start=100.0, down=0.8, max_points=4) == pytest.approx(
+        100.0 * 0.8**4)
+
+
+def test_the_rate_search_without_a_pass_still_ends_at_twice_its_budget_or_the_floor() -> None:
+    history = [(100.0 * 0.8**i, False) for i in range(8)]
+    assert rate_search.next_rate(history, start=100.0, down=0.8, max_points=4) is None
+    assert rate_search.next_rate([(1.2, False)], start=1.2, down=0.8, max_points=4,
+                                 floor=1.0) is None
 
 
 def test_the_rate_search_goes_on_up_past_its_budget_until_a_rate_fails() -> None:
@@ -203,21 +220,3 @@ def test_the_tracker_counts_backlog_and_ignores_duplicate_completions() -> None:
     assert tracker.records["t0"].completed == 5.0
     assert tracker.records["t0"].dispatch == [0.001]
 
-
-def test_the_rate_search_goes_on_down_past_its_budget_until_a_rate_passes() -> None:
-    # A start above capacity: four failures spend a four-point budget, yet there is no maximum.
-    history = [(100.0 * 0.8**i, False) for i in range(4)]
-    assert rate_search.next_rate(history, start=100.0, down=0.8, max_points=4) == pytest.approx(
-        100.0 * 0.8**4)
-
-
-def test_the_rate_search_without_a_pass_still_ends_at_twice_its_budget_or_the_floor() -> None:
-    history = [(100.0 * 0.8**i, False) for i in range(8)]
-    assert rate_search.next_rate(history, start=100.0, down=0.8, max_points=4) is None
-    assert rate_search.next_rate([(1.2, False)], start=1.2, down=0.8, max_points=4,
-                             floor=1.0) is None
-
-
-def test_the_rate_search_stops_at_its_budget_once_a_rate_passed() -> None:
-    history = [(100.0, False), (80.0, False), (64.0, False), (51.2, True)]
-    assert rate_search.next_rate(history, start=100.0, down=0.8, max_points=4) is None

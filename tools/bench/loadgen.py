@@ -135,7 +135,6 @@ def slope(samples: Sequence[tuple[float, float]]) -> float:
     return sum((t - mean_t) * (v - mean_v) for t, v in samples) / var_t
 
 
-
 # -- running one offered rate against a system ----------------------------------------------------
 
 

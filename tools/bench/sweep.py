@@ -103,7 +103,7 @@ def sweep(
     history: list[tuple[float, bool]] = []
     points: list[dict[str, object]] = [{"label": "probe", **probe.to_json()}]
     while (rate := rate_search.next_rate(history, start, up=1.2, down=0.8, resolution=1.1,
-                                     max_points=plan.max_points)) is not None:
+                                         max_points=plan.max_points)) is not None:
         result = step(rate, "search", plan.warmup_s, plan.measure_s)
         history.append((rate, result.verdict.sustainable))
         points.append({"label": "search", **result.to_json()})
